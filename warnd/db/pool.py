@@ -1,0 +1,54 @@
+"""The one asyncpg pool of a warnd process, and where its URL comes from."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from warnd.db.embedded import embedded_url
+from warnd.db.migrate import migrate
+from warnd.errors import DatabaseError
+from warnd.settings import Settings
+
+
+def database_url(settings: Settings) -> str:
+    """The configured server, or the embedded one started in the data directory."""
+    return settings.database_url or embedded_url(settings.data_dir)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(url: str, **kwargs: object) -> asyncpg.Connection:
+    """A single connection with warnd's codecs (for LISTEN and long-held locks)."""
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(url, **kwargs)  # type: ignore[arg-type]
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
+    await _init_connection(conn)
+    return conn
+
+
+@asynccontextmanager
+async def open_pool(
+    url: str, *, min_size: int = 2, max_size: int = 10, run_migrations: bool = True
+) -> AsyncIterator[asyncpg.Pool]:
+    """Open the pool (migrating first unless told not to) and close it on exit."""
+    try:
+        pool = await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, init=_init_connection
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
+    try:
+        if run_migrations:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+        yield pool
+    finally:
+        await pool.close()
