@@ -8,9 +8,19 @@ from warnd.db.migrate import available, migrate
 from warnd.db.pool import connect
 
 DECLARED_TABLES = {
-    "schema_migrations", "divisions", "responders", "households", "special_persons",
-    "facilities", "warnings", "rejected_messages", "warning_villages", "messages",
-    "deliveries", "inbound_events", "audit_log",
+    "schema_migrations",
+    "divisions",
+    "responders",
+    "households",
+    "special_persons",
+    "facilities",
+    "warnings",
+    "rejected_messages",
+    "warning_villages",
+    "messages",
+    "deliveries",
+    "inbound_events",
+    "audit_log",
 }
 
 
@@ -20,7 +30,7 @@ async def _schema(conn: asyncpg.Connection) -> list[tuple[str, str, str, str]]:
              FROM information_schema.columns WHERE table_schema = 'public'
             ORDER BY table_name, column_name"""
     )
-    return [tuple(r.values()) for r in rows]  # type: ignore[misc]
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 async def test_migrated_template_has_every_declared_table(db_url: str) -> None:

@@ -125,7 +125,7 @@ class Area:
 
 
 @dataclass(frozen=True)
-class Warning:
+class NormalisedWarning:
     """A warning in normalised form, whatever it came from (CAP feed, seismic service, officer)."""
 
     sender: str

