@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -122,6 +122,28 @@ class DeviceConfirmation:
 InboundEvent = DeliveryReceipt | Reply | CallResult | DeviceConfirmation
 
 
+class ChannelClock(Protocol):
+    """Time as a channel sees it; warnd's clocks (``warnd.clock``) fit this shape unchanged.
+
+    Channels take it as a constructor keyword so that tests can stamp events with a fixed time and
+    run simulated delays without waiting; channels cannot import ``warnd``, hence this protocol.
+    """
+
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class WallClock:
+    """The real clock: aware UTC time and real sleeps (the default for every channel)."""
+
+    def now(self) -> datetime:
+        return _now()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 class ChannelConfig(BaseModel):
     """Settings every channel has; plugins subclass it (secrets as ``SecretStr``)."""
 
@@ -135,7 +157,9 @@ class ChannelConfig(BaseModel):
 class Channel(ABC):
     """A configured channel instance. Constructed from its config table, started with the daemon."""
 
-    kind: ClassVar[ChannelKind]
+    # Per instance, not a ClassVar: some plugins (log, simulator) take their kind from config.
+    # Plugins with a fixed kind simply set it at class level (``kind = ChannelKind.SMS``).
+    kind: ChannelKind
     config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
     simulated: ClassVar[bool] = False  # True for channels that reach no real phone or speaker
 

@@ -11,19 +11,13 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from warnd.db.embedded import embedded_url
 from warnd.db.migrate import migrate
-from warnd.db.pool import connect, open_pool
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
+from warnd.db.pool import connect, open_pool, recreate_database, with_database
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +38,7 @@ async def template_db(server_url: str) -> AsyncIterator[str]:
     admin = await connect(server_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        conn = await connect(_with_database(server_url, name))
+        conn = await connect(with_database(server_url, name))
         try:
             await migrate(conn)
         finally:
@@ -59,10 +53,9 @@ async def template_db(server_url: str) -> AsyncIterator[str]:
 async def db_url(server_url: str, template_db: str) -> AsyncIterator[str]:
     """A URL of a fresh database cloned from the template, dropped after the test."""
     name = f"warnd_t_{uuid.uuid4().hex[:12]}"
+    yield await recreate_database(server_url, name, template=template_db)
     admin = await connect(server_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-        yield _with_database(server_url, name)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -53,3 +54,20 @@ async def open_pool(
         yield pool
     finally:
         await pool.close()
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL, pointing at another database."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+async def recreate_database(server_url: str, name: str, *, template: str | None = None) -> str:
+    """Drop and create a database on the server (demo, benchmarks, tests); return its URL."""
+    admin = await connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        clause = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        await admin.close()
+    return with_database(server_url, name)

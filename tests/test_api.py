@@ -1,0 +1,799 @@
+"""The HTTP API against a real PostgreSQL: what each request leaves in the database."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from channels.base import Channel, ChannelConfig, ChannelKind, Limits, OutboundMessage, SendResult
+from warnd import api as api_module
+from warnd.api import build_app
+from warnd.clock import ManualClock
+from warnd.config import AppConfig
+from warnd.metrics import Metrics
+from warnd.openapi import API, CSV_COLUMNS, ROLES
+from warnd.policy import Policy, PolicyHolder, load_policy
+from warnd.services import Services
+from warnd.settings import REPO_CONFIG_DIR
+
+NOW = datetime(2026, 7, 29, 2, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+FEED_TOKEN = "feed-token-cma-0123456789"
+OFFICER_TOKEN = "user-token-zhang-0123456789"  # officer only
+CHIEF_TOKEN = "user-token-li-0123456789abc"  # officer and approver
+APPROVER_TOKEN = "user-token-wang-0123456789"  # approver only
+ADMIN_TOKEN = "user-token-admin-0123456789"
+
+CONFIG = AppConfig.model_validate(
+    {
+        "feeds": {"cma": {"token": FEED_TOKEN}},
+        "users": {
+            "zhang": {"token": OFFICER_TOKEN, "roles": ["officer"]},
+            "li": {"token": CHIEF_TOKEN, "roles": ["officer", "approver"]},
+            "wang": {"token": APPROVER_TOKEN, "roles": ["approver"]},
+            "root": {"token": ADMIN_TOKEN, "roles": ["admin"]},
+        },
+    }
+)
+
+# --- a tiny roster: 任城区 with one town and two villages, and 泗水县 that is never warned ---
+
+COUNTY = "370811000000"
+TOWN = "370811001000"
+VILLAGE_1 = "370811001201"
+VILLAGE_2 = "370811001202"  # a blind spot: no loudspeaker
+OTHER_COUNTY = "370831000000"
+OTHER_VILLAGE = "370831001201"
+
+
+async def seed_roster(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO divisions (code, name, level, parent_code, lat, lon, blind_spot) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            [
+                ("370800000000", "济宁市", "city", None, 35.41, 116.59, False),
+                (COUNTY, "任城区", "county", "370800000000", 35.41, 116.59, False),
+                (TOWN, "许庄街道", "town", COUNTY, 35.42, 116.60, False),
+                (VILLAGE_1, "张庄村", "village", TOWN, 35.43, 116.61, False),
+                (VILLAGE_2, "李庄村", "village", TOWN, 35.44, 116.62, True),
+                (OTHER_COUNTY, "泗水县", "county", "370800000000", 35.66, 117.25, False),
+                ("370831001000", "泗河街道", "town", OTHER_COUNTY, 35.66, 117.26, False),
+                (OTHER_VILLAGE, "王家村", "village", "370831001000", 35.67, 117.27, False),
+            ],
+        )
+        await conn.executemany(
+            "INSERT INTO responders (ref, name, phone, division_code, level, specialities) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                ("r-county", "任区长", "+8613900000001", COUNTY, "county", ["all"]),
+                ("r-county-geo", "任地质", "+8613900000002", COUNTY, "county", ["geological"]),
+                ("r-town", "许镇长", "+8613900000003", TOWN, "town", ["flood"]),
+                ("r-v1", "张书记", "+8613900000004", VILLAGE_1, "village", ["all"]),
+                ("r-v2", "李书记", "+8613900000005", VILLAGE_2, "village", ["all"]),
+                ("s-county", "泗县长", "+8613900000011", OTHER_COUNTY, "county", ["all"]),
+            ],
+        )
+        await conn.executemany(
+            "INSERT INTO households (ref, village_code, address, head_name, phones) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            [
+                ("h-1", VILLAGE_1, "张庄村1号", "张大爷", ["+8613800000001", "+8613800000002"]),
+                ("h-2", VILLAGE_1, "张庄村2号", "张大妈", ["+8613800000003"]),
+                ("h-3", VILLAGE_2, "李庄村1号", "李大叔", ["+8613800000004"]),
+                ("h-4", OTHER_VILLAGE, "王家村1号", "王大哥", ["+8613800000011"]),
+            ],
+        )
+        await conn.execute(
+            "INSERT INTO facilities (ref, village_code, name, kind, contact_name, contact_phone) "
+            "VALUES ('f-1', $1, '张庄小学', 'school', '张校长', '+8613700000001')",
+            VILLAGE_1,
+        )
+        await conn.execute(
+            "INSERT INTO special_persons (ref, village_code, name, category, helper_id) "
+            "SELECT 'p-1', $1, '张奶奶', 'elderly_alone', id FROM responders WHERE ref = 'r-v1'",
+            VILLAGE_1,
+        )
+
+
+# --- the app under test ------------------------------------------------------------------------
+
+
+class FakeSimulator(Channel):
+    """A channel that reaches nobody, to see how the API labels simulated mode."""
+
+    kind = ChannelKind.SMS
+    simulated = True
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(rate_per_s=1, window=1, max_text=70)
+
+    async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        return []
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy(REPO_CONFIG_DIR / "policy.toml")
+
+
+@dataclass
+class Api:
+    client: TestClient[web.Request, web.Application]
+    services: Services
+    pool: asyncpg.Pool
+
+    async def cap(
+        self, body: bytes | str, *, token: str = FEED_TOKEN, content_type: str = "application/xml"
+    ) -> tuple[int, dict[str, Any]]:
+        data = body.encode() if isinstance(body, str) else body
+        response = await self.client.post(
+            f"{API}/cap",
+            data=data,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
+        )
+        return response.status, await response.json()
+
+    async def call(
+        self, method: str, path: str, token: str | None, json: object = None
+    ) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.request(method, path, json=json, headers=headers)
+        return response.status, await response.json()
+
+    async def count(self, table: str) -> int:
+        value = await self.pool.fetchval(f"SELECT count(*) FROM {table}")
+        assert isinstance(value, int)
+        return value
+
+
+async def _app(
+    pool: asyncpg.Pool, policy: Policy, channels: dict[str, Channel]
+) -> AsyncIterator[Api]:
+    services = Services(
+        pool=pool,
+        config=CONFIG,
+        policy=PolicyHolder(REPO_CONFIG_DIR / "policy.toml", policy),
+        clock=ManualClock(NOW),
+        metrics=Metrics(),
+        channels=channels,
+        max_body_bytes=64 * 1024,
+    )
+    async with TestClient(TestServer(build_app(services))) as client:
+        yield Api(client, services, pool)
+
+
+@pytest.fixture
+async def app(pool: asyncpg.Pool, policy: Policy) -> AsyncIterator[Api]:
+    await seed_roster(pool)
+    async for api in _app(pool, policy, {}):
+        yield api
+
+
+@pytest.fixture
+async def simulated_app(pool: asyncpg.Pool, policy: Policy) -> AsyncIterator[Api]:
+    channel = FakeSimulator("sim", ChannelConfig(type="fake"))
+    async for api in _app(pool, policy, {"sim": channel}):
+        yield api
+
+
+def cap_alert(
+    *,
+    identifier: str = "37080041600000_20260729013000",
+    codes: Sequence[str] = ("370811",),
+    event: str = "暴雨",
+    severity: str = "Extreme",
+    swap_status_and_msg_type: bool = False,
+) -> str:
+    geocodes = "".join(
+        f"<geocode><valueName>行政区划代码</valueName><value>{c}</value></geocode>" for c in codes
+    )
+    head = (
+        "<msgType>Alert</msgType><status>Actual</status>"
+        if swap_status_and_msg_type
+        else "<status>Actual</status><msgType>Alert</msgType>"
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>{identifier}</identifier>
+  <sender>37080041600000</sender>
+  <sent>2026-07-29T01:30:00+08:00</sent>
+  {head}
+  <scope>Public</scope>
+  <info>
+    <language>zh-CN</language>
+    <category>Met</category>
+    <event>{event}</event>
+    <urgency>Immediate</urgency>
+    <severity>{severity}</severity>
+    <certainty>Likely</certainty>
+    <expires>2026-07-29T13:30:00+08:00</expires>
+    <headline>济宁市气象台发布暴雨红色预警信号</headline>
+    <description>预计未来3小时任城区累计雨量可达150毫米以上。</description>
+    <instruction>低洼地带群众立即转移。</instruction>
+    <area><areaDesc>任城区</areaDesc>{geocodes}</area>
+  </info>
+</alert>
+"""
+
+
+def manual(level: str = "red", **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hazard": "rainstorm",
+        "level": level,
+        "area": {"codes": ["370811"]},
+        "headline": "任城区暴雨预警",
+        "description": "预计未来3小时降雨量100毫米以上",
+        "instruction": "低洼地带群众立即转移",
+        "area_desc": "任城区",
+    }
+    body.update(changes)
+    return body
+
+
+def ingest_count(api: Api, source: str, result: str, reason: str) -> float:
+    value = api.services.metrics.registry.get_sample_value(
+        "warnd_ingest_total", {"source": source, "result": result, "reason": reason}
+    )
+    return value or 0.0
+
+
+# --- CAP from feeds ----------------------------------------------------------------------------
+
+
+async def test_cap_is_stored_once_and_a_duplicate_answers_200(app: Api) -> None:
+    status, body = await app.cap(cap_alert())
+    assert status == 201, body
+    assert body["status"] == "active"
+    assert body["created"] is True
+    assert body["unknown_codes"] == []
+    warning_id = body["warning_id"]
+
+    status, again = await app.cap(cap_alert())
+    assert status == 200
+    assert again["warning_id"] == warning_id
+    assert again["status"] == "active"
+    assert again["created"] is False
+
+    rows = await app.pool.fetch("SELECT id, source, state, level, hazard FROM warnings")
+    assert [tuple(r) for r in rows] == [(warning_id, "cma", "active", "red", "rainstorm")]
+    villages = await app.pool.fetch(
+        "SELECT village_code FROM warning_villages WHERE warning_id = $1 ORDER BY 1", warning_id
+    )
+    assert [r["village_code"] for r in villages] == [VILLAGE_1, VILLAGE_2]
+    assert ingest_count(app, "cma", "accepted", "active") == 1
+    assert ingest_count(app, "cma", "duplicate", "active") == 1
+
+
+async def test_cap_reports_codes_the_roster_does_not_know(app: Api) -> None:
+    status, body = await app.cap(cap_alert(codes=("370811", "370899")))
+    assert status == 201
+    assert body["unknown_codes"] == ["370899000000"]
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [(None, "send 'Authorization"), ("not-a-token", "not the token of any configured feed")],
+)
+async def test_cap_without_a_feed_token_is_refused_and_stores_nothing(
+    app: Api, token: str | None, expected: str
+) -> None:
+    headers = {"Content-Type": "application/xml"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    response = await app.client.post(f"{API}/cap", data=cap_alert().encode(), headers=headers)
+    body = await response.json()
+    assert response.status == 401
+    assert body["error"] == "unauthorized"
+    assert expected in body["detail"]
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert await app.count("warnings") == 0
+    assert await app.count("rejected_messages") == 0
+
+
+async def test_an_officer_token_is_not_a_feed_token(app: Api) -> None:
+    status, body = await app.cap(cap_alert(), token=CHIEF_TOKEN)
+    assert status == 401
+    assert body["error"] == "unauthorized"
+    assert await app.count("warnings") == 0
+
+
+async def test_cap_must_be_xml(app: Api) -> None:
+    status, body = await app.cap(cap_alert(), content_type="application/json")
+    assert status == 415
+    assert body["error"] == "unsupported_media_type"
+    assert "application/json" in body["detail"]
+    assert await app.count("warnings") == 0
+    row = await app.pool.fetchrow("SELECT feed, error FROM rejected_messages")
+    assert row is not None
+    assert tuple(row) == ("cma", "unsupported_media_type")
+
+
+async def test_an_oversized_body_is_refused_from_its_length(app: Api) -> None:
+    huge = cap_alert().replace("<scope>", "<!--" + "x" * 70_000 + "--><scope>")
+    status, body = await app.cap(huge)
+    assert status == 413
+    assert body["error"] == "too_large"
+    assert str(64 * 1024) in body["detail"]
+    assert await app.count("warnings") == 0
+    assert await app.pool.fetchval("SELECT error FROM rejected_messages") == "too_large"
+
+
+async def test_an_oversized_chunked_body_is_refused_while_reading(app: Api) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):  # 100 × 8 KiB, no Content-Length: the cap applies while reading
+            yield b"<!--" + b"x" * 8000 + b"-->"
+
+    response = await app.client.post(
+        f"{API}/cap",
+        data=chunks(),
+        headers={"Authorization": f"Bearer {FEED_TOKEN}", "Content-Type": "application/xml"},
+    )
+    assert response.status == 413
+    assert (await response.json())["error"] == "too_large"
+    assert await app.count("warnings") == 0
+    assert ingest_count(app, "cma", "rejected", "too_large") == 1
+
+
+async def test_a_schema_invalid_cap_is_422_and_kept_for_the_officer(app: Api) -> None:
+    document = cap_alert(swap_status_and_msg_type=True)
+    status, body = await app.cap(document)
+    assert status == 422
+    assert body["error"] == "schema_invalid"
+    assert body["detail"]
+    assert await app.count("warnings") == 0
+    row = await app.pool.fetchrow("SELECT feed, error, detail, body FROM rejected_messages")
+    assert row is not None
+    assert (row["feed"], row["error"], row["detail"]) == ("cma", "schema_invalid", body["detail"])
+    assert row["body"] == document
+    assert ingest_count(app, "cma", "rejected", "schema_invalid") == 1
+
+
+async def test_hostile_bytes_are_a_400_and_are_stored_without_nul(app: Api) -> None:
+    status, body = await app.cap(b"\x00\xff<alert>not xml")
+    assert status == 400
+    assert body["error"] == "malformed_xml"
+    stored = await app.pool.fetchval("SELECT body FROM rejected_messages")
+    assert stored == "\ufffd\ufffd<alert>not xml"
+
+
+async def test_an_unexpected_failure_is_a_500_without_a_traceback(
+    app: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr(api_module, "store_warning", broken)
+    status, body = await app.cap(cap_alert())
+    assert status == 500
+    assert body["error"] == "internal"
+    assert "fire" not in body["detail"]
+    assert "Traceback" not in body["detail"]
+    # The daemon still answers.
+    status, _ = await app.call("GET", "/healthz", None)
+    assert status == 200
+
+
+# --- manual warnings and approval --------------------------------------------------------------
+
+
+async def test_a_manual_red_warning_waits_for_a_second_officer(app: Api) -> None:
+    status, body = await app.call("POST", f"{API}/warnings", CHIEF_TOKEN, manual("red"))
+    assert status == 201, body
+    assert body["status"] == "pending_approval"
+    warning_id = body["warning_id"]
+    row = await app.pool.fetchrow(
+        "SELECT source, sender, author, state, plan_state FROM warnings WHERE id = $1", warning_id
+    )
+    assert row is not None
+    assert tuple(row) == ("officer", "officer:li", "li", "pending_approval", "none")
+
+    # The author cannot approve their own warning, even holding the approver role.
+    status, body = await app.call("POST", f"{API}/warnings/{warning_id}/approve", CHIEF_TOKEN)
+    assert status == 403
+    assert body["error"] == "self_approval"
+    assert "second officer" in body["detail"]
+
+    # An officer without the approver role cannot approve at all.
+    status, body = await app.call("POST", f"{API}/warnings/{warning_id}/approve", OFFICER_TOKEN)
+    assert status == 403
+    assert body["error"] == "forbidden"
+    assert await app.pool.fetchval("SELECT state FROM warnings") == "pending_approval"
+
+    status, body = await app.call("POST", f"{API}/warnings/{warning_id}/approve", APPROVER_TOKEN)
+    assert status == 200, body
+    assert body == {
+        "warning_id": warning_id,
+        "status": "active",
+        "created": False,
+        "unknown_codes": [],
+        "simulated": False,
+    }
+    row = await app.pool.fetchrow(
+        "SELECT state, plan_state, approver, approved_at FROM warnings WHERE id = $1", warning_id
+    )
+    assert row is not None
+    assert tuple(row) == ("active", "pending", "wang", NOW)
+    audit = await app.pool.fetch("SELECT actor, action, subject FROM audit_log ORDER BY id")
+    assert [tuple(a) for a in audit] == [
+        ("li", "warning_received", f"warning:{warning_id}"),
+        ("wang", "warning_approved", f"warning:{warning_id}"),
+    ]
+
+    status, body = await app.call("POST", f"{API}/warnings/{warning_id}/approve", ADMIN_TOKEN)
+    assert status == 409
+    assert body["error"] == "not_pending"
+    assert await app.count("audit_log") == 2
+
+
+async def test_a_manual_yellow_warning_is_published_at_once(app: Api) -> None:
+    status, body = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("yellow"))
+    assert status == 201
+    assert body["status"] == "active"
+    row = await app.pool.fetchrow("SELECT state, plan_state, author, event FROM warnings")
+    assert row is not None
+    assert tuple(row) == ("active", "pending", "zhang", "暴雨黄色预警")
+
+
+async def test_an_approver_only_user_cannot_issue(app: Api) -> None:
+    status, body = await app.call("POST", f"{API}/warnings", APPROVER_TOKEN, manual("blue"))
+    assert status == 403
+    assert body["error"] == "forbidden"
+    assert await app.count("warnings") == 0
+
+
+async def test_approving_what_does_not_exist_is_404(app: Api) -> None:
+    status, body = await app.call("POST", f"{API}/warnings/999/approve", APPROVER_TOKEN)
+    assert status == 404
+    assert body == {"error": "not_found", "detail": "warning 999 does not exist"}
+
+
+async def test_an_invalid_manual_warning_names_the_field(app: Api) -> None:
+    bad = manual(area={"codes": ["370811", "3708"]})
+    status, body = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, bad)
+    assert status == 422
+    assert body["error"] == "invalid_warning"
+    assert body["detail"] == "area.codes[1]: '3708' is not a 6-, 9- or 12-digit division code"
+    assert await app.count("warnings") == 0
+
+
+async def test_a_manual_warning_that_has_already_expired_is_refused(app: Api) -> None:
+    bad = manual(expires="2026-07-29T01:00:00+08:00")
+    status, body = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, bad)
+    assert status == 422
+    assert body["detail"].startswith("expires:")
+    assert await app.count("warnings") == 0
+
+
+async def test_a_manual_warning_must_be_json(app: Api) -> None:
+    headers = {"Authorization": f"Bearer {OFFICER_TOKEN}"}
+    response = await app.client.post(
+        f"{API}/warnings",
+        data="hazard=rainstorm",
+        headers={**headers, "Content-Type": "text/plain"},
+    )
+    assert response.status == 415
+    response = await app.client.post(
+        f"{API}/warnings", data="{not json", headers={**headers, "Content-Type": "application/json"}
+    )
+    assert response.status == 400
+    assert (await response.json())["error"] == "malformed_json"
+    assert await app.count("warnings") == 0
+
+
+# --- reading: preview, detail, progress, deliveries --------------------------------------------
+
+
+async def test_preview_counts_the_seeded_roster(app: Api) -> None:
+    bad_code = manual(area={"codes": ["370811", "370899"]})
+    status, body = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, bad_code)
+    assert status == 201
+    assert body["unknown_codes"] == ["370899000000"]
+    warning_id = body["warning_id"]
+
+    status, preview = await app.call("GET", f"{API}/warnings/{warning_id}/preview", OFFICER_TOKEN)
+    assert status == 200, preview
+    # Rainstorm calls on flood responders: the county head (all), the town head (flood) and both
+    # village heads; not the geological specialist, not 泗水县.
+    assert preview["recipients"] == {
+        "responder": 4,
+        "broadcast": 1,  # village 2 is a blind spot
+        "facility": 1,
+        "helper": 1,
+        "household": 3,
+    }
+    assert preview["total_recipients"] == 10
+    assert preview["villages"] == 2
+    assert preview["divisions"] == [
+        {"code": COUNTY, "name": "任城区", "level": "county", "villages": 2},
+        {"code": TOWN, "name": "许庄街道", "level": "town", "villages": 2},
+    ]
+    assert preview["unknown_codes"] == ["370899000000"]
+    assert preview["state"] == "pending_approval"
+    assert preview["reaches_people"] is True
+    assert preview["simulated"] is False
+
+
+async def insert_deliveries(pool: asyncpg.Pool, warning_id: int) -> list[int]:
+    """Three deliveries by SQL: a responder sent, a household delivered, a loudspeaker queued."""
+    async with pool.acquire() as conn:
+        message_id = await conn.fetchval(
+            "INSERT INTO messages (warning_id, audience, channel_kind, body) "
+            "VALUES ($1, 'responder', 'sms', '【济宁市应急管理局】暴雨红色预警') RETURNING id",
+            warning_id,
+        )
+        responder = await conn.fetchval("SELECT id FROM responders WHERE ref = 'r-county'")
+        household = await conn.fetchval("SELECT id FROM households WHERE ref = 'h-1'")
+        rows = await conn.fetch(
+            """INSERT INTO deliveries (warning_id, message_id, audience, recipient_id,
+                                       division_code, address, channel_kind, priority, state,
+                                       channel, queued_at, sent_at, delivered_at)
+               VALUES ($1, $2, 'responder', $3, $5, '+8613900000001', 'sms', 10, 'sent',
+                       'sim', $6, $6, NULL),
+                      ($1, $2, 'household', $4, $7, '+8613800000001', 'sms', 14, 'delivered',
+                       'sim', $6, $6 + interval '1 minute', $6 + interval '2 minutes'),
+                      ($1, $2, 'broadcast', 0, $7, $7, 'broadcast', 11, 'queued',
+                       NULL, $6, NULL, NULL)
+               RETURNING id""",
+            warning_id,
+            message_id,
+            responder,
+            household,
+            COUNTY,
+            NOW,
+            VILLAGE_1,
+        )
+    return [r["id"] for r in rows]
+
+
+async def test_a_warning_with_its_progress(app: Api) -> None:
+    _, created = await app.cap(cap_alert())
+    warning_id = created["warning_id"]
+    await insert_deliveries(app.pool, warning_id)
+
+    status, body = await app.call("GET", f"{API}/warnings/{warning_id}", OFFICER_TOKEN)
+    assert status == 200, body
+    assert body["state"] == "active"
+    assert body["source"] == "cma"
+    assert body["warning"]["level"] == "red"
+    assert body["warning"]["area"]["codes"] == [COUNTY]
+    sent = datetime.fromisoformat(body["warning"]["sent"])
+    assert sent == datetime(2026, 7, 29, 1, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+    progress = body["progress"]
+    assert progress["total"] == 3
+    assert progress["by_state"] == {"sent": 1, "delivered": 1, "queued": 1}
+    assert progress["by_audience"] == {
+        "responder": {"sent": 1},
+        "household": {"delivered": 1},
+        "broadcast": {"queued": 1},
+    }
+    assert datetime.fromisoformat(progress["first_sent_at"]) == NOW
+    assert datetime.fromisoformat(progress["last_sent_at"]) == NOW.replace(minute=1)
+
+    status, missing = await app.call("GET", f"{API}/warnings/12345", OFFICER_TOKEN)
+    assert status == 404
+    assert missing["error"] == "not_found"
+
+
+async def test_progress_rolls_up_per_division(app: Api) -> None:
+    _, created = await app.cap(cap_alert())
+    warning_id = created["warning_id"]
+    await insert_deliveries(app.pool, warning_id)
+    path = f"{API}/warnings/{warning_id}/progress"
+
+    status, county = await app.call("GET", f"{path}?level=county", OFFICER_TOKEN)
+    assert status == 200
+    assert county["divisions"] == [
+        {
+            "code": COUNTY,
+            "name": "任城区",
+            "total": 3,
+            "queued": 1,
+            "sending": 0,
+            "sent": 1,
+            "delivered": 1,
+            "failed": 0,
+            "cancelled": 0,
+        }
+    ]
+    # The county head is above the village level: only village 1's two deliveries remain.
+    _, village = await app.call("GET", f"{path}?level=village", OFFICER_TOKEN)
+    assert [(d["code"], d["name"], d["total"]) for d in village["divisions"]] == [
+        (VILLAGE_1, "张庄村", 2)
+    ]
+    _, town = await app.call("GET", path, OFFICER_TOKEN)
+    assert town["level"] == "town"
+    assert [(d["code"], d["total"]) for d in town["divisions"]] == [(TOWN, 2)]
+
+    status, bad = await app.call("GET", f"{path}?level=province", OFFICER_TOKEN)
+    assert status == 400
+    assert bad["error"] == "invalid_parameter"
+    assert bad["detail"].startswith("level:")
+
+
+async def test_deliveries_page_by_page_and_filtered(app: Api) -> None:
+    _, created = await app.cap(cap_alert())
+    warning_id = created["warning_id"]
+    ids = await insert_deliveries(app.pool, warning_id)
+    path = f"{API}/warnings/{warning_id}/deliveries"
+
+    _, first = await app.call("GET", f"{path}?limit=2", OFFICER_TOKEN)
+    assert [d["id"] for d in first["deliveries"]] == ids[:2]
+    assert first["next_after"] == ids[1]
+    responder = first["deliveries"][0]
+    assert responder["name"] == "任区长"
+    assert responder["recipient_kind"] == "responder"
+    assert responder["address"] == "+8613900000001"  # in full: officers call people back
+
+    _, second = await app.call("GET", f"{path}?limit=2&after={ids[1]}", OFFICER_TOKEN)
+    assert [d["id"] for d in second["deliveries"]] == ids[2:]
+    assert second["next_after"] is None
+    assert second["deliveries"][0]["recipient_kind"] == "loudspeaker"
+    assert second["deliveries"][0]["name"] == "张庄村"
+
+    _, households = await app.call("GET", f"{path}?audience=household", OFFICER_TOKEN)
+    assert [d["name"] for d in households["deliveries"]] == ["张大爷"]
+    _, queued = await app.call("GET", f"{path}?state=queued", OFFICER_TOKEN)
+    assert [d["id"] for d in queued["deliveries"]] == [ids[2]]
+
+    status, bad = await app.call("GET", f"{path}?limit=0", OFFICER_TOKEN)
+    assert status == 400
+    assert bad["detail"] == "limit: '0' is not an integer from 1 to 1000"
+
+
+async def test_deliveries_as_csv(app: Api) -> None:
+    _, created = await app.cap(cap_alert())
+    warning_id = created["warning_id"]
+    ids = await insert_deliveries(app.pool, warning_id)
+    response = await app.client.get(
+        f"{API}/warnings/{warning_id}/deliveries?format=csv",
+        headers={"Authorization": f"Bearer {OFFICER_TOKEN}"},
+    )
+    assert response.status == 200
+    assert response.content_type == "text/csv"
+    text = (await response.read()).decode("utf-8")
+    assert text.startswith("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [
+        (r["delivery_id"], r["recipient_kind"], r["name"], r["address"], r["state"]) for r in rows
+    ] == [
+        (str(ids[0]), "responder", "任区长", "+8613900000001", "sent"),
+        (str(ids[1]), "household", "张大爷", "+8613800000001", "delivered"),
+        (str(ids[2]), "loudspeaker", "张庄村", VILLAGE_1, "queued"),
+    ]
+    assert rows[0]["division_code"] == COUNTY
+    assert rows[1]["delivered_at"] == "2026-07-29T02:02:00+08:00"  # the city's time
+    assert rows[2]["sent_at"] == ""
+
+
+async def test_warnings_are_listed_newest_first(app: Api) -> None:
+    _, red = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("red"))
+    _, blue = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("blue"))
+    _, page = await app.call("GET", f"{API}/warnings", APPROVER_TOKEN)
+    assert [w["id"] for w in page["warnings"]] == [blue["warning_id"], red["warning_id"]]
+    _, pending = await app.call("GET", f"{API}/warnings?state=pending_approval", OFFICER_TOKEN)
+    assert [w["id"] for w in pending["warnings"]] == [red["warning_id"]]
+    _, older = await app.call("GET", f"{API}/warnings?limit=1", OFFICER_TOKEN)
+    assert older["next_before"] == blue["warning_id"]
+
+
+async def test_rejected_messages_are_listed_for_the_officer(app: Api) -> None:
+    await app.cap(cap_alert(swap_status_and_msg_type=True))
+    await app.cap(b"<not-xml")
+    status, body = await app.call("GET", f"{API}/rejected", OFFICER_TOKEN)
+    assert status == 200
+    assert [r["error"] for r in body["rejected"]] == ["malformed_xml", "schema_invalid"]
+    assert body["rejected"][1]["feed"] == "cma"
+    assert body["rejected"][1]["truncated"] is False
+    rejected_id = body["rejected"][0]["id"]
+    status, one = await app.call("GET", f"{API}/rejected/{rejected_id}", OFFICER_TOKEN)
+    assert status == 200
+    assert one["body"] == "<not-xml"
+
+
+# --- probes, metrics, the document -------------------------------------------------------------
+
+
+async def test_probes_and_metrics_need_no_token(app: Api) -> None:
+    status, health = await app.call("GET", "/healthz", None)
+    assert (status, health) == (200, {"status": "ok"})
+    status, ready = await app.call("GET", "/readyz", None)
+    assert status == 200
+    assert ready == {"status": "ready", "database": "ok", "mode": "live", "channels": []}
+
+    _, created = await app.cap(cap_alert())
+    await insert_deliveries(app.pool, created["warning_id"])
+    response = await app.client.get("/metrics")
+    assert response.status == 200
+    text = await response.text()
+    assert 'warnd_queue_depth{channel_kind="broadcast"} 1.0' in text
+    assert 'warnd_ingest_total{reason="active",result="accepted",source="cma"} 1.0' in text
+
+
+async def test_simulated_mode_is_said_everywhere(simulated_app: Api) -> None:
+    api = simulated_app
+    _, ready = await api.call("GET", "/readyz", None)
+    assert ready["mode"] == "simulated"
+    assert ready["channels"] == [{"name": "sim", "kind": "sms", "simulated": True}]
+    status, created = await api.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("blue"))
+    assert status == 201
+    assert created["simulated"] is True
+    _, detail = await api.call("GET", f"{API}/warnings/{created['warning_id']}", OFFICER_TOKEN)
+    assert detail["simulated"] is True
+    _, listed = await api.call("GET", f"{API}/warnings", OFFICER_TOKEN)
+    assert listed["simulated"] is True
+
+
+async def test_unknown_paths_answer_in_the_error_shape(app: Api) -> None:
+    status, body = await app.call("GET", f"{API}/nothing-here", OFFICER_TOKEN)
+    assert status == 404
+    assert body["error"] == "not_found"
+    status, body = await app.call("DELETE", f"{API}/warnings", OFFICER_TOKEN)
+    assert status == 405
+    assert body["error"] == "method_not_allowed"
+
+
+def _routes(app: web.Application) -> set[tuple[str, str]]:
+    return {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+
+
+async def test_every_api_route_needs_a_token_except_the_document(app: Api) -> None:
+    assert app.client.app is not None
+    for method, path in sorted(_routes(app.client.app)):
+        if not path.startswith(API) or path == f"{API}/openapi.json":
+            continue
+        concrete = re.sub(r"\{\w+\}", "1", path)
+        response = await app.client.request(method, concrete)
+        assert response.status == 401, (method, path)
+        assert (await response.json())["error"] == "unauthorized"
+
+
+async def test_the_openapi_document_matches_the_router(app: Api) -> None:
+    response = await app.client.get(f"{API}/openapi.json")
+    assert response.status == 200
+    document = await response.json()
+    assert document["openapi"].startswith("3.1")
+    documented = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
+    assert app.client.app is not None
+    routed = _routes(app.client.app)
+    api_routes = {r for r in routed if r[1].startswith(API)}
+    assert api_routes <= documented, api_routes - documented
+    assert documented <= routed, documented - routed
+
+    schemas = document["components"]["schemas"]
+    manual_schema = schemas["ManualWarning"]
+    assert set(manual_schema["required"]) == {"hazard", "level", "area", "headline", "area_desc"}
+    assert manual_schema["additionalProperties"] is False
+    assert set(schemas["ErrorBody"]["required"]) == {"error", "detail"}
+    assert set(document["components"]["securitySchemes"]) == {"feedToken", "userToken"}
+    for (method, path), roles in ROLES.items():
+        operation = document["paths"][path][method.lower()]
+        assert operation["x-roles"] == list(roles or [])
+        assert bool(operation["security"]) == (roles is not None)
+        for code, answer in operation["responses"].items():
+            if code.startswith("4"):
+                schema = answer["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorBody"}
+        for ref in re.findall(r'"#/components/schemas/(\w+)"', str(operation).replace("'", '"')):
+            assert ref in schemas, ref

@@ -1,0 +1,5 @@
+"""``python -m warnd`` is the ``warnd`` command."""
+
+from warnd.cli import main
+
+main()

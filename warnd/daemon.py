@@ -1,0 +1,241 @@
+"""The warnd process: HTTP API, planner, dispatch workers and housekeeping, on one pool.
+
+Every stage reads and writes PostgreSQL, so any number of these processes can share one database:
+planners hold a warning by advisory lock, workers claim deliveries with SKIP LOCKED, and
+housekeeping is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import structlog
+from aiohttp import web
+from channels.registry import ChannelConfigError, build_channels
+
+from channels.base import Channel
+from warnd.clock import Clock, SystemClock
+from warnd.config import AppConfig, load_config
+from warnd.db.pool import connect, database_url, open_pool
+from warnd.db.queries import sql
+from warnd.dispatch import Dispatcher
+from warnd.errors import ConfigError
+from warnd.metrics import Metrics
+from warnd.plan import Planner
+from warnd.policy import PolicyHolder
+from warnd.services import Services
+from warnd.settings import Settings
+from warnd.wakeup import DELIVERIES_CHANNEL, PLAN_CHANNEL
+
+log = structlog.get_logger(__name__)
+
+SIMULATED_CHANNELS: dict[str, dict[str, object]] = {
+    "simulated-sms": {"type": "simulator", "kind": "sms"},
+    "simulated-voice": {"type": "simulator", "kind": "voice"},
+    "simulated-broadcast": {"type": "simulator", "kind": "broadcast"},
+}
+
+
+def make_channels(
+    tables: Mapping[str, Mapping[str, object]], *, simulate: bool
+) -> dict[str, Channel]:
+    """The configured channels; with ``simulate`` and none configured, simulated ones.
+
+    Without ``simulate`` at least one real channel must exist: warnd never pretends to warn.
+    """
+    try:
+        channels = build_channels(tables or (SIMULATED_CHANNELS if simulate else {}))
+    except ChannelConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    if not simulate and not any(not c.simulated for c in channels.values()):
+        raise ConfigError(
+            "no real channel is configured: add a [channels.<name>] table with a real type "
+            "to the config file (WARND_CONFIG), or run with --simulate to use simulated phones"
+        )
+    return channels
+
+
+def max_chars(channels: Mapping[str, Channel]) -> dict[str, int]:
+    """Per channel kind, the longest text every channel of that kind can carry."""
+    limits: dict[str, int] = {}
+    for channel in channels.values():
+        kind = channel.kind.value
+        limits[kind] = min(limits.get(kind, channel.limits.max_text), channel.limits.max_text)
+    return limits
+
+
+async def supervised(name: str, loop: Callable[[], Awaitable[None]], clock: Clock) -> None:
+    """Run a background loop forever; a crash is logged and the loop restarted after a pause."""
+    while True:
+        try:
+            await loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a stage must outlive a database blip; the error is logged, not hidden
+            log.exception("stage_crashed", stage=name)
+            await clock.sleep(1.0)
+
+
+class Daemon:
+    """One warnd process. ``run`` serves until cancelled or signalled."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        simulate: bool = False,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        config: AppConfig | None = None,
+        channels: Mapping[str, Channel] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self.config = config or load_config(settings.config)
+        self.policy = PolicyHolder(settings.policy)
+        self.channels = (
+            dict(channels)
+            if channels is not None
+            else make_channels(self.config.channels, simulate=simulate)
+        )
+        self.services: Services | None = None
+        self.port: int | None = None
+
+    @asynccontextmanager
+    async def running(self, url: str | None = None) -> AsyncIterator[Services]:
+        """Start every stage and the HTTP server; stop them all on exit."""
+        from warnd.api import build_app
+
+        url = url or database_url(self.settings)
+        async with open_pool(url, min_size=2, max_size=12) as pool:
+            services = Services(
+                pool=pool,
+                config=self.config,
+                policy=self.policy,
+                clock=self.clock,
+                metrics=self.metrics,
+                channels=self.channels,
+            )
+            self.services = services
+            for channel in self.channels.values():
+                await channel.start()
+            runner = web.AppRunner(build_app(services), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
+            await site.start()
+            self.port = _bound_port(runner)
+            tasks = self._start_stages(url, services)
+            log.info(
+                "warnd_started",
+                http=f"{self.settings.http_host}:{self.port}",
+                channels=sorted(self.channels),
+                simulated=services.simulated,
+            )
+            try:
+                yield services
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await runner.cleanup()
+                for channel in self.channels.values():
+                    await channel.stop()
+                log.info("warnd_stopped")
+
+    def _start_stages(self, url: str, services: Services) -> list[asyncio.Task[None]]:
+        pool = services.pool
+        planner = Planner(pool, services.current_policy, self.clock, max_chars(self.channels))
+        dispatcher = Dispatcher(pool, self.channels, self.clock, self.metrics, services.send_wakeup)
+
+        async def plan_loop() -> None:
+            while True:
+                for result in await planner.plan_pending():
+                    if result.steps:
+                        services.send_wakeup.set()
+                await services.plan_wakeup.wait(2.0)
+
+        async def housekeeping() -> None:
+            while True:
+                await dispatcher.reclaim_leases()
+                await pool.execute(sql("expire_warnings"), self.clock.now())
+                await self.clock.sleep(5.0)
+
+        loops: dict[str, Callable[[], Awaitable[None]]] = {
+            "listen": lambda: self._listen(url, services),
+            "plan": plan_loop,
+            "housekeeping": housekeeping,
+        }
+        for name, channel in self.channels.items():
+            loops[f"send:{name}"] = _bind(dispatcher.run_worker, channel)
+            loops[f"inbound:{name}"] = _bind(dispatcher.run_inbound, channel)
+        return [
+            asyncio.create_task(supervised(name, loop, self.clock), name=name)
+            for name, loop in loops.items()
+        ]
+
+    async def _listen(self, url: str, services: Services) -> None:
+        """Turn NOTIFY from any warnd process into wake-ups of this one's stages."""
+        conn = await connect(url)
+        wakeups = {PLAN_CHANNEL: services.plan_wakeup, DELIVERIES_CHANNEL: services.send_wakeup}
+
+        def on_notify(_c: object, _pid: int, channel: str, _payload: str) -> None:
+            wakeups[channel].set()
+
+        try:
+            for channel in wakeups:
+                await conn.add_listener(channel, on_notify)
+            while True:
+                await asyncio.sleep(30)
+                await conn.execute("SELECT 1")  # a dead connection raises; supervised reconnects
+        finally:
+            with contextlib.suppress(asyncpg.PostgresError, OSError):
+                await conn.close()
+
+    def reload_policy(self) -> None:
+        """SIGHUP: load the policy file again; an invalid file leaves the old policy in force."""
+        try:
+            self.policy.reload()
+        except ConfigError as exc:
+            log.warning("policy_reload_refused", reason=str(exc))
+            self._audit("policy_reload_refused", {"reason": str(exc)})
+        else:
+            log.info("policy_reloaded", path=str(self.settings.policy))
+            self._audit("policy_reloaded", {"path": str(self.settings.policy)})
+
+    def _audit(self, action: str, detail: dict[str, object]) -> None:
+        if self.services is not None:
+            task = asyncio.get_running_loop().create_task(
+                self.services.pool.execute(sql("audit"), "system", action, "policy", detail)
+            )
+            task.add_done_callback(lambda _t: None)
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT; SIGHUP reloads the policy."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_policy)
+        async with self.running():
+            await stop.wait()
+
+
+def _bind(
+    fn: Callable[[Channel], Awaitable[None]], channel: Channel
+) -> Callable[[], Awaitable[None]]:
+    return lambda: fn(channel)
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        port: Any = address[1] if isinstance(address, tuple) else None
+        if isinstance(port, int):
+            return port
+    raise RuntimeError("the HTTP server is not listening")

@@ -1,0 +1,294 @@
+"""Dispatch: per-channel workers that claim due deliveries, send them, and record the outcome.
+
+Each configured channel instance gets one worker. A worker claims at most the channel's window of
+rows (``FOR UPDATE SKIP LOCKED``, most urgent first), waits for the channel's rate, sends, and
+writes every outcome back in one statement per outcome. Retrying is decided here and only here:
+transient failures go back to the queue with exponential backoff and jitter, permanent ones fail
+over to the next channel kind the policy named, and a worker that dies leaves leased rows that
+return to the queue when the lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+from tenacity import RetryCallState, Retrying, wait_exponential_jitter
+
+from channels.base import (
+    CallResult,
+    Channel,
+    DeliveryReceipt,
+    DeviceConfirmation,
+    InboundEvent,
+    OutboundMessage,
+    Outcome,
+    ReceiptStatus,
+    Reply,
+    SendResult,
+)
+from warnd.clock import Clock
+from warnd.db.queries import sql
+from warnd.metrics import Metrics
+from warnd.wakeup import DELIVERIES_CHANNEL, Wakeup
+
+log = structlog.get_logger(__name__)
+
+_BACKOFF = wait_exponential_jitter(multiplier=2, max=300, exp_base=2, jitter=2)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Delay before attempt ``attempt + 1``: exponential from 2 s, capped at 5 min, with jitter."""
+    state = RetryCallState(retry_object=Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    return float(_BACKOFF(state))
+
+
+class RateLimiter:
+    """A token bucket: at most ``rate`` messages a second, bursts up to one second's worth."""
+
+    def __init__(self, rate: float, clock: Clock) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._tokens = max(rate, 1.0)
+        self._last = clock.now()
+
+    async def acquire(self, n: int) -> None:
+        now = self._clock.now()
+        self._tokens = min(
+            max(self._rate, 1.0), self._tokens + (now - self._last).total_seconds() * self._rate
+        )
+        self._last = now
+        self._tokens -= n
+        if self._tokens < 0:
+            await self._clock.sleep(-self._tokens / self._rate)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    warning_id: int
+    address: str
+    attempts: int
+    fallback: tuple[str, ...]
+    body: str
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """The results of one batch, grouped the way they are written back."""
+
+    sent: list[tuple[int, str]]
+    retry: list[tuple[int, float, str]]
+    give_up: list[tuple[int, str]]  # permanent, or transient too many times
+
+
+def classify(
+    claimed: Sequence[Claimed], results: Sequence[SendResult], max_attempts: int
+) -> Outcomes:
+    """Pure: what becomes of each claimed row, given the channel's results."""
+    by_key = {r.key: r for r in results}
+    sent, retry, give_up = [], [], []
+    for row in claimed:
+        result = by_key.get(row.id)
+        if result is None:
+            result = SendResult(row.id, Outcome.TRANSIENT, detail="channel returned no result")
+        reason = f"{result.reason or 'unknown'}: {result.detail}".rstrip(": ")
+        if result.outcome is Outcome.ACCEPTED:
+            sent.append((row.id, result.external_id or ""))
+        elif result.outcome is Outcome.TRANSIENT and row.attempts < max_attempts:
+            retry.append((row.id, backoff_seconds(row.attempts), reason))
+        else:
+            give_up.append((row.id, reason))
+    return Outcomes(sent, retry, give_up)
+
+
+class Dispatcher:
+    """Runs one send worker and one inbound listener per channel."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        channels: Mapping[str, Channel],
+        clock: Clock,
+        metrics: Metrics,
+        wakeup: Wakeup,
+        *,
+        lease_seconds: float = 120.0,
+        max_attempts: int = 5,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._channels = channels
+        self._clock = clock
+        self._metrics = metrics
+        self._wakeup = wakeup
+        self._lease = lease_seconds
+        self._max_attempts = max_attempts
+        self._poll = poll_seconds
+
+    async def run_worker(self, channel: Channel) -> None:
+        """Send for one channel until cancelled."""
+        limits = channel.limits
+        batch_size = max(1, min(limits.window, int(limits.rate_per_s) or 1))
+        bucket = RateLimiter(limits.rate_per_s, self._clock)
+        bound = log.bind(channel=channel.name)
+        while True:
+            claimed = await self.claim(channel, batch_size)
+            if not claimed:
+                await self._wakeup.wait(self._poll)
+                continue
+            await bucket.acquire(len(claimed))
+            try:
+                results = await self._send(channel, claimed)
+            except asyncio.CancelledError:
+                # Stopping mid-send: hand the rows back now instead of waiting for the lease.
+                await asyncio.shield(self._release([c.id for c in claimed]))
+                raise
+            await asyncio.shield(self.record(channel.name, claimed, results))
+            bound.debug("batch_sent", size=len(claimed))
+
+    async def claim(self, channel: Channel, limit: int) -> list[Claimed]:
+        rows = await self._pool.fetch(
+            sql("claim_deliveries"),
+            channel.kind.value,
+            channel.name,
+            limit,
+            self._clock.now(),
+            self._lease,
+        )
+        return [
+            Claimed(
+                r["id"],
+                r["warning_id"],
+                r["address"],
+                r["attempts"],
+                tuple(r["fallback"]),
+                r["body"],
+            )
+            for r in rows
+        ]
+
+    async def _send(self, channel: Channel, claimed: Sequence[Claimed]) -> list[SendResult]:
+        batch = [OutboundMessage(c.id, c.address, c.body) for c in claimed]
+        try:
+            return await channel.send(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a plugin's bug must not kill dispatch; it is logged, retried
+            log.exception("channel_send_crashed", channel=channel.name)
+            return [
+                SendResult(c.id, Outcome.TRANSIENT, detail=f"channel error: {exc!r}")
+                for c in claimed
+            ]
+
+    async def record(
+        self, channel: str, claimed: Sequence[Claimed], results: Sequence[SendResult]
+    ) -> None:
+        """Write a batch's outcomes back in a few set-based statements."""
+        outcomes = classify(claimed, results, self._max_attempts)
+        now = self._clock.now()
+        failed_over: list[int] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            if outcomes.sent:
+                ids, external = zip(*outcomes.sent, strict=True)
+                await conn.execute(sql("record_sent"), list(ids), list(external), now)
+            if outcomes.retry:
+                ids, delays, reasons = zip(*outcomes.retry, strict=True)
+                await conn.execute(sql("record_retry"), list(ids), list(delays), list(reasons), now)
+            if outcomes.give_up:
+                ids, reasons = zip(*outcomes.give_up, strict=True)
+                failed_over = [
+                    r["id"]
+                    for r in await conn.fetch(sql("record_failover"), list(ids), list(reasons), now)
+                ]
+                await conn.execute(sql("record_failed"), list(ids), list(reasons), now)
+            if failed_over:
+                await conn.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
+        for result in results:
+            if result.outcome is not Outcome.ACCEPTED:
+                self._metrics.send_failures.labels(
+                    channel, result.outcome.value, str(result.reason or "unknown")
+                ).inc()
+        self._metrics.deliveries.labels(channel, "sent").inc(len(outcomes.sent))
+        self._metrics.deliveries.labels(channel, "queued").inc(
+            len(outcomes.retry) + len(failed_over)
+        )
+        self._metrics.deliveries.labels(channel, "failed").inc(
+            len(outcomes.give_up) - len(failed_over)
+        )
+
+    async def _release(self, ids: list[int]) -> None:
+        await self._pool.execute(sql("release_claims"), ids)
+
+    async def reclaim_leases(self) -> int:
+        """Return rows whose worker died mid-send to the queue; called periodically."""
+        status = await self._pool.execute(sql("reclaim_expired_leases"), self._clock.now())
+        count = int(status.rsplit(" ", 1)[1])
+        if count:
+            log.warning("leases_reclaimed", deliveries=count)
+            self._wakeup.set()
+        return count
+
+    async def run_inbound(self, channel: Channel) -> None:
+        """Record what one channel reports back, until cancelled."""
+        async for event in channel.events():
+            try:
+                await self.handle_event(channel.name, event)
+            except (asyncpg.PostgresError, OSError):
+                log.exception("inbound_event_not_recorded", channel=channel.name)
+
+    async def handle_event(self, channel: str, event: InboundEvent) -> bool:
+        """Apply one inbound event; return whether it matched a delivery."""
+        now = self._clock.now()
+        kind, sender, matched = "", None, False
+        if isinstance(event, DeliveryReceipt):
+            kind = "receipt"
+            delivered = event.status is ReceiptStatus.DELIVERED
+            matched = await self._apply_receipt(
+                channel,
+                event.external_id,
+                delivered,
+                f"{event.status.value} {event.detail}".strip(),
+            )
+        elif isinstance(event, CallResult):
+            kind = "call_result"
+            matched = await self._apply_receipt(
+                channel, event.external_id, event.answered, event.cause or "not answered"
+            )
+        elif isinstance(event, DeviceConfirmation):
+            kind = "device_confirmation"
+            matched = await self._apply_receipt(
+                channel, event.external_id, event.played, event.detail or "not played"
+            )
+        elif isinstance(event, Reply):
+            kind, sender = "reply", event.sender
+        await self._pool.execute(
+            sql("record_inbound"), channel, kind, sender, _payload(event), matched, now
+        )
+        self._metrics.inbound.labels(channel, kind, str(matched).lower()).inc()
+        return matched
+
+    async def _apply_receipt(self, channel: str, external_id: str, ok: bool, detail: str) -> bool:
+        state = "delivered" if ok else "failed"
+        for attempt in range(3):
+            row = await self._pool.fetchval(
+                sql("record_receipt"), channel, external_id, state, self._clock.now(), detail
+            )
+            if row is not None:
+                self._metrics.deliveries.labels(channel, state).inc()
+                return True
+            if attempt < 2:
+                # A fast network can report before the send's own outcome is written.
+                await asyncio.sleep(0.2)
+        return False
+
+
+def _payload(event: InboundEvent) -> dict[str, object]:
+    data: dict[str, object] = {"type": type(event).__name__}
+    for name, value in vars(event).items():
+        data[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return data

@@ -1,0 +1,178 @@
+"""Ingest: store a normalised warning exactly once, apply Update/Cancel, resolve its area.
+
+Parsing (CAP, manual JSON) happens before this module; here the warning is keyed by
+(sender, identifier, sent), admitted by the gate, and its area resolved to villages in the same
+transaction, so a stored warning always has its targets and a duplicate changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import structlog
+
+from warnd.db import Conn
+from warnd.db.queries import sql
+from warnd.gate import admit
+from warnd.model import Area, Circle, Level, NormalisedWarning
+from warnd.wakeup import PLAN_CHANNEL
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Stored:
+    warning_id: int
+    state: str
+    created: bool  # False for a duplicate of a message already stored
+    unknown_codes: tuple[str, ...] = ()
+    ended: tuple[int, ...] = ()  # warnings this Update or Cancel superseded or cancelled
+
+
+def parse_reference(ref: str) -> tuple[str, str, datetime] | None:
+    """A CAP reference ``sender,identifier,sent`` as a key, or None if it is not one."""
+    parts = ref.split(",")
+    if len(parts) != 3:
+        return None
+    try:
+        sent = datetime.fromisoformat(parts[2])
+    except ValueError:
+        return None
+    return parts[0], parts[1], sent
+
+
+async def store_warning(
+    pool: asyncpg.Pool,
+    warning: NormalisedWarning,
+    *,
+    source: str,
+    now: datetime,
+    needs_approval: bool = False,
+    author: str | None = None,
+) -> Stored:
+    """Store a warning once; resolve its area; end what an Update or Cancel references."""
+    manual = author is not None
+    decision = admit(warning, manual=manual, needs_approval=needs_approval, now=now)
+    async with pool.acquire() as conn, conn.transaction():
+        warning_id = await conn.fetchval(
+            sql("insert_warning"),
+            source,
+            warning.sender,
+            warning.identifier,
+            warning.sent,
+            warning.status,
+            warning.msg_type,
+            list(warning.references),
+            warning.hazard,
+            warning.level.value,
+            warning.event,
+            warning.headline,
+            warning.description,
+            warning.instruction,
+            warning.area_desc,
+            warning.area.to_json(),
+            warning.effective,
+            warning.expires,
+            decision.state,
+            author,
+            warning.raw,
+            "pending" if decision.plan else "none",
+            now,
+        )
+        if warning_id is None:
+            row = await conn.fetchrow(
+                sql("find_warning_by_key"), warning.sender, warning.identifier, warning.sent
+            )
+            assert row is not None  # the conflict that suppressed the insert is this row
+            return Stored(row["id"], row["state"], created=False)
+        unknown = await resolve_area(conn, warning_id, warning.area)
+        ended = await _end_referenced(conn, warning_id, warning, now)
+        await conn.execute(
+            sql("audit"),
+            author or f"feed:{source}",
+            "warning_received",
+            f"warning:{warning_id}",
+            {"state": decision.state, "reason": decision.reason, "msg_type": warning.msg_type},
+        )
+        if decision.plan:
+            await conn.execute("SELECT pg_notify($1, $2)", PLAN_CHANNEL, str(warning_id))
+    log.info(
+        "warning_stored",
+        warning_id=warning_id,
+        state=decision.state,
+        reason=decision.reason,
+        source=source,
+    )
+    return Stored(warning_id, decision.state, True, unknown, ended)
+
+
+async def resolve_area(conn: Conn, warning_id: int, area: Area) -> tuple[str, ...]:
+    """Write the villages the area covers; return the division codes the roster does not know."""
+    if area.codes:
+        await conn.execute(sql("resolve_codes"), warning_id, list(area.codes))
+    for ring in area.polygons:
+        points = ",".join(f"({lon},{lat})" for lat, lon in ring)
+        await conn.execute(sql("resolve_polygon"), warning_id, f"({points})")
+    for circle in area.circles:
+        await conn.execute(
+            sql("resolve_circle"), warning_id, circle.lat, circle.lon, circle.radius_km
+        )
+    if not area.codes:
+        return ()
+    return tuple(r["c"] for r in await conn.fetch(sql("unknown_codes"), list(area.codes)))
+
+
+async def _end_referenced(
+    conn: Conn, warning_id: int, warning: NormalisedWarning, now: datetime
+) -> tuple[int, ...]:
+    if warning.msg_type not in ("Update", "Cancel"):
+        return ()
+    ids = []
+    for ref in warning.references:
+        key = parse_reference(ref)
+        if key is None:
+            continue
+        row = await conn.fetchrow(sql("find_warning_by_key"), *key)
+        if row is not None:
+            ids.append(row["id"])
+    new_state = "superseded" if warning.msg_type == "Update" else "cancelled"
+    ended = [r["id"] for r in await conn.fetch(sql("end_referenced"), ids, new_state)]
+    if ended:
+        await conn.execute(
+            "UPDATE warnings SET supersedes_id = $2 WHERE id = $1", warning_id, ended[0]
+        )
+        await conn.execute(sql("cancel_queued"), ended, f"{new_state} by warning {warning_id}", now)
+    return tuple(ended)
+
+
+async def load_warning(conn: Conn, warning_id: int) -> NormalisedWarning:
+    """Read a stored warning back in normalised form."""
+    row = await conn.fetchrow(sql("get_warning"), warning_id)
+    if row is None:
+        raise LookupError(f"no warning {warning_id}")
+    area = row["area"]
+    return NormalisedWarning(
+        sender=row["sender"],
+        identifier=row["identifier"],
+        sent=row["sent"],
+        status=row["status"],
+        msg_type=row["msg_type"],
+        hazard=row["hazard"],
+        level=Level(row["level"]),
+        area=Area(
+            codes=tuple(area.get("codes", ())),
+            polygons=tuple(tuple((p[0], p[1]) for p in ring) for ring in area.get("polygons", ())),
+            circles=tuple(Circle(**c) for c in area.get("circles", ())),
+        ),
+        event=row["event"],
+        headline=row["headline"],
+        description=row["description"],
+        instruction=row["instruction"],
+        area_desc=row["area_desc"],
+        references=tuple(row["refs"]),
+        effective=row["effective"],
+        expires=row["expires"],
+        raw=row["raw"],
+    )

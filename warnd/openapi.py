@@ -1,0 +1,567 @@
+"""The HTTP API's shapes and its OpenAPI 3.1 document, built from the same pydantic models.
+
+Handlers in ``warnd.api`` build every JSON response from the models below and validate the
+manual-warning body with ``warnd.manual.ManualWarning``; the document takes its schemas from the
+same classes, so what is documented is what is returned. Paths, parameters and roles are listed
+here once; a test walks the application's router and checks both directions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+
+from warnd.manual import ManualWarning
+
+API = "/api/v1"
+
+# --- response bodies -------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer: a stable machine code and a sentence saying what and where."""
+
+    error: str = Field(description="stable code, e.g. unauthorized, malformed_xml, invalid_warning")
+    detail: str = Field(description="what is wrong, and where")
+
+
+class WarningAccepted(BaseModel):
+    """A warning stored (201), found already stored (200), or approved."""
+
+    warning_id: int
+    status: str = Field(description="the warning's state: active, pending_approval, muted …")
+    created: bool = Field(description="false when the same message was stored before")
+    unknown_codes: list[str] = Field(
+        default_factory=list, description="division codes in the area that the roster lacks"
+    )
+    simulated: bool = Field(description="true when channels reach no real phone or speaker")
+
+
+class CircleOut(BaseModel):
+    lat: float
+    lon: float
+    radius_km: float
+
+
+class AreaOut(BaseModel):
+    codes: list[str]
+    polygons: list[list[tuple[float, float]]] = Field(description="rings of [lat, lon]")
+    circles: list[CircleOut]
+
+
+class NormalisedOut(BaseModel):
+    """The warning in normalised form, whatever it came from."""
+
+    sender: str
+    identifier: str
+    sent: datetime
+    status: str
+    msg_type: str
+    hazard: str
+    level: str
+    event: str
+    headline: str
+    description: str
+    instruction: str
+    area_desc: str
+    area: AreaOut
+    references: list[str]
+    effective: datetime | None
+    expires: datetime | None
+
+
+class WarningSummary(BaseModel):
+    id: int
+    source: str
+    sender: str
+    identifier: str
+    sent: datetime
+    status: str
+    msg_type: str
+    hazard: str
+    level: str
+    event: str
+    headline: str
+    area_desc: str
+    expires: datetime | None
+    state: str
+    plan_state: str
+    author: str | None
+    approver: str | None
+    approved_at: datetime | None
+    received_at: datetime
+    supersedes_id: int | None
+
+
+class WarningList(BaseModel):
+    warnings: list[WarningSummary]
+    next_before: int | None = Field(description="pass as ?before= for the next page; null at end")
+    simulated: bool
+
+
+class Progress(BaseModel):
+    """Deliveries so far. States partition the total: queued, sending, sent (awaiting a
+    receipt), delivered, failed, cancelled."""
+
+    total: int
+    by_state: dict[str, int]
+    by_audience: dict[str, dict[str, int]] = Field(description="audience → state → count")
+    first_sent_at: datetime | None = Field(description="first hand-over to a channel")
+    last_sent_at: datetime | None = Field(description="latest hand-over to a channel")
+
+
+class WarningDetail(BaseModel):
+    id: int
+    source: str
+    state: str
+    plan_state: str
+    author: str | None
+    approver: str | None
+    approved_at: datetime | None
+    received_at: datetime
+    supersedes_id: int | None
+    warning: NormalisedOut
+    progress: Progress
+    simulated: bool
+
+
+class CoveredDivision(BaseModel):
+    code: str
+    name: str
+    level: str = Field(description="county or town")
+    villages: int = Field(description="covered villages inside it")
+
+
+class Preview(BaseModel):
+    """Who a warning reaches, computed from the roster: shown before an officer publishes."""
+
+    warning_id: int
+    state: str
+    hazard: str
+    level: str
+    status: str
+    reaches_people: bool = Field(description="false for Test, Draft and System messages")
+    recipients: dict[str, int] = Field(description="audience → recipients")
+    total_recipients: int
+    villages: int = Field(description="villages the area resolves to")
+    divisions: list[CoveredDivision]
+    unknown_codes: list[str]
+    simulated: bool
+
+
+class DivisionProgress(BaseModel):
+    code: str
+    name: str
+    total: int
+    queued: int
+    sending: int
+    sent: int
+    delivered: int
+    failed: int
+    cancelled: int
+
+
+class ProgressReport(BaseModel):
+    """Deliveries rolled up per division of one level; recipients above it are in no row."""
+
+    warning_id: int
+    level: str
+    divisions: list[DivisionProgress]
+    simulated: bool
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    audience: str
+    recipient_kind: str = Field(description="responder, facility, household or loudspeaker")
+    recipient_id: int
+    name: str
+    division_code: str
+    channel_kind: str
+    channel: str | None
+    address: str = Field(description="phone number in full (officers call people back)")
+    state: str
+    attempts: int
+    error: str | None
+    queued_at: datetime
+    sending_at: datetime | None
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    cancelled_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    warning_id: int
+    deliveries: list[DeliveryOut]
+    next_after: int | None = Field(description="pass as ?after= for the next page; null at end")
+    simulated: bool
+
+
+class RejectedOut(BaseModel):
+    id: int
+    received_at: datetime
+    feed: str | None
+    error: str
+    detail: str
+    body: str = Field(description="the message as received, decoded leniently")
+    truncated: bool = Field(description="true when body is only a preview")
+
+
+class RejectedList(BaseModel):
+    rejected: list[RejectedOut]
+    next_before: int | None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ChannelOut(BaseModel):
+    name: str
+    kind: str
+    simulated: bool
+
+
+class Ready(BaseModel):
+    status: str = Field(description="ready, or unavailable")
+    database: str = Field(description="ok, or what went wrong")
+    mode: str = Field(description="live, or simulated when a channel reaches nobody real")
+    channels: list[ChannelOut]
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    ErrorBody,
+    ManualWarning,
+    WarningAccepted,
+    WarningList,
+    WarningDetail,
+    Preview,
+    ProgressReport,
+    DeliveryPage,
+    RejectedOut,
+    RejectedList,
+    Health,
+    Ready,
+)
+
+# --- operations --------------------------------------------------------------------------------
+
+# Roles each operation needs; "admin" holds every role. None: no token (probes, scrapers, the
+# document itself); "feed": a feed token. ``warnd.api`` registers its routes from the same table.
+ROLES: dict[tuple[str, str], tuple[str, ...] | None] = {
+    ("POST", f"{API}/cap"): ("feed",),
+    ("POST", f"{API}/warnings"): ("officer",),
+    ("GET", f"{API}/warnings"): ("officer", "approver"),
+    ("GET", f"{API}/warnings/{{warning_id}}"): ("officer", "approver"),
+    ("POST", f"{API}/warnings/{{warning_id}}/approve"): ("approver",),
+    ("GET", f"{API}/warnings/{{warning_id}}/preview"): ("officer", "approver"),
+    ("GET", f"{API}/warnings/{{warning_id}}/progress"): ("officer", "approver"),
+    ("GET", f"{API}/warnings/{{warning_id}}/deliveries"): ("officer", "approver"),
+    ("GET", f"{API}/rejected"): ("officer", "approver"),
+    ("GET", f"{API}/rejected/{{rejected_id}}"): ("officer", "approver"),
+    ("GET", f"{API}/openapi.json"): None,
+    ("GET", "/healthz"): None,
+    ("GET", "/readyz"): None,
+    ("GET", "/metrics"): None,
+}
+
+
+def _ref(model: type[BaseModel] | str) -> dict[str, str]:
+    name = model if isinstance(model, str) else model.__name__
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(model: type[BaseModel] | str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    words = {
+        400: "Bad request: a malformed body or query parameter",
+        401: "No token, or a token that is not valid here",
+        403: "The token's user lacks the role, or may not do this to this warning",
+        404: "No such warning or message",
+        409: "The warning is not in a state that allows this",
+        413: "The body is larger than the limit",
+        415: "The body is not of a media type this operation accepts",
+        422: "The content is well-formed but invalid; detail names the field",
+        500: "warnd failed; the detail says where, the log says why",
+        503: "Not ready",
+    }
+    return {str(code): _json(ErrorBody, words[code]) for code in codes}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": schema,
+        "description": description,
+    }
+
+
+_WARNING_ID = _param("warning_id", "path", {"type": "integer"}, "the warning's id")
+_LIMIT = _param(
+    "limit",
+    "query",
+    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    "page size",
+)
+_BEFORE = _param("before", "query", {"type": "integer"}, "only ids below this (next page)")
+
+WARNING_STATES = ("pending_approval", "active", "superseded", "cancelled", "expired", "muted")
+DELIVERY_STATES = ("queued", "sending", "sent", "delivered", "failed", "cancelled")
+AUDIENCES = ("responder", "broadcast", "facility", "helper", "household")
+PROGRESS_LEVELS = {"county": 6, "town": 9, "village": 12}
+CSV_COLUMNS = (
+    "delivery_id",
+    "recipient_kind",
+    "audience",
+    "name",
+    "division_code",
+    "channel_kind",
+    "channel",
+    "address",
+    "state",
+    "attempts",
+    "error",
+    "queued_at",
+    "sent_at",
+    "delivered_at",
+    "failed_at",
+    "cancelled_at",
+)
+
+
+def _operations() -> dict[tuple[str, str], dict[str, Any]]:
+    xml = {"schema": {"type": "string", "description": "a CAP 1.2 <alert> document"}}
+    return {
+        ("POST", f"{API}/cap"): {
+            "summary": "Receive a CAP 1.2 warning from a feed",
+            "description": (
+                "Parsed without external entities or entity expansion, validated against the "
+                "OASIS schema and the rules it cannot check. A message is keyed by (sender, "
+                "identifier, sent): the same message again answers 200 with the stored state. "
+                "Refused messages are kept for the duty officer (GET /api/v1/rejected)."
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/xml": xml,
+                    "text/xml": xml,
+                    "application/cap+xml": xml,
+                },
+            },
+            "responses": {
+                "201": _json(WarningAccepted, "Stored"),
+                "200": _json(WarningAccepted, "Already stored (a duplicate); nothing changed"),
+                **_errors(400, 401, 413, 415, 422, 500),
+            },
+        },
+        ("POST", f"{API}/warnings"): {
+            "summary": "Issue a warning by hand",
+            "description": (
+                "Orange and red (and any level the policy names) wait for a second officer: "
+                "status pending_approval until POST /api/v1/warnings/{warning_id}/approve."
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(ManualWarning)}},
+            },
+            "responses": {
+                "201": _json(WarningAccepted, "Stored"),
+                **_errors(400, 401, 403, 415, 422, 500),
+            },
+        },
+        ("GET", f"{API}/warnings"): {
+            "summary": "List warnings, newest first",
+            "parameters": [
+                _param("state", "query", {"enum": list(WARNING_STATES)}, "only in this state"),
+                _LIMIT,
+                _BEFORE,
+            ],
+            "responses": {"200": _json(WarningList, "A page"), **_errors(400, 401, 403, 500)},
+        },
+        ("GET", f"{API}/warnings/{{warning_id}}"): {
+            "summary": "A warning with its delivery progress",
+            "parameters": [_WARNING_ID],
+            "responses": {
+                "200": _json(WarningDetail, "The warning"),
+                **_errors(401, 403, 404, 500),
+            },
+        },
+        ("POST", f"{API}/warnings/{{warning_id}}/approve"): {
+            "summary": "Approve a warning waiting for a second officer",
+            "description": "The approver must not be the author. Planning starts at once.",
+            "parameters": [_WARNING_ID],
+            "responses": {
+                "200": _json(WarningAccepted, "Approved: now active"),
+                **_errors(401, 403, 404, 409, 500),
+            },
+        },
+        ("GET", f"{API}/warnings/{{warning_id}}/preview"): {
+            "summary": "Who the warning reaches: recipients per audience and covered divisions",
+            "parameters": [_WARNING_ID],
+            "responses": {"200": _json(Preview, "The preview"), **_errors(401, 403, 404, 500)},
+        },
+        ("GET", f"{API}/warnings/{{warning_id}}/progress"): {
+            "summary": "Deliveries rolled up per county, town or village",
+            "parameters": [
+                _WARNING_ID,
+                _param(
+                    "level",
+                    "query",
+                    {"enum": list(PROGRESS_LEVELS), "default": "town"},
+                    "the division level to roll up to",
+                ),
+            ],
+            "responses": {
+                "200": _json(ProgressReport, "The roll-up"),
+                **_errors(400, 401, 403, 404, 500),
+            },
+        },
+        ("GET", f"{API}/warnings/{{warning_id}}/deliveries"): {
+            "summary": "A warning's deliveries, one page as JSON or all of them as CSV",
+            "parameters": [
+                _WARNING_ID,
+                _param("state", "query", {"enum": list(DELIVERY_STATES)}, "only in this state"),
+                _param("audience", "query", {"enum": list(AUDIENCES)}, "only this audience"),
+                _LIMIT,
+                _param("after", "query", {"type": "integer"}, "only ids above this (next page)"),
+                _param(
+                    "format",
+                    "query",
+                    {"enum": ["json", "csv"], "default": "json"},
+                    "csv streams every matching row (limit is ignored), UTF-8 with a BOM, times "
+                    "in the city's time zone (policy night.timezone)",
+                ),
+            ],
+            "responses": {
+                "200": {
+                    "description": "A page (JSON) or every row (CSV)",
+                    "content": {
+                        "application/json": {"schema": _ref(DeliveryPage)},
+                        "text/csv": {
+                            "schema": {
+                                "type": "string",
+                                "description": "columns: " + ", ".join(CSV_COLUMNS),
+                            }
+                        },
+                    },
+                },
+                **_errors(400, 401, 403, 404, 500),
+            },
+        },
+        ("GET", f"{API}/rejected"): {
+            "summary": "Messages refused from feeds, newest first (bodies cut to a preview)",
+            "parameters": [_LIMIT, _BEFORE],
+            "responses": {"200": _json(RejectedList, "A page"), **_errors(400, 401, 403, 500)},
+        },
+        ("GET", f"{API}/rejected/{{rejected_id}}"): {
+            "summary": "One refused message with its stored body (first 64 KiB)",
+            "parameters": [
+                _param("rejected_id", "path", {"type": "integer"}, "the rejected message's id")
+            ],
+            "responses": {
+                "200": _json(RejectedOut, "The message"),
+                **_errors(401, 403, 404, 500),
+            },
+        },
+        ("GET", f"{API}/openapi.json"): {
+            "summary": "This document",
+            "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}
+            },
+        },
+        ("GET", "/healthz"): {
+            "summary": "Liveness: the process answers",
+            "responses": {"200": _json(Health, "Up")},
+        },
+        ("GET", "/readyz"): {
+            "summary": "Readiness: the database answers; channels and live/simulated mode",
+            "responses": {"200": _json(Ready, "Ready"), "503": _json(Ready, "Not ready")},
+        },
+        ("GET", "/metrics"): {
+            "summary": "Prometheus metrics",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        },
+    }
+
+
+def _security(roles: tuple[str, ...] | None) -> list[dict[str, list[str]]]:
+    if roles is None:
+        return []
+    if roles == ("feed",):
+        return [{"feedToken": []}]
+    return [{"userToken": list(roles)}]
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API."""
+    _, schemas = models_json_schema(
+        [(model, "serialization") for model in MODELS if model is not ManualWarning]
+        + [(ManualWarning, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for (method, path), operation in _operations().items():
+        roles = ROLES[(method, path)]
+        if roles is None:
+            roles_text = "No token needed."
+        elif roles == ("feed",):
+            roles_text = "Needs a feed token."
+        else:
+            roles_text = f"Needs a user token with role {' or '.join(roles)} (admin holds all)."
+        paths.setdefault(path, {})[method.lower()] = {
+            **operation,
+            "operationId": _operation_id(method, path),
+            "security": _security(roles),
+            "x-roles": list(roles) if roles is not None else [],
+            "description": (operation.get("description", "") + "\n\n" + roles_text).strip(),
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "warnd",
+            "version": "1",
+            "description": (
+                "Warning dissemination and call-and-respond for Jining (济宁市). Every error is "
+                '{"error": code, "detail": sentence}. /healthz, /readyz and /metrics take no '
+                "token because load balancers, orchestrators and Prometheus probe them; they "
+                "reveal no personal data. Everything under /api/v1 needs a bearer token except "
+                "this document."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {
+                "feedToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a feed's token from [feeds.<name>] in the config file",
+                },
+                "userToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an officer's token from [users.<name>]; roles from there",
+                },
+            },
+        },
+    }
+
+
+def _operation_id(method: str, path: str) -> str:
+    words = [p.strip("{}") for p in path.removeprefix(API).split("/") if p]
+    return "_".join([method.lower(), *words]).replace(".", "_")

@@ -1,0 +1,93 @@
+-- Dispatch: workers claim due deliveries, hand them to a channel, and record what happened.
+
+-- name: claim_deliveries
+-- Claim up to $3 due deliveries of one channel kind, most urgent first; rows another worker holds
+-- are skipped. The lease makes a crashed worker's rows come back.
+-- $1 channel kind, $2 channel instance name, $3 how many, $4 now, $5 lease seconds
+WITH due AS (
+    SELECT id FROM deliveries
+     WHERE state = 'queued' AND channel_kind = $1 AND due_at <= $4
+     ORDER BY priority, id
+     LIMIT $3
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d
+   SET state = 'sending', sending_at = $4, channel = $2, attempts = d.attempts + 1,
+       lease_until = $4 + make_interval(secs => $5)
+  FROM due, messages m
+ WHERE d.id = due.id AND m.id = d.message_id
+RETURNING d.id, d.warning_id, d.address, d.attempts, d.fallback, m.body;
+
+-- name: record_sent
+-- Accepted by the gateway. $1 bigint[] ids, $2 text[] external ids, $3 now
+UPDATE deliveries d
+   SET state = 'sent', sent_at = $3, external_id = r.external_id, lease_until = NULL, error = NULL
+  FROM unnest($1::bigint[], $2::text[]) AS r(id, external_id)
+ WHERE d.id = r.id AND d.state = 'sending';
+
+-- name: record_retry
+-- A transient failure: back to the queue, due again after its backoff.
+-- $1 bigint[] ids, $2 float8[] delay seconds, $3 text[] reasons, $4 now
+UPDATE deliveries d
+   SET state = 'queued', due_at = $4 + make_interval(secs => r.delay), error = r.reason,
+       lease_until = NULL
+  FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS r(id, delay, reason)
+ WHERE d.id = r.id AND d.state = 'sending';
+
+-- name: record_failover
+-- A permanent failure with another channel kind left to try: re-queue on the next kind.
+-- The unique key could clash if the recipient already has a delivery on that kind; then the
+-- row fails instead (the recipient is reached on that kind already).
+-- $1 bigint[] ids, $2 text[] reasons, $3 now
+UPDATE deliveries d
+   SET channel_kind = d.fallback[1], fallback = d.fallback[2:], state = 'queued', due_at = $3,
+       attempts = 0, error = r.reason, lease_until = NULL, channel = NULL
+  FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
+ WHERE d.id = r.id AND d.state = 'sending' AND cardinality(d.fallback) > 0
+   AND NOT EXISTS (
+       SELECT 1 FROM deliveries o
+        WHERE o.warning_id = d.warning_id AND o.audience = d.audience
+          AND o.recipient_id = d.recipient_id AND o.address = d.address
+          AND o.channel_kind = d.fallback[1])
+RETURNING d.id;
+
+-- name: record_failed
+-- A permanent failure with nothing left to try. $1 bigint[] ids, $2 text[] reasons, $3 now
+UPDATE deliveries d
+   SET state = 'failed', failed_at = $3, error = r.reason, lease_until = NULL
+  FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
+ WHERE d.id = r.id AND d.state = 'sending';
+
+-- name: release_claims
+-- Hand back claimed rows that were never sent (a worker stopping mid-batch).
+-- $1 bigint[] ids
+UPDATE deliveries SET state = 'queued', lease_until = NULL, attempts = greatest(attempts - 1, 0)
+ WHERE id = ANY($1::bigint[]) AND state = 'sending';
+
+-- name: reclaim_expired_leases
+-- Rows whose worker died while sending come back to the queue (at-least-once to the gateway).
+-- $1 now
+UPDATE deliveries SET state = 'queued', lease_until = NULL, due_at = $1
+ WHERE state = 'sending' AND lease_until < $1;
+
+-- name: record_receipt
+-- A receipt from the network for a message a channel accepted.
+-- $1 channel name, $2 external id, $3 new state (delivered | failed), $4 now, $5 detail
+UPDATE deliveries
+   SET state = $3,
+       delivered_at = CASE WHEN $3 = 'delivered' THEN $4 ELSE delivered_at END,
+       failed_at = CASE WHEN $3 = 'failed' THEN $4 ELSE failed_at END,
+       error = CASE WHEN $3 = 'failed' THEN $5 ELSE error END
+ WHERE channel = $1 AND external_id = $2 AND state IN ('sent', 'sending')
+RETURNING id;
+
+-- name: record_inbound
+-- Keep an inbound event (reply, call result, device confirmation, unmatched receipt).
+-- $1 channel, $2 kind, $3 sender, $4 payload, $5 matched, $6 now
+INSERT INTO inbound_events (channel, kind, sender, payload, matched, received_at)
+VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: queue_depth
+-- Queued deliveries per channel kind, for metrics and readiness.
+SELECT channel_kind, count(*) AS queued FROM deliveries WHERE state = 'queued'
+ GROUP BY channel_kind;

@@ -1,0 +1,124 @@
+-- Planning: deliveries written into the outbox with a few large INSERT … SELECT statements.
+-- Shared parameters of the plan_* blocks:
+--   $1 warning id, $2 text[] channel kinds, $3 bigint[] message id per kind,
+--   $4 text[] fallback kinds per kind (comma-separated), $5 priority, $6 exercise only,
+--   $7 now (queued and due from then).
+-- Rows that exist already (a resumed plan) are skipped by the outbox's unique key.
+
+-- name: plan_responders
+-- Responders of the covered villages and of every town and county above them.
+-- $8 speciality or NULL for every responder
+WITH villages AS (SELECT village_code FROM warning_villages WHERE warning_id = $1),
+covered AS (
+    SELECT village_code AS code FROM villages
+    UNION SELECT rpad(left(village_code, 9), 12, '0') FROM villages
+    UNION SELECT rpad(left(village_code, 6), 12, '0') FROM villages
+),
+kinds AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[]) AS k(kind, message_id, fallback))
+INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
+                        channel_kind, fallback, priority, queued_at, due_at)
+SELECT $1, k.message_id, 'responder', r.id, r.division_code, r.phone,
+       k.kind, string_to_array(k.fallback, ','), $5, $7, $7
+  FROM responders r JOIN covered c ON r.division_code = c.code CROSS JOIN kinds k
+ WHERE ($8::text IS NULL OR r.specialities && ARRAY['all', $8::text]) AND (NOT $6 OR r.exercise)
+ -- County heads have the shortest deadline to answer: they are written, and so sent, first.
+ ORDER BY CASE r.level WHEN 'city' THEN 0 WHEN 'county' THEN 1 WHEN 'town' THEN 2 ELSE 3 END, r.id
+ON CONFLICT DO NOTHING;
+
+-- name: plan_broadcast
+-- One loudspeaker activation per covered village that has loudspeaker coverage.
+WITH kinds AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[]) AS k(kind, message_id, fallback))
+INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
+                        channel_kind, fallback, priority, queued_at, due_at)
+SELECT $1, k.message_id, 'broadcast', 0, d.code, d.code, k.kind, string_to_array(k.fallback, ','), $5, $7, $7
+  FROM warning_villages wv JOIN divisions d ON d.code = wv.village_code CROSS JOIN kinds k
+ WHERE wv.warning_id = $1 AND NOT d.blind_spot AND NOT $6
+ON CONFLICT DO NOTHING;
+
+-- name: plan_facilities
+-- The contact of every special facility (school, care home …) in the covered villages.
+WITH kinds AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[]) AS k(kind, message_id, fallback))
+INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
+                        channel_kind, fallback, priority, queued_at, due_at)
+SELECT $1, k.message_id, 'facility', f.id, f.village_code, f.contact_phone,
+       k.kind, string_to_array(k.fallback, ','), $5, $7, $7
+  FROM facilities f JOIN warning_villages wv ON wv.village_code = f.village_code CROSS JOIN kinds k
+ WHERE wv.warning_id = $1 AND (NOT $6 OR f.exercise)
+ON CONFLICT DO NOTHING;
+
+-- name: plan_helpers
+-- Each helper (包保联系人) of special-group persons in the covered villages, once.
+WITH kinds AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[]) AS k(kind, message_id, fallback)),
+helpers AS (
+    SELECT DISTINCT p.helper_id
+      FROM special_persons p JOIN warning_villages wv ON wv.village_code = p.village_code
+     WHERE wv.warning_id = $1 AND (NOT $6 OR p.exercise)
+)
+INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
+                        channel_kind, fallback, priority, queued_at, due_at)
+SELECT $1, k.message_id, 'helper', r.id, r.division_code, r.phone,
+       k.kind, string_to_array(k.fallback, ','), $5, $7, $7
+  FROM helpers h JOIN responders r ON r.id = h.helper_id CROSS JOIN kinds k
+ON CONFLICT DO NOTHING;
+
+-- name: plan_households
+-- Every phone of every household in one chunk of the covered villages.
+-- $8 first village code of the chunk, $9 last village code of the chunk
+WITH kinds AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[]) AS k(kind, message_id, fallback))
+INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
+                        channel_kind, fallback, priority, queued_at, due_at)
+SELECT $1, k.message_id, 'household', h.id, h.village_code, phone,
+       k.kind, string_to_array(k.fallback, ','), $5, $7, $7
+  FROM warning_villages wv
+  JOIN households h ON h.village_code = wv.village_code
+  CROSS JOIN LATERAL unnest(h.phones) AS phone
+  CROSS JOIN kinds k
+ WHERE wv.warning_id = $1 AND wv.village_code BETWEEN $8 AND $9 AND (NOT $6 OR h.exercise)
+ON CONFLICT DO NOTHING;
+
+-- name: village_chunks
+-- Split the covered villages into chunks of about $2 households each: (first, last) codes.
+-- $1 warning id, $2 households per chunk
+WITH counted AS (
+    SELECT wv.village_code, count(h.id) AS n
+      FROM warning_villages wv LEFT JOIN households h ON h.village_code = wv.village_code
+     WHERE wv.warning_id = $1
+     GROUP BY wv.village_code
+),
+running AS (
+    SELECT village_code, sum(n) OVER (ORDER BY village_code) AS upto, n FROM counted
+)
+SELECT min(village_code) AS first, max(village_code) AS last, sum(n) AS households
+  FROM running
+ GROUP BY div(upto - n, $2)
+ ORDER BY first;
+
+-- name: upsert_message
+-- The rendered text for one (warning, audience, channel kind); returns its id.
+-- $1 warning id, $2 audience, $3 channel kind, $4 body
+INSERT INTO messages (warning_id, audience, channel_kind, body) VALUES ($1, $2, $3, $4)
+ON CONFLICT (warning_id, audience, channel_kind) DO UPDATE SET body = messages.body
+RETURNING id;
+
+-- name: plan_candidates
+-- Warnings waiting to be planned (or whose planner died mid-way), oldest first.
+SELECT id FROM warnings WHERE plan_state IN ('pending', 'planning') ORDER BY id;
+
+-- name: lock_plan
+-- Hold a warning for planning. The lock is session-level, so it goes away with a crashed
+-- planner's connection and another planner resumes from the recorded step.
+-- $1 warning id
+SELECT pg_try_advisory_lock(2051, $1::integer);
+
+-- name: unlock_plan
+-- $1 warning id
+SELECT pg_advisory_unlock(2051, $1::integer);
+
+-- name: plan_step_done
+-- Record that a planning step is written, in the same transaction as its rows.
+-- $1 warning id, $2 step number, $3 done (last step), $4 now
+UPDATE warnings
+   SET plan_cursor = $2,
+       plan_state = CASE WHEN $3 THEN 'done' ELSE 'planning' END,
+       planned_at = CASE WHEN $3 THEN $4 ELSE planned_at END
+ WHERE id = $1;

@@ -1,0 +1,63 @@
+-- Warnings: storing what arrived, state transitions, and reading them back.
+
+-- name: insert_warning
+-- Store a normalised warning unless its (sender, identifier, sent) key is known; returns its id,
+-- or nothing for a duplicate.
+-- $1 source, $2 sender, $3 identifier, $4 sent, $5 status, $6 msg_type, $7 refs, $8 hazard,
+-- $9 level, $10 event, $11 headline, $12 description, $13 instruction, $14 area_desc, $15 area,
+-- $16 effective, $17 expires, $18 state, $19 author, $20 raw, $21 plan_state, $22 received_at
+INSERT INTO warnings (source, sender, identifier, sent, status, msg_type, refs, hazard, level,
+                      event, headline, description, instruction, area_desc, area, effective,
+                      expires, state, author, raw, plan_state, received_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $21, $22)
+ON CONFLICT (sender, identifier, sent) DO NOTHING
+RETURNING id;
+
+-- name: find_warning_by_key
+-- $1 sender, $2 identifier, $3 sent
+SELECT id, state FROM warnings WHERE sender = $1 AND identifier = $2 AND sent = $3;
+
+-- name: end_referenced
+-- An Update or Cancel ends the warnings it references: state, and the link to its successor.
+-- $1 bigint[] referenced ids, $2 new state (superseded | cancelled)
+UPDATE warnings SET state = $2
+ WHERE id = ANY($1::bigint[]) AND state IN ('active', 'pending_approval')
+RETURNING id;
+
+-- name: cancel_queued
+-- Stop what has not been sent yet for these warnings.
+-- $1 bigint[] warning ids, $2 reason, $3 now
+UPDATE deliveries SET state = 'cancelled', cancelled_at = $3, error = $2
+ WHERE warning_id = ANY($1::bigint[]) AND state = 'queued';
+
+-- name: get_warning
+-- $1 warning id
+SELECT * FROM warnings WHERE id = $1;
+
+-- name: approve_warning
+-- A second officer approves a warning waiting for approval; it is then planned.
+-- $1 warning id, $2 approver, $3 now
+UPDATE warnings
+   SET state = 'active', approver = $2, approved_at = $3, plan_state = 'pending'
+ WHERE id = $1 AND state = 'pending_approval'
+RETURNING id;
+
+-- name: insert_rejection
+-- Keep a refused message for the duty officer. $1 feed, $2 error code, $3 detail, $4 body
+INSERT INTO rejected_messages (feed, error, detail, body) VALUES ($1, $2, $3, $4) RETURNING id;
+
+-- name: audit
+-- Append to the audit log. $1 actor, $2 action, $3 subject, $4 detail (jsonb)
+INSERT INTO audit_log (actor, action, subject, detail) VALUES ($1, $2, $3, $4);
+
+-- name: expire_warnings
+-- Active warnings past their expiry end, and their unsent deliveries with them.
+-- $1 now
+WITH ended AS (
+    UPDATE warnings SET state = 'expired'
+     WHERE state IN ('active', 'pending_approval') AND expires IS NOT NULL AND expires <= $1
+    RETURNING id
+)
+UPDATE deliveries SET state = 'cancelled', cancelled_at = $1, error = 'warning expired'
+ WHERE warning_id IN (SELECT id FROM ended) AND state = 'queued';
