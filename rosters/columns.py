@@ -84,10 +84,19 @@ DIVISIONS = RecordType(
             "行政区划代码",
             Kind.VILLAGE_CODE,
             required=True,
-            aliases=("区划代码", "代码", "村代码", "村（社区）代码", "division_code", "统计用区划代码"),
+            aliases=(
+                "区划代码",
+                "代码",
+                "村代码",
+                "村（社区）代码",
+                "division_code",
+                "统计用区划代码",
+            ),
             note="12 digits: town code + 001–199 (community) or 200–399 (village)",
         ),
-        Column("name", "名称", Kind.TEXT, required=True, aliases=("村名", "村（社区）名称", "村名称")),
+        Column(
+            "name", "名称", Kind.TEXT, required=True, aliases=("村名", "村（社区）名称", "村名称")
+        ),
         Column(
             "level",
             "级别",
@@ -97,7 +106,9 @@ DIVISIONS = RecordType(
         ),
         Column("lat", "纬度", Kind.LAT, aliases=("latitude", "北纬")),
         Column("lon", "经度", Kind.LON, aliases=("longitude", "lng", "东经")),
-        _flag("blind_spot", "警报盲区", "盲区", "预警盲区", note="no loudspeaker or signal coverage"),
+        _flag(
+            "blind_spot", "警报盲区", "盲区", "预警盲区", note="no loudspeaker or signal coverage"
+        ),
         _flag("remote", "偏远", "偏远村", "边远"),
         _flag("mountain", "山区", "山区村"),
         _flag("flood_storage", "蓄滞洪区", "蓄洪区", "滞洪区"),
@@ -230,7 +241,9 @@ FACILITIES = RecordType(
     "facilities",
     (
         Column("ref", "编号", Kind.REF, required=True, aliases=REF_ALIASES),
-        Column("name", "名称", Kind.TEXT, required=True, aliases=("机构名称", "单位名称", "场所名称")),
+        Column(
+            "name", "名称", Kind.TEXT, required=True, aliases=("机构名称", "单位名称", "场所名称")
+        ),
         Column(
             "kind",
             "类型",
@@ -265,7 +278,13 @@ FACILITIES = RecordType(
     ),
 )
 
-RECORD_TYPES: tuple[RecordType, ...] = (DIVISIONS, RESPONDERS, HOUSEHOLDS, SPECIAL_PERSONS, FACILITIES)
+RECORD_TYPES: tuple[RecordType, ...] = (
+    DIVISIONS,
+    RESPONDERS,
+    HOUSEHOLDS,
+    SPECIAL_PERSONS,
+    FACILITIES,
+)
 """In import order: what a later type refers to is written first."""
 
 # Columns that spreadsheets carry for people, not for warnd: read past, never an error.

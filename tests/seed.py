@@ -74,7 +74,8 @@ async def seed(conn: Conn) -> None:
            UNION ALL
            SELECT 'P-2', $1, '张小宝', 'child', '张庄村3号', id FROM responders WHERE ref = 'R-v1'
            UNION ALL
-           SELECT 'P-3', $2, '王爷爷', 'disabled', '王家村1号', id FROM responders WHERE ref = 'S-v1'
+           SELECT 'P-3', $2, '王爷爷', 'disabled', '王家村1号', id FROM responders
+            WHERE ref = 'S-v1'
         """,
         VILLAGE_R1,
         VILLAGE_S1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -345,6 +346,26 @@ async def test_an_oversized_chunked_body_is_refused_while_reading(app: Api) -> N
     assert (await response.json())["error"] == "too_large"
     assert await app.count("warnings") == 0
     assert ingest_count(app, "cma", "rejected", "too_large") == 1
+
+
+async def test_a_stalled_body_is_refused_in_time(app: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_module, "BODY_TIMEOUT_S", 0.2)
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b"<?xml version='1.0'?><alert"
+        await asyncio.sleep(2)
+        yield b"/>"
+
+    response = await app.client.post(
+        f"{API}/cap",
+        data=stalls(),
+        headers={"Authorization": f"Bearer {FEED_TOKEN}", "Content-Type": "application/xml"},
+    )
+    assert response.status == 408
+    assert (await response.json())["error"] == "request_timeout"
+    row = await app.pool.fetchrow("SELECT error, body FROM rejected_messages")
+    assert row is not None
+    assert tuple(row) == ("request_timeout", "<?xml version='1.0'?><alert")
 
 
 async def test_a_schema_invalid_cap_is_422_and_kept_for_the_officer(app: Api) -> None:

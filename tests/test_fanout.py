@@ -17,12 +17,12 @@ from channels.base import (
     Limits,
     OutboundMessage,
     Outcome,
-    ReceiptStatus,
     Reason,
+    ReceiptStatus,
     SendResult,
 )
 from warnd.clock import ManualClock
-from warnd.dispatch import Dispatcher, classify, Claimed
+from warnd.dispatch import Claimed, Dispatcher, classify
 from warnd.ingest import store_warning
 from warnd.metrics import Metrics
 from warnd.model import Area, Audience, Level, NormalisedWarning
@@ -140,6 +140,7 @@ async def test_red_rainstorm_reaches_exactly_the_county(pool: asyncpg.Pool, poli
     state = await pool.fetchrow(
         "SELECT plan_state, plan_cursor FROM warnings WHERE id = $1", warning_id
     )
+    assert state is not None
     assert state["plan_state"] == "done"
     assert state["plan_cursor"] == 2 + 2  # responders, facilities+helpers, two household chunks
 
@@ -243,6 +244,7 @@ async def test_permanent_failure_fails_over_to_the_next_kind(
         "SELECT * FROM deliveries WHERE warning_id = $1 AND audience = 'household' LIMIT 1",
         warning_id,
     )
+    assert household is not None
     await pool.execute("UPDATE deliveries SET fallback = '{voice}' WHERE id = $1", household["id"])
     sms = RecordingChannel("sms", ChannelKind.SMS, fail_prefix=household["address"])
     dispatcher = Dispatcher(pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup())
@@ -253,6 +255,7 @@ async def test_permanent_failure_fails_over_to_the_next_kind(
             await sms.send([OutboundMessage(c.id, c.address, c.body) for c in claimed]),
         )
     row = await pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", household["id"])
+    assert row is not None
     assert (row["channel_kind"], row["state"], list(row["fallback"])) == ("voice", "queued", [])
     assert row["error"].startswith("client")
 

@@ -78,6 +78,7 @@ CSV_BATCH: Final = 5000  # rows per query while streaming CSV
 PROBE_TIMEOUT_S: Final = 2.0  # /readyz and /metrics must answer even when the database hangs
 MAX_ID: Final = 2**63 - 1  # bigint
 READ_CHUNK: Final = 64 * 1024
+BODY_TIMEOUT_S: Final = 30.0  # a body slower than this is refused (408)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -230,31 +231,43 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 # --- reading requests --------------------------------------------------------------------------
 
 
-class BodyTooLargeError(Exception):
-    def __init__(self, size: int | None, limit: int, head: bytes) -> None:
-        super().__init__()
-        self.size = size
-        self.limit = limit
-        self.head = head  # what was read before the limit was passed
+class BodyError(ApiError):
+    """The body could not be read whole: too large (413) or too slow (408)."""
 
-    @property
-    def detail(self) -> str:
-        size = f"{self.size} bytes" if self.size is not None else "larger than the limit"
-        return f"body is {size}; at most {self.limit} bytes are accepted"
+    def __init__(self, status: int, code: str, detail: str, head: bytes) -> None:
+        super().__init__(status, code, detail)
+        self.head = head  # what arrived before reading stopped, for the rejection record
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, read in chunks and refused as soon as it passes ``limit`` bytes."""
+    """The body, read in chunks, refused as soon as it passes ``limit`` bytes or stalls."""
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise BodyTooLargeError(declared, limit, b"")
+        raise BodyError(
+            413, "too_large", f"body is {declared} bytes; at most {limit} bytes are accepted", b""
+        )
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(READ_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError(None, limit, b"".join(parts)[:REJECTED_BODY_BYTES])
-        parts.append(chunk)
+    try:
+        # A sender that stalls mid-body holds only its own request, and not for long.
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.content.iter_chunked(READ_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise BodyError(
+                        413,
+                        "too_large",
+                        f"body is larger than {limit} bytes, the most accepted",
+                        b"".join(parts),
+                    )
+                parts.append(chunk)
+    except TimeoutError:
+        raise BodyError(
+            408,
+            "request_timeout",
+            f"the body did not arrive within {BODY_TIMEOUT_S:g} s ({size} bytes came)",
+            b"".join(parts),
+        ) from None
     return b"".join(parts)
 
 
@@ -336,9 +349,8 @@ async def post_cap(request: web.Request) -> web.Response:
         raise await _reject(services, feed, unsupported, b"")
     try:
         body = await read_body(request, services.max_body_bytes)
-    except BodyTooLargeError as exc:
-        too_large = ApiError(413, "too_large", exc.detail)
-        raise await _reject(services, feed, too_large, exc.head) from None
+    except BodyError as exc:
+        raise await _reject(services, feed, exc, exc.head) from None
     try:
         # Schema validation is CPU-bound: off the event loop, so other requests keep flowing.
         warning = await asyncio.to_thread(parse_cap, body, max_bytes=services.max_body_bytes)
@@ -393,10 +405,7 @@ async def post_warning(request: web.Request) -> web.Response:
             "unsupported_media_type",
             f"Content-Type {request.content_type!r}: send the warning as application/json",
         )
-    try:
-        body = await read_body(request, services.max_body_bytes)
-    except BodyTooLargeError as exc:
-        raise ApiError(413, "too_large", exc.detail) from None
+    body = await read_body(request, services.max_body_bytes)
     try:
         payload = json.loads(body)
     except ValueError as exc:

@@ -52,7 +52,9 @@ def main(log_level: str | None) -> None:
 
 
 @main.command()
-@click.option("--simulate", is_flag=True, help="Use simulated phones and speakers (no real channel).")
+@click.option(
+    "--simulate", is_flag=True, help="Use simulated phones and speakers (no real channel)."
+)
 @friendly_errors
 def run(simulate: bool) -> None:
     """Run the daemon: HTTP API, planner and dispatch workers."""
@@ -87,6 +89,7 @@ def db_migrate() -> None:
 
 def _attach_optional_groups() -> None:
     from rosters.cli import roster
+
     from warnd.bench import bench
     from warnd.demo import demo
     from warnd.officer import warning

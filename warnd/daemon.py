@@ -17,11 +17,12 @@ from typing import Any
 import asyncpg
 import structlog
 from aiohttp import web
-from channels.registry import ChannelConfigError, build_channels
 
 from channels.base import Channel
+from channels.registry import ChannelConfigError, build_channels
 from warnd.clock import Clock, SystemClock
 from warnd.config import AppConfig, load_config
+from warnd.db import Conn
 from warnd.db.pool import connect, database_url, open_pool
 from warnd.db.queries import sql
 from warnd.dispatch import Dispatcher
@@ -185,7 +186,7 @@ class Daemon:
         conn = await connect(url)
         wakeups = {PLAN_CHANNEL: services.plan_wakeup, DELIVERIES_CHANNEL: services.send_wakeup}
 
-        def on_notify(_c: object, _pid: int, channel: str, _payload: str) -> None:
+        def on_notify(_c: Conn, _pid: int, channel: str, _payload: object) -> None:
             wakeups[channel].set()
 
         try:

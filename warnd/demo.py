@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -154,17 +154,15 @@ async def run_demo(households: int, console: Console) -> int:
         if response.status != 201:
             console.print(f"[red]the warning was refused: {response.status} {body}[/]")
             return 1
-        warning_id = int(body["warning_id"])
-        console.print(
-            f"[green]✓[/] CAP red rainstorm warning accepted as warning {warning_id} ({body['status']})"
-        )
+        warning_id, status = int(body["warning_id"]), body["status"]
+        console.print(f"[green]✓[/] CAP red rainstorm warning accepted: #{warning_id}, {status}")
         await _watch(services.pool, warning_id, console)
         elapsed = time.perf_counter() - started
         await _summary(services.pool, warning_id, console, elapsed)
     return 0
 
 
-async def _watch(pool: object, warning_id: int, console: Console, timeout: float = 300) -> None:
+async def _watch(pool: object, warning_id: int, console: Console, limit_s: float = 300) -> None:
     """A live bar of deliveries handed to channels, until none is queued or sending."""
     from asyncpg import Pool
 
@@ -177,13 +175,15 @@ async def _watch(pool: object, warning_id: int, console: Console, timeout: float
         console=console,
     ) as progress:
         task = progress.add_task("sending (simulated)", total=None)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit_s
         settled = 0
         while time.monotonic() < deadline:
             counts = await _counts(pool, warning_id)
             total = sum(sum(c.values()) for c in counts.values())
             waiting = sum(c.get("queued", 0) + c.get("sending", 0) for c in counts.values())
-            planned = await pool.fetchval("SELECT plan_state FROM warnings WHERE id = $1", warning_id)
+            planned = await pool.fetchval(
+                "SELECT plan_state FROM warnings WHERE id = $1", warning_id
+            )
             progress.update(task, total=total or None, completed=total - waiting)
             if planned == "done" and total and not waiting:
                 settled += 1
@@ -215,10 +215,10 @@ async def _summary(pool: object, warning_id: int, console: Console, elapsed: flo
     table.add_column("first message", justify="right")
     table.add_column("last message", justify="right")
 
-    def after(at: object) -> str:
+    def after(at: datetime | None) -> str:
         if at is None or received is None:
             return "—"
-        return f"{(at - received).total_seconds():.2f} s"  # type: ignore[operator]
+        return f"{(at - received).total_seconds():.2f} s"
 
     for r in rows:
         table.add_row(

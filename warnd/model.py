@@ -85,15 +85,12 @@ class Audience(StrEnum):
     HELPER = "helper"
     HOUSEHOLD = "household"
 
-    @property
-    def rank(self) -> int:
-        return list(Audience).index(self)
 
-
-def priority(hazard: str, level: Level, audience: Audience) -> int:
-    """Dispatch priority, lower first: seismic before everything, then by level, then audience."""
+def priority(hazard: str, level: Level, audience_rank: int) -> int:
+    """Dispatch priority, lower first: seismic before everything, then by level, then by the
+    audience's place in the policy's send order (responders first unless the policy says)."""
     tier = 0 if hazard == "earthquake" else 1 + level.rank
-    return tier * 10 + audience.rank
+    return tier * 10 + audience_rank
 
 
 @dataclass(frozen=True)

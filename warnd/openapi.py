@@ -285,6 +285,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "No token, or a token that is not valid here",
         403: "The token's user lacks the role, or may not do this to this warning",
         404: "No such warning or message",
+        408: "The body did not arrive in time",
         409: "The warning is not in a state that allows this",
         413: "The body is larger than the limit",
         415: "The body is not of a media type this operation accepts",
@@ -360,7 +361,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "responses": {
                 "201": _json(WarningAccepted, "Stored"),
                 "200": _json(WarningAccepted, "Already stored (a duplicate); nothing changed"),
-                **_errors(400, 401, 413, 415, 422, 500),
+                **_errors(400, 401, 408, 413, 415, 422, 500),
             },
         },
         ("POST", f"{API}/warnings"): {
@@ -375,7 +376,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             },
             "responses": {
                 "201": _json(WarningAccepted, "Stored"),
-                **_errors(400, 401, 403, 415, 422, 500),
+                **_errors(400, 401, 403, 408, 413, 415, 422, 500),
             },
         },
         ("GET", f"{API}/warnings"): {

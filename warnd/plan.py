@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import structlog
@@ -68,27 +69,27 @@ def decide(
     night = policy.night.is_night(now)
     plans: dict[Audience, AudiencePlan] = {}
     for audience, audience_rule in rule.audiences.items():
-        wanted = audience_rule.channels
-        if night and audience_rule.night_channels is not None:
-            wanted = audience_rule.night_channels
+        wanted = audience_rule.channels_at(night=night)
         usable = [k for k in wanted if available is None or k in available]
-        fallback = [k for k in audience_rule.fallback if available is None or k in available]
+        fallback = [
+            k for k in audience_rule.fallback_at(night=night) if available is None or k in available
+        ]
         if not usable:
             usable = fallback[:1]
         if not usable:
-            log.warning("audience_without_channel", audience=audience.value, wanted=list(wanted))
+            log.warning("audience_without_channel", audience=audience.value, wanted=wanted)
             continue
         rest = tuple(k for k in fallback if k not in usable)
         plans[audience] = AudiencePlan(
             audience,
             tuple(usable),
             tuple(rest for _ in usable),
-            priority(warning.hazard, warning.level, audience),
+            priority(warning.hazard, warning.level, rule.rank(audience)),
         )
     return plans
 
 
-def place_name(covered: Sequence[Mapping[str, object]], area_desc: str) -> str:
+def place_name(covered: Sequence[Mapping[str, Any]], area_desc: str) -> str:
     """The place a text names: the warning's own description, else the covered counties/towns."""
     if area_desc:
         return area_desc
@@ -151,7 +152,7 @@ class Planner:
         now = self._clock.now()
         plans = decide(self._policy(), warning, now, self._max_chars.keys())
         covered = await conn.fetch(sql("covered_divisions"), warning_id)
-        place = place_name(covered, warning.area_desc)
+        place = place_name([dict(r) for r in covered], warning.area_desc)
         exercise_only = warning.status == "Exercise"
         speciality = HAZARDS[warning.hazard].speciality
         chunks = await conn.fetch(sql("village_chunks"), warning_id, self._chunk)
