@@ -23,6 +23,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 from rosters.divisions import (
     COUNTY_CIRCLES,
@@ -124,12 +125,18 @@ PHONE_PREFIXES = (
     "155", "156", "157", "158", "159", "176", "177", "178", "180", "181", "182", "183", "185",
     "186", "187", "188", "189", "198", "199",
 )  # fmt: skip
-_PHONE_SPACE = len(PHONE_PREFIXES) * 100_000_000
-_PHONE_MULTIPLIER = 2_654_435_761  # prime, so coprime with the space: the map is a bijection
-# Disjoint index ranges per kind of person, so no two generated people share a number.
+_PHONE_HIGH = len(PHONE_PREFIXES) * 1_000  # numbers are (high, low) pairs: prefix and 3 digits
+_PHONE_LOW = 100_000  # … and the last 5 digits
+# Index ranges per kind of person, disjoint, so no two generated people share a number.
 _PHONE_BASE = {"household": 0, "responder": 100_000_000, "special": 200_000_000}
 _PHONE_BASE["facility"] = 300_000_000
-MAX_HOUSEHOLDS = 40_000_000  # two numbers each must stay below the responders' number range
+MAX_HOUSEHOLDS = 40_000_000  # two numbers each must stay below the responders' range
+
+
+@cache
+def _phone_keys(seed: int) -> tuple[int, ...]:
+    return tuple(_key(seed, "phones", str(round_)) & 0xFFFFFFFF for round_ in range(3))
+
 
 SPECIAL_CATEGORIES = (
     ("elderly_alone", 0.45),
@@ -163,11 +170,17 @@ def _key(seed: int, *parts: str) -> int:
 
 
 def phone_for(index: int, seed: int) -> str:
-    """The E.164 mobile number of generated person ``index``: distinct indexes, distinct numbers."""
-    offset = (seed * 7_919 + 12_345) % _PHONE_SPACE
-    value = (index * _PHONE_MULTIPLIER + offset) % _PHONE_SPACE
-    prefix, rest = divmod(value, 100_000_000)
-    return f"+86{PHONE_PREFIXES[prefix]}{rest:08d}"
+    """The E.164 mobile number of generated person ``index``: distinct indexes, distinct numbers.
+
+    A small Feistel network over (prefix and 3 digits, last 5 digits): each round adds a hash of
+    one half to the other, which is invertible, so the map is a bijection and numbers look random.
+    """
+    high, low = divmod(index, _PHONE_LOW)
+    for key in _phone_keys(seed):
+        high = (high + ((low * 2_654_435_761 + key) >> 11)) % _PHONE_HIGH
+        low = (low + ((high * 2_246_822_519 + key) >> 11)) % _PHONE_LOW
+    prefix, middle = divmod(high, 1_000)
+    return f"+86{PHONE_PREFIXES[prefix]}{middle:03d}{low:05d}"
 
 
 def _weighted_table(weights: Sequence[tuple[str, float]], bits: int) -> tuple[str, ...]:
@@ -733,14 +746,21 @@ class RosterExistsError(InputError):
     """The database already has a roster; generating one would mix synthetic and real people."""
 
     def __init__(self, counts: dict[str, int]) -> None:
-        described = "、".join(f"{n} {table}" for table, n in counts.items() if n)
+        described = "、".join(f"{_TABLE_ZH[t]} {n}" for t, n in counts.items() if n)
         super().__init__(
-            f"数据库中已有名册（{described}），未生成。"
-            "如需替换，请使用 --replace（将清空现有名册）。"
-            f" The database already has a roster ({described}); use replace=True to replace it.",
+            f"数据库中已有名册（{described}），未生成；如需替换请加 --replace（将清空现有名册）。"
+            " (The database already has a roster: replace it with --replace / replace=True.)",
             code="roster_exists",
         )
         self.counts = counts
+
+
+_TABLE_ZH = {
+    "responders": "责任人",
+    "households": "住户",
+    "special_persons": "重点人员",
+    "facilities": "重点场所",
+}
 
 
 @dataclass(frozen=True)

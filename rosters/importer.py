@@ -437,7 +437,7 @@ class _Row:
         return self.get(key, _bool)
 
 
-def _divisions_row(row: _Row) -> tuple[object, ...] | None:
+def _divisions_row(row: _Row) -> tuple[object, ...]:
     v = row.validator
     code = row.get("code", _code_text)
     if code is not None:
@@ -469,12 +469,10 @@ def _divisions_row(row: _Row) -> tuple[object, ...] | None:
         row.flag(k)
         for k in ("blind_spot", "remote", "mountain", "flood_storage", "low_lying", "geo_hazard")
     ]
-    if not row.ok:
-        return None
     return (code, name, lat, lon, coords_given, *flags)
 
 
-def _responders_row(row: _Row) -> tuple[object, ...] | None:
+def _responders_row(row: _Row) -> tuple[object, ...]:
     v = row.validator
     ref = row.ref("ref")
     name = row.text("name")
@@ -490,8 +488,6 @@ def _responders_row(row: _Row) -> tuple[object, ...] | None:
     if backup and backup == ref:
         row.problem("backup_ref", "a responder cannot be their own backup (B角)")
     exercise = row.flag("exercise")
-    if not row.ok:
-        return None
     return (ref, name, phone, code, actual, role, specialities, backup, exercise)
 
 
@@ -526,19 +522,17 @@ def _phones(text: str) -> list[str]:
     return values
 
 
-def _households_row(row: _Row) -> tuple[object, ...] | None:
+def _households_row(row: _Row) -> tuple[object, ...]:
     ref = row.ref("ref")
     code = row.get("village_code", row.validator.village)
     address = row.text("address")
     head = row.text("head_name", limit=50)
     phones = row.get("phones", _phones)
     exercise = row.flag("exercise")
-    if not row.ok:
-        return None
     return (ref, code, address, head, phones, exercise)
 
 
-def _special_row(row: _Row) -> tuple[object, ...] | None:
+def _special_row(row: _Row) -> tuple[object, ...]:
     ref = row.ref("ref")
     name = row.text("name", limit=50)
     category = row.get("category", lambda t: _word(Kind.CATEGORY, t))
@@ -548,12 +542,10 @@ def _special_row(row: _Row) -> tuple[object, ...] | None:
     phone = row.get("phone", lambda t: _phone(t, allow_fixed_line=True) if t.strip() else "")
     helper = row.ref("helper_ref")
     exercise = row.flag("exercise")
-    if not row.ok:
-        return None
     return (ref, household, code, name, category, address, phone, helper, exercise)
 
 
-def _facilities_row(row: _Row) -> tuple[object, ...] | None:
+def _facilities_row(row: _Row) -> tuple[object, ...]:
     ref = row.ref("ref")
     name = row.text("name")
     kind = row.get("kind", lambda t: _word(Kind.FACILITY_KIND, t))
@@ -562,8 +554,6 @@ def _facilities_row(row: _Row) -> tuple[object, ...] | None:
     contact = row.text("contact_name", limit=50)
     phone = row.get("contact_phone", lambda t: _phone(t, allow_fixed_line=False))
     exercise = row.flag("exercise")
-    if not row.ok:
-        return None
     return (ref, code, name, kind, address, contact, phone, exercise)
 
 
@@ -574,7 +564,7 @@ class _Target:
     staging: str
     columns: tuple[str, ...]
     ddl: str
-    parse: Callable[[_Row], tuple[object, ...] | None]
+    parse: Callable[[_Row], tuple[object, ...]]
 
 
 _TARGETS: dict[str, _Target] = {
@@ -639,7 +629,8 @@ _MISSING_REFERENCES = (
         "helper_ref",
         "is not the 编号 of any responder, in these files or in the database",
         """SELECT t.src, t.row, t.helper_ref AS value FROM roster_in_special_persons t
-            WHERE NOT EXISTS (SELECT 1 FROM roster_in_responders u WHERE u.ref = t.helper_ref)
+            WHERE t.helper_ref <> ''
+              AND NOT EXISTS (SELECT 1 FROM roster_in_responders u WHERE u.ref = t.helper_ref)
               AND NOT EXISTS (SELECT 1 FROM responders r WHERE r.ref = t.helper_ref)""",
     ),
     (
@@ -659,7 +650,8 @@ SELECT src, row, key, first_src, first_row FROM (
     SELECT src, row, {key} AS key,
            first_value(src) OVER w AS first_src, first_value(row) OVER w AS first_row,
            row_number() OVER w AS n
-      FROM {staging} WINDOW w AS (PARTITION BY {key} ORDER BY src, row)) ranked
+      FROM {staging} WHERE {key} IS NOT NULL
+    WINDOW w AS (PARTITION BY {key} ORDER BY src, row)) ranked
  WHERE n > 1 ORDER BY src, row
 """
 
@@ -775,9 +767,11 @@ async def _read_sheet(
         if not any(c.strip() for c in cells):
             continue
         count += 1
+        # Invalid rows are staged too (their bad cells empty), so that the set-based checks
+        # still see their keys and references: every problem is reported, and a valid row that
+        # names an invalid one is not reported as dangling.
         record = target.parse(_Row(sheet.label, number, layout, cells, validator))
-        if record is not None:
-            batch.append((src, number, *record))
+        batch.append((src, number, *record))
         if len(batch) >= BATCH_ROWS:
             await _copy(conn, target, batch)
             batch = []

@@ -68,6 +68,7 @@ from warnd.wakeup import PLAN_CHANNEL
 log = structlog.get_logger(__name__)
 
 SERVICES: Final = web.AppKey("services", Services)
+OPENAPI: Final = web.AppKey("openapi", dict[str, Any])  # built once per application
 USER: Final = web.RequestKey("user", User)  # set by the auth middleware for user-token routes
 FEED: Final = web.RequestKey("feed", str)  # set by the auth middleware for feed-token routes
 
@@ -796,8 +797,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 # --- the application ---------------------------------------------------------------------------
-
-OPENAPI: Final = web.AppKey("openapi", dict[str, Any])
 
 ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("POST", f"{API}/cap", post_cap),

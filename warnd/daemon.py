@@ -153,7 +153,10 @@ class Daemon:
     def _start_stages(self, url: str, services: Services) -> list[asyncio.Task[None]]:
         pool = services.pool
         planner = Planner(pool, services.current_policy, self.clock, max_chars(self.channels))
-        dispatcher = Dispatcher(pool, self.channels, self.clock, self.metrics, services.send_wakeup)
+        lease = self.settings.lease_seconds
+        dispatcher = Dispatcher(
+            pool, self.channels, self.clock, self.metrics, services.send_wakeup, lease_seconds=lease
+        )
 
         async def plan_loop() -> None:
             while True:
@@ -166,7 +169,7 @@ class Daemon:
             while True:
                 await dispatcher.reclaim_leases()
                 await pool.execute(sql("expire_warnings"), self.clock.now())
-                await self.clock.sleep(5.0)
+                await self.clock.sleep(min(5.0, lease / 2))
 
         loops: dict[str, Callable[[], Awaitable[None]]] = {
             "listen": lambda: self._listen(url, services),

@@ -15,13 +15,12 @@ class Decision:
     reason: str
 
 
-def admit(
-    warning: NormalisedWarning, *, manual: bool, needs_approval: bool, now: datetime
-) -> Decision:
+def admit(warning: NormalisedWarning, *, needs_approval: bool, now: datetime) -> Decision:
     """Decide the initial state of a newly stored warning.
 
     ``needs_approval`` is the policy's answer for this level and source (manual orange and red
-    wait for a second officer, so one tired click cannot alarm a city).
+    wait for a second officer, so one tired click cannot alarm a city; feeds publish directly
+    unless the policy says otherwise).
     """
     if warning.msg_type == "Cancel":
         return Decision("muted", plan=False, reason="a cancel ends the warnings it references")
@@ -29,6 +28,6 @@ def admit(
         return Decision("muted", plan=False, reason=f"status {warning.status} never reaches people")
     if warning.expires is not None and warning.expires <= now:
         return Decision("expired", plan=False, reason="already expired when it arrived")
-    if manual and needs_approval:
+    if needs_approval:
         return Decision("pending_approval", plan=False, reason="waits for a second officer")
     return Decision("active", plan=True, reason="published")

@@ -53,8 +53,7 @@ async def store_warning(
     author: str | None = None,
 ) -> Stored:
     """Store a warning once; resolve its area; end what an Update or Cancel references."""
-    manual = author is not None
-    decision = admit(warning, manual=manual, needs_approval=needs_approval, now=now)
+    decision = admit(warning, needs_approval=needs_approval, now=now)
     async with pool.acquire() as conn, conn.transaction():
         warning_id = await conn.fetchval(
             sql("insert_warning"),

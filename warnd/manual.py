@@ -186,13 +186,7 @@ def error_location(loc: Sequence[int | str]) -> str:
 
 def describe_errors(errors: Sequence[ErrorDetails]) -> str:
     """One ``field: problem`` line per validation error, joined with ``; ``."""
-    lines = []
-    for error in errors:
-        # Pydantic names the branch of a union or a validator in the location; the field is
-        # what an officer needs, so drop entries that are not field names or indices.
-        loc = [p for p in error["loc"] if isinstance(p, int) or not p.startswith(("function-",))]
-        lines.append(f"{error_location(loc)}: {error['msg']}")
-    return "; ".join(lines)
+    return "; ".join(f"{error_location(e['loc'])}: {e['msg']}" for e in errors)
 
 
 def parse_manual(payload: Any) -> ManualWarning:

@@ -168,9 +168,11 @@ def _preview(server: str | None, token: str | None, warning_id: int) -> None:
     table = Table(title=f"warning {warning_id}: who it reaches")
     table.add_column("audience")
     table.add_column("recipients", justify="right")
-    for audience, count in (body.get("audiences") or {}).items():
+    for audience, count in (body.get("recipients") or {}).items():
         table.add_row(str(audience), f"{count:,}" if isinstance(count, int) else str(count))
+    table.add_row("[bold]total", f"[bold]{body.get('total_recipients', 0):,}")
     console.print(table)
+    console.print(f"villages: {body.get('villages', 0):,}")
     divisions = body.get("divisions") or []
     if divisions:
         names = "、".join(str(d.get("name", d.get("code"))) for d in divisions[:12])

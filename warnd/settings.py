@@ -24,3 +24,9 @@ class Settings(BaseSettings):
     config: Path | None = Field(default=None, description="path of the TOML config file")
     policy: Path = Field(default=REPO_CONFIG_DIR / "policy.toml")
     log_level: str = "info"
+    lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="how long a claimed delivery may stay unsent before "
+        "another worker takes it back (a crashed worker's rows return after this)",
+    )
