@@ -625,19 +625,22 @@ def plan(
 ) -> Plan:
     """Decide villages, counts, responders and facilities (ids of responders from 1)."""
     all_villages = [v for town in towns() for v in _plan_town(seed, town)]
-    weight_city = sum(v.weight for v in all_villages)
     selected = sorted(set(county_codes)) if county_codes else sorted(COUNTY_CIRCLES)
-    villages = [v for v in all_villages if v.county in selected]
-    weight_selected = sum(v.weight for v in villages)
-    total = (
-        households
-        if households is not None
-        else round(CITY_HOUSEHOLDS * weight_selected / weight_city)
-    )
+    if households is None:
+        # The city's 2.9 million shared over all villages, so a village has the same households
+        # whichever counties are generated.
+        counts = _share(CITY_HOUSEHOLDS, [v.weight for v in all_villages])
+        villages = [v for v in all_villages if v.county in selected]
+        by_code = {v.code: n for v, n in zip(all_villages, counts, strict=True)}
+        counts = [by_code[v.code] for v in villages]
+    else:
+        villages = [v for v in all_villages if v.county in selected]
+        counts = _share(households, [v.weight for v in villages])
     ordinal = 0
-    for v, count in zip(villages, _share(total, [v.weight for v in villages]), strict=True):
+    for v, count in zip(villages, counts, strict=True):
         v.households, v.first_household = count, ordinal
         ordinal += count
+    total = ordinal
     for county in selected:
         rng = random.Random(_key(seed, county, "exercise"))
         candidates = [v for v in villages if v.county == county and not v.community]

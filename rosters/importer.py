@@ -170,8 +170,13 @@ def _cell_text(value: object) -> str:
     return text
 
 
-def _sheets(path: Path) -> tuple[list[Sheet], list[Problem]]:
-    name = path.name
+def _labels(paths: Sequence[Path]) -> list[str]:
+    """How problems name each file: its name, or more of its path where two names are alike."""
+    names = [p.name for p in paths]
+    return [p.name if names.count(p.name) == 1 else "/".join(p.parts[-2:]) for p in paths]
+
+
+def _sheets(path: Path, name: str) -> tuple[list[Sheet], list[Problem]]:
     suffix = path.suffix.lower()
     if not path.is_file():
         return [], [Problem(name, None, None, "file not found")]
@@ -319,6 +324,11 @@ def _word(kind: Kind, text: str) -> str:
     return value
 
 
+def _level(text: str) -> str | None:
+    """An optional level: empty means "as the division's code says"."""
+    return _word(Kind.LEVEL, text) if text.strip() else None
+
+
 def _bool(text: str) -> bool:
     folded = normalise_word(text)
     if folded in _TRUE:
@@ -456,7 +466,7 @@ def _divisions_row(row: _Row) -> tuple[object, ...]:
         else:
             # Known from here on, so other files can name it even if another cell is wrong.
             v.divisions.setdefault(code, "village")
-    level = row.get("level", lambda t: _word(Kind.LEVEL, t))
+    level = row.get("level", _level)
     if level is not None and level != "village":
         row.problem("level", "only villages and communities (村级) can be imported")
     name = row.text("name")
@@ -478,7 +488,7 @@ def _responders_row(row: _Row) -> tuple[object, ...]:
     name = row.text("name")
     phone = row.get("phone", lambda t: _phone(t, allow_fixed_line=False))
     code = row.get("division_code", v.division)
-    level = row.get("level", lambda t: _word(Kind.LEVEL, t))
+    level = row.get("level", _level)
     actual = v.divisions.get(code) if code else None
     if level is not None and actual is not None and level != actual:
         row.problem("level", f"{code} is a {actual}, not a {level}")
@@ -816,8 +826,9 @@ async def import_files(
     """
     problems: list[Problem] = []
     found: list[tuple[Sheet, Layout, Iterator[list[str]], list[str]]] = []
-    for path in paths:
-        sheets, trouble = _sheets(Path(path))
+    paths = [Path(p) for p in paths]
+    for path, label in zip(paths, _labels(paths), strict=True):
+        sheets, trouble = _sheets(path, label)
         problems += trouble
         for sheet in sheets:
             header = _find_header(sheet, problems)
@@ -860,7 +871,7 @@ async def import_files(
             await conn.execute(f"ANALYZE {target.staging}")
         problems += await _set_problems(conn, plan)
         if problems:
-            raise RosterImportError(_ordered(problems, [s.label for s in plan.sources]))
+            raise RosterImportError(_ordered(problems, plan.sources))
         written = await _write(conn, plan)
     return ImportSummary(
         {
@@ -906,11 +917,19 @@ def _close(rows: Iterator[list[str]]) -> None:
         close()
 
 
-def _ordered(problems: list[Problem], labels: list[str]) -> list[Problem]:
-    rank = {label: i for i, label in enumerate(labels)}
-    return sorted(
-        problems, key=lambda p: (rank.get(p.file, -1), p.file, p.row or 0, p.column or "")
-    )
+def _ordered(problems: list[Problem], sources: list[_Source]) -> list[Problem]:
+    """File by file in reading order, row by row, and cells left to right."""
+    rank = {source.label: i for i, source in enumerate(sources)}
+    columns = {
+        source.label: {header: i for i, header in enumerate(source.layout.headers.values())}
+        for source in sources
+    }
+
+    def key(p: Problem) -> tuple[int, str, int, int]:
+        column = columns.get(p.file, {}).get(p.column or "", -1)
+        return (rank.get(p.file, -1), p.file, p.row or 0, column)
+
+    return sorted(problems, key=key)
 
 
 async def _set_problems(conn: Conn, plan: _Plan) -> list[Problem]:

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -176,12 +175,17 @@ def worker_env(seeded: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     }
 
 
-async def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """Start ``warnd run --simulate`` as its own process and wait until it answers /healthz."""
     with log.open("ab") as stderr:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "warnd", "run", "--simulate"],
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "warnd",
+            "run",
+            "--simulate",
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
         )
     port = int(env["WARND_HTTP_PORT"])
@@ -194,8 +198,9 @@ async def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes
                         return process
             except aiohttp.ClientError:
                 pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"warnd did not start: {log.read_text()[-2000:]}")
+            if process.returncode is not None or time.monotonic() > deadline:
+                output = await asyncio.to_thread(log.read_text)
+                raise AssertionError(f"warnd did not start: {output[-2000:]}")
             await asyncio.sleep(0.1)
 
 
@@ -222,7 +227,7 @@ async def test_kill_9_during_fan_out_loses_nothing(
                 break
             await asyncio.sleep(0.05)
         process.send_signal(signal.SIGKILL)
-        process.wait(10)
+        await asyncio.wait_for(process.wait(), 10)
         before = {r["id"]: r["state"] for r in await conn.fetch("SELECT id, state FROM deliveries")}
         unfinished = [i for i, s in before.items() if s in ("queued", "sending")]
         assert unfinished, "the kill came too late to test anything"
@@ -231,7 +236,7 @@ async def test_kill_9_during_fan_out_loses_nothing(
             counts = await settle(conn, 60)
         finally:
             restarted.terminate()
-            restarted.wait(10)
+            await asyncio.wait_for(restarted.wait(), 10)
         rows = await conn.fetch("SELECT id, state, sent_at FROM deliveries")
     finally:
         await conn.close()

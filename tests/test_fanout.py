@@ -291,11 +291,9 @@ async def test_receipts_mark_deliveries(pool: asyncpg.Pool, policy: Policy) -> N
     )
     ok = DeliveryReceipt(f"x-{claimed[0].id}", ReceiptStatus.DELIVERED)
     bad = DeliveryReceipt(f"x-{claimed[1].id}", ReceiptStatus.UNDELIVERABLE)
-    assert await dispatcher.handle_event("sms", ok)
-    assert await dispatcher.handle_event("sms", bad)
-    assert not await dispatcher.handle_event(
-        "sms", DeliveryReceipt("nope", ReceiptStatus.DELIVERED)
-    )
+    unknown = DeliveryReceipt("nope", ReceiptStatus.DELIVERED)
+    assert await dispatcher.handle_events("sms", [ok, bad, unknown]) == [unknown]
+    assert await dispatcher.handle_events("sms", [unknown], final=True) == []
     states = {
         r["id"]: r["state"]
         for r in await deliveries(pool, warning_id)

@@ -33,11 +33,11 @@ DEMO_COUNTY = "370831"  # 泗水县: eastern mountains, flash floods, blind spot
 DEMO_FEED = "demo-feed"
 
 AUDIENCE_ZH = {
-    "responder": "责任人 responders",
-    "broadcast": "大喇叭 loudspeakers",
-    "facility": "重点场所 facilities",
-    "helper": "包保人 helpers",
-    "household": "住户 households",
+    "responder": "责任人",
+    "broadcast": "大喇叭",
+    "facility": "重点场所",
+    "helper": "包保人",
+    "household": "住户",
 }
 
 
@@ -73,10 +73,21 @@ def demo_cap(now_iso: str, expires_iso: str, identifier: str) -> bytes:
 
 def _demo_channels() -> dict[str, dict[str, object]]:
     """Fast simulated channels: some phones answer late, some never, a few numbers fail."""
-    common: dict[str, object] = {"type": "simulator", "rate_per_s": 2000, "window": 200}
+    common: dict[str, object] = {
+        "type": "simulator",
+        "rate_per_s": 2000,
+        "window": 200,
+        "receipt_delay_s": [0.1, 2.0],
+    }
     return {
-        "simulated-sms": {**common, "kind": "sms", "seed": 1, "receipt_delay_s": [0.05, 1.5]},
-        "simulated-voice": {**common, "kind": "voice", "seed": 2, "rate_per_s": 200},
+        "simulated-sms": {**common, "kind": "sms", "seed": 1, "reply_delay_s": [1.0, 6.0]},
+        "simulated-voice": {
+            **common,
+            "kind": "voice",
+            "seed": 2,
+            "rate_per_s": 500,
+            "answer_delay_s": [0.5, 4.0],
+        },
         "simulated-broadcast": {**common, "kind": "broadcast", "seed": 3},
     }
 
@@ -185,9 +196,11 @@ async def _watch(pool: object, warning_id: int, console: Console, limit_s: float
                 "SELECT plan_state FROM warnings WHERE id = $1", warning_id
             )
             progress.update(task, total=total or None, completed=total - waiting)
+            unconfirmed = sum(c.get("sent", 0) for c in counts.values())
             if planned == "done" and total and not waiting:
+                # Sending is over; give receipts and call results a few seconds to come back.
                 settled += 1
-                if settled >= 8:  # let late receipts arrive
+                if not unconfirmed or settled >= 24:
                     break
             await asyncio.sleep(0.25)
 
@@ -209,11 +222,18 @@ async def _summary(pool: object, warning_id: int, console: Console, elapsed: flo
         warning_id,
     )
     received = await pool.fetchval("SELECT received_at FROM warnings WHERE id = $1", warning_id)
-    table = Table(title=f"Warning {warning_id}: 泗水县 暴雨红色预警 — SIMULATED", show_lines=False)
-    for column in ("audience", "recipients", "deliveries", "sent", "delivered", "failed"):
+    table = Table(title=f"Warning {warning_id}: 泗水县 暴雨红色预警 — SIMULATED")
+    for column in (
+        "audience",
+        "people",
+        "messages",
+        "sent",
+        "delivered",
+        "failed",
+        "first",
+        "last",
+    ):
         table.add_column(column, justify="left" if column == "audience" else "right")
-    table.add_column("first message", justify="right")
-    table.add_column("last message", justify="right")
 
     def after(at: datetime | None) -> str:
         if at is None or received is None:
@@ -222,7 +242,7 @@ async def _summary(pool: object, warning_id: int, console: Console, elapsed: flo
 
     for r in rows:
         table.add_row(
-            AUDIENCE_ZH.get(r["audience"], r["audience"]),
+            f"{AUDIENCE_ZH.get(r['audience'], '')} {r['audience']}",
             f"{r['recipients']:,}",
             f"{r['deliveries']:,}",
             f"{r['sent']:,}",
@@ -233,8 +253,9 @@ async def _summary(pool: object, warning_id: int, console: Console, elapsed: flo
         )
     console.print(table)
     console.print(
-        f"Times are after the warning was received. Whole run {elapsed:.1f} s. "
-        "[yellow]All deliveries were simulated.[/]"
+        "first/last: when the first and last message of each audience was handed to its channel, "
+        "counted from the warning's arrival; failed: undeliverable or unanswered (simulated).\n"
+        f"Whole run {elapsed:.1f} s. [yellow]All deliveries were simulated.[/]"
     )
 
 
@@ -243,7 +264,9 @@ async def _summary(pool: object, warning_id: int, console: Console, elapsed: flo
 def demo(households: int) -> None:
     """Generate a county, send it a red rainstorm warning through simulated channels."""
     from warnd.cli import friendly_errors
+    from warnd.logs import configure
 
+    configure("warning")  # the demo's own output tells the story; logs only when things go wrong
     console = Console()
     code = friendly_errors(lambda: asyncio.run(run_demo(households, console)))()
     raise SystemExit(code)

@@ -233,58 +233,93 @@ class Dispatcher:
             self._wakeup.set()
         return count
 
-    async def run_inbound(self, channel: Channel) -> None:
-        """Record what one channel reports back, until cancelled."""
-        async for event in channel.events():
-            try:
-                await self.handle_event(channel.name, event)
-            except (asyncpg.PostgresError, OSError):
-                log.exception("inbound_event_not_recorded", channel=channel.name)
+    async def run_inbound(self, channel: Channel, batch_size: int = 1000) -> None:
+        """Record what one channel reports back, in batches, until cancelled."""
+        queue: asyncio.Queue[InboundEvent] = asyncio.Queue()
 
-    async def handle_event(self, channel: str, event: InboundEvent) -> bool:
-        """Apply one inbound event; return whether it matched a delivery."""
-        now = self._clock.now()
-        kind, sender, matched = "", None, False
-        if isinstance(event, DeliveryReceipt):
-            kind = "receipt"
-            delivered = event.status is ReceiptStatus.DELIVERED
-            matched = await self._apply_receipt(
+        async def pump() -> None:
+            async for event in channel.events():
+                queue.put_nowait(event)
+
+        pump_task = asyncio.create_task(pump())
+        try:
+            while True:
+                batch = [await queue.get()]
+                while len(batch) < batch_size and not queue.empty():
+                    batch.append(queue.get_nowait())
+                unmatched = await self.handle_events(channel.name, batch)
+                if unmatched:
+                    # A fast network can report before the send's own outcome is written: try
+                    # those once more a moment later, then keep them as unmatched.
+                    await asyncio.sleep(0.5)
+                    await self.handle_events(channel.name, unmatched, final=True)
+        finally:
+            pump_task.cancel()
+            await asyncio.gather(pump_task, return_exceptions=True)
+
+    async def handle_events(
+        self, channel: str, events: Sequence[InboundEvent], *, final: bool = False
+    ) -> list[InboundEvent]:
+        """Apply inbound events; return receipts that matched no delivery yet (unless final).
+
+        Matched delivery receipts live on their delivery row only; replies, call results,
+        device confirmations and unmatched receipts are kept in ``inbound_events`` too.
+        """
+        receipts = [(e, fact) for e in events if (fact := _receipt(e)) is not None]
+        matched: set[str] = set()
+        if receipts:
+            rows = await self._pool.fetch(
+                sql("record_receipts"),
                 channel,
-                event.external_id,
-                delivered,
-                f"{event.status.value} {event.detail}".strip(),
+                [fact[0] for _, fact in receipts],
+                [fact[1] for _, fact in receipts],
+                [fact[2] for _, fact in receipts],
+                self._clock.now(),
             )
-        elif isinstance(event, CallResult):
-            kind = "call_result"
-            matched = await self._apply_receipt(
-                channel, event.external_id, event.answered, event.cause or "not answered"
+            matched = {r["external_id"] for r in rows}
+            for _, (external_id, ok, _) in receipts:
+                if external_id in matched:
+                    self._metrics.deliveries.labels(channel, "delivered" if ok else "failed").inc()
+        retry = [] if final else [e for e, fact in receipts if fact[0] not in matched]
+        skip = {id(e) for e in retry} | {
+            id(e) for e in events if isinstance(e, DeliveryReceipt) and e.external_id in matched
+        }
+        keep = [e for e in events if id(e) not in skip]
+        if keep:
+            hits = [not isinstance(e, Reply) and e.external_id in matched for e in keep]
+            kinds = [_KIND[type(e)] for e in keep]
+            await self._pool.execute(
+                sql("record_inbound"),
+                channel,
+                kinds,
+                [e.sender if isinstance(e, Reply) else None for e in keep],
+                [_payload(e) for e in keep],
+                hits,
+                self._clock.now(),
             )
-        elif isinstance(event, DeviceConfirmation):
-            kind = "device_confirmation"
-            matched = await self._apply_receipt(
-                channel, event.external_id, event.played, event.detail or "not played"
-            )
-        elif isinstance(event, Reply):
-            kind, sender = "reply", event.sender
-        await self._pool.execute(
-            sql("record_inbound"), channel, kind, sender, _payload(event), matched, now
-        )
-        self._metrics.inbound.labels(channel, kind, str(matched).lower()).inc()
-        return matched
+            for kind, hit in zip(kinds, hits, strict=True):
+                self._metrics.inbound.labels(channel, kind, str(hit).lower()).inc()
+        return retry
 
-    async def _apply_receipt(self, channel: str, external_id: str, ok: bool, detail: str) -> bool:
-        state = "delivered" if ok else "failed"
-        for attempt in range(3):
-            row = await self._pool.fetchval(
-                sql("record_receipt"), channel, external_id, state, self._clock.now(), detail
-            )
-            if row is not None:
-                self._metrics.deliveries.labels(channel, state).inc()
-                return True
-            if attempt < 2:
-                # A fast network can report before the send's own outcome is written.
-                await asyncio.sleep(0.2)
-        return False
+
+_KIND: dict[type, str] = {
+    DeliveryReceipt: "receipt",
+    CallResult: "call_result",
+    DeviceConfirmation: "device_confirmation",
+    Reply: "reply",
+}
+
+
+def _receipt(event: InboundEvent) -> tuple[str, bool, str] | None:
+    """What an event says of an accepted message: (external id, reached, detail), if anything."""
+    if isinstance(event, DeliveryReceipt):
+        ok = event.status is ReceiptStatus.DELIVERED
+        return event.external_id, ok, f"{event.status.value} {event.detail}".strip()
+    if isinstance(event, CallResult):
+        return event.external_id, event.answered, event.cause or "not answered"
+    if isinstance(event, DeviceConfirmation):
+        return event.external_id, event.played, event.detail or "not played"
+    return None
 
 
 def _payload(event: InboundEvent) -> dict[str, object]:

