@@ -144,13 +144,13 @@ def import_command(files: tuple[Path, ...], problems_file: Path | None) -> None:
 
     summary = _run(work)
     table = Table(title="导入完成 (imported)")
-    for header in ("类型 type", "文件 files", "行 rows", "新增 inserted", "更新 updated"):
-        table.add_column(header, justify="right" if header[0] != "类" else "left")
+    table.add_column("类型 type")
+    for header in ("文件 files", "行 rows", "新增 inserted", "更新 updated", "未变 unchanged"):
+        table.add_column(header, justify="right")
     for key, t in summary.types.items():
         if t.files:
-            table.add_row(
-                TYPE_NAMES[key], str(t.files), str(t.rows), str(t.inserted), str(t.updated)
-            )
+            counts = (t.files, t.rows, t.inserted, t.updated, t.unchanged)
+            table.add_row(TYPE_NAMES[key], *(f"{n:,}" for n in counts))
     console.print(table)
 
 

@@ -1,16 +1,18 @@
 """Export the roster in the import format (``rosters.columns``), so export → import round-trips.
 
 One file per record type, Chinese headers and Chinese values by default (English with
-``language="en"``). Rows stream from a server-side cursor, so exporting a whole city does not hold
-it in memory. CSV files are UTF-8 with a BOM, which Excel needs to show Chinese; XLSX workbooks
-continue on a new worksheet when one is full (Excel's limit is 1,048,576 rows).
+``language="en"``). Values are turned into text in SQL, so a CSV file is written by PostgreSQL
+itself (``COPY … TO STDOUT``) and an XLSX workbook from a server-side cursor: exporting a whole
+city holds none of it in memory. CSV files are UTF-8 with a BOM, which Excel needs to show
+Chinese; XLSX workbooks continue on a new worksheet when one is full (Excel's limit is 1,048,576
+rows).
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
-from collections.abc import AsyncIterator, Callable, Sequence
+import codecs
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +23,8 @@ from rosters.columns import (
     RECORD_TYPES,
     RESPONDERS,
     SPECIAL_PERSONS,
+    VOCABULARIES,
+    Column,
     Kind,
     RecordType,
     zh_value,
@@ -33,70 +37,93 @@ Progress = Callable[[str, int, int], None]
 XLSX_MAX_ROWS = 1_048_575  # data rows per worksheet, below the header
 FETCH_ROWS = 5_000
 
-# Each query returns the record type's columns, by key, in the type's column order.
+# Each query returns the record type's columns, named by key; ``formatted_query`` wraps it.
 _QUERIES: dict[str, str] = {
     DIVISIONS.key: """
 SELECT code, name, 'village' AS level, lat, lon, blind_spot, remote, mountain, flood_storage,
        low_lying, geo_hazard
-  FROM divisions WHERE level = 'village' ORDER BY code""",
+  FROM divisions WHERE level = 'village'""",
     RESPONDERS.key: """
 SELECT r.ref, r.name, r.phone, r.division_code, r.level, r.role, r.specialities,
        b.ref AS backup_ref, r.exercise
-  FROM responders r LEFT JOIN responders b ON b.id = r.backup_id ORDER BY r.ref""",
+  FROM responders r LEFT JOIN responders b ON b.id = r.backup_id""",
     HOUSEHOLDS.key: """
-SELECT ref, village_code, address, head_name, phones, exercise FROM households ORDER BY ref""",
+SELECT ref, village_code, address, head_name, phones, exercise FROM households""",
     SPECIAL_PERSONS.key: """
 SELECT s.ref, s.name, s.category, s.village_code, h.ref AS household_ref, s.address, s.phone,
        r.ref AS helper_ref, s.exercise
   FROM special_persons s
   JOIN responders r ON r.id = s.helper_id
-  LEFT JOIN households h ON h.id = s.household_id
- ORDER BY s.ref""",
+  LEFT JOIN households h ON h.id = s.household_id""",
     FACILITIES.key: """
 SELECT ref, name, kind, village_code, address, contact_name, contact_phone, exercise
-  FROM facilities ORDER BY ref""",
+  FROM facilities""",
 }
 
-
-def _phone_text(e164: str) -> str:
-    """Chinese mobiles as the 11 digits people know; anything else stays E.164."""
-    if e164.startswith("+861") and len(e164) == 14:
-        return e164[3:]
-    return e164
+# Chinese mobiles as the 11 digits people know; anything else stays E.164.
+_PHONE_TEXT = r"regexp_replace({x}, '^\+86(1[0-9]{{10}})$', '\1')"
 
 
-def format_value(kind: Kind, value: Any, language: Language) -> str:
-    """A stored value as the text import reads back."""
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _words(expression: str, kind: Kind) -> str:
+    """SQL mapping a canonical value to its Chinese word (from our own vocabulary)."""
+    whens = " ".join(
+        f"WHEN {_literal(value)} THEN {_literal(zh_value(kind, value))}"
+        for value in VOCABULARIES[kind]
+    )
+    return f"CASE {expression} {whens} ELSE {expression} END"
+
+
+def _expression(column: Column, language: Language) -> str:
+    """SQL turning the stored value of ``column`` into the text import reads back."""
+    x = f"t.{column.key}"
     zh = language == "zh"
-    text: str
-    if value is None:
-        text = ""
-    elif kind is Kind.BOOL:
-        text = ("是" if value else "否") if zh else ("true" if value else "false")
-    elif kind in (Kind.LEVEL, Kind.CATEGORY, Kind.FACILITY_KIND):
-        text = zh_value(kind, value) if zh else str(value)
-    elif kind is Kind.SPECIALITIES:
-        text = ("、" if zh else ";").join(zh_value(kind, v) if zh else v for v in value)
-    elif kind in (Kind.MOBILE, Kind.PHONE):
-        text = _phone_text(value)
-    elif kind is Kind.PHONES:
-        text = ";".join(_phone_text(v) for v in value)
-    elif kind in (Kind.LAT, Kind.LON):
-        text = repr(float(value))  # the shortest text that reads back to the same float
-    else:
-        text = str(value)
-    return text
+    expression = x
+    if column.kind is Kind.BOOL:
+        yes, no = ("是", "否") if zh else ("true", "false")
+        expression = f"CASE WHEN {x} THEN '{yes}' ELSE '{no}' END"
+    elif column.kind in (Kind.LEVEL, Kind.CATEGORY, Kind.FACILITY_KIND) and zh:
+        expression = _words(x, column.kind)
+    elif column.kind is Kind.SPECIALITIES:
+        word = _words("s.v", column.kind) if zh else "s.v"
+        expression = (
+            f"array_to_string(ARRAY(SELECT {word} FROM unnest({x}) WITH ORDINALITY AS s(v, n)"
+            f" ORDER BY s.n), '{'、' if zh else ';'}')"
+        )
+    elif column.kind in (Kind.MOBILE, Kind.PHONE):
+        expression = _PHONE_TEXT.format(x=x)
+    elif column.kind is Kind.PHONES:
+        phone = _PHONE_TEXT.format(x="s.p")
+        expression = (
+            f"array_to_string(ARRAY(SELECT {phone} FROM unnest({x}) WITH ORDINALITY AS s(p, n)"
+            " ORDER BY s.n), ';')"
+        )
+    # float8 prints the shortest text that reads back to the same value (PostgreSQL 12+).
+    return f"COALESCE(({expression})::text, '')"
 
 
-async def _rows(
-    conn: Conn, record_type: RecordType, language: Language
-) -> AsyncIterator[list[str]]:
-    kinds = [c.kind for c in record_type.columns]
-    keys = [c.key for c in record_type.columns]
-    async for record in conn.cursor(_QUERIES[record_type.key], prefetch=FETCH_ROWS):
-        yield [
-            format_value(kind, record[key], language) for kind, key in zip(kinds, keys, strict=True)
-        ]
+def formatted_query(record_type: RecordType, language: Language) -> str:
+    """The export query of a record type: one text column per file column, named by header."""
+    columns = ", ".join(
+        f'{_expression(c, language)} AS "{c.zh if language == "zh" else c.key}"'
+        for c in record_type.columns
+    )
+    key = record_type.columns[0].key  # ref, or a village's code
+    return f"SELECT {columns} FROM ({_QUERIES[record_type.key]}) t ORDER BY t.{key}"
+
+
+async def _write_csv(
+    conn: Conn, record_type: RecordType, path: Path, language: Language, progress: Progress | None
+) -> int:
+    del progress  # one COPY: PostgreSQL writes the CSV, there is nothing to count on the way
+    query = formatted_query(record_type, language)
+    with path.open("wb") as f:
+        f.write(codecs.BOM_UTF8)  # Excel needs it to read UTF-8 Chinese
+        status = await conn.copy_from_query(query, output=f, format="csv", header=True)
+    return int(status.split()[-1])
 
 
 def _text_cell(sheet: Any, text: str) -> Any:
@@ -107,25 +134,6 @@ def _text_cell(sheet: Any, text: str) -> Any:
     return cell
 
 
-def _header(record_type: RecordType, language: Language) -> list[str]:
-    return [c.zh if language == "zh" else c.key for c in record_type.columns]
-
-
-async def _write_csv(
-    conn: Conn, record_type: RecordType, path: Path, language: Language, progress: Progress | None
-) -> int:
-    count = 0
-    with path.open("w", encoding="utf-8-sig", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(_header(record_type, language))
-        async for row in _rows(conn, record_type, language):
-            writer.writerow(row)
-            count += 1
-            if progress and count % 50_000 == 0:
-                progress(record_type.key, count, 0)
-    return count
-
-
 async def _write_xlsx(
     conn: Conn, record_type: RecordType, path: Path, language: Language, progress: Progress | None
 ) -> int:
@@ -133,11 +141,13 @@ async def _write_xlsx(
 
     book = openpyxl.Workbook(write_only=True)
     title = record_type.zh if language == "zh" else record_type.key
-    header = _header(record_type, language)
+    header = [c.zh if language == "zh" else c.key for c in record_type.columns]
     sheet = book.create_sheet(title)
     sheet.append(header)
     count = in_sheet = 0
-    async for row in _rows(conn, record_type, language):
+    query = formatted_query(record_type, language)
+    async for record in conn.cursor(query, prefetch=FETCH_ROWS):
+        row: list[str] = list(record.values())
         if in_sheet == XLSX_MAX_ROWS:
             sheet = book.create_sheet(f"{title}{count // XLSX_MAX_ROWS + 1}")
             sheet.append(header)

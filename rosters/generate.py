@@ -624,17 +624,20 @@ def plan(
     *, households: int | None = None, county_codes: Sequence[str] | None = None, seed: int = 1
 ) -> Plan:
     """Decide villages, counts, responders and facilities (ids of responders from 1)."""
-    all_villages = [v for town in towns() for v in _plan_town(seed, town)]
     selected = sorted(set(county_codes)) if county_codes else sorted(COUNTY_CIRCLES)
     if households is None:
         # The city's 2.9 million shared over all villages, so a village has the same households
         # whichever counties are generated.
+        all_villages = [v for town in towns() for v in _plan_town(seed, town)]
         counts = _share(CITY_HOUSEHOLDS, [v.weight for v in all_villages])
         villages = [v for v in all_villages if v.county in selected]
         by_code = {v.code: n for v, n in zip(all_villages, counts, strict=True)}
         counts = [by_code[v.code] for v in villages]
     else:
-        villages = [v for v in all_villages if v.county in selected]
+        # Each town's villages depend on the seed and the town alone: plan only those needed.
+        villages = [
+            v for town in towns() if town.code[:6] in selected for v in _plan_town(seed, town)
+        ]
         counts = _share(households, [v.weight for v in villages])
     ordinal = 0
     for v, count in zip(villages, counts, strict=True):

@@ -105,7 +105,11 @@ class TypeSummary:
     files: int = 0
     rows: int = 0
     inserted: int = 0
-    updated: int = 0
+    updated: int = 0  # existing rows that changed (a changed B角 alone is not counted)
+
+    @property
+    def unchanged(self) -> int:
+        return self.rows - self.inserted - self.updated
 
 
 @dataclass(frozen=True)
@@ -672,44 +676,58 @@ SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT 
   FROM written
 """
 
+
+def _upsert(table: str, key: str, columns: tuple[str, ...], select: str) -> str:
+    """INSERT … SELECT … ON CONFLICT DO UPDATE, touching only rows that actually change.
+
+    Re-importing a county's unchanged roster then writes nothing: no dead tuples, no index churn.
+    """
+    changed = [c for c in columns if c != key]
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in changed)
+    old = ", ".join(f"{table}.{c}" for c in changed)
+    new = ", ".join(f"EXCLUDED.{c}" for c in changed)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)})\n{select}\n"
+        f"ON CONFLICT ({key}) DO UPDATE SET {sets}\n WHERE ({old}) IS DISTINCT FROM ({new})"
+    )
+
+
 _UPSERTS: dict[str, str] = {
-    DIVISIONS.key: """
-INSERT INTO divisions (code, name, level, parent_code, lat, lon, blind_spot, remote, mountain,
-                       flood_storage, low_lying, geo_hazard)
-SELECT t.code, t.name, 'village', substr(t.code, 1, 9) || '000',
+    DIVISIONS.key: _upsert(
+        "divisions",
+        "code",
+        ("code", "name", "level", "parent_code", "lat", "lon", "blind_spot", "remote", "mountain",
+         "flood_storage", "low_lying", "geo_hazard"),
+        """SELECT t.code, t.name, 'village', substr(t.code, 1, 9) || '000',
        CASE WHEN t.coords_given THEN t.lat ELSE d.lat END,
        CASE WHEN t.coords_given THEN t.lon ELSE d.lon END,
        COALESCE(t.blind_spot, d.blind_spot, false), COALESCE(t.remote, d.remote, false),
        COALESCE(t.mountain, d.mountain, false), COALESCE(t.flood_storage, d.flood_storage, false),
        COALESCE(t.low_lying, d.low_lying, false), COALESCE(t.geo_hazard, d.geo_hazard, false)
-  FROM roster_in_divisions t LEFT JOIN divisions d ON d.code = t.code
-ON CONFLICT (code) DO UPDATE
-   SET name = EXCLUDED.name, level = EXCLUDED.level, parent_code = EXCLUDED.parent_code,
-       lat = EXCLUDED.lat, lon = EXCLUDED.lon, blind_spot = EXCLUDED.blind_spot,
-       remote = EXCLUDED.remote, mountain = EXCLUDED.mountain,
-       flood_storage = EXCLUDED.flood_storage, low_lying = EXCLUDED.low_lying,
-       geo_hazard = EXCLUDED.geo_hazard""",
-    RESPONDERS.key: """
-INSERT INTO responders (ref, name, phone, division_code, level, role, specialities, exercise)
-SELECT t.ref, t.name, t.phone, t.division_code, t.level, COALESCE(t.role, r.role, ''),
+  FROM roster_in_divisions t LEFT JOIN divisions d ON d.code = t.code""",
+    ),
+    RESPONDERS.key: _upsert(
+        "responders",
+        "ref",
+        ("ref", "name", "phone", "division_code", "level", "role", "specialities", "exercise"),
+        """SELECT t.ref, t.name, t.phone, t.division_code, t.level, COALESCE(t.role, r.role, ''),
        COALESCE(t.specialities, r.specialities, '{all}'), COALESCE(t.exercise, r.exercise, false)
-  FROM roster_in_responders t LEFT JOIN responders r ON r.ref = t.ref
-ON CONFLICT (ref) DO UPDATE
-   SET name = EXCLUDED.name, phone = EXCLUDED.phone, division_code = EXCLUDED.division_code,
-       level = EXCLUDED.level, role = EXCLUDED.role, specialities = EXCLUDED.specialities,
-       exercise = EXCLUDED.exercise""",
-    HOUSEHOLDS.key: """
-INSERT INTO households (ref, village_code, address, head_name, phones, exercise)
-SELECT t.ref, t.village_code, t.address, COALESCE(t.head_name, h.head_name, ''), t.phones,
-       COALESCE(t.exercise, h.exercise, false)
-  FROM roster_in_households t LEFT JOIN households h ON h.ref = t.ref
-ON CONFLICT (ref) DO UPDATE
-   SET village_code = EXCLUDED.village_code, address = EXCLUDED.address,
-       head_name = EXCLUDED.head_name, phones = EXCLUDED.phones, exercise = EXCLUDED.exercise""",
-    SPECIAL_PERSONS.key: """
-INSERT INTO special_persons (ref, household_id, village_code, name, category, address, phone,
-                             helper_id, exercise)
-SELECT t.ref,
+  FROM roster_in_responders t LEFT JOIN responders r ON r.ref = t.ref""",
+    ),
+    HOUSEHOLDS.key: _upsert(
+        "households",
+        "ref",
+        ("ref", "village_code", "address", "head_name", "phones", "exercise"),
+        """SELECT t.ref, t.village_code, t.address, COALESCE(t.head_name, h.head_name, ''),
+       t.phones, COALESCE(t.exercise, h.exercise, false)
+  FROM roster_in_households t LEFT JOIN households h ON h.ref = t.ref""",
+    ),
+    SPECIAL_PERSONS.key: _upsert(
+        "special_persons",
+        "ref",
+        ("ref", "household_id", "village_code", "name", "category", "address", "phone",
+         "helper_id", "exercise"),
+        """SELECT t.ref,
        CASE WHEN t.household_ref IS NULL THEN s.household_id ELSE h.id END,
        t.village_code, t.name, t.category, COALESCE(t.address, s.address, ''),
        CASE WHEN t.phone IS NULL THEN s.phone ELSE NULLIF(t.phone, '') END,
@@ -717,29 +735,25 @@ SELECT t.ref,
   FROM roster_in_special_persons t
   JOIN responders helper ON helper.ref = t.helper_ref
   LEFT JOIN households h ON h.ref = t.household_ref
-  LEFT JOIN special_persons s ON s.ref = t.ref
-ON CONFLICT (ref) DO UPDATE
-   SET household_id = EXCLUDED.household_id, village_code = EXCLUDED.village_code,
-       name = EXCLUDED.name, category = EXCLUDED.category, address = EXCLUDED.address,
-       phone = EXCLUDED.phone, helper_id = EXCLUDED.helper_id, exercise = EXCLUDED.exercise""",
-    FACILITIES.key: """
-INSERT INTO facilities (ref, village_code, name, kind, address, contact_name, contact_phone,
-                        exercise)
-SELECT t.ref, t.village_code, t.name, t.kind, COALESCE(t.address, f.address, ''),
+  LEFT JOIN special_persons s ON s.ref = t.ref""",
+    ),
+    FACILITIES.key: _upsert(
+        "facilities",
+        "ref",
+        ("ref", "village_code", "name", "kind", "address", "contact_name", "contact_phone",
+         "exercise"),
+        """SELECT t.ref, t.village_code, t.name, t.kind, COALESCE(t.address, f.address, ''),
        t.contact_name, t.contact_phone, COALESCE(t.exercise, f.exercise, false)
-  FROM roster_in_facilities t LEFT JOIN facilities f ON f.ref = t.ref
-ON CONFLICT (ref) DO UPDATE
-   SET village_code = EXCLUDED.village_code, name = EXCLUDED.name, kind = EXCLUDED.kind,
-       address = EXCLUDED.address, contact_name = EXCLUDED.contact_name,
-       contact_phone = EXCLUDED.contact_phone, exercise = EXCLUDED.exercise""",
-}
+  FROM roster_in_facilities t LEFT JOIN facilities f ON f.ref = t.ref""",
+    ),
+}  # fmt: skip
 
 # B角 after all responders exist: a backup may be a responder of the same files. An empty cell
 # clears the backup; a file without the column leaves it as it was.
 _SET_BACKUPS = """
 UPDATE responders r SET backup_id = b.id
   FROM roster_in_responders t LEFT JOIN responders b ON b.ref = NULLIF(t.backup_ref, '')
- WHERE r.ref = t.ref AND t.backup_ref IS NOT NULL
+ WHERE r.ref = t.ref AND t.backup_ref IS NOT NULL AND r.backup_id IS DISTINCT FROM b.id
 """
 
 

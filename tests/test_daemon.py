@@ -21,7 +21,7 @@ import pytest
 from warnd.config import load_config_data
 from warnd.daemon import Daemon, make_channels
 from warnd.db.pool import connect
-from warnd.settings import Settings
+from warnd.settings import REPO_CONFIG_DIR, Settings
 
 from . import seed
 
@@ -131,6 +131,27 @@ async def test_cap_red_warning_reaches_the_county_through_the_simulator(seeded: 
     assert rows and all(r["division_code"].startswith("370811") for r in rows)
     assert {r["state"] for r in rows} == {"delivered"}
     assert again_status == 200 and again["warning_id"] == body["warning_id"]
+
+
+async def test_sighup_reload_keeps_the_old_policy_on_a_bad_file(
+    seeded: str, tmp_path: Path
+) -> None:
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text((REPO_CONFIG_DIR / "policy.toml").read_text())
+    (tmp_path / "templates").symlink_to(REPO_CONFIG_DIR / "templates")
+    daemon = Daemon(Settings(http_port=0, policy=policy_file), simulate=True)
+    async with daemon.running(seeded) as services:
+        before = daemon.policy.current
+        policy_file.write_text("[levels.red]\nnonsense = 1\n")
+        assert not await daemon.reload_policy()
+        assert daemon.policy.current is before
+        policy_file.write_text((REPO_CONFIG_DIR / "policy.toml").read_text())
+        assert await daemon.reload_policy()
+        actions = [
+            r["action"]
+            for r in await services.pool.fetch("SELECT action FROM audit_log ORDER BY id")
+        ]
+    assert actions == ["policy_reload_refused", "policy_reloaded"]
 
 
 WORKER_CONFIG = """

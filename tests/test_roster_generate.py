@@ -17,11 +17,11 @@ COUNTIES = ["370831", "370826"]  # 泗水 (mountains) and 微山 (Nansi Lake)
 HOUSEHOLDS = 5_000
 
 
-async def _generate(pool: asyncpg.Pool, **kwargs: object) -> GenerateSummary:
+async def _generate(pool: asyncpg.Pool, *, seed: int = 5, replace: bool = False) -> GenerateSummary:
     async with pool.acquire() as conn:
-        options: dict[str, object] = {"households": HOUSEHOLDS, "counties": COUNTIES, "seed": 5}
-        options.update(kwargs)
-        return await generate(conn, **options)  # type: ignore[arg-type]
+        return await generate(
+            conn, households=HOUSEHOLDS, counties=COUNTIES, seed=seed, replace=replace
+        )
 
 
 async def test_reference_divisions_load_idempotently(pool: asyncpg.Pool) -> None:

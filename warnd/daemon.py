@@ -202,23 +202,24 @@ class Daemon:
             with contextlib.suppress(asyncpg.PostgresError, OSError):
                 await conn.close()
 
-    def reload_policy(self) -> None:
-        """SIGHUP: load the policy file again; an invalid file leaves the old policy in force."""
+    async def reload_policy(self) -> bool:
+        """SIGHUP: load the policy file again; an invalid file leaves the old policy in force.
+
+        Either way the outcome is written to the audit log.
+        """
         try:
             self.policy.reload()
         except ConfigError as exc:
             log.warning("policy_reload_refused", reason=str(exc))
-            self._audit("policy_reload_refused", {"reason": str(exc)})
-        else:
-            log.info("policy_reloaded", path=str(self.settings.policy))
-            self._audit("policy_reloaded", {"path": str(self.settings.policy)})
+            await self._audit("policy_reload_refused", {"reason": str(exc)})
+            return False
+        log.info("policy_reloaded", path=str(self.settings.policy))
+        await self._audit("policy_reloaded", {"path": str(self.settings.policy)})
+        return True
 
-    def _audit(self, action: str, detail: dict[str, object]) -> None:
+    async def _audit(self, action: str, detail: dict[str, object]) -> None:
         if self.services is not None:
-            task = asyncio.get_running_loop().create_task(
-                self.services.pool.execute(sql("audit"), "system", action, "policy", detail)
-            )
-            task.add_done_callback(lambda _t: None)
+            await self.services.pool.execute(sql("audit"), "system", action, "policy", detail)
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT; SIGHUP reloads the policy."""
@@ -226,7 +227,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload_policy)
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def on_hangup() -> None:
+            task = loop.create_task(self.reload_policy())
+            reloads.add(task)  # keep a reference until it is done
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
         async with self.running():
             await stop.wait()
 
