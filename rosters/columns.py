@@ -12,6 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 
 class Kind(StrEnum):
@@ -57,11 +58,12 @@ class RecordType:
     table: str
     columns: tuple[Column, ...]
 
+    @cached_property
+    def by_key(self) -> dict[str, Column]:
+        return {c.key: c for c in self.columns}
+
     def column(self, key: str) -> Column:
-        for column in self.columns:
-            if column.key == key:
-                return column
-        raise KeyError(key)
+        return self.by_key[key]
 
     def required(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if c.required)

@@ -102,7 +102,8 @@ def _expression(column: Column, language: Language) -> str:
             " ORDER BY s.n), ';')"
         )
     # float8 prints the shortest text that reads back to the same value (PostgreSQL 12+).
-    return f"COALESCE(({expression})::text, '')"
+    # Empty text as NULL, so that COPY writes an empty cell rather than "".
+    return f"NULLIF(({expression})::text, '')"
 
 
 def formatted_query(record_type: RecordType, language: Language) -> str:
@@ -147,7 +148,7 @@ async def _write_xlsx(
     count = in_sheet = 0
     query = formatted_query(record_type, language)
     async for record in conn.cursor(query, prefetch=FETCH_ROWS):
-        row: list[str] = list(record.values())
+        row: list[str] = [value or "" for value in record.values()]
         if in_sheet == XLSX_MAX_ROWS:
             sheet = book.create_sheet(f"{title}{count // XLSX_MAX_ROWS + 1}")
             sheet.append(header)

@@ -951,6 +951,7 @@ DELETE FROM divisions d
 
 
 async def _write_villages(conn: Conn, the_plan: Plan, *, replace: bool) -> None:
+    await conn.execute("DROP TABLE IF EXISTS pg_temp.roster_new_villages")
     await conn.execute(
         "CREATE TEMP TABLE roster_new_villages (LIKE divisions INCLUDING DEFAULTS) ON COMMIT DROP"
     )

@@ -2,11 +2,12 @@
 
 Each file or worksheet is recognised by its header row (``rosters.columns``). Every row is
 validated in Python and every problem is collected: file, row, column and reason, all of them,
-not just the first. Valid rows stream with ``COPY`` into temporary tables, where references
+not just the first. Rows stream with ``COPY`` into temporary tables, where references
 (B角, 包保联系人, 户编号) and duplicates are checked as sets against both the files and the
-database. If anything is wrong, :class:`RosterImportError` carries the whole list and the
-transaction is rolled back; otherwise each record type is upserted by ``ref`` (villages by code)
-with one ``INSERT … SELECT … ON CONFLICT … DO UPDATE``.
+database (invalid rows too, with their bad cells empty, so their other problems still show).
+If anything is wrong, :class:`RosterImportError` carries the whole list and the transaction is
+rolled back; otherwise each record type is upserted by ``ref`` (villages by code) with one
+``INSERT … SELECT … ON CONFLICT … DO UPDATE``.
 
 A column left out of a file keeps the stored value of rows that already exist (and the default
 for new ones); a column that is present but empty in a row sets the empty value.
@@ -150,9 +151,7 @@ def _csv_rows(path: Path) -> Iterator[list[str]]:
     encoding = _csv_encoding(path)
     with path.open(newline="", encoding=encoding) as f:
         first = f.readline()
-        f.seek(0)
-        if encoding == "utf-8-sig":
-            f.read(0)  # the BOM is consumed by the codec on the first read
+        f.seek(0)  # the codec resets too, and skips a BOM again
         delimiter = "\t" if "\t" in first and "," not in first else ","
         yield from csv.reader(f, delimiter=delimiter)
 
@@ -441,7 +440,8 @@ class _Row:
             cleaned = _code_text(text)
             if len(cleaned) > MAX_REF:
                 raise _RowError(f"is longer than {MAX_REF} characters")
-            if any(ch.isspace() or not ch.isprintable() for ch in cleaned):
+            # isprintable() is False for every space but the ASCII one, and for control codes
+            if " " in cleaned or not cleaned.isprintable():
                 raise _RowError(f"{cleaned!r} contains spaces or control characters")
             return cleaned
 
@@ -860,6 +860,8 @@ async def import_files(
         }
         validator = _Validator(known)
         for target in _TARGETS.values():
+            # Dropped first: inside a caller's transaction an earlier import's tables remain.
+            await conn.execute(f"DROP TABLE IF EXISTS pg_temp.{target.staging}")
             await conn.execute(
                 f"CREATE TEMP TABLE {target.staging} (src integer, row integer, {target.ddl})"
                 " ON COMMIT DROP"

@@ -89,7 +89,7 @@ async def plan(pool: asyncpg.Pool, policy: Policy, warning: NormalisedWarning) -
     async with pool.acquire() as conn:
         await seed.seed(conn)
     stored = await store_warning(pool, warning, source="test", now=DAYTIME)
-    planner = Planner(pool, lambda: policy, ManualClock(DAYTIME), LIMITS, households_per_chunk=2)
+    planner = Planner(pool, lambda: policy, ManualClock(DAYTIME), LIMITS, villages_per_chunk=1)
     await planner.plan_pending()
     return stored.warning_id
 
@@ -142,7 +142,9 @@ async def test_red_rainstorm_reaches_exactly_the_county(pool: asyncpg.Pool, poli
     )
     assert state is not None
     assert state["plan_state"] == "done"
-    assert state["plan_cursor"] == 2 + 2  # responders, facilities+helpers, two household chunks
+    # county and town responders; village responders and loudspeakers; facilities and helpers;
+    # then one household chunk per village (the test plans one village a chunk)
+    assert state["plan_cursor"] == 3 + 2
 
 
 async def test_exercise_reaches_only_exercise_people_and_says_so(

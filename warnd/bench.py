@@ -184,7 +184,9 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def fanout_command(households: int, reuse: bool, as_json: bool) -> None:
     """Plan a red warning over the whole city; compare with a bare INSERT … SELECT."""
-    result = asyncio.run(fanout(households, reuse=reuse))
+    from warnd.cli import friendly_errors
+
+    result = friendly_errors(lambda: asyncio.run(fanout(households, reuse=reuse)))()
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -26,12 +26,16 @@ from warnd.wakeup import DELIVERIES_CHANNEL
 
 log = structlog.get_logger(__name__)
 
-HOUSEHOLDS_PER_CHUNK = 100_000
+VILLAGES_PER_CHUNK = 250  # about 120,000 households: one chunk is one transaction
 
-# The steps of a plan, in order; households follow as steps 3, 4, … one per chunk.
-STEP_AUDIENCES: tuple[tuple[Audience, ...], ...] = (
-    (Audience.RESPONDER, Audience.BROADCAST),
-    (Audience.FACILITY, Audience.HELPER),
+# The steps of a plan, in order; households follow, one step per chunk of villages. City and
+# county responders go alone first: a few dozen rows, so the first call-out leaves within
+# milliseconds even for a city-wide warning.
+# Each step lists (audience, responder levels) pairs; levels only matter for responders.
+FIRST_STEPS: tuple[tuple[tuple[Audience, tuple[str, ...]], ...], ...] = (
+    ((Audience.RESPONDER, ("city", "county")),),
+    ((Audience.RESPONDER, ("town", "village")), (Audience.BROADCAST, ())),
+    ((Audience.FACILITY, ()), (Audience.HELPER, ())),
 )
 _AUDIENCE_SQL = {
     Audience.RESPONDER: "plan_responders",
@@ -119,13 +123,13 @@ class Planner:
         clock: Clock,
         max_chars: Mapping[str, int],
         *,
-        households_per_chunk: int = HOUSEHOLDS_PER_CHUNK,
+        villages_per_chunk: int = VILLAGES_PER_CHUNK,
     ) -> None:
         self._pool = pool
         self._policy = policy
         self._clock = clock
         self._max_chars = max_chars
-        self._chunk = households_per_chunk
+        self._chunk = villages_per_chunk
 
     async def plan_pending(self) -> list[PlanResult]:
         """Plan every warning that waits (or was left half-planned); return what was done."""
@@ -151,14 +155,16 @@ class Planner:
         warning = await load_warning(conn, warning_id)
         now = self._clock.now()
         plans = decide(self._policy(), warning, now, self._max_chars.keys())
-        covered = await conn.fetch(sql("covered_divisions"), warning_id)
-        place = place_name([dict(r) for r in covered], warning.area_desc)
+        place = warning.area_desc
+        if not place:
+            covered = await conn.fetch(sql("covered_divisions"), warning_id)
+            place = place_name([dict(r) for r in covered], warning.area_desc)
         exercise_only = warning.status == "Exercise"
         speciality = HAZARDS[warning.hazard].speciality
         chunks = await conn.fetch(sql("village_chunks"), warning_id, self._chunk)
         steps: list[list[tuple[Audience, tuple[object, ...]]]] = [
-            [(a, (speciality,) if a is Audience.RESPONDER else ()) for a in audiences]
-            for audiences in STEP_AUDIENCES
+            [(a, (speciality, list(levels)) if levels else ()) for a, levels in step]
+            for step in FIRST_STEPS
         ]
         steps += [[(Audience.HOUSEHOLD, (c["first"], c["last"]))] for c in chunks]
         written = 0

@@ -3,11 +3,13 @@
 --   $1 warning id, $2 text[] channel kinds, $3 bigint[] message id per kind,
 --   $4 text[] fallback kinds per kind (comma-separated), $5 priority, $6 exercise only,
 --   $7 now (queued and due from then).
--- Rows that exist already (a resumed plan) are skipped by the outbox's unique key.
+-- Each step commits with the warning's plan cursor, so a resumed plan never repeats a step and
+-- these inserts need no ON CONFLICT (whose speculative insertion would double their cost); the
+-- outbox's unique key still refuses a duplicate loudly.
 
 -- name: plan_responders
--- Responders of the covered villages and of every town and county above them.
--- $8 speciality or NULL for every responder
+-- Responders of the covered villages and of every town and county above them, of some levels.
+-- $8 speciality or NULL for every responder, $9 text[] responder levels
 WITH villages AS (SELECT village_code FROM warning_villages WHERE warning_id = $1),
 covered AS (
     SELECT village_code AS code FROM villages
@@ -21,9 +23,9 @@ SELECT $1, k.message_id, 'responder', r.id, r.division_code, r.phone,
        k.kind, string_to_array(k.fallback, ','), $5, $7, $7
   FROM responders r JOIN covered c ON r.division_code = c.code CROSS JOIN kinds k
  WHERE ($8::text IS NULL OR r.specialities && ARRAY['all', $8::text]) AND (NOT $6 OR r.exercise)
+   AND r.level = ANY($9::text[])
  -- County heads have the shortest deadline to answer: they are written, and so sent, first.
- ORDER BY CASE r.level WHEN 'city' THEN 0 WHEN 'county' THEN 1 WHEN 'town' THEN 2 ELSE 3 END, r.id
-ON CONFLICT DO NOTHING;
+ ORDER BY CASE r.level WHEN 'city' THEN 0 WHEN 'county' THEN 1 WHEN 'town' THEN 2 ELSE 3 END, r.id;
 
 -- name: plan_broadcast
 -- One loudspeaker activation per covered village that has loudspeaker coverage.
@@ -32,8 +34,7 @@ INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division
                         channel_kind, fallback, priority, queued_at, due_at)
 SELECT $1, k.message_id, 'broadcast', 0, d.code, d.code, k.kind, string_to_array(k.fallback, ','), $5, $7, $7
   FROM warning_villages wv JOIN divisions d ON d.code = wv.village_code CROSS JOIN kinds k
- WHERE wv.warning_id = $1 AND NOT d.blind_spot AND NOT $6
-ON CONFLICT DO NOTHING;
+ WHERE wv.warning_id = $1 AND NOT d.blind_spot AND NOT $6;
 
 -- name: plan_facilities
 -- The contact of every special facility (school, care home …) in the covered villages.
@@ -43,8 +44,7 @@ INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division
 SELECT $1, k.message_id, 'facility', f.id, f.village_code, f.contact_phone,
        k.kind, string_to_array(k.fallback, ','), $5, $7, $7
   FROM facilities f JOIN warning_villages wv ON wv.village_code = f.village_code CROSS JOIN kinds k
- WHERE wv.warning_id = $1 AND (NOT $6 OR f.exercise)
-ON CONFLICT DO NOTHING;
+ WHERE wv.warning_id = $1 AND (NOT $6 OR f.exercise);
 
 -- name: plan_helpers
 -- Each helper (包保联系人) of special-group persons in the covered villages, once.
@@ -58,8 +58,7 @@ INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division
                         channel_kind, fallback, priority, queued_at, due_at)
 SELECT $1, k.message_id, 'helper', r.id, r.division_code, r.phone,
        k.kind, string_to_array(k.fallback, ','), $5, $7, $7
-  FROM helpers h JOIN responders r ON r.id = h.helper_id CROSS JOIN kinds k
-ON CONFLICT DO NOTHING;
+  FROM helpers h JOIN responders r ON r.id = h.helper_id CROSS JOIN kinds k;
 
 -- name: plan_households
 -- Every phone of every household in one chunk of the covered villages.
@@ -67,30 +66,24 @@ ON CONFLICT DO NOTHING;
 WITH kinds AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[]) AS k(kind, message_id, fallback))
 INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
                         channel_kind, fallback, priority, queued_at, due_at)
-SELECT $1, k.message_id, 'household', h.id, h.village_code, phone,
+SELECT $1, k.message_id, 'household', h.id, h.village_code, p.phone,
        k.kind, string_to_array(k.fallback, ','), $5, $7, $7
   FROM warning_villages wv
   JOIN households h ON h.village_code = wv.village_code
-  CROSS JOIN LATERAL unnest(h.phones) AS phone
+  CROSS JOIN LATERAL (SELECT DISTINCT unnest(h.phones)) AS p(phone)
   CROSS JOIN kinds k
- WHERE wv.warning_id = $1 AND wv.village_code BETWEEN $8 AND $9 AND (NOT $6 OR h.exercise)
-ON CONFLICT DO NOTHING;
+ WHERE wv.warning_id = $1 AND wv.village_code BETWEEN $8 AND $9
+   AND h.village_code BETWEEN $8 AND $9  -- lets the households index serve the chunk's range
+   AND (NOT $6 OR h.exercise);
 
 -- name: village_chunks
--- Split the covered villages into chunks of about $2 households each: (first, last) codes.
--- $1 warning id, $2 households per chunk
-WITH counted AS (
-    SELECT wv.village_code, count(h.id) AS n
-      FROM warning_villages wv LEFT JOIN households h ON h.village_code = wv.village_code
-     WHERE wv.warning_id = $1
-     GROUP BY wv.village_code
-),
-running AS (
-    SELECT village_code, sum(n) OVER (ORDER BY village_code) AS upto, n FROM counted
-)
-SELECT min(village_code) AS first, max(village_code) AS last, sum(n) AS households
-  FROM running
- GROUP BY div(upto - n, $2)
+-- Split the covered villages into chunks of $2 villages each (about 480 households a village in
+-- this city): (first, last) village codes, in code order.
+-- $1 warning id, $2 villages per chunk
+SELECT min(village_code) AS first, max(village_code) AS last
+  FROM (SELECT village_code, (row_number() OVER (ORDER BY village_code) - 1) / $2 AS chunk
+          FROM warning_villages WHERE warning_id = $1) AS numbered
+ GROUP BY chunk
  ORDER BY first;
 
 -- name: upsert_message

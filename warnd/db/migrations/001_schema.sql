@@ -122,9 +122,11 @@ CREATE TABLE rejected_messages (
 );
 
 -- The villages a warning's area resolves to: computed once, used by preview and planning.
+-- No foreign keys: rows are only ever selected from divisions for a warning just stored, and a
+-- per-row check would cost ingest latency on a city-wide warning (6,000 rows).
 CREATE TABLE warning_villages (
-    warning_id   bigint NOT NULL REFERENCES warnings (id) ON DELETE CASCADE,
-    village_code text NOT NULL REFERENCES divisions (code),
+    warning_id   bigint NOT NULL,
+    village_code text NOT NULL,
     PRIMARY KEY (warning_id, village_code)
 );
 
@@ -139,10 +141,13 @@ CREATE TABLE messages (
 );
 
 -- The outbox: one row per recipient address and channel kind; the source of truth of what was sent.
+-- No foreign keys on warning_id and message_id: planning writes millions of rows whose ids come
+-- from the warning and messages it has just read or written, and PostgreSQL checks a foreign key
+-- with a trigger per row (measured: 40 % of planning time). Warnings are never deleted.
 CREATE TABLE deliveries (
     id             bigserial PRIMARY KEY,
-    warning_id     bigint NOT NULL REFERENCES warnings (id) ON DELETE CASCADE,
-    message_id     bigint NOT NULL REFERENCES messages (id),
+    warning_id     bigint NOT NULL,
+    message_id     bigint NOT NULL,
     audience       text NOT NULL CHECK (audience IN ('responder', 'facility', 'helper',
                                                      'household', 'broadcast')),
     recipient_id   bigint NOT NULL,            -- responders / facilities / households id, or 0
