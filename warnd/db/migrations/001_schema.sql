@@ -34,6 +34,7 @@ CREATE TABLE responders (
 );
 CREATE INDEX responders_division ON responders (division_code);
 CREATE INDEX responders_phone ON responders (phone);
+CREATE INDEX responders_backup ON responders (backup_id);
 
 CREATE TABLE households (
     id            bigserial PRIMARY KEY,
@@ -60,6 +61,8 @@ CREATE TABLE special_persons (
     exercise      boolean NOT NULL DEFAULT false
 );
 CREATE INDEX special_persons_village ON special_persons (village_code);
+CREATE INDEX special_persons_helper ON special_persons (helper_id);
+CREATE INDEX special_persons_household ON special_persons (household_id);
 
 CREATE TABLE facilities (
     id            bigserial PRIMARY KEY,
