@@ -89,7 +89,6 @@ def db_migrate() -> None:
 
 def _attach_optional_groups() -> None:
     from rosters.cli import roster
-
     from warnd.bench import bench
     from warnd.demo import demo
     from warnd.officer import warning
