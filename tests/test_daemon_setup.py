@@ -48,7 +48,10 @@ def test_phone_numbers_are_masked() -> None:
 
 def test_logs_mask_phone_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     configure("info", json=True)
-    structlog.get_logger("t").info("delivery_failed", address="+8613912345678", warning_id=3)
+    try:
+        structlog.get_logger("t").info("delivery_failed", address="+8613912345678", warning_id=3)
+    finally:
+        structlog.reset_defaults()  # the configured logger writes to this test's captured stderr
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["address"] == "+86139****5678"
     assert line["warning_id"] == 3
