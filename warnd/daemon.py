@@ -27,6 +27,7 @@ from warnd.db.pool import connect, database_url, open_pool
 from warnd.db.queries import sql
 from warnd.dispatch import Dispatcher
 from warnd.errors import ConfigError
+from warnd.heartbeat import HeartbeatWatch
 from warnd.metrics import Metrics
 from warnd.plan import Planner
 from warnd.policy import PolicyHolder
@@ -165,8 +166,20 @@ class Daemon:
                         services.send_wakeup.set()
                 await services.plan_wakeup.wait(2.0)
 
+        heartbeats = HeartbeatWatch(
+            pool,
+            {
+                name: feed.expected_heartbeat
+                for name, feed in self.config.feeds.items()
+                if feed.expected_heartbeat is not None
+            },
+            self.metrics,
+            self.clock.now(),
+        )
+
         async def housekeeping() -> None:
             while True:
+                await heartbeats.check(self.clock.now())
                 await dispatcher.reclaim_leases()
                 await pool.execute(sql("expire_warnings"), self.clock.now())
                 await self.clock.sleep(min(5.0, lease / 2))

@@ -38,6 +38,12 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=self.registry,
         )
+        self.feed_silent = Gauge(
+            "warnd_feed_silent",
+            "1 while a feed has sent nothing for longer than its expected heartbeat",
+            ["feed"],
+            registry=self.registry,
+        )
         self.inbound = Counter(
             "warnd_inbound_events_total",
             "Inbound events by channel, kind and whether they matched a delivery",

@@ -61,3 +61,11 @@ WITH ended AS (
 )
 UPDATE deliveries SET state = 'cancelled', cancelled_at = $1, error = 'warning expired'
  WHERE warning_id IN (SELECT id FROM ended) AND state = 'queued';
+
+-- name: feed_last_seen
+-- When each feed last sent anything, accepted or rejected. $1 text[] feed names
+SELECT feed, max(at) AS last_seen
+  FROM (SELECT source AS feed, received_at AS at FROM warnings WHERE source = ANY($1::text[])
+        UNION ALL
+        SELECT feed, received_at FROM rejected_messages WHERE feed = ANY($1::text[])) AS seen
+ GROUP BY feed;

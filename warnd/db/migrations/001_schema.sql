@@ -113,6 +113,7 @@ CREATE TABLE warnings (
     UNIQUE (sender, identifier, sent)
 );
 CREATE INDEX warnings_plan ON warnings (plan_state) WHERE plan_state IN ('pending', 'planning');
+CREATE INDEX warnings_source ON warnings (source, received_at);
 
 -- Messages a feed sent that were refused, kept for the duty officer.
 CREATE TABLE rejected_messages (
@@ -123,6 +124,7 @@ CREATE TABLE rejected_messages (
     detail       text NOT NULL,
     body         text NOT NULL                  -- the first bytes, decoded leniently
 );
+CREATE INDEX rejected_messages_feed ON rejected_messages (feed, received_at);
 
 -- The villages a warning's area resolves to: computed once, used by preview and planning.
 -- No foreign keys: rows are only ever selected from divisions for a warning just stored, and a
