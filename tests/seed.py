@@ -26,6 +26,7 @@ DIVISIONS = [
 
 # ref, name, phone, division, level, specialities, exercise
 RESPONDERS = [
+    ("C-city", "济市长", "+8613900000000", CITY, "city", ["all"], False),
     ("R-county", "任区长", "+8613900000001", RENCHENG, "county", ["all"], False),
     ("R-county-geo", "任地质", "+8613900000002", RENCHENG, "county", ["geological"], False),
     ("R-town", "许镇长", "+8613900000003", TOWN_R, "town", ["flood"], True),
@@ -87,3 +88,29 @@ async def seed(conn: Conn) -> None:
         VILLAGE_R1,
         VILLAGE_S1,
     )
+
+
+# Who a red rainstorm (flood speciality) warning for 任城区 must reach, by audience: every level
+# above the covered villages (city, county, town), never the geological-only county responder,
+# nothing in 泗水县, no loudspeaker in the blind-spot village, each helper once.
+RED_RAINSTORM_RENCHENG: dict[str, set[str]] = {
+    "responder": {
+        "+8613900000000",
+        "+8613900000001",
+        "+8613900000003",
+        "+8613900000004",
+        "+8613900000005",
+        "+8613900000006",
+    },
+    "broadcast": {VILLAGE_R1},
+    "facility": {"+8613700000001"},
+    "helper": {"+8613900000004"},
+    "household": {
+        "+8613800000001",
+        "+8613800000002",
+        "+8613800000003",
+        "+8613800000004",
+        "+8613800000005",
+        "+8613800000006",
+    },
+}

@@ -24,6 +24,7 @@ from warnd.clock import ManualClock
 from warnd.config import AppConfig
 from warnd.metrics import Metrics
 from warnd.openapi import API, CSV_COLUMNS, ROLES
+from warnd.plan import Planner
 from warnd.policy import Policy, PolicyHolder, load_policy
 from warnd.services import Services
 from warnd.settings import REPO_CONFIG_DIR
@@ -196,15 +197,16 @@ def cap_alert(
     codes: Sequence[str] = ("370811",),
     event: str = "暴雨",
     severity: str = "Extreme",
+    status: str = "Actual",
     swap_status_and_msg_type: bool = False,
 ) -> str:
     geocodes = "".join(
         f"<geocode><valueName>行政区划代码</valueName><value>{c}</value></geocode>" for c in codes
     )
     head = (
-        "<msgType>Alert</msgType><status>Actual</status>"
+        f"<msgType>Alert</msgType><status>{status}</status>"
         if swap_status_and_msg_type
-        else "<status>Actual</status><msgType>Alert</msgType>"
+        else f"<status>{status}</status><msgType>Alert</msgType>"
     )
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
@@ -517,34 +519,146 @@ async def test_a_manual_warning_must_be_json(app: Api) -> None:
 # --- reading: preview, detail, progress, deliveries --------------------------------------------
 
 
-async def test_preview_counts_the_seeded_roster(app: Api) -> None:
+async def preview(api: Api, warning_id: int) -> dict[str, Any]:
+    status, body = await api.call("GET", f"{API}/warnings/{warning_id}/preview", OFFICER_TOKEN)
+    assert status == 200, body
+    return body
+
+
+async def test_preview_of_a_red_warning_counts_what_will_be_sent(app: Api) -> None:
     bad_code = manual(area={"codes": ["370811", "370899"]})
     status, body = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, bad_code)
     assert status == 201
     assert body["unknown_codes"] == ["370899000000"]
     warning_id = body["warning_id"]
 
-    status, preview = await app.call("GET", f"{API}/warnings/{warning_id}/preview", OFFICER_TOKEN)
-    assert status == 200, preview
+    shown = await preview(app, warning_id)
     # Rainstorm calls on flood responders: the county head (all), the town head (flood) and both
     # village heads; not the geological specialist, not 泗水县.
-    assert preview["recipients"] == {
+    assert shown["recipients"] == {
         "responder": 4,
         "broadcast": 1,  # village 2 is a blind spot
         "facility": 1,
         "helper": 1,
         "household": 3,
     }
-    assert preview["total_recipients"] == 10
-    assert preview["villages"] == 2
-    assert preview["divisions"] == [
+    assert shown["total_recipients"] == 10
+    # 02:00 is inside the night window: red responders and helpers are called before the SMS.
+    assert shown["channels"] == {
+        "responder": ["voice", "sms"],
+        "broadcast": ["broadcast"],
+        "facility": ["sms", "voice"],
+        "helper": ["voice", "sms"],
+        "household": ["sms"],
+    }
+    assert shown["deliveries"] == {
+        "responder": 8,
+        "broadcast": 1,
+        "facility": 2,
+        "helper": 2,
+        "household": 4,  # 张大爷's household has two phones
+    }
+    assert shown["total_deliveries"] == 17
+    assert shown["not_reached"] == {}
+    assert shown["not_reached_reasons"] == {}
+    assert shown["villages"] == 2
+    assert shown["divisions"] == [
         {"code": COUNTY, "name": "任城区", "level": "county", "villages": 2},
         {"code": TOWN, "name": "许庄街道", "level": "town", "villages": 2},
     ]
-    assert preview["unknown_codes"] == ["370899000000"]
-    assert preview["state"] == "pending_approval"
-    assert preview["reaches_people"] is True
-    assert preview["simulated"] is False
+    assert shown["unknown_codes"] == ["370899000000"]
+    assert (shown["state"], shown["level"], shown["hazard"]) == (
+        "pending_approval",
+        "red",
+        "rainstorm",
+    )
+    assert shown["reaches_people"] is True
+    assert shown["simulated"] is False
+
+
+async def test_preview_of_a_blue_warning_reaches_responders_by_sms_only(app: Api) -> None:
+    status, body = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("blue"))
+    assert status == 201, body
+
+    shown = await preview(app, body["warning_id"])
+    assert shown["level"] == "blue"
+    assert shown["recipients"] == {"responder": 4}
+    assert shown["total_recipients"] == 4
+    assert shown["channels"] == {"responder": ["sms"]}
+    assert shown["deliveries"] == {"responder": 4}
+    assert shown["total_deliveries"] == 4
+    # The area holds them; the default policy does not send to them at blue.
+    assert shown["not_reached"] == {"broadcast": 1, "facility": 1, "helper": 1, "household": 3}
+    assert shown["not_reached_reasons"]["household"] == (
+        "the policy does not send to household at blue level"
+    )
+    assert set(shown["not_reached_reasons"]) == set(shown["not_reached"])
+
+
+async def test_preview_of_a_test_message_reaches_nobody_and_says_so(app: Api) -> None:
+    status, created = await app.cap(cap_alert(status="Test"))
+    assert status == 201, created
+
+    shown = await preview(app, created["warning_id"])
+    assert shown["reaches_people"] is False
+    assert shown["recipients"] == {}
+    assert (shown["total_recipients"], shown["total_deliveries"]) == (0, 0)
+    assert shown["not_reached"] == {
+        "responder": 4,
+        "broadcast": 1,
+        "facility": 1,
+        "helper": 1,
+        "household": 3,
+    }
+    assert set(shown["not_reached_reasons"].values()) == {
+        "status Test: recorded, never sent to a person"
+    }
+
+
+async def test_preview_uses_only_the_configured_channel_kinds(simulated_app: Api) -> None:
+    await seed_roster(simulated_app.pool)  # the only channel is one SMS simulator
+    status, body = await simulated_app.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("red"))
+    assert status == 201, body
+
+    shown = await preview(simulated_app, body["warning_id"])
+    assert shown["channels"] == {
+        "responder": ["sms"],
+        "facility": ["sms"],
+        "helper": ["sms"],
+        "household": ["sms"],
+    }
+    assert shown["deliveries"] == {"responder": 4, "facility": 1, "helper": 1, "household": 4}
+    assert shown["total_deliveries"] == 10
+    assert shown["not_reached"] == {"broadcast": 1}
+    assert shown["not_reached_reasons"] == {
+        "broadcast": "the policy sends broadcast, and no channel of that kind is configured"
+    }
+
+
+@pytest.mark.parametrize("level", ["red", "blue"])
+async def test_preview_matches_what_planning_writes(app: Api, policy: Policy, level: str) -> None:
+    severity = {"red": "Extreme", "blue": "Minor"}[level]
+    _, created = await app.cap(cap_alert(severity=severity, event="暴雨"))
+    warning_id = created["warning_id"]
+    shown = await preview(app, warning_id)
+    assert (shown["level"], shown["state"]) == (level, "active")
+
+    limits = {"sms": 335, "voice": 500, "broadcast": 500}
+    await Planner(app.pool, lambda: policy, ManualClock(NOW), limits).plan_pending()
+    rows = await app.pool.fetch(
+        "SELECT audience, count(*) AS n, count(DISTINCT recipient_id) AS people,"
+        "       array_agg(DISTINCT channel_kind) AS kinds"
+        "  FROM deliveries WHERE warning_id = $1 GROUP BY audience",
+        warning_id,
+    )
+    written = {r["audience"]: r["n"] for r in rows}
+    assert written == shown["deliveries"]
+    assert sum(written.values()) == shown["total_deliveries"]
+    assert {r["audience"]: sorted(r["kinds"]) for r in rows} == {
+        audience: sorted(kinds) for audience, kinds in shown["channels"].items()
+    }
+    people = {r["audience"]: r["people"] for r in rows if r["audience"] != "broadcast"}
+    assert people == {a: n for a, n in shown["recipients"].items() if a != "broadcast"}
 
 
 async def insert_deliveries(pool: asyncpg.Pool, warning_id: int) -> list[int]:

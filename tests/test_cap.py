@@ -556,6 +556,65 @@ def test_many_problems_are_summarised() -> None:
     assert error.detail.endswith("; and 2 more")
 
 
+def ring(points: int, *, lat: float = 35.4, lon: float = 116.6) -> str:
+    """A closed ring of ``points`` points (the first repeated as the last) round a centre."""
+    step = 0.3 / points
+    coordinates = [f"{lat + i * step:.5f},{lon + (i % 2) * 0.1:.5f}" for i in range(points - 1)]
+    return " ".join([*coordinates, coordinates[0]])
+
+
+def test_area_limits_are_at_the_limit_accepted() -> None:
+    polygons = (ring(2000), *(ring(4),) * 31)
+    shapes = area(polygons=polygons, circles=("35.4,116.9 2",) * 32, geocodes=())
+    codes = area("许庄街道", geocodes=tuple(f"370811{i:06d}" for i in range(1, 501)))
+    warning = parse_cap(alert(infos=(info(areas=(shapes, codes)),)))
+    assert (len(warning.area.polygons), len(warning.area.circles)) == (32, 32)
+    assert len(warning.area.polygons[0]) == 2000
+    assert len(warning.area.codes) == 500
+
+
+@pytest.mark.parametrize(
+    ("areas", "phrase"),
+    [
+        (
+            (area(circles=("35.4,116.9 2",) * 40), area(polygons=(ring(4),) * 25)),
+            "info[1]: 65 polygons and circles in its areas; at most 64 are accepted",
+        ),
+        (
+            (area(), area(polygons=(ring(4), ring(2001)))),
+            "info[1]/area[2]/polygon[2]: 2001 points; at most 2000 are accepted in one polygon",
+        ),
+        (
+            (area(geocodes=("370811",) * 300), area(geocodes=("370812",) * 201)),
+            "info[1]: 501 geocodes in its areas; at most 500 are accepted",
+        ),
+    ],
+)
+def test_areas_beyond_the_limits_are_refused(areas: tuple[str, ...], phrase: str) -> None:
+    error = rejection(alert(infos=(info(areas=areas),)))
+    assert (error.code, error.http_status) == ("rule_violation", 422)
+    assert phrase in error.detail
+
+
+def test_area_limits_apply_to_the_chosen_block_only() -> None:
+    crowded = (area(circles=("35.4,116.9 2",) * 65),)
+    english = info(language="en-US", event="Rainstorm", areas=crowded)
+    warning = parse_cap(alert(infos=(english, info())))
+    assert warning.area.circles == ()
+
+    english = info(language="en-US", event="Rainstorm")
+    error = rejection(alert(infos=(english, info(areas=crowded))))
+    assert error.detail.startswith("info[2]: 65 polygons and circles")
+
+
+def test_every_area_limit_broken_is_named() -> None:
+    heavy = area(circles=("35.4,116.9 2",) * 64, polygons=(ring(2500),), geocodes=("370811",) * 501)
+    error = rejection(alert(infos=(info(areas=(heavy,)),)))
+    assert "65 polygons and circles" in error.detail
+    assert "info[1]/area[1]/polygon[1]: 2500 points" in error.detail
+    assert "501 geocodes" in error.detail
+
+
 # --- what warnd cannot use ------------------------------------------------------------------
 
 

@@ -87,7 +87,13 @@ async def settle(pool: asyncpg.Pool | asyncpg.Connection, seconds: float) -> dic
         await asyncio.sleep(0.1)
 
 
-SIM = {"type": "simulator", "time_scale": 0.001, "deliver_probability": 1.0}
+SIM = {
+    "type": "simulator",
+    "time_scale": 0.001,
+    "deliver_probability": 1.0,
+    "answer_probability": 1.0,
+    "play_probability": 1.0,
+}
 
 
 @pytest.fixture
@@ -128,7 +134,10 @@ async def test_cap_red_warning_reaches_the_county_through_the_simulator(seeded: 
             )
         again_status, again = await post_cap(daemon.port, cap("e2e-1", now))
     assert counts.get("queued", 0) == 0 and counts.get("sending", 0) == 0
-    assert rows and all(r["division_code"].startswith("370811") for r in rows)
+    reached: dict[str, set[str]] = {}
+    for r in rows:
+        reached.setdefault(r["audience"], set()).add(r["address"])
+    assert reached == seed.RED_RAINSTORM_RENCHENG
     assert {r["state"] for r in rows} == {"delivered"}
     assert again_status == 200 and again["warning_id"] == body["warning_id"]
 

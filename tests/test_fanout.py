@@ -22,11 +22,14 @@ from channels.base import (
     SendResult,
 )
 from warnd.clock import ManualClock
+from warnd.db import Conn
+from warnd.db.queries import sql
 from warnd.dispatch import Claimed, Dispatcher, classify
+from warnd.errors import InputError
 from warnd.ingest import store_warning
 from warnd.metrics import Metrics
 from warnd.model import Area, Audience, Level, NormalisedWarning
-from warnd.plan import Planner, decide
+from warnd.plan import Planner, PlanResult, decide
 from warnd.policy import Policy, load_policy
 from warnd.settings import REPO_CONFIG_DIR
 from warnd.wakeup import Wakeup
@@ -106,26 +109,7 @@ async def test_red_rainstorm_reaches_exactly_the_county(pool: asyncpg.Pool, poli
     warning_id = await plan(pool, policy, rainstorm())
     rows = await deliveries(pool, warning_id)
     rule = policy.rule("rainstorm", Level.RED)
-    expected_addresses = {
-        Audience.RESPONDER: {
-            "+8613900000001",
-            "+8613900000003",
-            "+8613900000004",
-            "+8613900000005",
-            "+8613900000006",
-        },  # not the geological-only county responder, nothing in 泗水县
-        Audience.BROADCAST: {seed.VILLAGE_R1},  # 李庄村 is a blind spot
-        Audience.FACILITY: {"+8613700000001"},
-        Audience.HELPER: {"+8613900000004"},  # two special persons, one helper, one message
-        Audience.HOUSEHOLD: {
-            "+8613800000001",
-            "+8613800000002",
-            "+8613800000003",
-            "+8613800000004",
-            "+8613800000005",
-            "+8613800000006",
-        },
-    }
+    expected_addresses = {Audience(a): v for a, v in seed.RED_RAINSTORM_RENCHENG.items()}
     for audience, addresses in expected_addresses.items():
         if audience not in rule.audiences:
             assert not [r for r in rows if r["audience"] == audience.value]
@@ -177,19 +161,21 @@ async def test_duplicate_is_stored_once(pool: asyncpg.Pool, policy: Policy) -> N
     assert await pool.fetchval("SELECT count(*) FROM warnings") == 1
 
 
-async def test_cancel_stops_queued_deliveries(pool: asyncpg.Pool, policy: Policy) -> None:
-    warning_id = await plan(pool, policy, rainstorm())
-    original = rainstorm()
-    cancel = NormalisedWarning(
+def cancel_of(original: NormalisedWarning) -> NormalisedWarning:
+    return NormalisedWarning(
         **{
             **original.__dict__,
-            "identifier": "cancel-1",
+            "identifier": f"cancel-{original.identifier}",
             "msg_type": "Cancel",
             "sent": DAYTIME + timedelta(minutes=5),
             "references": (f"{original.sender},{original.identifier},{original.sent.isoformat()}",),
         }
     )
-    stored = await store_warning(pool, cancel, source="test", now=DAYTIME)
+
+
+async def test_cancel_stops_queued_deliveries(pool: asyncpg.Pool, policy: Policy) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    stored = await store_warning(pool, cancel_of(rainstorm()), source="test", now=DAYTIME)
     assert stored.ended == (warning_id,)
     assert (
         await pool.fetchval("SELECT state FROM warnings WHERE id = $1", warning_id) == "cancelled"
@@ -266,8 +252,8 @@ async def test_transient_failures_back_off_then_give_up() -> None:
     claimed = [Claimed(1, 1, "+8613800000001", attempts, (), "t") for attempts in (1, 5)]
     results = [SendResult(1, Outcome.TRANSIENT, reason=Reason.SERVER)]
     retry = classify(claimed[:1], results, max_attempts=5)
-    assert len(retry.retry) == 1 and 1.0 <= retry.retry[0][1] <= 6.0
-    assert classify(claimed[1:], results, max_attempts=5).give_up == [(1, "server")]
+    assert len(retry.retry) == 1 and 1.0 <= retry.retry[0][2] <= 6.0
+    assert classify(claimed[1:], results, max_attempts=5).give_up == [(1, 5, "server")]
 
 
 async def test_expired_leases_come_back(pool: asyncpg.Pool, policy: Policy) -> None:
@@ -309,3 +295,184 @@ def test_decide_replaces_a_kind_nobody_configured(policy: Policy) -> None:
     plans = decide(policy, rainstorm(), DAYTIME, available={"sms"})
     assert all(set(p.kinds) == {"sms"} for p in plans.values() if p.audience != Audience.BROADCAST)
     assert Audience.BROADCAST not in plans or plans[Audience.BROADCAST].kinds == ("sms",)
+
+
+async def send_all(dispatcher: Dispatcher, channel: RecordingChannel, size: int = 10) -> None:
+    while claimed := await dispatcher.claim(channel, size):
+        results = await channel.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+        await dispatcher.record(channel.name, claimed, results)
+
+
+async def test_a_mixed_batch_is_recorded_in_one_go(pool: asyncpg.Pool, policy: Policy) -> None:
+    await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup())
+    claimed = await dispatcher.claim(sms, 3)
+    results = [
+        SendResult(claimed[0].id, Outcome.ACCEPTED, external_id="a"),
+        SendResult(claimed[1].id, Outcome.TRANSIENT, reason=Reason.RATE_LIMITED),
+        SendResult(claimed[2].id, Outcome.PERMANENT, reason=Reason.CLIENT, detail="no such number"),
+    ]
+    await dispatcher.record("sms", claimed, results)
+    rows = {
+        r["id"]: r
+        for r in await pool.fetch(
+            "SELECT * FROM deliveries WHERE id = ANY($1::bigint[])", [c.id for c in claimed]
+        )
+    }
+    assert (rows[claimed[0].id]["state"], rows[claimed[0].id]["external_id"]) == ("sent", "a")
+    retry = rows[claimed[1].id]
+    assert retry["state"] == "queued" and retry["due_at"] > DAYTIME
+    assert retry["error"] == "rate_limited"
+    failed = rows[claimed[2].id]
+    assert failed["state"] in ("failed", "queued")  # failed, or failed over to another kind
+    assert failed["error"] == "client: no such number"
+
+
+async def test_a_stale_worker_cannot_overwrite_the_new_claim(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup(), lease_seconds=10)
+    stale = await dispatcher.claim(sms, 1)
+    clock.advance(11)
+    await dispatcher.reclaim_leases()
+    fresh = await dispatcher.claim(sms, 1)
+    assert [c.id for c in fresh] == [c.id for c in stale]
+    await dispatcher.record("sms", fresh, [SendResult(fresh[0].id, Outcome.ACCEPTED, "new")])
+    await dispatcher.record(
+        "sms", stale, [SendResult(stale[0].id, Outcome.PERMANENT, reason=Reason.SERVER)]
+    )
+    row = await pool.fetchrow(
+        "SELECT state, external_id FROM deliveries WHERE id = $1", fresh[0].id
+    )
+    assert row is not None and (row["state"], row["external_id"]) == ("sent", "new")
+
+
+async def test_fail_over_carries_the_text_of_the_new_kind(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    rule = policy.rule("rainstorm", Level.RED).audiences[Audience.HOUSEHOLD]
+    assert rule.fallback, "the default red policy falls households back to another kind"
+    sms = RecordingChannel("sms", ChannelKind.SMS, fail_prefix="+86138")
+    dispatcher = Dispatcher(pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup())
+    await send_all(dispatcher, sms)
+    rows = await pool.fetch(
+        """SELECT d.channel_kind, d.state, m.channel_kind AS text_kind
+             FROM deliveries d JOIN messages m ON m.id = d.message_id
+            WHERE d.warning_id = $1 AND d.audience = 'household'""",
+        warning_id,
+    )
+    assert rows and all(
+        (r["channel_kind"], r["state"], r["text_kind"])
+        == (rule.fallback[0], "queued", rule.fallback[0])
+        for r in rows
+    )
+
+
+async def test_a_cancel_before_planning_means_nothing_is_planned(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    async with pool.acquire() as conn:
+        await seed.seed(conn)
+    original = rainstorm()
+    stored = await store_warning(pool, original, source="test", now=DAYTIME)
+    await store_warning(pool, cancel_of(original), source="test", now=DAYTIME)
+    planner = Planner(pool, lambda: policy, ManualClock(DAYTIME), LIMITS)
+    assert await planner.plan_pending() == []
+    assert await deliveries(pool, stored.warning_id) == []
+    state = await pool.fetchrow(
+        "SELECT state, plan_state FROM warnings WHERE id = $1", stored.warning_id
+    )
+    assert state is not None and (state["state"], state["plan_state"]) == ("cancelled", "done")
+
+
+async def test_rows_of_a_cancelled_warning_never_go_out_again(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup(), lease_seconds=10)
+    in_flight = await dispatcher.claim(sms, 2)  # …the worker dies while these are sending
+    await store_warning(pool, cancel_of(rainstorm()), source="test", now=DAYTIME)
+    clock.advance(11)
+    assert await dispatcher.reclaim_leases() == len(in_flight)
+    assert await dispatcher.claim(sms, 100) == []
+    states = {r["state"] for r in await deliveries(pool, warning_id)}
+    assert states == {"cancelled"}
+
+
+@pytest.mark.parametrize(("status", "source"), [("Test", "test"), ("Actual", "another-feed")])
+async def test_only_the_same_source_and_status_can_end_a_warning(
+    pool: asyncpg.Pool, policy: Policy, status: str, source: str
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    intruder = NormalisedWarning(**{**cancel_of(rainstorm()).__dict__, "status": status})
+    with pytest.raises(InputError, match="cannot end it"):
+        await store_warning(pool, intruder, source=source, now=DAYTIME)
+    assert await pool.fetchval("SELECT state FROM warnings WHERE id = $1", warning_id) == "active"
+    assert await pool.fetchval("SELECT count(*) FROM warnings") == 1
+
+
+async def test_a_plan_resumes_after_a_crash_without_gaps_or_duplicates(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    full = {
+        (r["audience"], r["address"], r["channel_kind"]) for r in await deliveries(pool, warning_id)
+    }
+    # The planner died after step 4 (the first household chunk): later rows were never written.
+    await pool.execute(
+        "DELETE FROM deliveries WHERE warning_id = $1 AND audience = 'household' "
+        "AND division_code = $2",
+        warning_id,
+        seed.VILLAGE_R2,
+    )
+    await pool.execute(
+        "UPDATE warnings SET plan_state = 'planning', plan_cursor = 4 WHERE id = $1", warning_id
+    )
+    await Planner(
+        pool, lambda: policy, ManualClock(DAYTIME), LIMITS, villages_per_chunk=1
+    ).plan_pending()
+    again = {
+        (r["audience"], r["address"], r["channel_kind"]) for r in await deliveries(pool, warning_id)
+    }
+    assert again == full
+
+
+async def test_the_most_urgent_warning_is_planned_next(pool: asyncpg.Pool, policy: Policy) -> None:
+    async with pool.acquire() as conn:
+        await seed.seed(conn)
+    yellow = await store_warning(pool, rainstorm(Level.YELLOW), source="test", now=DAYTIME)
+    quake = NormalisedWarning(
+        **{**rainstorm(Level.ORANGE).__dict__, "hazard": "earthquake", "identifier": "eq-1"}
+    )
+    red = await store_warning(pool, rainstorm(Level.RED), source="test", now=DAYTIME)
+    seismic = await store_warning(pool, quake, source="test", now=DAYTIME)
+    order = await pool.fetch(sql("plan_candidates"), DAYTIME)
+    assert [r["id"] for r in order] == [seismic.warning_id, red.warning_id, yellow.warning_id]
+
+
+async def test_a_warning_that_fails_to_plan_does_not_block_the_others(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    async with pool.acquire() as conn:
+        await seed.seed(conn)
+    broken = await store_warning(pool, rainstorm(Level.RED), source="test", now=DAYTIME)
+    fine = await store_warning(pool, rainstorm(Level.YELLOW), source="test", now=DAYTIME)
+
+    class Flaky(Planner):
+        async def _step(self, conn: Conn, warning_id: int) -> PlanResult:
+            if warning_id == broken.warning_id:
+                raise RuntimeError("template exploded")
+            return await super()._step(conn, warning_id)
+
+    await Flaky(pool, lambda: policy, ManualClock(DAYTIME), LIMITS).plan_pending()
+    rows = {r["id"]: r for r in await pool.fetch("SELECT id, plan_state, plan_error FROM warnings")}
+    assert rows[fine.warning_id]["plan_state"] == "done"
+    assert rows[broken.warning_id]["plan_error"] == "RuntimeError: template exploded"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 
 from warnd.db.migrate import available, migrate
 from warnd.db.pool import connect
+from warnd.errors import DatabaseError
 
 DECLARED_TABLES = {
     "schema_migrations",
@@ -21,6 +23,7 @@ DECLARED_TABLES = {
     "deliveries",
     "inbound_events",
     "audit_log",
+    "feed_health",
 }
 
 
@@ -69,5 +72,15 @@ async def test_audit_log_refuses_update_and_delete(db_url: str) -> None:
             else:
                 raise AssertionError(f"{statement} was allowed")
         assert await conn.fetchval("SELECT actor FROM audit_log") == "t"
+    finally:
+        await conn.close()
+
+
+async def test_an_applied_migration_that_changed_is_refused(db_url: str) -> None:
+    conn = await connect(db_url)
+    try:
+        await conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+        with pytest.raises(DatabaseError, match="applied migrations never change"):
+            await migrate(conn)
     finally:
         await conn.close()

@@ -16,6 +16,7 @@ import io
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Final
 
@@ -31,7 +32,7 @@ from warnd.db.queries import sql
 from warnd.errors import InputError
 from warnd.ingest import Stored, load_warning, store_warning
 from warnd.manual import parse_manual
-from warnd.model import HAZARDS
+from warnd.model import HAZARDS, Audience, NormalisedWarning
 from warnd.openapi import (
     API,
     AUDIENCES,
@@ -62,6 +63,7 @@ from warnd.openapi import (
     WarningSummary,
     document,
 )
+from warnd.plan import AudiencePlan, decide
 from warnd.services import Services
 from warnd.wakeup import PLAN_CHANNEL
 
@@ -512,7 +514,6 @@ async def get_warning(request: web.Request) -> web.Response:
         row = await conn.fetchrow(sql("get_warning"), warning_id)
         if row is None:
             raise _no_warning(warning_id)
-        warning = await load_warning(conn, warning_id)
         counts = await conn.fetch(sql("delivery_counts"), warning_id)
     by_state: dict[str, int] = {}
     by_audience: dict[str, dict[str, int]] = {}
@@ -521,28 +522,28 @@ async def get_warning(request: web.Request) -> web.Response:
         by_state[count["state"]] = by_state.get(count["state"], 0) + count["n"]
         by_audience.setdefault(count["audience"], {})[count["state"]] = count["n"]
         sent_times += [t for t in (count["first_sent"], count["last_sent"]) if t is not None]
-    area = warning.area
+    area = row["area"]  # as ``Area.to_json`` stored it
     normalised = NormalisedOut(
-        sender=warning.sender,
-        identifier=warning.identifier,
-        sent=warning.sent,
-        status=warning.status,
-        msg_type=warning.msg_type,
-        hazard=warning.hazard,
-        level=warning.level.value,
-        event=warning.event,
-        headline=warning.headline,
-        description=warning.description,
-        instruction=warning.instruction,
-        area_desc=warning.area_desc,
+        sender=row["sender"],
+        identifier=row["identifier"],
+        sent=row["sent"],
+        status=row["status"],
+        msg_type=row["msg_type"],
+        hazard=row["hazard"],
+        level=row["level"],
+        event=row["event"],
+        headline=row["headline"],
+        description=row["description"],
+        instruction=row["instruction"],
+        area_desc=row["area_desc"],
         area=AreaOut(
-            codes=list(area.codes),
-            polygons=[list(ring) for ring in area.polygons],
-            circles=[CircleOut(lat=c.lat, lon=c.lon, radius_km=c.radius_km) for c in area.circles],
+            codes=area.get("codes", []),
+            polygons=area.get("polygons", []),
+            circles=[CircleOut.model_validate(c) for c in area.get("circles", [])],
         ),
-        references=list(warning.references),
-        effective=warning.effective,
-        expires=warning.expires,
+        references=list(row["refs"]),
+        effective=row["effective"],
+        expires=row["expires"],
     )
     detail = WarningDetail(
         id=warning_id,
@@ -567,33 +568,94 @@ async def get_warning(request: web.Request) -> web.Response:
     return _json(detail)
 
 
+@dataclass(frozen=True)
+class Reach:
+    """What a warning reaches, per audience: the preview's figures, computed without I/O."""
+
+    recipients: dict[str, int]
+    channels: dict[str, list[str]]
+    deliveries: dict[str, int]
+    not_reached: dict[str, int]
+    not_reached_reasons: dict[str, str]
+
+
+def reach(
+    warning: NormalisedWarning,
+    plans: Mapping[Audience, AudiencePlan],
+    wanted: Mapping[Audience, AudiencePlan],
+    held: Mapping[str, tuple[int, int]],
+) -> Reach:
+    """Recipients and deliveries of the audiences ``plans`` sends to, and the people of the
+    others that the area holds, each with the reason.
+
+    ``plans`` is ``decide`` with the configured channel kinds, ``wanted`` the same with every
+    kind: an audience in ``wanted`` only lacks a channel. ``held`` maps an audience to the
+    (people, addresses) the area holds, addresses being what planning writes one row per kind
+    for (every phone of a household).
+    """
+    result = Reach({}, {}, {}, {}, {})
+    for audience in Audience:
+        name = audience.value
+        people, addresses = held.get(name, (0, 0))
+        plan = plans.get(audience)
+        if plan is not None:
+            result.recipients[name] = people
+            result.channels[name] = list(plan.kinds)
+            result.deliveries[name] = addresses * len(plan.kinds)
+            continue
+        if people == 0:
+            continue
+        result.not_reached[name] = people
+        if not warning.reaches_people:
+            reason = f"status {warning.status}: recorded, never sent to a person"
+        elif audience in wanted:
+            kinds = " or ".join(wanted[audience].kinds)
+            reason = f"the policy sends {kinds}, and no channel of that kind is configured"
+        else:
+            reason = f"the policy does not send to {name} at {warning.level.value} level"
+        result.not_reached_reasons[name] = reason
+    return result
+
+
 async def preview_warning(request: web.Request) -> web.Response:
-    """Recipients per audience and the divisions the area resolves to, before publishing."""
+    """What publishing would send, by the policy in force: recipients and deliveries per
+    audience, who the area holds but the warning does not reach, and the covered divisions."""
     services = request.app[SERVICES]
     warning_id = _id(request, "warning_id")
     async with services.pool.acquire() as conn:
-        row = await conn.fetchrow(sql("warning_brief"), warning_id)
-        if row is None:
+        facts = await conn.fetchrow(sql("preview_facts"), warning_id)
+        if facts is None:
             raise _no_warning(warning_id)
-        hazard = HAZARDS.get(row["hazard"])
+        warning = await load_warning(conn, warning_id)
+        hazard = HAZARDS.get(warning.hazard)
         speciality = hazard.speciality if hazard is not None else None
-        exercise = row["status"] == "Exercise"
+        exercise = warning.status == "Exercise"
         counts = await conn.fetch(sql("audience_counts"), warning_id, speciality, exercise)
         divisions = await conn.fetch(sql("covered_divisions"), warning_id)
-        codes = list(row["area"].get("codes", []))
+        codes = list(warning.area.codes)
         unknown = [r["c"] for r in await conn.fetch(sql("unknown_codes"), codes)] if codes else []
-        villages = await conn.fetchval(sql("count_villages"), warning_id)
-    recipients = {r["audience"]: r["recipients"] for r in counts}
+    policy = services.current_policy()
+    now = services.clock.now()
+    available = {c.kind.value for c in services.channels.values()} or None
+    plans = decide(policy, warning, now, available)
+    wanted = plans if available is None else decide(policy, warning, now, None)
+    held = {r["audience"]: (r["recipients"], r["addresses"]) for r in counts}
+    reached = reach(warning, plans, wanted, held)
     preview = Preview(
         warning_id=warning_id,
-        state=row["state"],
-        hazard=row["hazard"],
-        level=row["level"],
-        status=row["status"],
-        reaches_people=row["status"] in ("Actual", "Exercise"),
-        recipients=recipients,
-        total_recipients=sum(recipients.values()),
-        villages=villages,
+        state=facts["state"],
+        hazard=warning.hazard,
+        level=warning.level.value,
+        status=warning.status,
+        reaches_people=warning.reaches_people,
+        recipients=reached.recipients,
+        total_recipients=sum(reached.recipients.values()),
+        channels=reached.channels,
+        deliveries=reached.deliveries,
+        total_deliveries=sum(reached.deliveries.values()),
+        not_reached=reached.not_reached,
+        not_reached_reasons=reached.not_reached_reasons,
+        villages=facts["villages"],
         divisions=[CoveredDivision.model_validate(dict(d)) for d in divisions],
         unknown_codes=unknown,
         simulated=services.simulated,

@@ -102,6 +102,12 @@ _EXPECTED_TAG: Final = re.compile(r"Tag '(\w+)' expected\.")
 
 _BEIJING: Final = timedelta(hours=8)
 
+# Each polygon and circle costs a search of the roster at ingest, and a 512 KB message could
+# carry some 19,000 of them; real warnings name a few shapes or a list of division codes.
+_MAX_SHAPES: Final = 64  # polygons and circles together, in the chosen info block
+_MAX_POLYGON_POINTS: Final = 2000  # points in one polygon ring
+_MAX_GEOCODES: Final = 500  # geocodes in the chosen info block
+
 
 def parse_cap(body: bytes, *, max_bytes: int = 512 * 1024) -> NormalisedWarning:
     """Turn a CAP 1.2 message into a NormalisedWarning, or raise CapError saying why not.
@@ -335,10 +341,13 @@ class _RuleError(ValueError):
 
 @dataclass
 class _AreaBlock:
+    path: str
     desc: str
     codes: list[str] = field(default_factory=list)
     polygons: list[tuple[tuple[float, float], ...]] = field(default_factory=list)
+    polygon_paths: list[str] = field(default_factory=list)  # where each polygon is, in order
     circles: list[Circle] = field(default_factory=list)
+    geocodes: int = 0  # every geocode, division code or not
 
 
 @dataclass
@@ -445,10 +454,11 @@ def _read_info(
 
 
 def _read_area(area: Element, paths: dict[int, str], problems: list[str]) -> _AreaBlock:
-    block = _AreaBlock(desc=_text(area, "areaDesc"))
+    block = _AreaBlock(path=paths[id(area)], desc=_text(area, "areaDesc"))
     for polygon in area.findall(_cap("polygon")):
         try:
             block.polygons.append(_polygon((polygon.text or "").strip()))
+            block.polygon_paths.append(paths[id(polygon)])
         except _RuleError as violation:
             problems.append(f"{paths[id(polygon)]}: {violation}")
     for circle in area.findall(_cap("circle")):
@@ -456,7 +466,9 @@ def _read_area(area: Element, paths: dict[int, str], problems: list[str]) -> _Ar
             block.circles.append(_circle((circle.text or "").strip()))
         except _RuleError as violation:
             problems.append(f"{paths[id(circle)]}: {violation}")
-    for _, value in _pairs(area, "geocode"):
+    geocodes = _pairs(area, "geocode")
+    block.geocodes = len(geocodes)
+    for _, value in geocodes:
         # Division codes: 6 (county), 9 (town) or 12 (village) ASCII digits, whatever the
         # valueName says; isascii() because str.isdigit() also accepts full-width digits.
         if value.isascii() and value.isdigit() and len(value) in (6, 9, 12):
@@ -616,6 +628,9 @@ def _to_warning(alert: _Alert, *, raw: str) -> NormalisedWarning:
             raw=raw,
         )
 
+    limits = _area_limit_problems(info)
+    if limits:
+        raise CapError("rule_violation", _join(limits))
     area = Area(
         codes=tuple(dict.fromkeys(code for block in info.areas for code in block.codes)),
         polygons=tuple(polygon for block in info.areas for polygon in block.polygons),
@@ -654,6 +669,31 @@ def _to_warning(alert: _Alert, *, raw: str) -> NormalisedWarning:
         raw=raw,
         extra=info.extra,
     )
+
+
+def _area_limit_problems(info: _InfoBlock) -> list[str]:
+    """Where the chosen block's area is larger than warnd will search the roster for."""
+    problems = []
+    shapes = sum(len(block.polygons) + len(block.circles) for block in info.areas)
+    if shapes > _MAX_SHAPES:
+        problems.append(
+            f"{info.path}: {shapes} polygons and circles in its areas; at most {_MAX_SHAPES}"
+            " are accepted (merge shapes, or name the divisions with geocodes)"
+        )
+    for block in info.areas:
+        for polygon, path in zip(block.polygons, block.polygon_paths, strict=True):
+            if len(polygon) > _MAX_POLYGON_POINTS:
+                problems.append(
+                    f"{path}: {len(polygon)} points; at most {_MAX_POLYGON_POINTS} are accepted"
+                    " in one polygon (simplify the ring)"
+                )
+    geocodes = sum(block.geocodes for block in info.areas)
+    if geocodes > _MAX_GEOCODES:
+        problems.append(
+            f"{info.path}: {geocodes} geocodes in its areas; at most {_MAX_GEOCODES} are"
+            " accepted (name a town or county instead of its villages)"
+        )
+    return problems
 
 
 def _choose_info(infos: list[_InfoBlock]) -> _InfoBlock | None:

@@ -79,11 +79,17 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Outcomes:
-    """The results of one batch, grouped the way they are written back."""
+    """The results of one batch, grouped the way they are written back.
 
-    sent: list[tuple[int, str]]
-    retry: list[tuple[int, float, str]]
-    give_up: list[tuple[int, str]]  # permanent, or transient too many times
+    Each row carries its claim's ``attempts``: the fence that stops a worker whose lease ran out
+    from overwriting the outcome of the worker that claimed the row after it.
+    """
+
+    sent: list[tuple[int, int, str]]  # id, attempts, external id
+    retry: list[tuple[int, int, float, str]]  # id, attempts, delay, reason
+    give_up: list[
+        tuple[int, int, str]
+    ]  # permanent, or transient too many times: id, attempts, reason
 
 
 def classify(
@@ -98,11 +104,11 @@ def classify(
             result = SendResult(row.id, Outcome.TRANSIENT, detail="channel returned no result")
         reason = f"{result.reason or 'unknown'}: {result.detail}".rstrip(": ")
         if result.outcome is Outcome.ACCEPTED:
-            sent.append((row.id, result.external_id or ""))
+            sent.append((row.id, row.attempts, result.external_id or ""))
         elif result.outcome is Outcome.TRANSIENT and row.attempts < max_attempts:
-            retry.append((row.id, backoff_seconds(row.attempts), reason))
+            retry.append((row.id, row.attempts, backoff_seconds(row.attempts), reason))
         else:
-            give_up.append((row.id, reason))
+            give_up.append((row.id, row.attempts, reason))
     return Outcomes(sent, retry, give_up)
 
 
@@ -141,12 +147,12 @@ class Dispatcher:
             if not claimed:
                 await self._wakeup.wait(self._poll)
                 continue
-            await bucket.acquire(len(claimed))
             try:
+                await bucket.acquire(len(claimed))
                 results = await self._send(channel, claimed)
             except asyncio.CancelledError:
                 # Stopping mid-send: hand the rows back now instead of waiting for the lease.
-                await asyncio.shield(self._release([c.id for c in claimed]))
+                await asyncio.shield(self._release(claimed))
                 raise
             await asyncio.shield(self.record(channel.name, claimed, results))
             bound.debug("batch_sent", size=len(claimed))
@@ -170,6 +176,7 @@ class Dispatcher:
                 r["body"],
             )
             for r in rows
+            if r["state"] == "sending"  # the others belonged to ended warnings: now cancelled
         ]
 
     async def _send(self, channel: Channel, claimed: Sequence[Claimed]) -> list[SendResult]:
@@ -194,18 +201,15 @@ class Dispatcher:
         failed_over: list[int] = []
         async with self._pool.acquire() as conn, conn.transaction():
             if outcomes.sent:
-                ids, external = zip(*outcomes.sent, strict=True)
-                await conn.execute(sql("record_sent"), list(ids), list(external), now)
+                await conn.execute(sql("record_sent"), *_columns(outcomes.sent), now)
             if outcomes.retry:
-                ids, delays, reasons = zip(*outcomes.retry, strict=True)
-                await conn.execute(sql("record_retry"), list(ids), list(delays), list(reasons), now)
+                await conn.execute(sql("record_retry"), *_columns(outcomes.retry), now)
             if outcomes.give_up:
-                ids, reasons = zip(*outcomes.give_up, strict=True)
+                columns = _columns(outcomes.give_up)
                 failed_over = [
-                    r["id"]
-                    for r in await conn.fetch(sql("record_failover"), list(ids), list(reasons), now)
+                    r["id"] for r in await conn.fetch(sql("record_failover"), *columns, now)
                 ]
-                await conn.execute(sql("record_failed"), list(ids), list(reasons), now)
+                await conn.execute(sql("record_failed"), *columns, now)
             if failed_over:
                 await conn.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
         for result in results:
@@ -221,8 +225,10 @@ class Dispatcher:
             len(outcomes.give_up) - len(failed_over)
         )
 
-    async def _release(self, ids: list[int]) -> None:
-        await self._pool.execute(sql("release_claims"), ids)
+    async def _release(self, claimed: Sequence[Claimed]) -> None:
+        await self._pool.execute(
+            sql("release_claims"), [c.id for c in claimed], [c.attempts for c in claimed]
+        )
 
     async def reclaim_leases(self) -> int:
         """Return rows whose worker died mid-send to the queue; called periodically."""
@@ -300,6 +306,11 @@ class Dispatcher:
             for kind, hit in zip(kinds, hits, strict=True):
                 self._metrics.inbound.labels(channel, kind, str(hit).lower()).inc()
         return retry
+
+
+def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
+    """Rows of equal length as one list per column: the arrays an UNNEST statement takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 _KIND: dict[type, str] = {

@@ -34,7 +34,7 @@ def silent_feeds(
 
 
 class HeartbeatWatch:
-    """Checks the feeds' last messages and reports changes between alive and silent."""
+    """Checks the feeds' last messages; reports each change between alive and silent once."""
 
     def __init__(
         self, pool: asyncpg.Pool, expected: Mapping[str, timedelta], metrics: Metrics, now: datetime
@@ -43,27 +43,26 @@ class HeartbeatWatch:
         self._expected = dict(expected)
         self._metrics = metrics
         self._since = now
-        self.silent: set[str] = set()
 
     async def check(self, now: datetime) -> set[str]:
+        """The feeds silent now; a change of state is logged and audited by one process only."""
         if not self._expected:
             return set()
         rows = await self._pool.fetch(sql("feed_last_seen"), list(self._expected))
         last_seen = {r["feed"]: r["last_seen"] for r in rows}
         silent = silent_feeds(self._expected, last_seen, now, self._since)
         for feed in self._expected:
-            self._metrics.feed_silent.labels(feed).set(1 if feed in silent else 0)
-        for feed in silent - self.silent:
-            log.warning("feed_silent", feed=feed, expected=str(self._expected[feed]))
-            await self._pool.execute(
-                sql("audit"),
-                "system",
-                "feed_silent",
-                f"feed:{feed}",
-                {"expected_heartbeat_s": self._expected[feed].total_seconds()},
-            )
-        for feed in self.silent - silent:
-            log.info("feed_alive_again", feed=feed)
-            await self._pool.execute(sql("audit"), "system", "feed_alive", f"feed:{feed}", {})
-        self.silent = silent
+            is_silent = feed in silent
+            self._metrics.feed_silent.labels(feed).set(1 if is_silent else 0)
+            async with self._pool.acquire() as conn, conn.transaction():
+                changed = await conn.fetchrow(sql("feed_health_change"), feed, is_silent, now)
+                if changed is None or (changed["first"] and not is_silent):
+                    continue  # no change, or a feed first seen alive: nothing to report
+                if is_silent:
+                    log.warning("feed_silent", feed=feed, expected=str(self._expected[feed]))
+                else:
+                    log.info("feed_alive_again", feed=feed)
+                action = "feed_silent" if is_silent else "feed_alive"
+                detail = {"expected_heartbeat_s": self._expected[feed].total_seconds()}
+                await conn.execute(sql("audit"), "system", action, f"feed:{feed}", detail)
         return silent

@@ -15,6 +15,7 @@ import structlog
 
 from warnd.db import Conn
 from warnd.db.queries import sql
+from warnd.errors import InputError
 from warnd.gate import admit
 from warnd.model import Area, Circle, Level, NormalisedWarning
 from warnd.wakeup import PLAN_CHANNEL
@@ -87,7 +88,7 @@ async def store_warning(
             assert row is not None  # the conflict that suppressed the insert is this row
             return Stored(row["id"], row["state"], created=False)
         unknown = await resolve_area(conn, warning_id, warning.area)
-        ended = await _end_referenced(conn, warning_id, warning, now)
+        ended = await _end_referenced(conn, warning_id, warning, source, now)
         await conn.execute(
             sql("audit"),
             author or f"feed:{source}",
@@ -124,18 +125,33 @@ async def resolve_area(conn: Conn, warning_id: int, area: Area) -> tuple[str, ..
 
 
 async def _end_referenced(
-    conn: Conn, warning_id: int, warning: NormalisedWarning, now: datetime
+    conn: Conn, warning_id: int, warning: NormalisedWarning, source: str, now: datetime
 ) -> tuple[int, ...]:
+    """An Update supersedes, a Cancel cancels, the warnings it references.
+
+    Only warnings of the same source and status may be ended: a Test or an Exercise never ends a
+    live warning, and one feed never cancels another's. Such a reference refuses the whole message
+    (the transaction rolls back), so the sender learns that nothing was ended.
+    References to messages warnd never received are accepted and end nothing.
+    """
     if warning.msg_type not in ("Update", "Cancel"):
         return ()
     ids = []
-    for ref in warning.references:
+    for number, ref in enumerate(warning.references, start=1):
         key = parse_reference(ref)
         if key is None:
             continue
         row = await conn.fetchrow(sql("find_warning_by_key"), *key)
-        if row is not None:
-            ids.append(row["id"])
+        if row is None:
+            continue
+        if row["source"] != source or row["status"] != warning.status:
+            raise InputError(
+                f"references[{number}]: {ref} is a {row['status']} warning from "
+                f"{row['source']!r}; a {warning.status} {warning.msg_type} from {source!r} "
+                "cannot end it",
+                code="rule_violation",
+            )
+        ids.append(row["id"])
     new_state = "superseded" if warning.msg_type == "Update" else "cancelled"
     ended = [r["id"] for r in await conn.fetch(sql("end_referenced"), ids, new_state)]
     if ended:

@@ -136,7 +136,9 @@ class CoveredDivision(BaseModel):
 
 
 class Preview(BaseModel):
-    """Who a warning reaches, computed from the roster: shown before an officer publishes."""
+    """Who a warning reaches, computed from the roster and the policy in force: shown before an
+    officer publishes. It counts what planning would write now (the night window and the
+    configured channel kinds included)."""
 
     warning_id: int
     state: str
@@ -144,8 +146,25 @@ class Preview(BaseModel):
     level: str
     status: str
     reaches_people: bool = Field(description="false for Test, Draft and System messages")
-    recipients: dict[str, int] = Field(description="audience → recipients")
+    recipients: dict[str, int] = Field(
+        description="audience → people reached, for each audience the policy sends to at this"
+        " level (households: households, not phones; empty when the status reaches nobody)"
+    )
     total_recipients: int
+    channels: dict[str, list[str]] = Field(
+        description="audience → the channel kinds each of its recipients gets at the same time"
+    )
+    deliveries: dict[str, int] = Field(
+        description="audience → messages planned: addresses (a household's every phone) times"
+        " channel kinds"
+    )
+    total_deliveries: int
+    not_reached: dict[str, int] = Field(
+        description="audience → people the area holds whom this warning does not reach"
+    )
+    not_reached_reasons: dict[str, str] = Field(
+        description="audience → why it is not reached (policy level, no channel, status)"
+    )
     villages: int = Field(description="villages the area resolves to")
     divisions: list[CoveredDivision]
     unknown_codes: list[str]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -109,8 +109,19 @@ def place_name(covered: Sequence[Mapping[str, Any]], area_desc: str) -> str:
 @dataclass
 class PlanResult:
     warning_id: int
-    steps: int
-    deliveries: int
+    steps: int  # steps written in this call
+    deliveries: int  # deliveries written in this call
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every step of one warning's plan needs, computed once per planner."""
+
+    warning: NormalisedWarning
+    plans: dict[Audience, AudiencePlan]
+    place: str
+    steps: list[list[tuple[Audience, tuple[object, ...]]]]
 
 
 class Planner:
@@ -124,101 +135,129 @@ class Planner:
         max_chars: Mapping[str, int],
         *,
         villages_per_chunk: int = VILLAGES_PER_CHUNK,
+        retry_seconds: float = 30.0,
     ) -> None:
         self._pool = pool
         self._policy = policy
         self._clock = clock
         self._max_chars = max_chars
         self._chunk = villages_per_chunk
+        self._retry = retry_seconds
+        self._contexts: dict[int, _Context] = {}
 
     async def plan_pending(self) -> list[PlanResult]:
-        """Plan every warning that waits (or was left half-planned); return what was done."""
-        done = []
-        async with self._pool.acquire() as conn:
-            for row in await conn.fetch(sql("plan_candidates")):
-                warning_id: int = row["id"]
-                if not await conn.fetchval(sql("lock_plan"), warning_id):
-                    continue  # another planner has it
-                try:
-                    done.append(await self._plan(conn, warning_id))
-                finally:
-                    await conn.fetchval(sql("unlock_plan"), warning_id)
-        return done
+        """Plan waiting warnings one step at a time, the most urgent first, until none waits.
 
-    async def _plan(self, conn: Conn, warning_id: int) -> PlanResult:
-        state = await conn.fetchrow(
-            "SELECT plan_state, plan_cursor FROM warnings WHERE id = $1", warning_id
-        )
-        assert state is not None  # candidates come from the table; warnings are never deleted
-        if state["plan_state"] == "done":
-            return PlanResult(warning_id, 0, 0)
-        warning = await load_warning(conn, warning_id)
-        now = self._clock.now()
-        plans = decide(self._policy(), warning, now, self._max_chars.keys())
-        place = warning.area_desc
-        if not place:
-            covered = await conn.fetch(sql("covered_divisions"), warning_id)
-            place = place_name([dict(r) for r in covered], warning.area_desc)
-        exercise_only = warning.status == "Exercise"
-        speciality = HAZARDS[warning.hazard].speciality
-        chunks = await conn.fetch(sql("village_chunks"), warning_id, self._chunk)
-        steps: list[list[tuple[Audience, tuple[object, ...]]]] = [
-            [(a, (speciality, list(levels)) if levels else ()) for a, levels in step]
-            for step in FIRST_STEPS
-        ]
-        steps += [[(Audience.HOUSEHOLD, (c["first"], c["last"]))] for c in chunks]
-        written = 0
-        bound = log.bind(warning_id=warning_id)
-        for number, step in enumerate(steps, start=1):
-            if number <= state["plan_cursor"]:
-                continue
-            async with conn.transaction():
-                for audience, extra in step:
-                    plan = plans.get(audience)
-                    if plan is None:
-                        continue
-                    message_ids = [
-                        await self._message(
-                            conn, warning_id, warning, audience=audience, kind=kind, place=place
-                        )
-                        for kind in plan.kinds
-                    ]
-                    status = await conn.execute(
-                        sql(_AUDIENCE_SQL[audience]),
-                        warning_id,
-                        list(plan.kinds),
-                        message_ids,
-                        [",".join(f) for f in plan.fallbacks],
-                        plan.priority,
-                        exercise_only,
-                        now,
-                        *extra,
+        Choosing again after every step means an earthquake or red warning that arrives during
+        a city-wide household fan-out goes next, not after the last household chunk.
+        """
+        results: dict[int, PlanResult] = {}
+        async with self._pool.acquire() as conn:
+            while (step := await self._next_step(conn)) is not None:
+                total = results.setdefault(step.warning_id, PlanResult(step.warning_id, 0, 0))
+                total.steps += step.steps
+                total.deliveries += step.deliveries
+                total.done = step.done
+                if step.done:
+                    self._contexts.pop(step.warning_id, None)
+                    log.info(
+                        "warning_planned",
+                        warning_id=step.warning_id,
+                        deliveries=total.deliveries,
                     )
-                    written += int(status.rsplit(" ", 1)[1])
+        return list(results.values())
+
+    async def _next_step(self, conn: Conn) -> PlanResult | None:
+        for row in await conn.fetch(sql("plan_candidates"), self._clock.now()):
+            warning_id: int = row["id"]
+            if not await conn.fetchval(sql("lock_plan"), warning_id):
+                continue  # another planner holds it
+            try:
+                return await self._step(conn, warning_id)
+            except (asyncpg.PostgresConnectionError, OSError):
+                raise  # the connection is gone: the supervisor reconnects
+            except Exception as exc:  # one broken warning must not block every other one
+                log.exception("planning_failed", warning_id=warning_id)
+                self._contexts.pop(warning_id, None)
                 await conn.execute(
-                    sql("plan_step_done"), warning_id, number, number == len(steps), now
+                    sql("plan_failed"),
+                    warning_id,
+                    f"{type(exc).__name__}: {exc}"[:1000],
+                    self._clock.now() + timedelta(seconds=self._retry),
                 )
-                await conn.execute("SELECT pg_notify($1, $2)", DELIVERIES_CHANNEL, str(warning_id))
-            bound.debug("plan_step_written", step=number, deliveries=written)
-        bound.info("warning_planned", steps=len(steps), deliveries=written)
-        return PlanResult(warning_id, len(steps), written)
+                return PlanResult(warning_id, 0, 0)
+            finally:
+                await conn.fetchval(sql("unlock_plan"), warning_id)
+        return None
+
+    async def _context(self, conn: Conn, warning_id: int) -> _Context:
+        context = self._contexts.get(warning_id)
+        if context is None:
+            warning = await load_warning(conn, warning_id)
+            plans = decide(self._policy(), warning, self._clock.now(), self._max_chars.keys())
+            place = warning.area_desc
+            if not place:
+                covered = await conn.fetch(sql("covered_divisions"), warning_id)
+                place = place_name([dict(r) for r in covered], warning.area_desc)
+            speciality = HAZARDS[warning.hazard].speciality
+            chunks = await conn.fetch(sql("village_chunks"), warning_id, self._chunk)
+            steps: list[list[tuple[Audience, tuple[object, ...]]]] = [
+                [(a, (speciality, list(levels)) if levels else ()) for a, levels in step]
+                for step in FIRST_STEPS
+            ]
+            steps += [[(Audience.HOUSEHOLD, (c["first"], c["last"]))] for c in chunks]
+            context = self._contexts[warning_id] = _Context(warning, plans, place, steps)
+        return context
+
+    async def _step(self, conn: Conn, warning_id: int) -> PlanResult:
+        """Write the next step of one warning's plan, in one transaction with its cursor."""
+        context = await self._context(conn, warning_id)
+        now = self._clock.now()
+        written = 0
+        async with conn.transaction():
+            # FOR SHARE: a Cancel or Update ending this warning waits for the step to commit,
+            # then cancels what it wrote; a step never starts for an ended warning.
+            row = await conn.fetchrow(sql("lock_warning_for_plan"), warning_id)
+            assert row is not None  # warnings are never deleted
+            number = row["plan_cursor"] + 1
+            if row["state"] != "active" or number > len(context.steps):
+                await conn.execute(sql("plan_step_done"), warning_id, row["plan_cursor"], True, now)
+                return PlanResult(warning_id, 0, 0, done=True)
+            for audience, extra in context.steps[number - 1]:
+                plan = context.plans.get(audience)
+                if plan is None:
+                    continue
+                message_ids = {
+                    kind: await self._message(conn, warning_id, context, audience, kind)
+                    for kind in dict.fromkeys([*plan.kinds, *plan.fallbacks[0]])
+                }
+                status = await conn.execute(
+                    sql(_AUDIENCE_SQL[audience]),
+                    warning_id,
+                    list(plan.kinds),
+                    [message_ids[kind] for kind in plan.kinds],
+                    [",".join(f) for f in plan.fallbacks],
+                    plan.priority,
+                    context.warning.status == "Exercise",
+                    now,
+                    *extra,
+                )
+                written += int(status.rsplit(" ", 1)[1])
+            done = number == len(context.steps)
+            await conn.execute(sql("plan_step_done"), warning_id, number, done, now)
+            await conn.execute("SELECT pg_notify($1, $2)", DELIVERIES_CHANNEL, str(warning_id))
+        log.debug("plan_step_written", warning_id=warning_id, step=number, deliveries=written)
+        return PlanResult(warning_id, 1, written, done=done)
 
     async def _message(
-        self,
-        conn: Conn,
-        warning_id: int,
-        warning: NormalisedWarning,
-        *,
-        audience: Audience,
-        kind: str,
-        place: str,
+        self, conn: Conn, warning_id: int, context: _Context, audience: Audience, kind: str
     ) -> int:
         body = render(
             self._policy(),
-            warning,
+            context.warning,
             audience,
             kind,
-            place=place,
+            place=context.place,
             max_chars=self._max_chars.get(kind),
         )
         message_id: int = await conn.fetchval(

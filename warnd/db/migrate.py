@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
 
 from warnd.db import Conn
+from warnd.errors import DatabaseError
 
 MIGRATION_LOCK = 0x77A2_D001  # advisory lock: two processes starting together migrate once
 
@@ -16,6 +18,10 @@ class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
 def available() -> list[Migration]:
@@ -37,18 +43,29 @@ async def migrate(conn: Conn) -> list[Migration]:
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version integer PRIMARY KEY,
                    name text NOT NULL,
+                   checksum text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        done = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
         for migration in available():
             if migration.version in done:
+                if done[migration.version] != migration.checksum:
+                    raise DatabaseError(
+                        f"migration {migration.version:03d}_{migration.name}.sql was changed "
+                        "after it was applied to this database; applied migrations never change: "
+                        "put the change in a new numbered migration"
+                    )
                 continue
             async with conn.transaction():
                 await conn.execute(migration.sql)
                 await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                     migration.version,
                     migration.name,
+                    migration.checksum,
                 )
             applied.append(migration)
     finally:

@@ -2,48 +2,62 @@
 
 -- name: claim_deliveries
 -- Claim up to $3 due deliveries of one channel kind, most urgent first; rows another worker holds
--- are skipped. The lease makes a crashed worker's rows come back.
+-- are skipped. The lease makes a crashed worker's rows come back; ``attempts`` doubles as the
+-- claim's fencing token, so only the latest claim of a row may record its outcome. Rows of a
+-- warning that is no longer active (cancelled, superseded, expired) are cancelled here instead
+-- of sent, whatever path brought them back to the queue.
 -- $1 channel kind, $2 channel instance name, $3 how many, $4 now, $5 lease seconds
 WITH due AS (
-    SELECT id FROM deliveries
-     WHERE state = 'queued' AND channel_kind = $1 AND due_at <= $4
-     ORDER BY priority, id
+    SELECT d.id, w.state = 'active' AS live
+      FROM deliveries d JOIN warnings w ON w.id = d.warning_id
+     WHERE d.state = 'queued' AND d.channel_kind = $1::text AND d.due_at <= $4::timestamptz
+     ORDER BY d.priority, d.id
      LIMIT $3
-       FOR UPDATE SKIP LOCKED
+       FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE deliveries d
-   SET state = 'sending', sending_at = $4, channel = $2, attempts = d.attempts + 1,
-       lease_until = $4 + make_interval(secs => $5)
+   SET state = CASE WHEN due.live THEN 'sending' ELSE 'cancelled' END,
+       sending_at = CASE WHEN due.live THEN $4::timestamptz ELSE d.sending_at END,
+       cancelled_at = CASE WHEN due.live THEN d.cancelled_at ELSE $4::timestamptz END,
+       error = CASE WHEN due.live THEN d.error ELSE 'warning no longer active' END,
+       channel = CASE WHEN due.live THEN $2::text ELSE d.channel END,
+       attempts = d.attempts + CASE WHEN due.live THEN 1 ELSE 0 END,
+       lease_until = CASE WHEN due.live THEN $4::timestamptz + make_interval(secs => $5::float8) END
   FROM due, messages m
  WHERE d.id = due.id AND m.id = d.message_id
-RETURNING d.id, d.warning_id, d.address, d.attempts, d.fallback, m.body;
+RETURNING d.id, d.warning_id, d.address, d.attempts, d.fallback, d.state, m.body;
 
 -- name: record_sent
--- Accepted by the gateway. $1 bigint[] ids, $2 text[] external ids, $3 now
+-- Accepted by the gateway. $1 bigint[] ids, $2 int[] attempts (fence), $3 text[] external ids,
+-- $4 now
 UPDATE deliveries d
-   SET state = 'sent', sent_at = $3, external_id = r.external_id, lease_until = NULL, error = NULL
-  FROM unnest($1::bigint[], $2::text[]) AS r(id, external_id)
- WHERE d.id = r.id AND d.state = 'sending';
+   SET state = 'sent', sent_at = $4::timestamptz, external_id = r.external_id, lease_until = NULL,
+       error = NULL
+  FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempts, external_id)
+ WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending';
 
 -- name: record_retry
 -- A transient failure: back to the queue, due again after its backoff.
--- $1 bigint[] ids, $2 float8[] delay seconds, $3 text[] reasons, $4 now
+-- $1 bigint[] ids, $2 int[] attempts (fence), $3 float8[] delay seconds, $4 text[] reasons, $5 now
 UPDATE deliveries d
-   SET state = 'queued', due_at = $4 + make_interval(secs => r.delay), error = r.reason,
-       lease_until = NULL
-  FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS r(id, delay, reason)
- WHERE d.id = r.id AND d.state = 'sending';
+   SET state = 'queued', due_at = $5::timestamptz + make_interval(secs => r.delay),
+       error = r.reason, lease_until = NULL
+  FROM unnest($1::bigint[], $2::int[], $3::float8[], $4::text[]) AS r(id, attempts, delay, reason)
+ WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending';
 
 -- name: record_failover
--- A permanent failure with another channel kind left to try: re-queue on the next kind.
--- The unique key could clash if the recipient already has a delivery on that kind; then the
--- row fails instead (the recipient is reached on that kind already).
--- $1 bigint[] ids, $2 text[] reasons, $3 now
+-- A permanent failure with another channel kind left to try: re-queue on the next kind, with the
+-- text rendered for that kind. If the recipient already has a delivery on that kind, the row
+-- fails instead (the recipient is being reached on that kind already).
+-- $1 bigint[] ids, $2 int[] attempts (fence), $3 text[] reasons, $4 now
 UPDATE deliveries d
-   SET channel_kind = d.fallback[1], fallback = d.fallback[2:], state = 'queued', due_at = $3,
-       attempts = 0, error = r.reason, lease_until = NULL, channel = NULL
-  FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
- WHERE d.id = r.id AND d.state = 'sending' AND cardinality(d.fallback) > 0
+   SET channel_kind = d.fallback[1], fallback = d.fallback[2:], state = 'queued',
+       due_at = $4::timestamptz, attempts = 0, error = r.reason, lease_until = NULL,
+       channel = NULL, message_id = m.id
+  FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempts, reason), messages m
+ WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending'
+   AND cardinality(d.fallback) > 0
+   AND m.warning_id = d.warning_id AND m.audience = d.audience AND m.channel_kind = d.fallback[1]
    AND NOT EXISTS (
        SELECT 1 FROM deliveries o
         WHERE o.warning_id = d.warning_id AND o.audience = d.audience
@@ -52,23 +66,26 @@ UPDATE deliveries d
 RETURNING d.id;
 
 -- name: record_failed
--- A permanent failure with nothing left to try. $1 bigint[] ids, $2 text[] reasons, $3 now
+-- A permanent failure with nothing left to try.
+-- $1 bigint[] ids, $2 int[] attempts (fence), $3 text[] reasons, $4 now
 UPDATE deliveries d
-   SET state = 'failed', failed_at = $3, error = r.reason, lease_until = NULL
-  FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
- WHERE d.id = r.id AND d.state = 'sending';
+   SET state = 'failed', failed_at = $4::timestamptz, error = r.reason, lease_until = NULL
+  FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempts, reason)
+ WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending';
 
 -- name: release_claims
 -- Hand back claimed rows that were never sent (a worker stopping mid-batch).
--- $1 bigint[] ids
-UPDATE deliveries SET state = 'queued', lease_until = NULL, attempts = greatest(attempts - 1, 0)
- WHERE id = ANY($1::bigint[]) AND state = 'sending';
+-- $1 bigint[] ids, $2 int[] attempts (fence)
+UPDATE deliveries d
+   SET state = 'queued', lease_until = NULL, attempts = d.attempts - 1
+  FROM unnest($1::bigint[], $2::int[]) AS r(id, attempts)
+ WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending';
 
 -- name: reclaim_expired_leases
 -- Rows whose worker died while sending come back to the queue (at-least-once to the gateway).
 -- $1 now
-UPDATE deliveries SET state = 'queued', lease_until = NULL, due_at = $1
- WHERE state = 'sending' AND lease_until < $1;
+UPDATE deliveries SET state = 'queued', lease_until = NULL, due_at = $1::timestamptz
+ WHERE state = 'sending' AND lease_until < $1::timestamptz;
 
 -- name: record_receipts
 -- Receipts from the network (delivery receipts, call results, device confirmations) for messages
@@ -76,11 +93,11 @@ UPDATE deliveries SET state = 'queued', lease_until = NULL, due_at = $1
 -- $1 channel name, $2 text[] external ids, $3 bool[] delivered, $4 text[] details, $5 now
 UPDATE deliveries d
    SET state = CASE WHEN r.ok THEN 'delivered' ELSE 'failed' END,
-       delivered_at = CASE WHEN r.ok THEN $5 ELSE d.delivered_at END,
-       failed_at = CASE WHEN r.ok THEN d.failed_at ELSE $5 END,
+       delivered_at = CASE WHEN r.ok THEN $5::timestamptz ELSE d.delivered_at END,
+       failed_at = CASE WHEN r.ok THEN d.failed_at ELSE $5::timestamptz END,
        error = CASE WHEN r.ok THEN d.error ELSE r.detail END
   FROM unnest($2::text[], $3::bool[], $4::text[]) AS r(external_id, ok, detail)
- WHERE d.channel = $1 AND d.external_id = r.external_id AND d.state IN ('sent', 'sending')
+ WHERE d.channel = $1::text AND d.external_id = r.external_id AND d.state IN ('sent', 'sending')
 RETURNING d.external_id;
 
 -- name: record_inbound
@@ -88,7 +105,7 @@ RETURNING d.external_id;
 -- and receipts that matched no delivery.
 -- $1 channel, $2 text[] kinds, $3 text[] senders, $4 jsonb[] payloads, $5 bool[] matched, $6 now
 INSERT INTO inbound_events (channel, kind, sender, payload, matched, received_at)
-SELECT $1, e.kind, e.sender, e.payload, e.matched, $6
+SELECT $1::text, e.kind, e.sender, e.payload, e.matched, $6::timestamptz
   FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::bool[]) AS e(kind, sender, payload, matched);
 
 -- name: queue_depth

@@ -8,20 +8,15 @@
 -- outbox's unique key still refuses a duplicate loudly.
 
 -- name: plan_responders
--- Responders of the covered villages and of every town and county above them, of some levels.
+-- Responders of the covered villages and of every town, county and city above them, of the
+-- given levels.
 -- $8 speciality or NULL for every responder, $9 text[] responder levels
-WITH villages AS (SELECT village_code FROM warning_villages WHERE warning_id = $1),
-covered AS (
-    SELECT village_code AS code FROM villages
-    UNION SELECT rpad(left(village_code, 9), 12, '0') FROM villages
-    UNION SELECT rpad(left(village_code, 6), 12, '0') FROM villages
-),
-kinds AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[]) AS k(kind, message_id, fallback))
+WITH kinds AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[]) AS k(kind, message_id, fallback))
 INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
                         channel_kind, fallback, priority, queued_at, due_at)
 SELECT $1, k.message_id, 'responder', r.id, r.division_code, r.phone,
        k.kind, string_to_array(k.fallback, ','), $5, $7, $7
-  FROM responders r JOIN covered c ON r.division_code = c.code CROSS JOIN kinds k
+  FROM responders r JOIN covered_codes($1) c ON r.division_code = c.code CROSS JOIN kinds k
  WHERE ($8::text IS NULL OR r.specialities && ARRAY['all', $8::text]) AND (NOT $6 OR r.exercise)
    AND r.level = ANY($9::text[])
  -- County heads have the shortest deadline to answer: they are written, and so sent, first.
@@ -94,8 +89,25 @@ ON CONFLICT (warning_id, audience, channel_kind) DO UPDATE SET body = messages.b
 RETURNING id;
 
 -- name: plan_candidates
--- Warnings waiting to be planned (or whose planner died mid-way), oldest first.
-SELECT id FROM warnings WHERE plan_state IN ('pending', 'planning') ORDER BY id;
+-- Active warnings waiting to be planned (or whose planner died mid-way), most urgent first:
+-- seismic, then by level, then oldest. A warning whose planning failed waits until $1.
+-- $1 now
+SELECT id FROM warnings
+ WHERE plan_state IN ('pending', 'planning') AND state = 'active'
+   AND (plan_retry_at IS NULL OR plan_retry_at <= $1::timestamptz)
+ ORDER BY hazard = 'earthquake' DESC,
+          CASE level WHEN 'red' THEN 0 WHEN 'orange' THEN 1 WHEN 'yellow' THEN 2 ELSE 3 END,
+          id;
+
+-- name: lock_warning_for_plan
+-- The warning's state and plan cursor, held against a concurrent Cancel for one step.
+-- $1 warning id
+SELECT state, plan_cursor FROM warnings WHERE id = $1 FOR SHARE;
+
+-- name: plan_failed
+-- Record why planning a warning failed, and when to try again.
+-- $1 warning id, $2 error, $3 retry at
+UPDATE warnings SET plan_error = $2, plan_retry_at = $3 WHERE id = $1;
 
 -- name: lock_plan
 -- Hold a warning for planning. The lock is session-level, so it goes away with a crashed
@@ -113,5 +125,6 @@ SELECT pg_advisory_unlock(2051, $1::integer);
 UPDATE warnings
    SET plan_cursor = $2,
        plan_state = CASE WHEN $3 THEN 'done' ELSE 'planning' END,
-       planned_at = CASE WHEN $3 THEN $4 ELSE planned_at END
+       planned_at = CASE WHEN $3 THEN $4::timestamptz ELSE planned_at END,
+       plan_error = NULL, plan_retry_at = NULL
  WHERE id = $1;

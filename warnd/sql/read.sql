@@ -43,9 +43,7 @@ SELECT g.code, coalesce(d.name, '') AS name, g.total, g.queued, g.sending, g.sen
            count(*) FILTER (WHERE x.state = 'cancelled') AS cancelled
       FROM deliveries x
       JOIN divisions dv ON dv.code = x.division_code
-     WHERE x.warning_id = $1
-       AND CASE dv.level WHEN 'city' THEN 4 WHEN 'county' THEN 6 WHEN 'town' THEN 9 ELSE 12 END
-           >= $2
+     WHERE x.warning_id = $1 AND code_prefix_length(dv.level) >= $2
      GROUP BY 1
   ) g
   LEFT JOIN divisions d ON d.code = g.code
@@ -78,9 +76,13 @@ SELECT x.id, x.audience, x.recipient_id, x.division_code, x.channel_kind, x.chan
  ORDER BY x.id
  LIMIT $3;
 
--- name: count_villages
--- How many villages a warning's area resolved to. $1 warning id
-SELECT count(*) FROM warning_villages WHERE warning_id = $1;
+-- name: preview_facts
+-- What a preview adds to the normalised warning: its state and how many villages its area
+-- resolved to. No row when the warning does not exist.
+-- $1 warning id
+SELECT w.state, (SELECT count(*) FROM warning_villages wv WHERE wv.warning_id = w.id) AS villages
+  FROM warnings w
+ WHERE w.id = $1;
 
 -- name: list_rejected
 -- Refused messages, newest first, with the body cut to a preview.

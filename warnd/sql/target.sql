@@ -8,10 +8,7 @@ SELECT $1, v.code
   FROM divisions d
   JOIN divisions v
     ON v.level = 'village'
-   AND left(v.code, CASE d.level WHEN 'city' THEN 4 WHEN 'county' THEN 6 WHEN 'town' THEN 9
-                                 ELSE 12 END)
-     = left(d.code, CASE d.level WHEN 'city' THEN 4 WHEN 'county' THEN 6 WHEN 'town' THEN 9
-                                 ELSE 12 END)
+   AND left(v.code, code_prefix_length(d.level)) = left(d.code, code_prefix_length(d.level))
  WHERE d.code = ANY($2::text[])
 ON CONFLICT DO NOTHING;
 
@@ -55,26 +52,24 @@ SELECT d.code, d.name, d.level, count(*) AS villages
  ORDER BY d.code;
 
 -- name: audience_counts
--- How many deliveries each audience would get, before planning (the officer's preview).
+-- How many people (and, for households, phone numbers) each audience holds in the area, before
+-- planning: the officer's preview. The policy then says which audiences a level reaches.
 -- $1 warning id, $2 speciality or NULL for every responder, $3 exercise only
-WITH villages AS (SELECT village_code FROM warning_villages WHERE warning_id = $1),
-covered AS (
-    SELECT village_code AS code FROM villages
-    UNION SELECT rpad(left(village_code, 9), 12, '0') FROM villages
-    UNION SELECT rpad(left(village_code, 6), 12, '0') FROM villages
-)
-SELECT 'responder' AS audience, count(*) AS recipients
-  FROM responders r JOIN covered c ON r.division_code = c.code
+WITH villages AS (SELECT village_code FROM warning_villages WHERE warning_id = $1)
+SELECT 'responder' AS audience, count(*) AS recipients, count(*) AS addresses
+  FROM responders r JOIN covered_codes($1) c ON r.division_code = c.code
  WHERE ($2::text IS NULL OR r.specialities && ARRAY['all', $2::text]) AND (NOT $3 OR r.exercise)
 UNION ALL
-SELECT 'broadcast', count(*) FROM villages v JOIN divisions d ON d.code = v.village_code
+SELECT 'broadcast', count(*), count(*) FROM villages v JOIN divisions d ON d.code = v.village_code
  WHERE NOT d.blind_spot AND NOT $3  -- a loudspeaker reaches everyone: never in exercises
 UNION ALL
-SELECT 'facility', count(*) FROM facilities f JOIN villages v USING (village_code)
+SELECT 'facility', count(*), count(*) FROM facilities f JOIN villages v USING (village_code)
  WHERE NOT $3 OR f.exercise
 UNION ALL
-SELECT 'helper', count(DISTINCT p.helper_id) FROM special_persons p JOIN villages v USING (village_code)
+SELECT 'helper', count(DISTINCT p.helper_id), count(DISTINCT p.helper_id)
+  FROM special_persons p JOIN villages v USING (village_code)
  WHERE NOT $3 OR p.exercise
 UNION ALL
-SELECT 'household', count(*) FROM households h JOIN villages v USING (village_code)
+SELECT 'household', count(*), coalesce(sum(cardinality(h.phones)), 0)
+  FROM households h JOIN villages v USING (village_code)
  WHERE NOT $3 OR h.exercise;

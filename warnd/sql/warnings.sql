@@ -16,12 +16,13 @@ RETURNING id;
 
 -- name: find_warning_by_key
 -- $1 sender, $2 identifier, $3 sent
-SELECT id, state FROM warnings WHERE sender = $1 AND identifier = $2 AND sent = $3;
+SELECT id, state, source, status FROM warnings WHERE sender = $1 AND identifier = $2 AND sent = $3;
 
 -- name: end_referenced
 -- An Update or Cancel ends the warnings it references: state, and the link to its successor.
 -- $1 bigint[] referenced ids, $2 new state (superseded | cancelled)
-UPDATE warnings SET state = $2
+UPDATE warnings
+   SET state = $2, plan_state = CASE WHEN plan_state = 'none' THEN 'none' ELSE 'done' END
  WHERE id = ANY($1::bigint[]) AND state IN ('active', 'pending_approval')
 RETURNING id;
 
@@ -55,11 +56,13 @@ INSERT INTO audit_log (actor, action, subject, detail) VALUES ($1, $2, $3, $4);
 -- Active warnings past their expiry end, and their unsent deliveries with them.
 -- $1 now
 WITH ended AS (
-    UPDATE warnings SET state = 'expired'
-     WHERE state IN ('active', 'pending_approval') AND expires IS NOT NULL AND expires <= $1
+    UPDATE warnings
+       SET state = 'expired', plan_state = CASE WHEN plan_state = 'none' THEN 'none' ELSE 'done' END
+     WHERE state IN ('active', 'pending_approval') AND expires IS NOT NULL
+       AND expires <= $1::timestamptz
     RETURNING id
 )
-UPDATE deliveries SET state = 'cancelled', cancelled_at = $1, error = 'warning expired'
+UPDATE deliveries SET state = 'cancelled', cancelled_at = $1::timestamptz, error = 'warning expired'
  WHERE warning_id IN (SELECT id FROM ended) AND state = 'queued';
 
 -- name: feed_last_seen
@@ -69,3 +72,12 @@ SELECT feed, max(at) AS last_seen
         UNION ALL
         SELECT feed, received_at FROM rejected_messages WHERE feed = ANY($1::text[])) AS seen
  GROUP BY feed;
+
+-- name: feed_health_change
+-- Record a feed's state; returns a row only if this call changed it (so one process reports it),
+-- with ``first`` true when the feed had no state before.
+-- $1 feed, $2 silent, $3 now
+INSERT INTO feed_health AS f (feed, silent, changed_at) VALUES ($1, $2, $3::timestamptz)
+ON CONFLICT (feed) DO UPDATE SET silent = excluded.silent, changed_at = excluded.changed_at
+ WHERE f.silent <> excluded.silent
+RETURNING xmax = 0 AS first;

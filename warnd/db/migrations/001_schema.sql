@@ -110,6 +110,8 @@ CREATE TABLE warnings (
         CHECK (plan_state IN ('none', 'pending', 'planning', 'done')),
     plan_cursor     integer NOT NULL DEFAULT 0,     -- last planned step, so a restart resumes
     planned_at      timestamptz,
+    plan_error      text,                           -- why the last planning attempt failed
+    plan_retry_at   timestamptz,                    -- not before then (after a failure)
     UNIQUE (sender, identifier, sent)
 );
 CREATE INDEX warnings_plan ON warnings (plan_state) WHERE plan_state IN ('pending', 'planning');
@@ -134,6 +136,22 @@ CREATE TABLE warning_villages (
     village_code text NOT NULL,
     PRIMARY KEY (warning_id, village_code)
 );
+
+-- The division codes a warning covers: its villages and every town, county and city above them.
+-- One definition for planning, previews and progress, so what an officer is shown is what is sent.
+CREATE FUNCTION covered_codes(warning bigint) RETURNS TABLE (code text)
+LANGUAGE sql STABLE AS $$
+    SELECT village_code FROM warning_villages WHERE warning_id = warning
+    UNION SELECT rpad(left(village_code, 9), 12, '0') FROM warning_villages WHERE warning_id = warning
+    UNION SELECT rpad(left(village_code, 6), 12, '0') FROM warning_villages WHERE warning_id = warning
+    UNION SELECT rpad(left(village_code, 4), 12, '0') FROM warning_villages WHERE warning_id = warning
+$$;
+
+-- The length of the code prefix shared by a division and everything under it.
+CREATE FUNCTION code_prefix_length(level text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE level WHEN 'city' THEN 4 WHEN 'county' THEN 6 WHEN 'town' THEN 9 ELSE 12 END
+$$;
 
 -- Texts rendered once per (warning, audience, channel kind): deliveries point at them.
 CREATE TABLE messages (
@@ -180,6 +198,7 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_queue ON deliveries (channel_kind, priority, id) WHERE state = 'queued';
 CREATE INDEX deliveries_lease ON deliveries (lease_until) WHERE state = 'sending';
 CREATE INDEX deliveries_external ON deliveries (channel, external_id) WHERE external_id IS NOT NULL;
+CREATE INDEX deliveries_warning ON deliveries (warning_id, id);
 
 -- Inbound events from channels that matched nothing yet (replies, unknown receipts), for the officer.
 CREATE TABLE inbound_events (
@@ -190,6 +209,14 @@ CREATE TABLE inbound_events (
     sender       text,
     payload      jsonb NOT NULL,
     matched      boolean NOT NULL DEFAULT false
+);
+
+-- Whether each feed with an expected heartbeat is silent; shared by every warnd process, so an
+-- alarm is raised (and audited) once, by whichever process notices first.
+CREATE TABLE feed_health (
+    feed        text PRIMARY KEY,
+    silent      boolean NOT NULL,
+    changed_at  timestamptz NOT NULL
 );
 
 -- Append-only audit of what people and the system decided.
