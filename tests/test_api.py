@@ -198,6 +198,7 @@ def cap_alert(
     event: str = "暴雨",
     severity: str = "Extreme",
     status: str = "Actual",
+    colour: str = "红色",
     swap_status_and_msg_type: bool = False,
 ) -> str:
     geocodes = "".join(
@@ -223,7 +224,7 @@ def cap_alert(
     <severity>{severity}</severity>
     <certainty>Likely</certainty>
     <expires>2026-07-29T13:30:00+08:00</expires>
-    <headline>济宁市气象台发布暴雨红色预警信号</headline>
+    <headline>济宁市气象台发布暴雨{colour}预警信号</headline>
     <description>预计未来3小时任城区累计雨量可达150毫米以上。</description>
     <instruction>低洼地带群众立即转移。</instruction>
     <area><areaDesc>任城区</areaDesc>{geocodes}</area>
@@ -382,6 +383,30 @@ async def test_a_schema_invalid_cap_is_422_and_kept_for_the_officer(app: Api) ->
     assert (row["feed"], row["error"], row["detail"]) == ("cma", "schema_invalid", body["detail"])
     assert row["body"] == document
     assert ingest_count(app, "cma", "rejected", "schema_invalid") == 1
+
+
+async def test_a_test_cancel_cannot_end_a_live_warning(app: Api) -> None:
+    status, created = await app.cap(cap_alert())
+    assert status == 201
+    cancel = (
+        cap_alert(identifier="37080041600000_20260729020000", status="Test")
+        .replace("<msgType>Alert</msgType>", "<msgType>Cancel</msgType>")
+        .replace(
+            "<scope>Public</scope>",
+            "<scope>Public</scope><references>"
+            "37080041600000,37080041600000_20260729013000,2026-07-29T01:30:00+08:00"
+            "</references>",
+        )
+    )
+    status, body = await app.cap(cancel)
+    assert status == 422, body
+    assert body["error"] == "rule_violation" and "cannot end it" in body["detail"]
+    assert await app.count("warnings") == 1
+    state = await app.pool.fetchval(
+        "SELECT state FROM warnings WHERE id = $1", created["warning_id"]
+    )
+    assert state == "active"
+    assert await app.pool.fetchval("SELECT error FROM rejected_messages") == "rule_violation"
 
 
 async def test_hostile_bytes_are_a_400_and_are_stored_without_nul(app: Api) -> None:
@@ -637,8 +662,8 @@ async def test_preview_uses_only_the_configured_channel_kinds(simulated_app: Api
 
 @pytest.mark.parametrize("level", ["red", "blue"])
 async def test_preview_matches_what_planning_writes(app: Api, policy: Policy, level: str) -> None:
-    severity = {"red": "Extreme", "blue": "Minor"}[level]
-    _, created = await app.cap(cap_alert(severity=severity, event="暴雨"))
+    colour, severity = {"red": ("红色", "Extreme"), "blue": ("蓝色", "Minor")}[level]
+    _, created = await app.cap(cap_alert(severity=severity, colour=colour))
     warning_id = created["warning_id"]
     shown = await preview(app, warning_id)
     assert (shown["level"], shown["state"]) == (level, "active")

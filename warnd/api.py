@@ -363,13 +363,16 @@ async def post_cap(request: web.Request) -> web.Response:
         invalid = ApiError(exc.http_status, exc.code, exc.detail)
         raise await _reject(services, feed, invalid, body) from None
     policy = services.current_policy()
-    stored = await store_warning(
-        services.pool,
-        warning,
-        source=feed,
-        now=services.clock.now(),
-        needs_approval=policy.publish.needs_approval(warning.level, manual=False),
-    )
+    try:
+        stored = await store_warning(
+            services.pool,
+            warning,
+            source=feed,
+            now=services.clock.now(),
+            needs_approval=policy.publish.needs_approval(warning.level, manual=False),
+        )
+    except InputError as exc:  # e.g. a Cancel for another feed's warning: nothing was stored
+        raise await _reject(services, feed, ApiError(422, exc.code, exc.detail), body) from None
     result = "accepted" if stored.created else "duplicate"
     services.metrics.ingest.labels(source=feed, result=result, reason=stored.state).inc()
     log.info(

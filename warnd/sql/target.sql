@@ -70,6 +70,7 @@ SELECT 'helper', count(DISTINCT p.helper_id), count(DISTINCT p.helper_id)
   FROM special_persons p JOIN villages v USING (village_code)
  WHERE NOT $3 OR p.exercise
 UNION ALL
-SELECT 'household', count(*), coalesce(sum(cardinality(h.phones)), 0)
+SELECT 'household', count(*),
+       coalesce(sum((SELECT count(DISTINCT p) FROM unnest(h.phones) AS p)), 0)  -- as planned
   FROM households h JOIN villages v USING (village_code)
  WHERE NOT $3 OR h.exercise;
