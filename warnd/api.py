@@ -553,6 +553,7 @@ async def get_warning(request: web.Request) -> web.Response:
         source=row["source"],
         state=row["state"],
         plan_state=row["plan_state"],
+        plan_error=row["plan_error"],
         author=row["author"],
         approver=row["approver"],
         approved_at=row["approved_at"],

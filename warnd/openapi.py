@@ -118,6 +118,9 @@ class WarningDetail(BaseModel):
     source: str
     state: str
     plan_state: str
+    plan_error: str | None = Field(
+        default=None, description="why planning last failed (it is retried); none when fine"
+    )
     author: str | None
     approver: str | None
     approved_at: datetime | None
