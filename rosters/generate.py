@@ -914,10 +914,12 @@ async def _truncate(conn: Conn) -> None:
     import asyncpg
 
     try:
-        await conn.execute(
-            "TRUNCATE special_persons, facilities, households, responders RESTART IDENTITY"
-        )
-    except asyncpg.FeatureNotSupportedError as exc:
+        await conn.execute("TRUNCATE special_persons, facilities, households RESTART IDENTITY")
+        # Responders are referenced by call-outs: TRUNCATE would refuse even with no call-outs,
+        # DELETE refuses only when a call-out (history) really points at one.
+        await conn.execute("DELETE FROM responders")
+        await conn.execute("ALTER SEQUENCE responders_id_seq RESTART")
+    except (asyncpg.FeatureNotSupportedError, asyncpg.ForeignKeyViolationError) as exc:
         # Another table (call-outs, field tasks …) points at the roster: its history must not be
         # wiped as a side effect of regenerating demo data.
         raise InputError(

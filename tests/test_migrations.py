@@ -24,6 +24,8 @@ DECLARED_TABLES = {
     "inbound_events",
     "audit_log",
     "feed_health",
+    "callouts",
+    "callout_events",
 }
 
 

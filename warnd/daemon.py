@@ -20,6 +20,7 @@ from aiohttp import web
 
 from channels.base import Channel
 from channels.registry import ChannelConfigError, build_channels
+from warnd.callouts import CallOuts
 from warnd.clock import Clock, SystemClock
 from warnd.config import AppConfig, load_config
 from warnd.db import Conn
@@ -155,8 +156,15 @@ class Daemon:
         pool = services.pool
         planner = Planner(pool, services.current_policy, self.clock, max_chars(self.channels))
         lease = self.settings.lease_seconds
+        callouts = CallOuts(pool, self.clock)
         dispatcher = Dispatcher(
-            pool, self.channels, self.clock, self.metrics, services.send_wakeup, lease_seconds=lease
+            pool,
+            self.channels,
+            self.clock,
+            self.metrics,
+            services.send_wakeup,
+            lease_seconds=lease,
+            answers=callouts,
         )
 
         async def plan_loop() -> None:
@@ -188,6 +196,7 @@ class Daemon:
             "listen": lambda: self._listen(url, services),
             "plan": plan_loop,
             "housekeeping": housekeeping,
+            "escalate": callouts.run,
         }
         for name, channel in self.channels.items():
             loops[f"send:{name}"] = _bind(dispatcher.run_worker, channel)

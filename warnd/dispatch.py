@@ -30,6 +30,7 @@ from channels.base import (
     Reply,
     SendResult,
 )
+from warnd.callouts import CallOuts
 from warnd.clock import Clock
 from warnd.db.queries import sql
 from warnd.metrics import Metrics
@@ -126,6 +127,7 @@ class Dispatcher:
         lease_seconds: float = 120.0,
         max_attempts: int = 5,
         poll_seconds: float = 1.0,
+        answers: CallOuts | None = None,
     ) -> None:
         self._pool = pool
         self._channels = channels
@@ -135,6 +137,7 @@ class Dispatcher:
         self._lease = lease_seconds
         self._max_attempts = max_attempts
         self._poll = poll_seconds
+        self._answers = answers
 
     async def run_worker(self, channel: Channel) -> None:
         """Send for one channel until cancelled."""
@@ -291,8 +294,12 @@ class Dispatcher:
             id(e) for e in events if isinstance(e, DeliveryReceipt) and e.external_id in matched
         }
         keep = [e for e in events if id(e) not in skip]
+        answered = await self._answer(channel, keep)
         if keep:
-            hits = [not isinstance(e, Reply) and e.external_id in matched for e in keep]
+            hits = [
+                id(e) in answered or (not isinstance(e, Reply) and e.external_id in matched)
+                for e in keep
+            ]
             kinds = [_KIND[type(e)] for e in keep]
             await self._pool.execute(
                 sql("record_inbound"),
@@ -306,6 +313,22 @@ class Dispatcher:
             for kind, hit in zip(kinds, hits, strict=True):
                 self._metrics.inbound.labels(channel, kind, str(hit).lower()).inc()
         return retry
+
+    async def _answer(self, channel: str, events: Sequence[InboundEvent]) -> set[int]:
+        """Replies and key presses that acknowledge call-outs; returns the ids of those that did."""
+        answered: set[int] = set()
+        if self._answers is None:
+            return answered
+        for event in events:
+            if isinstance(event, Reply):
+                answer = await self._answers.answer_sms(event.sender, event.text)
+            elif isinstance(event, CallResult) and event.keys:
+                answer = await self._answers.answer_call(channel, event.external_id, event.keys)
+            else:
+                continue
+            if answer.callouts:
+                answered.add(id(event))
+        return answered
 
 
 def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:

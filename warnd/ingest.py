@@ -23,6 +23,9 @@ from warnd.wakeup import PLAN_CHANNEL
 log = structlog.get_logger(__name__)
 
 
+SHORT_CODE_LOCK = 0x77A2_C0DE
+
+
 @dataclass(frozen=True)
 class Stored:
     warning_id: int
@@ -87,6 +90,10 @@ async def store_warning(
             )
             assert row is not None  # the conflict that suppressed the insert is this row
             return Stored(row["id"], row["state"], created=False)
+        if decision.state in ("active", "pending_approval"):
+            # The code responders may name in a reply when several warnings are open.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SHORT_CODE_LOCK)
+            await conn.execute(sql("assign_short_code"), warning_id)
         unknown = await resolve_area(conn, warning_id, warning.area)
         ended = await _end_referenced(conn, warning_id, warning, source, now)
         await conn.execute(

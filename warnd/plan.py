@@ -15,12 +15,13 @@ from typing import Any
 import asyncpg
 import structlog
 
+from warnd.callouts import open_callouts
 from warnd.clock import Clock
 from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.ingest import load_warning
 from warnd.model import HAZARDS, Audience, NormalisedWarning, priority
-from warnd.policy import Policy
+from warnd.policy import LevelRule, Policy
 from warnd.render import render
 from warnd.wakeup import DELIVERIES_CHANNEL
 
@@ -115,13 +116,25 @@ class PlanResult:
 
 
 @dataclass(frozen=True)
+class _Part:
+    """One audience's share of a plan step."""
+
+    audience: Audience
+    levels: tuple[str, ...] = ()  # responders: which levels
+    villages: tuple[str, str] | None = None  # households: the chunk's first and last village
+
+
+@dataclass(frozen=True)
 class _Context:
     """What every step of one warning's plan needs, computed once per planner."""
 
     warning: NormalisedWarning
+    rule: LevelRule
+    speciality: str | None
     plans: dict[Audience, AudiencePlan]
     place: str
-    steps: list[list[tuple[Audience, tuple[object, ...]]]]
+    short_code: str | None  # named in responders' texts: "收到请回复1A7"
+    steps: list[list[_Part]]
 
 
 class Planner:
@@ -199,14 +212,18 @@ class Planner:
             if not place:
                 covered = await conn.fetch(sql("covered_divisions"), warning_id)
                 place = place_name([dict(r) for r in covered], warning.area_desc)
-            speciality = HAZARDS[warning.hazard].speciality
             chunks = await conn.fetch(sql("village_chunks"), warning_id, self._chunk)
-            steps: list[list[tuple[Audience, tuple[object, ...]]]] = [
-                [(a, (speciality, list(levels)) if levels else ()) for a, levels in step]
-                for step in FIRST_STEPS
-            ]
-            steps += [[(Audience.HOUSEHOLD, (c["first"], c["last"]))] for c in chunks]
-            context = self._contexts[warning_id] = _Context(warning, plans, place, steps)
+            steps = [[_Part(a, levels) for a, levels in step] for step in FIRST_STEPS]
+            steps += [[_Part(Audience.HOUSEHOLD, villages=(c["first"], c["last"]))] for c in chunks]
+            context = self._contexts[warning_id] = _Context(
+                warning,
+                self._policy().rule(warning.hazard, warning.level),
+                HAZARDS[warning.hazard].speciality,
+                plans,
+                place,
+                await conn.fetchval("SELECT short_code FROM warnings WHERE id = $1", warning_id),
+                steps,
+            )
         return context
 
     async def _step(self, conn: Conn, warning_id: int) -> PlanResult:
@@ -223,10 +240,17 @@ class Planner:
             if row["state"] != "active" or number > len(context.steps):
                 await conn.execute(sql("plan_step_done"), warning_id, row["plan_cursor"], True, now)
                 return PlanResult(warning_id, 0, 0, done=True)
-            for audience, extra in context.steps[number - 1]:
+            exercise_only = context.warning.status == "Exercise"
+            for part in context.steps[number - 1]:
+                audience = part.audience
                 plan = context.plans.get(audience)
                 if plan is None:
                     continue
+                extra: tuple[object, ...] = ()
+                if audience is Audience.RESPONDER:
+                    extra = (context.speciality, list(part.levels))
+                elif part.villages is not None:
+                    extra = part.villages
                 message_ids = {
                     kind: await self._message(conn, warning_id, context, audience, kind)
                     for kind in dict.fromkeys([*plan.kinds, *plan.fallbacks[0]])
@@ -238,11 +262,21 @@ class Planner:
                     [message_ids[kind] for kind in plan.kinds],
                     [",".join(f) for f in plan.fallbacks],
                     plan.priority,
-                    context.warning.status == "Exercise",
+                    exercise_only,
                     now,
                     *extra,
                 )
                 written += int(status.rsplit(" ", 1)[1])
+                if audience is Audience.RESPONDER:
+                    await open_callouts(
+                        conn,
+                        warning_id,
+                        context.rule,
+                        speciality=context.speciality,
+                        levels=part.levels,
+                        exercise_only=exercise_only,
+                        now=now,
+                    )
             done = number == len(context.steps)
             await conn.execute(sql("plan_step_done"), warning_id, number, done, now)
             await conn.execute("SELECT pg_notify($1, $2)", DELIVERIES_CHANNEL, str(warning_id))
@@ -259,6 +293,7 @@ class Planner:
             kind,
             place=context.place,
             max_chars=self._max_chars.get(kind),
+            reply_code=f"1{context.short_code or ''}",
         )
         message_id: int = await conn.fetchval(
             sql("upsert_message"), warning_id, audience.value, kind, body

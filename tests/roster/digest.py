@@ -38,5 +38,6 @@ async def roster_digest(conn: Conn) -> str:
 
 async def clear_roster(conn: Conn) -> None:
     """Empty the roster tables and remove the villages, as on a fresh database."""
-    await conn.execute("TRUNCATE special_persons, facilities, households, responders")
+    await conn.execute("TRUNCATE special_persons, facilities, households")
+    await conn.execute("DELETE FROM responders")  # call-outs reference it: TRUNCATE refuses
     await conn.execute("DELETE FROM divisions WHERE level = 'village'")

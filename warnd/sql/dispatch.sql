@@ -28,13 +28,19 @@ UPDATE deliveries d
 RETURNING d.id, d.warning_id, d.address, d.attempts, d.fallback, d.state, m.body;
 
 -- name: record_sent
--- Accepted by the gateway. $1 bigint[] ids, $2 int[] attempts (fence), $3 text[] external ids,
--- $4 now
-UPDATE deliveries d
-   SET state = 'sent', sent_at = $4::timestamptz, external_id = r.external_id, lease_until = NULL,
-       error = NULL
-  FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempts, external_id)
- WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending';
+-- Accepted by the gateway; a call-out whose first message went out is now "notified".
+-- $1 bigint[] ids, $2 int[] attempts (fence), $3 text[] external ids, $4 now
+WITH sent AS (
+    UPDATE deliveries d
+       SET state = 'sent', sent_at = $4::timestamptz, external_id = r.external_id,
+           lease_until = NULL, error = NULL
+      FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempts, external_id)
+     WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending'
+    RETURNING d.callout_id
+)
+UPDATE callouts c SET state = 'notified', notified_at = $4::timestamptz
+  FROM (SELECT DISTINCT callout_id FROM sent WHERE callout_id IS NOT NULL) AS s
+ WHERE c.id = s.callout_id AND c.state = 'pending';
 
 -- name: record_retry
 -- A transient failure: back to the queue, due again after its backoff.
@@ -62,7 +68,7 @@ UPDATE deliveries d
        SELECT 1 FROM deliveries o
         WHERE o.warning_id = d.warning_id AND o.audience = d.audience
           AND o.recipient_id = d.recipient_id AND o.address = d.address
-          AND o.channel_kind = d.fallback[1])
+          AND o.channel_kind = d.fallback[1] AND o.step IS NOT DISTINCT FROM d.step)
 RETURNING d.id;
 
 -- name: record_failed

@@ -193,7 +193,8 @@ CREATE TABLE deliveries (
     delivered_at   timestamptz,
     failed_at      timestamptz,
     cancelled_at   timestamptz,
-    UNIQUE (warning_id, audience, recipient_id, address, channel_kind)
+    CONSTRAINT deliveries_recipient_key
+        UNIQUE (warning_id, audience, recipient_id, address, channel_kind)
 );
 CREATE INDEX deliveries_queue ON deliveries (channel_kind, priority, id) WHERE state = 'queued';
 CREATE INDEX deliveries_lease ON deliveries (lease_until) WHERE state = 'sending';

@@ -1,0 +1,240 @@
+"""Call-and-respond on a real database: call-outs open with the plan, answers from every route
+acknowledge exactly what they should, and escalation fires each step once, on time, durably."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import asyncpg
+
+from channels.base import CallResult, ChannelKind, OutboundMessage, Reply
+from warnd.callouts import CallOuts
+from warnd.clock import ManualClock
+from warnd.dispatch import Dispatcher
+from warnd.ingest import store_warning
+from warnd.metrics import Metrics
+from warnd.model import Level
+from warnd.policy import Policy
+from warnd.wakeup import Wakeup
+
+from .test_fanout import DAYTIME, RecordingChannel, cancel_of, plan, policy, rainstorm
+
+__all__ = ["policy"]  # the fixture, shared with test_fanout
+
+CALLEES = {  # responder phone → level, for the red rainstorm on 任城区
+    "+8613900000000": "city",
+    "+8613900000001": "county",
+    "+8613900000003": "town",
+    "+8613900000004": "village",
+    "+8613900000005": "village",
+    "+8613900000006": "village",
+}
+
+
+async def callouts(pool: asyncpg.Pool, warning_id: int) -> dict[str, asyncpg.Record]:
+    rows = await pool.fetch("SELECT * FROM callouts WHERE warning_id = $1", warning_id)
+    return {r["phone"]: r for r in rows}
+
+
+async def events(pool: asyncpg.Pool, callout_id: int) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT kind FROM callout_events WHERE callout_id = $1 ORDER BY id", callout_id
+    )
+    return [r["kind"] for r in rows]
+
+
+async def test_a_red_warning_opens_one_callout_per_responder(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    opened = await callouts(pool, warning_id)
+    assert set(opened) == set(CALLEES)
+    within = policy.rule("rainstorm", Level.RED).ack.within
+    for phone, row in opened.items():
+        assert row["state"] == "pending"
+        assert row["deadline"] - row["opened_at"] == within.get(
+            CALLEES[phone], min(within.values())
+        )
+        assert row["next_check_at"] is not None
+        assert await events(pool, row["id"]) == ["opened"]
+    linked = await pool.fetch(
+        "SELECT callout_id FROM deliveries WHERE warning_id = $1 AND audience = 'responder'",
+        warning_id,
+    )
+    assert linked and all(r["callout_id"] is not None for r in linked)
+    code = await pool.fetchval("SELECT short_code FROM warnings WHERE id = $1", warning_id)
+    texts = await pool.fetch(
+        "SELECT body FROM messages WHERE warning_id = $1 AND audience = 'responder' "
+        "AND channel_kind = 'sms'",
+        warning_id,
+    )
+    assert code == "A1" and all(f"1{code}" in t["body"] for t in texts)
+
+
+async def test_a_yellow_warning_needs_no_answer(pool: asyncpg.Pool, policy: Policy) -> None:
+    warning_id = await plan(pool, policy, rainstorm(Level.YELLOW))
+    assert await callouts(pool, warning_id) == {}
+
+
+async def test_an_sms_reply_acknowledges_and_stops_the_other_channels(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME + timedelta(minutes=1))
+    answers = CallOuts(pool, clock)
+    answer = await answers.answer_sms("139 0000 0004", "收到，马上转移群众")
+    opened = await callouts(pool, warning_id)
+    row = opened["+8613900000004"]
+    assert answer.callouts == (row["id"],) and not answer.late
+    assert (row["state"], row["ack_via"], row["ack_late"]) == ("acknowledged", "sms", False)
+    assert row["next_check_at"] is None
+    queued = await pool.fetch(
+        "SELECT state, error FROM deliveries WHERE callout_id = $1 AND state <> 'sent'", row["id"]
+    )
+    assert queued and all((r["state"], r["error"]) == ("cancelled", "answered") for r in queued)
+    assert await events(pool, row["id"]) == ["opened", "acknowledged"]
+    # the same answer again changes nothing
+    again = await answers.answer_sms("+8613900000004", "1")
+    assert again.callouts == ()
+    assert await events(pool, row["id"]) == ["opened", "acknowledged"]
+
+
+async def test_a_late_answer_is_accepted_and_marked_late(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    answers = CallOuts(pool, ManualClock(DAYTIME + timedelta(minutes=11)))
+    answer = await answers.answer_sms("+8613900000004", "1")
+    assert answer.late
+    row = (await callouts(pool, warning_id))["+8613900000004"]
+    assert (row["state"], row["ack_late"]) == ("acknowledged", True)
+
+
+async def test_unknown_numbers_and_other_words_acknowledge_nothing(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    answers = CallOuts(pool, ManualClock(DAYTIME))
+    assert (await answers.answer_sms("+8613111111111", "1")).callouts == ()
+    assert (await answers.answer_sms("+8613900000004", "我在开会")).kind == "unrecognised"
+    assert (await answers.answer_sms("not a number", "1")).kind == "unknown_number"
+    states = {r["state"] for r in (await callouts(pool, warning_id)).values()}
+    assert states == {"pending"}
+
+
+async def test_a_code_acknowledges_only_its_warning(pool: asyncpg.Pool, policy: Policy) -> None:
+    first = await plan(pool, policy, rainstorm())
+    second_warning = rainstorm(Level.ORANGE)
+    second = (await store_warning(pool, second_warning, source="test", now=DAYTIME)).warning_id
+    from warnd.plan import Planner
+
+    from .test_fanout import LIMITS
+
+    await Planner(pool, lambda: policy, ManualClock(DAYTIME), LIMITS).plan_pending()
+    code = await pool.fetchval("SELECT short_code FROM warnings WHERE id = $1", second)
+    assert code == "A2"
+    answers = CallOuts(pool, ManualClock(DAYTIME))
+    await answers.answer_sms("+8613900000004", f"收到{code}")
+    assert (await callouts(pool, first))["+8613900000004"]["state"] == "pending"
+    assert (await callouts(pool, second))["+8613900000004"]["state"] == "acknowledged"
+    await answers.answer_sms("+8613900000004", "1")  # no code: every open call-out of the number
+    assert (await callouts(pool, first))["+8613900000004"]["state"] == "acknowledged"
+
+
+async def test_pressing_one_on_the_call_acknowledges_through_dispatch(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    voice = RecordingChannel("voice", ChannelKind.VOICE)
+    dispatcher = Dispatcher(
+        pool, {"voice": voice}, clock, Metrics(), Wakeup(), answers=CallOuts(pool, clock)
+    )
+    claimed = await dispatcher.claim(voice, 1)
+    results = await voice.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    await dispatcher.record("voice", claimed, results)
+    call = CallResult(f"x-{claimed[0].id}", answered=True, keys="1")
+    await dispatcher.handle_events("voice", [call, Reply("+8613111111111", "1")], final=True)
+    row = next(
+        r for r in (await callouts(pool, warning_id)).values() if r["phone"] == claimed[0].address
+    )
+    assert (row["state"], row["ack_via"]) == ("acknowledged", "voice")
+    matched = await pool.fetch("SELECT kind, matched FROM inbound_events ORDER BY id")
+    assert [(r["kind"], r["matched"]) for r in matched] == [("call_result", True), ("reply", False)]
+
+
+async def escalate_until(answers: CallOuts, clock: ManualClock, minutes: int) -> None:
+    for _ in range(minutes * 6):  # every 10 s of simulated time
+        while await answers.scan():
+            pass
+        clock.advance(10)
+
+
+async def test_an_unanswered_callout_escalates_step_by_step_exactly_once(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    scanners = [CallOuts(pool, clock), CallOuts(pool, clock)]  # two warnd processes
+    for _ in range(15 * 6):
+        await asyncio.gather(*(s.scan() for s in scanners))
+        clock.advance(10)
+    village = (await callouts(pool, warning_id))["+8613900000004"]
+    steps = policy.rule("rainstorm", Level.RED).escalation
+    kinds = await events(pool, village["id"])
+    assert kinds[0] == "opened" and len(kinds) == 1 + len(steps)
+    fired = await pool.fetch(
+        "SELECT at, detail FROM callout_events WHERE callout_id = $1 AND kind <> 'opened' "
+        "ORDER BY id",
+        village["id"],
+    )
+    assert [r["detail"]["action"] for r in fired] == [s.action for s in steps]
+    for row, step in zip(fired, steps, strict=True):
+        assert timedelta(0) <= row["at"] - (DAYTIME + step.after) < timedelta(seconds=10)
+    assert village["state"] == "escalated" and village["cursor"] == len(steps)
+    # the repeat called the callee again; the backup (张副书记) was called for this call-out
+    escalation = await pool.fetch(
+        "SELECT address, step FROM deliveries WHERE callout_id = $1 AND audience = 'escalation'",
+        village["id"],
+    )
+    assert {(r["address"], r["step"]) for r in escalation} >= {
+        ("+8613900000004", 0),
+        ("+8613900000005", 1),
+    }
+
+
+async def test_an_answer_stops_the_escalation(pool: asyncpg.Pool, policy: Policy) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    answers = CallOuts(pool, clock)
+    await escalate_until(answers, clock, 3)  # the repeat has fired
+    await answers.answer_sms("+8613900000004", "1")
+    await escalate_until(answers, clock, 15)
+    row = (await callouts(pool, warning_id))["+8613900000004"]
+    assert await events(pool, row["id"]) == ["opened", "step_fired", "acknowledged"]
+
+
+async def test_a_restarted_scanner_resumes_where_the_last_stopped(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    await escalate_until(CallOuts(pool, clock), clock, 6)  # repeat and backup fired
+    await escalate_until(CallOuts(pool, clock), clock, 10)  # a new process takes over
+    row = (await callouts(pool, warning_id))["+8613900000004"]
+    kinds = await events(pool, row["id"])
+    assert kinds.count("step_fired") + kinds.count("step_skipped") == len(
+        policy.rule("rainstorm", Level.RED).escalation
+    )
+
+
+async def test_cancelling_the_warning_closes_its_callouts(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    await store_warning(pool, cancel_of(rainstorm()), source="test", now=DAYTIME)
+    clock = ManualClock(DAYTIME)
+    await escalate_until(CallOuts(pool, clock), clock, 15)
+    states = {r["state"] for r in (await callouts(pool, warning_id)).values()}
+    assert states == {"closed"}

@@ -1,0 +1,130 @@
+-- Call-outs (叫应): opening them, answers, and the escalation timers.
+
+-- name: callees
+-- The responders who must answer a warning, with what their escalation chain needs: the backup
+-- (B角) and the responsible person of the parent division with the warning's speciality.
+-- $1 warning id, $2 speciality or NULL, $3 text[] responder levels, $4 exercise only
+SELECT r.id, r.name, r.phone, r.level,
+       b.id AS backup_id, b.name AS backup_name,
+       sup.id AS superior_id, sup.name AS superior_name
+  FROM responders r
+  JOIN covered_codes($1) c ON r.division_code = c.code
+  JOIN divisions d ON d.code = r.division_code
+  LEFT JOIN responders b ON b.id = r.backup_id
+  LEFT JOIN LATERAL (
+      SELECT s.id, s.name FROM responders s
+       WHERE s.division_code = d.parent_code
+         AND ($2::text IS NULL OR s.specialities && ARRAY['all', $2::text])
+       ORDER BY s.id
+       LIMIT 1
+  ) AS sup ON true
+ WHERE ($2::text IS NULL OR r.specialities && ARRAY['all', $2::text])
+   AND (NOT $4 OR r.exercise)
+   AND r.level = ANY($3::text[]);
+
+-- name: insert_callouts
+-- Open call-outs (once per warning and responder) and point their first deliveries at them.
+-- $1 warning id, $2 bigint[] responder ids, $3 text[] phones, $4 text[] levels,
+-- $5 timestamptz[] deadlines, $6 jsonb[] snapshots, $7 timestamptz[] first checks, $8 now
+WITH opened AS (
+    INSERT INTO callouts (warning_id, responder_id, phone, level, opened_at, deadline, snapshot,
+                          next_check_at)
+    SELECT $1, r.responder_id, r.phone, r.level, $8::timestamptz, r.deadline, r.snapshot, r.check_at
+      FROM unnest($2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
+                  $7::timestamptz[]) AS r(responder_id, phone, level, deadline, snapshot, check_at)
+    ON CONFLICT (warning_id, responder_id) DO NOTHING
+    RETURNING id, responder_id
+),
+linked AS (
+    UPDATE deliveries d SET callout_id = o.id
+      FROM opened o
+     WHERE d.warning_id = $1 AND d.audience = 'responder' AND d.recipient_id = o.responder_id
+    RETURNING d.id
+),
+events AS (
+    INSERT INTO callout_events (callout_id, at, kind)
+    SELECT id, $8::timestamptz, 'opened' FROM opened
+    RETURNING id
+)
+SELECT count(*) FROM opened;
+
+-- name: acknowledge
+-- Answer open call-outs: by the number that replied (the callee, or someone an escalation step
+-- called for it), limited to one warning when the reply named its code. Returns those answered.
+-- $1 phone, $2 warning id or NULL, $3 via (sms | voice), $4 now
+WITH answered AS (
+    UPDATE callouts c
+       SET state = 'acknowledged', acknowledged_at = $4::timestamptz,
+           ack_late = $4::timestamptz > c.deadline, ack_via = $3, ack_by = $1,
+           next_check_at = NULL
+     WHERE c.state IN ('pending', 'notified', 'escalated')
+       AND ($2::bigint IS NULL OR c.warning_id = $2)
+       AND c.id IN (SELECT id FROM callouts WHERE phone = $1
+                    UNION
+                    SELECT callout_id FROM deliveries
+                     WHERE audience = 'escalation' AND address = $1)
+    RETURNING c.id, c.ack_late
+),
+stopped AS (
+    -- An answer on any channel stops that call-out's queued attempts on every other channel.
+    UPDATE deliveries d
+       SET state = 'cancelled', cancelled_at = $4::timestamptz, error = 'answered'
+      FROM answered a
+     WHERE d.callout_id = a.id AND d.state = 'queued'
+    RETURNING d.id
+),
+events AS (
+    INSERT INTO callout_events (callout_id, at, kind, actor, detail)
+    SELECT a.id, $4::timestamptz, 'acknowledged', $1,
+           jsonb_build_object('via', $3::text, 'late', a.ack_late)
+      FROM answered a
+    RETURNING id
+)
+SELECT id, ack_late FROM answered;
+
+-- name: warning_by_code
+-- The open warning a reply's short code names. $1 short code
+SELECT id FROM warnings WHERE short_code = $1 AND state IN ('active', 'pending_approval');
+
+-- name: delivery_for_call
+-- The delivery (and its call-out) a voice call result reports on. $1 channel, $2 external id
+SELECT id, callout_id, address FROM deliveries WHERE channel = $1 AND external_id = $2;
+
+-- name: due_callouts
+-- Call-outs whose timer is due, locked for this scanner; others' locked rows are skipped, so two
+-- warnd processes never work the same call-out at once.
+-- $1 now, $2 how many
+SELECT c.id, c.warning_id, c.responder_id, c.state, c.snapshot, c.cursor, c.phone,
+       w.state AS warning_state
+  FROM callouts c JOIN warnings w ON w.id = c.warning_id
+ WHERE c.next_check_at <= $1::timestamptz
+ ORDER BY c.next_check_at
+ LIMIT $2
+   FOR UPDATE OF c SKIP LOCKED;
+
+-- name: advance_callout
+-- Record one escalation decision on a locked call-out: the new cursor, state and timer.
+-- $1 call-out id, $2 cursor, $3 state, $4 next check or NULL, $5 now
+UPDATE callouts
+   SET cursor = $2, state = $3, next_check_at = $4::timestamptz,
+       closed_at = CASE WHEN $3 = 'closed' THEN $5::timestamptz ELSE closed_at END
+ WHERE id = $1;
+
+-- name: callout_event
+-- $1 call-out id, $2 at, $3 kind, $4 detail
+INSERT INTO callout_events (callout_id, at, kind, detail) VALUES ($1, $2::timestamptz, $3, $4);
+
+-- name: escalation_delivery
+-- Queue the message of an escalation step: to the callee again, the backup or the superior,
+-- on every channel kind the responder audience uses, most urgent.
+-- $1 call-out id, $2 step number, $3 target responder id, $4 text[] kinds, $5 bigint[] message
+-- ids, $6 priority, $7 now
+INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
+                        channel_kind, priority, queued_at, due_at, callout_id, step)
+SELECT c.warning_id, k.message_id, 'escalation', r.id, r.division_code, r.phone, k.kind, $6,
+       $7::timestamptz, $7::timestamptz, c.id, $2
+  FROM callouts c
+  JOIN responders r ON r.id = $3
+  CROSS JOIN unnest($4::text[], $5::bigint[]) AS k(kind, message_id)
+ WHERE c.id = $1
+ON CONFLICT ON CONSTRAINT deliveries_recipient_key DO NOTHING;
