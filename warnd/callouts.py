@@ -99,20 +99,33 @@ class CallOuts:
         self._batch = batch
 
     async def answer_sms(self, sender: str, text: str) -> Answer:
-        """An SMS reply: acknowledge the sender's open call-outs (or only the named warning's)."""
-        try:
-            phone = normalise_phone(sender)
-        except InputError:
-            return Answer("unknown_number")
-        reply = parse_reply(text)
-        if reply.kind != "ack":
-            return Answer(reply.kind)
-        warning_id = None
-        if reply.code is not None:
-            warning_id = await self._pool.fetchval(sql("warning_by_code"), reply.code)
-            if warning_id is None:
-                return Answer("unknown_code")
-        return await self._acknowledge(phone, warning_id, "sms")
+        """One SMS reply (see ``answer_replies``)."""
+        return (await self.answer_replies([(sender, text)]))[0]
+
+    async def answer_replies(self, replies: Sequence[tuple[str, str]]) -> list[Answer]:
+        """SMS replies (sender, text), in one statement: each acknowledges the sender's open
+        call-outs, or only those of the warning whose short code it names."""
+        parsed = [(_phone(sender), parse_reply(text)) for sender, text in replies]
+        codes = sorted({r.code for _, r in parsed if r.kind == "ack" and r.code})
+        by_code = {}
+        if codes:
+            rows = await self._pool.fetch(sql("warnings_by_code"), codes)
+            by_code = {r["short_code"]: r["id"] for r in rows}
+        answers: list[Answer | None] = []
+        asks: list[tuple[str, int | None]] = []
+        for phone, reply in parsed:
+            if phone is None:
+                answers.append(Answer("unknown_number"))
+            elif reply.kind != "ack":
+                answers.append(Answer(reply.kind))
+            elif reply.code and reply.code not in by_code:
+                answers.append(Answer("unknown_code"))
+            else:
+                answers.append(None)
+                asks.append((phone, by_code.get(reply.code) if reply.code else None))
+        acknowledged = await self._acknowledge(asks, "sms")
+        pending = iter(acknowledged[phone] for phone, _ in asks)
+        return [answer if answer is not None else next(pending) for answer in answers]
 
     async def answer_call(self, channel: str, external_id: str, keys: str) -> Answer:
         """A voice call's result: pressing 1 acknowledges the call-out the call was made for."""
@@ -121,17 +134,38 @@ class CallOuts:
         row = await self._pool.fetchrow(sql("delivery_for_call"), channel, external_id)
         if row is None or row["callout_id"] is None:
             return Answer("unknown_call")
-        return await self._acknowledge(row["address"], None, "voice", only=row["callout_id"])
+        acknowledged = await self._acknowledge(
+            [(row["address"], None)], "voice", only=[row["callout_id"]]
+        )
+        return acknowledged[row["address"]]
 
     async def _acknowledge(
-        self, phone: str, warning_id: int | None, via: str, *, only: int | None = None
-    ) -> Answer:
-        rows = await self._pool.fetch(sql("acknowledge"), phone, warning_id, via, self._clock.now())
-        ids = tuple(r["id"] for r in rows if only is None or r["id"] == only)
-        if not rows:
-            return Answer("ack")  # nothing open for this number: recorded by the caller
-        log.info("callouts_acknowledged", callouts=list(ids), via=via)
-        return Answer("ack", ids, late=any(r["ack_late"] for r in rows))
+        self,
+        asks: Sequence[tuple[str, int | None]],
+        via: str,
+        *,
+        only: Sequence[int] | None = None,
+    ) -> dict[str, Answer]:
+        """Acknowledge for (phone, warning id or None) pairs; the answer per phone."""
+        result: dict[str, Answer] = {phone: Answer("ack") for phone, _ in asks}
+        if not asks:
+            return result
+        rows = await self._pool.fetch(
+            sql("acknowledge"),
+            [phone for phone, _ in asks],
+            [warning_id for _, warning_id in asks],
+            via,
+            self._clock.now(),
+            list(only) if only is not None else [None] * len(asks),
+        )
+        for r in rows:
+            before = result[r["phone"]]
+            result[r["phone"]] = Answer(
+                "ack", (*before.callouts, r["id"]), late=before.late or r["ack_late"]
+            )
+        if rows:
+            log.info("callouts_acknowledged", callouts=[r["id"] for r in rows], via=via)
+        return result
 
     async def scan(self) -> int:
         """Work one batch of due call-outs; return how many steps were fired or skipped."""
@@ -247,6 +281,14 @@ class CallOuts:
         while True:
             if not await self.scan():
                 await self._clock.sleep(idle_seconds)
+
+
+def _phone(sender: str) -> str | None:
+    """The sender's number in the roster's form, or None if it is no phone number at all."""
+    try:
+        return normalise_phone(sender)
+    except InputError:
+        return None
 
 
 def _json(value: object) -> dict[str, object]:

@@ -252,6 +252,25 @@ async def _summary(pool: object, warning_id: int, console: Console, elapsed: flo
             after(r["last"]),
         )
     console.print(table)
+    callouts = await pool.fetchrow(
+        """SELECT count(*) AS opened,
+                  count(*) FILTER (WHERE state = 'acknowledged' AND NOT ack_late) AS on_time,
+                  count(*) FILTER (WHERE state = 'acknowledged' AND ack_late) AS late,
+                  count(*) FILTER (WHERE state <> 'acknowledged') AS waiting,
+                  percentile_cont(0.5) WITHIN GROUP (
+                      ORDER BY extract(epoch FROM acknowledged_at - opened_at)) AS p50
+             FROM callouts WHERE warning_id = $1""",
+        warning_id,
+    )
+    if callouts is not None and callouts["opened"]:
+        p50 = callouts["p50"]
+        console.print(
+            f"叫应 call-outs: {callouts['opened']:,} opened, "
+            f"[green]{callouts['on_time']:,} answered on time[/], {callouts['late']:,} late, "
+            f"[yellow]{callouts['waiting']:,} not yet answered[/] (escalation starts after the "
+            "policy's first step)"
+            + (f"; median time to answer {p50:.1f} s" if p50 is not None else "")
+        )
     console.print(
         "first/last: when the first and last message of each audience was handed to its channel, "
         "counted from the warning's arrival; failed: undeliverable or unanswered (simulated).\n"

@@ -319,15 +319,15 @@ class Dispatcher:
         answered: set[int] = set()
         if self._answers is None:
             return answered
+        replies = [e for e in events if isinstance(e, Reply)]
+        if replies:
+            answers = await self._answers.answer_replies([(e.sender, e.text) for e in replies])
+            answered |= {id(e) for e, a in zip(replies, answers, strict=True) if a.callouts}
         for event in events:
-            if isinstance(event, Reply):
-                answer = await self._answers.answer_sms(event.sender, event.text)
-            elif isinstance(event, CallResult) and event.keys:
+            if isinstance(event, CallResult) and event.keys:
                 answer = await self._answers.answer_call(channel, event.external_id, event.keys)
-            else:
-                continue
-            if answer.callouts:
-                answered.add(id(event))
+                if answer.callouts:
+                    answered.add(id(event))
         return answered
 
 

@@ -49,21 +49,34 @@ events AS (
 SELECT count(*) FROM opened;
 
 -- name: acknowledge
--- Answer open call-outs: by the number that replied (the callee, or someone an escalation step
--- called for it), limited to one warning when the reply named its code. Returns those answered.
--- $1 phone, $2 warning id or NULL, $3 via (sms | voice), $4 now
-WITH answered AS (
+-- Answer open call-outs, for a batch of answers at once: by the number that answered (the callee,
+-- or someone an escalation step called for that call-out), limited to one warning when the reply
+-- named its code. Returns each call-out answered with the number that answered it.
+-- $1 text[] phones, $2 bigint[] warning ids (NULL: every open call-out of the number),
+-- $3 via (sms | voice), $4 now, $5 bigint[] only these call-outs (NULL: any)
+WITH answers AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $5::bigint[]) AS a(phone, warning_id, callout_id)
+),
+targets AS (
+    SELECT DISTINCT ON (c.id) c.id, a.phone
+      FROM answers a
+      JOIN callouts c
+        ON c.state IN ('pending', 'notified', 'escalated')
+       AND (a.warning_id IS NULL OR c.warning_id = a.warning_id)
+       AND (a.callout_id IS NULL OR c.id = a.callout_id)
+       AND (c.phone = a.phone
+            OR c.id IN (SELECT d.callout_id FROM deliveries d
+                         WHERE d.audience = 'escalation' AND d.address = a.phone))
+     ORDER BY c.id, a.phone
+),
+answered AS (
     UPDATE callouts c
        SET state = 'acknowledged', acknowledged_at = $4::timestamptz,
-           ack_late = $4::timestamptz > c.deadline, ack_via = $3, ack_by = $1,
+           ack_late = $4::timestamptz > c.deadline, ack_via = $3, ack_by = t.phone,
            next_check_at = NULL
-     WHERE c.state IN ('pending', 'notified', 'escalated')
-       AND ($2::bigint IS NULL OR c.warning_id = $2)
-       AND c.id IN (SELECT id FROM callouts WHERE phone = $1
-                    UNION
-                    SELECT callout_id FROM deliveries
-                     WHERE audience = 'escalation' AND address = $1)
-    RETURNING c.id, c.ack_late
+      FROM targets t
+     WHERE c.id = t.id AND c.state IN ('pending', 'notified', 'escalated')
+    RETURNING c.id, c.ack_late, t.phone
 ),
 stopped AS (
     -- An answer on any channel stops that call-out's queued attempts on every other channel.
@@ -75,16 +88,17 @@ stopped AS (
 ),
 events AS (
     INSERT INTO callout_events (callout_id, at, kind, actor, detail)
-    SELECT a.id, $4::timestamptz, 'acknowledged', $1,
+    SELECT a.id, $4::timestamptz, 'acknowledged', a.phone,
            jsonb_build_object('via', $3::text, 'late', a.ack_late)
       FROM answered a
     RETURNING id
 )
-SELECT id, ack_late FROM answered;
+SELECT id, ack_late, phone FROM answered;
 
--- name: warning_by_code
--- The open warning a reply's short code names. $1 short code
-SELECT id FROM warnings WHERE short_code = $1 AND state IN ('active', 'pending_approval');
+-- name: warnings_by_code
+-- The open warnings some replies' short codes name. $1 text[] short codes
+SELECT id, short_code FROM warnings
+ WHERE short_code = ANY($1::text[]) AND state IN ('active', 'pending_approval');
 
 -- name: delivery_for_call
 -- The delivery (and its call-out) a voice call result reports on. $1 channel, $2 external id
