@@ -101,7 +101,12 @@ async def fanout(households: int, *, reuse: bool) -> dict[str, float | int]:
         generate_seconds = _generate(url, households)
     policy = load_policy(settings.policy)
     async with open_pool(url, min_size=2, max_size=4) as pool:
-        await pool.execute("TRUNCATE warnings, messages, deliveries, warning_villages CASCADE")
+        async with pool.acquire() as conn:
+            # The benchmark's own database: its call-out history is disposable, so the
+            # append-only triggers are bypassed for this one statement (superuser only).
+            await conn.execute("SET session_replication_role = replica")
+            await conn.execute("TRUNCATE warnings, messages, deliveries, warning_villages CASCADE")
+            await conn.execute("RESET session_replication_role")
         await pool.execute("VACUUM ANALYZE")
         clock = SystemClock()
         channel = StopwatchChannel()

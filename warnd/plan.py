@@ -255,6 +255,16 @@ class Planner:
                     kind: await self._message(conn, warning_id, context, audience, kind)
                     for kind in dict.fromkeys([*plan.kinds, *plan.fallbacks[0]])
                 }
+                if audience is Audience.RESPONDER:
+                    await open_callouts(
+                        conn,
+                        warning_id,
+                        context.rule,
+                        speciality=context.speciality,
+                        levels=part.levels,
+                        exercise_only=exercise_only,
+                        now=now,
+                    )
                 status = await conn.execute(
                     sql(_AUDIENCE_SQL[audience]),
                     warning_id,
@@ -267,16 +277,6 @@ class Planner:
                     *extra,
                 )
                 written += int(status.rsplit(" ", 1)[1])
-                if audience is Audience.RESPONDER:
-                    await open_callouts(
-                        conn,
-                        warning_id,
-                        context.rule,
-                        speciality=context.speciality,
-                        levels=part.levels,
-                        exercise_only=exercise_only,
-                        now=now,
-                    )
             done = number == len(context.steps)
             await conn.execute(sql("plan_step_done"), warning_id, number, done, now)
             await conn.execute("SELECT pg_notify($1, $2)", DELIVERIES_CHANNEL, str(warning_id))

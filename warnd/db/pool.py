@@ -15,6 +15,9 @@ from warnd.db.migrate import migrate
 from warnd.errors import DatabaseError
 from warnd.settings import Settings
 
+# So that the operator at 3 a.m. can tell warnd's sessions apart in pg_stat_activity.
+SERVER_SETTINGS = {"application_name": "warnd"}
+
 
 def database_url(settings: Settings) -> str:
     """The configured server, or the embedded one started in the data directory."""
@@ -29,7 +32,7 @@ async def _init_connection(conn: Conn) -> None:
 async def connect(url: str) -> asyncpg.Connection:
     """A single connection with warnd's codecs (for LISTEN and long-held locks)."""
     try:
-        conn: asyncpg.Connection = await asyncpg.connect(url)
+        conn: asyncpg.Connection = await asyncpg.connect(url, server_settings=SERVER_SETTINGS)
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
     await _init_connection(conn)
@@ -43,7 +46,11 @@ async def open_pool(
     """Open the pool (migrating first unless told not to) and close it on exit."""
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, init=_init_connection
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            server_settings=SERVER_SETTINGS,
         )
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc

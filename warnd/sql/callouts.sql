@@ -23,7 +23,8 @@ SELECT r.id, r.name, r.phone, r.level,
    AND r.level = ANY($3::text[]);
 
 -- name: insert_callouts
--- Open call-outs (once per warning and responder) and point their first deliveries at them.
+-- Open call-outs (once per warning and responder); the responders' deliveries, written next in
+-- the same step, point at them.
 -- $1 warning id, $2 bigint[] responder ids, $3 text[] phones, $4 text[] levels,
 -- $5 timestamptz[] deadlines, $6 jsonb[] snapshots, $7 timestamptz[] first checks, $8 now
 WITH opened AS (
@@ -33,13 +34,7 @@ WITH opened AS (
       FROM unnest($2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[],
                   $7::timestamptz[]) AS r(responder_id, phone, level, deadline, snapshot, check_at)
     ON CONFLICT (warning_id, responder_id) DO NOTHING
-    RETURNING id, responder_id
-),
-linked AS (
-    UPDATE deliveries d SET callout_id = o.id
-      FROM opened o
-     WHERE d.warning_id = $1 AND d.audience = 'responder' AND d.recipient_id = o.responder_id
-    RETURNING d.id
+    RETURNING id
 ),
 events AS (
     INSERT INTO callout_events (callout_id, at, kind)

@@ -9,14 +9,17 @@
 
 -- name: plan_responders
 -- Responders of the covered villages and of every town, county and city above them, of the
--- given levels.
+-- given levels; each points at its call-out when one was opened (just before, same step).
 -- $8 speciality or NULL for every responder, $9 text[] responder levels
 WITH kinds AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[]) AS k(kind, message_id, fallback))
 INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
-                        channel_kind, fallback, priority, queued_at, due_at)
+                        channel_kind, fallback, priority, queued_at, due_at, callout_id)
 SELECT $1, k.message_id, 'responder', r.id, r.division_code, r.phone,
-       k.kind, string_to_array(k.fallback, ','), $5, $7, $7
-  FROM responders r JOIN covered_codes($1) c ON r.division_code = c.code CROSS JOIN kinds k
+       k.kind, string_to_array(k.fallback, ','), $5, $7, $7, co.id
+  FROM responders r
+  JOIN covered_codes($1) c ON r.division_code = c.code
+  LEFT JOIN callouts co ON co.warning_id = $1 AND co.responder_id = r.id
+  CROSS JOIN kinds k
  WHERE ($8::text IS NULL OR r.specialities && ARRAY['all', $8::text]) AND (NOT $6 OR r.exercise)
    AND r.level = ANY($9::text[])
  -- County heads have the shortest deadline to answer: they are written, and so sent, first.

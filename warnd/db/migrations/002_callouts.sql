@@ -48,10 +48,13 @@ ALTER TABLE deliveries ADD CONSTRAINT deliveries_recipient_key
     UNIQUE NULLS NOT DISTINCT (warning_id, audience, recipient_id, address, channel_kind, step);
 
 -- What happened to each call-out, in order: opened, notified, acknowledged, step_fired,
--- step_skipped, closed. Append-only, like the audit log.
+-- step_skipped, closed. Append-only, like the audit log. No foreign key: events are written in
+-- the statements that create or change their call-out, and a per-row check planned while
+-- ``callouts`` was empty stays a sequential scan for the connection's life (measured: 6.7 s to
+-- open 10,000 call-outs instead of 0.7 s).
 CREATE TABLE callout_events (
     id          bigserial PRIMARY KEY,
-    callout_id  bigint NOT NULL REFERENCES callouts (id),
+    callout_id  bigint NOT NULL,
     at          timestamptz NOT NULL,
     kind        text NOT NULL,
     actor       text NOT NULL DEFAULT 'system',
