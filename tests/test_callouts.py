@@ -12,7 +12,7 @@ from channels.base import CallResult, ChannelKind, OutboundMessage, Reply
 from warnd.callouts import CallOuts
 from warnd.clock import ManualClock
 from warnd.dispatch import Dispatcher
-from warnd.ingest import store_warning
+from warnd.ingest import next_short_code, store_warning
 from warnd.metrics import Metrics
 from warnd.model import Level
 from warnd.policy import Policy
@@ -238,3 +238,16 @@ async def test_cancelling_the_warning_closes_its_callouts(
     await escalate_until(CallOuts(pool, clock), clock, 15)
     states = {r["state"] for r in (await callouts(pool, warning_id)).values()}
     assert states == {"closed"}
+
+
+def test_short_codes_are_short_and_skip_what_is_taken() -> None:
+    assert next_short_code(set()) == "A1"
+    assert next_short_code({"A1", "A2"}) == "A3"
+    assert next_short_code({f"A{n}" for n in range(1, 1000)}) == "B1"
+    assert (
+        next_short_code(
+            {f"H{n}" for n in range(1, 1000)}
+            | {f"{c}{n}" for c in "ABCDEFG" for n in range(1, 1000)}
+        )
+        == "J1"
+    )  # no I: it reads as 1

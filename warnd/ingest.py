@@ -35,6 +35,16 @@ class Stored:
     ended: tuple[int, ...] = ()  # warnings this Update or Cancel superseded or cancelled
 
 
+def next_short_code(used: set[str]) -> str:
+    """The first code (A1 … A999, B1 …) not held by an open warning: short, so easy to type."""
+    for letter in "ABCDEFGHJKLMNPQRSTUVWXYZ":  # no I or O: they read as 1 and 0
+        for number in range(1, 1000):
+            code = f"{letter}{number}"
+            if code not in used:
+                return code
+    raise RuntimeError("more than 23,976 open warnings: no short code left")
+
+
 def parse_reference(ref: str) -> tuple[str, str, datetime] | None:
     """A CAP reference ``sender,identifier,sent`` as a key, or None if it is not one."""
     parts = ref.split(",")
@@ -93,7 +103,8 @@ async def store_warning(
         if decision.state in ("active", "pending_approval"):
             # The code responders may name in a reply when several warnings are open.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", SHORT_CODE_LOCK)
-            await conn.execute(sql("assign_short_code"), warning_id)
+            used = {r["short_code"] for r in await conn.fetch(sql("open_short_codes"))}
+            await conn.execute(sql("set_short_code"), warning_id, next_short_code(used))
         unknown = await resolve_area(conn, warning_id, warning.area)
         ended = await _end_referenced(conn, warning_id, warning, source, now)
         await conn.execute(

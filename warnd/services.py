@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -34,7 +34,3 @@ class Services:
 
     def current_policy(self) -> Policy:
         return self.policy.current
-
-    @property
-    def policy_getter(self) -> Callable[[], Policy]:
-        return self.current_policy

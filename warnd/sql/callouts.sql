@@ -8,7 +8,7 @@ SELECT r.id, r.name, r.phone, r.level,
        b.id AS backup_id, b.name AS backup_name,
        sup.id AS superior_id, sup.name AS superior_name
   FROM responders r
-  JOIN covered_codes($1) c ON r.division_code = c.code
+  JOIN covered_codes($1, $3::text[]) c ON r.division_code = c.code
   JOIN divisions d ON d.code = r.division_code
   LEFT JOIN responders b ON b.id = r.backup_id
   LEFT JOIN LATERAL (

@@ -17,7 +17,7 @@ INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division
 SELECT $1, k.message_id, 'responder', r.id, r.division_code, r.phone,
        k.kind, string_to_array(k.fallback, ','), $5, $7, $7, co.id
   FROM responders r
-  JOIN covered_codes($1) c ON r.division_code = c.code
+  JOIN covered_codes($1, $9::text[]) c ON r.division_code = c.code
   LEFT JOIN callouts co ON co.warning_id = $1 AND co.responder_id = r.id
   CROSS JOIN kinds k
  WHERE ($8::text IS NULL OR r.specialities && ARRAY['all', $8::text]) AND (NOT $6 OR r.exercise)

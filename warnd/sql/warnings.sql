@@ -82,18 +82,12 @@ ON CONFLICT (feed) DO UPDATE SET silent = excluded.silent, changed_at = excluded
  WHERE f.silent <> excluded.silent
 RETURNING xmax = 0 AS first;
 
--- name: assign_short_code
--- Give a warning the first short code (A1 … A999, B1 …) no other open warning holds. Callers hold
--- the short-code advisory lock for their transaction, so two ingests never pick the same code.
--- $1 warning id
-UPDATE warnings SET short_code = (
-    SELECT code
-      FROM generate_series(0, 26 * 999 - 1) AS n,
-           LATERAL (SELECT chr(65 + n / 999) || (n % 999 + 1) AS code) AS c
-     WHERE NOT EXISTS (
-         SELECT 1 FROM warnings o
-          WHERE o.short_code = c.code AND o.state IN ('pending_approval', 'active'))
-     ORDER BY n
-     LIMIT 1)
- WHERE id = $1
-RETURNING short_code;
+-- name: open_short_codes
+-- The short codes open warnings hold. Callers hold the short-code advisory lock for their
+-- transaction, so two ingests never pick the same free code.
+SELECT short_code FROM warnings
+ WHERE short_code IS NOT NULL AND state IN ('pending_approval', 'active');
+
+-- name: set_short_code
+-- $1 warning id, $2 short code
+UPDATE warnings SET short_code = $2 WHERE id = $1;
