@@ -50,19 +50,26 @@ SELECT count(*) FROM opened;
 -- $1 text[] phones, $2 bigint[] warning ids (NULL: every open call-out of the number),
 -- $3 via (sms | voice), $4 now, $5 bigint[] only these call-outs (NULL: any)
 WITH answers AS (
-    SELECT * FROM unnest($1::text[], $2::bigint[], $5::bigint[]) AS a(phone, warning_id, callout_id)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $5::bigint[]) AS a(phone, warning_id, only_id)
+),
+matches AS (
+    -- Two index lookups per answer (an OR of both would scan every open call-out per answer).
+    SELECT c.id, a.phone, a.warning_id, a.only_id
+      FROM answers a
+      JOIN callouts c ON c.phone = a.phone AND c.state IN ('pending', 'notified', 'escalated')
+    UNION ALL
+    SELECT d.callout_id, a.phone, a.warning_id, a.only_id
+      FROM answers a
+      JOIN deliveries d ON d.audience = 'escalation' AND d.address = a.phone
 ),
 targets AS (
-    SELECT DISTINCT ON (c.id) c.id, a.phone
-      FROM answers a
-      JOIN callouts c
-        ON c.state IN ('pending', 'notified', 'escalated')
-       AND (a.warning_id IS NULL OR c.warning_id = a.warning_id)
-       AND (a.callout_id IS NULL OR c.id = a.callout_id)
-       AND (c.phone = a.phone
-            OR c.id IN (SELECT d.callout_id FROM deliveries d
-                         WHERE d.audience = 'escalation' AND d.address = a.phone))
-     ORDER BY c.id, a.phone
+    SELECT DISTINCT ON (c.id) c.id, m.phone
+      FROM matches m
+      JOIN callouts c ON c.id = m.id
+     WHERE c.state IN ('pending', 'notified', 'escalated')
+       AND (m.warning_id IS NULL OR c.warning_id = m.warning_id)
+       AND (m.only_id IS NULL OR c.id = m.only_id)
+     ORDER BY c.id, m.phone
 ),
 answered AS (
     UPDATE callouts c
@@ -137,3 +144,41 @@ SELECT c.warning_id, k.message_id, 'escalation', r.id, r.division_code, r.phone,
   CROSS JOIN unnest($4::text[], $5::bigint[]) AS k(kind, message_id)
  WHERE c.id = $1
 ON CONFLICT ON CONSTRAINT deliveries_recipient_key DO NOTHING;
+
+-- name: acknowledge_by_officer
+-- An officer records an answer obtained another way (a call, in person) for one open call-out:
+-- acknowledged via 'officer' by that officer, late when past the deadline, its timer stopped, its
+-- queued attempts on every channel cancelled and the event appended. No row when the call-out
+-- does not exist or is no longer open; a concurrent answer wins or loses as a whole, since the
+-- state is rechecked under the row lock.
+-- $1 call-out id, $2 officer's name, $3 reason, $4 now
+WITH answered AS (
+    UPDATE callouts c
+       SET state = 'acknowledged', acknowledged_at = $4::timestamptz,
+           ack_late = $4::timestamptz > c.deadline, ack_via = 'officer', ack_by = $2,
+           next_check_at = NULL
+     WHERE c.id = $1 AND c.state IN ('pending', 'notified', 'escalated')
+    RETURNING c.id, c.warning_id, c.ack_late
+),
+stopped AS (
+    UPDATE deliveries d
+       SET state = 'cancelled', cancelled_at = $4::timestamptz, error = 'answered'
+      FROM answered a
+     WHERE d.callout_id = a.id AND d.state = 'queued'
+    RETURNING d.id
+),
+events AS (
+    INSERT INTO callout_events (callout_id, at, kind, actor, detail)
+    SELECT a.id, $4::timestamptz, 'acknowledged', $2,
+           jsonb_build_object('via', 'officer', 'reason', $3::text, 'late', a.ack_late)
+      FROM answered a
+    RETURNING id
+)
+SELECT a.id, a.warning_id, a.ack_late, (SELECT count(*) FROM stopped) AS cancelled
+  FROM answered a;
+
+-- name: callout_status
+-- Why an officer's acknowledgement changed nothing: the call-out's state, and when and by whom
+-- it was answered or closed. No row when it does not exist. $1 call-out id
+SELECT id, warning_id, state, acknowledged_at, ack_via, ack_by, closed_at
+  FROM callouts WHERE id = $1;
