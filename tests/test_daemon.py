@@ -219,7 +219,7 @@ async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Pro
             stderr=stderr,
         )
     port = int(env["WARND_HTTP_PORT"])
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a loaded CI machine starts Python slowly
     async with aiohttp.ClientSession() as http:
         while True:
             try:
@@ -263,7 +263,7 @@ async def test_kill_9_during_fan_out_loses_nothing(
         assert unfinished, "the kill came too late to test anything"
         restarted = await start_worker(worker_env, log)
         try:
-            counts = await settle(conn, 60)
+            counts = await settle(conn, 120)
         finally:
             restarted.terminate()
             await asyncio.wait_for(restarted.wait(), 10)
@@ -273,16 +273,17 @@ async def test_kill_9_during_fan_out_loses_nothing(
     finally:
         await conn.close()
     after = {r["id"]: r for r in rows}
-    assert set(before) <= set(after)  # nothing lost…
+    assert set(before) <= set(after), counts  # nothing lost…
     reached: dict[str, set[str]] = {}
     for r in rows:
         reached.setdefault(r["audience"], set()).add(r["address"])
-    assert reached == seed.RED_RAINSTORM_RENCHENG  # …the plan finished exactly…
+    assert reached == seed.RED_RAINSTORM_RENCHENG, (counts, before)  # …the plan finished…
     # …and nothing twice
     assert len(rows) == len({(r["audience"], r["address"], r["channel_kind"]) for r in rows})
     assert counts.get("queued", 0) == 0 and counts.get("sending", 0) == 0
     # Every row the killed process left unfinished was handed to a channel by the new one
     # (a voice call may then end unanswered: failed, with its sent time recorded).
     for delivery_id in unfinished:
-        assert after[delivery_id]["state"] in ("sent", "delivered", "failed")
-        assert after[delivery_id]["sent_at"] is not None
+        row = after[delivery_id]
+        assert row["state"] in ("sent", "delivered", "failed"), dict(row)
+        assert row["sent_at"] is not None, dict(row)

@@ -1,4 +1,5 @@
-"""The HTTP API: CAP from feeds, manual warnings and approval, progress, probes and metrics.
+"""The HTTP API: CAP from feeds, manual warnings and approval, progress, call-outs, probes and
+metrics.
 
 Who may call what is declared once, in ``warnd.openapi.ROLES``; a middleware enforces it for
 every route before the handler runs, and refuses any /api/v1 route missing from the table. Bad
@@ -24,24 +25,32 @@ import asyncpg
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from warnd.cap import CapError, parse_cap
 from warnd.config import Role, User
+from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.errors import InputError
 from warnd.ingest import Stored, load_warning, store_warning
-from warnd.manual import parse_manual
+from warnd.manual import describe_errors, parse_manual
 from warnd.model import HAZARDS, Audience, NormalisedWarning
 from warnd.openapi import (
     API,
     AUDIENCES,
+    CALLOUT_CSV_COLUMNS,
+    CALLOUT_FILTERS,
     CSV_COLUMNS,
     DELIVERY_STATES,
+    OPEN_CALLOUT_STATES,
     PROGRESS_LEVELS,
+    RESPONDER_LEVELS,
     ROLES,
     WARNING_STATES,
     AreaOut,
+    CalloutOut,
+    CalloutPage,
+    CalloutSummary,
     ChannelOut,
     CircleOut,
     CoveredDivision,
@@ -51,6 +60,7 @@ from warnd.openapi import (
     ErrorBody,
     Health,
     NormalisedOut,
+    OfficerAck,
     Preview,
     Progress,
     ProgressReport,
@@ -317,6 +327,29 @@ def _query_choice(
     return raw
 
 
+def _query_bool(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return False
+    if raw not in ("true", "false"):
+        raise ApiError(400, "invalid_parameter", f"{name}: {raw!r} is not true or false")
+    return raw == "true"
+
+
+def _query_division(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) in (6, 9, 12)):
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"{name}: {raw!r} is not a division code prefix of 6 (county), 9 (town) "
+            "or 12 (village) digits",
+        )
+    return raw
+
+
 # --- feeds: CAP --------------------------------------------------------------------------------
 
 
@@ -518,6 +551,8 @@ async def get_warning(request: web.Request) -> web.Response:
         if row is None:
             raise _no_warning(warning_id)
         counts = await conn.fetch(sql("delivery_counts"), warning_id)
+        summary = await conn.fetchrow(sql("callout_summary"), warning_id, services.clock.now())
+    assert summary is not None  # an aggregate without GROUP BY always has its row
     by_state: dict[str, int] = {}
     by_audience: dict[str, dict[str, int]] = {}
     sent_times: list[datetime] = []
@@ -567,6 +602,7 @@ async def get_warning(request: web.Request) -> web.Response:
             first_sent_at=min(sent_times, default=None),
             last_sent_at=max(sent_times, default=None),
         ),
+        callouts=CalloutSummary.model_validate(dict(summary)),
         simulated=services.simulated,
     )
     return _json(detail)
@@ -733,50 +769,36 @@ def _csv_time(value: datetime | None, zone: tzinfo) -> str:
     return value.astimezone(zone).isoformat() if value is not None else ""
 
 
-async def _deliveries_csv(
-    request: web.Request, warning_id: int, *, after: int, state: str | None, audience: str | None
+Page = Callable[[int], Awaitable[list[asyncpg.Record]]]  # rows with ids above the argument
+
+
+async def _stream_csv(
+    request: web.Request,
+    filename: str,
+    columns: tuple[str, ...],
+    page: Page,
+    cells: Callable[[asyncpg.Record, tzinfo], tuple[object, ...]],
 ) -> web.StreamResponse:
+    """Every row ``page`` yields, fetched in batches of ``CSV_BATCH`` and written as they come."""
     services = request.app[SERVICES]
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="warning-{warning_id}-deliveries.csv"',
+            "Content-Disposition": f'attachment; filename="{filename}"',
         }
     )
     zone = services.current_policy().night.zone
     await response.prepare(request)
+    after = 0
     try:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         # The BOM makes spreadsheet programs read the Chinese names as UTF-8.
         buffer.write("\ufeff")
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
         while True:
-            rows = await services.pool.fetch(
-                sql("list_deliveries"), warning_id, after, CSV_BATCH, state, audience
-            )
-            for r in rows:
-                d = _delivery(r)
-                writer.writerow(
-                    (
-                        d.id,
-                        d.recipient_kind,
-                        d.audience,
-                        d.name,
-                        d.division_code,
-                        d.channel_kind,
-                        d.channel or "",
-                        d.address,
-                        d.state,
-                        d.attempts,
-                        d.error or "",
-                        _csv_time(d.queued_at, zone),
-                        _csv_time(d.sent_at, zone),
-                        _csv_time(d.delivered_at, zone),
-                        _csv_time(d.failed_at, zone),
-                        _csv_time(d.cancelled_at, zone),
-                    )
-                )
+            rows = await page(after)
+            writer.writerows(cells(r, zone) for r in rows)
             await response.write(buffer.getvalue().encode("utf-8"))
             buffer.seek(0)
             buffer.truncate()
@@ -784,10 +806,235 @@ async def _deliveries_csv(
                 break
             after = rows[-1]["id"]
     except (asyncpg.PostgresError, OSError) as exc:
-        log.exception("deliveries_csv_failed", warning_id=warning_id)
-        raise StreamAbortedError(f"CSV of warning {warning_id} cut off: {exc}") from exc
+        log.exception("csv_failed", path=request.path)
+        raise StreamAbortedError(f"CSV {filename} cut off: {exc}") from exc
     await response.write_eof()
     return response
+
+
+def _delivery_cells(row: asyncpg.Record, zone: tzinfo) -> tuple[object, ...]:
+    d = _delivery(row)
+    return (
+        d.id,
+        d.recipient_kind,
+        d.audience,
+        d.name,
+        d.division_code,
+        d.channel_kind,
+        d.channel or "",
+        d.address,
+        d.state,
+        d.attempts,
+        d.error or "",
+        _csv_time(d.queued_at, zone),
+        _csv_time(d.sent_at, zone),
+        _csv_time(d.delivered_at, zone),
+        _csv_time(d.failed_at, zone),
+        _csv_time(d.cancelled_at, zone),
+    )
+
+
+async def _deliveries_csv(
+    request: web.Request, warning_id: int, *, after: int, state: str | None, audience: str | None
+) -> web.StreamResponse:
+    pool = request.app[SERVICES].pool
+
+    async def page(above: int) -> list[asyncpg.Record]:
+        return await pool.fetch(
+            sql("list_deliveries"), warning_id, max(above, after), CSV_BATCH, state, audience
+        )
+
+    return await _stream_csv(
+        request, f"warning-{warning_id}-deliveries.csv", CSV_COLUMNS, page, _delivery_cells
+    )
+
+
+# --- officers: call-outs (叫应) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalloutFilter:
+    """Which of a warning's call-outs a list shows; ``overdue_at`` keeps only the open ones past
+    their deadline at that time."""
+
+    states: list[str] | None = None
+    level: str | None = None
+    division: str | None = None
+    overdue_at: datetime | None = None
+    callout_id: int | None = None
+
+
+async def _fetch_callouts(
+    conn: asyncpg.Pool | Conn,
+    warning_id: int,
+    after: int,
+    limit: int,
+    where: CalloutFilter,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        sql("list_callouts"),
+        warning_id,
+        after,
+        limit,
+        where.states,
+        where.level,
+        where.division,
+        where.overdue_at,
+        where.callout_id,
+    )
+
+
+def _callout_cells(row: asyncpg.Record, zone: tzinfo) -> tuple[object, ...]:
+    c = CalloutOut.model_validate(dict(row))
+    return (
+        c.id,
+        c.name,
+        c.phone,
+        c.division_code,
+        c.division_name,
+        c.level,
+        c.state,
+        _csv_time(c.deadline, zone),
+        _csv_time(c.acknowledged_at, zone),
+        "" if c.ack_late is None else str(c.ack_late).lower(),
+        c.ack_via or "",
+        c.ack_by or "",
+        c.cursor,
+        c.escalation_steps,
+        c.last_event or "",
+        _csv_time(c.last_event_at, zone),
+    )
+
+
+async def list_callouts(request: web.Request) -> web.StreamResponse:
+    """A warning's call-outs, filtered: one page as JSON, or every match streamed as CSV.
+    ``?overdue=true`` is the list of those not yet answered in time (未叫应名单)."""
+    services = request.app[SERVICES]
+    warning_id = _id(request, "warning_id")
+    state = _query_choice(request, "state", CALLOUT_FILTERS)
+    where = CalloutFilter(
+        states=list(OPEN_CALLOUT_STATES) if state == "open" else [state] if state else None,
+        level=_query_choice(request, "level", RESPONDER_LEVELS),
+        division=_query_division(request, "division"),
+        overdue_at=services.clock.now() if _query_bool(request, "overdue") else None,
+    )
+    output = _query_choice(request, "format", ("json", "csv")) or "json"
+    limit = _query_int(request, "limit", 100, 1, 1000) or 100
+    after = _query_int(request, "after", 0, 0) or 0
+    if await services.pool.fetchrow(sql("warning_brief"), warning_id) is None:
+        raise _no_warning(warning_id)
+    if output == "csv":
+
+        async def page(above: int) -> list[asyncpg.Record]:
+            return await _fetch_callouts(
+                services.pool, warning_id, max(above, after), CSV_BATCH, where
+            )
+
+        return await _stream_csv(
+            request,
+            f"warning-{warning_id}-callouts.csv",
+            CALLOUT_CSV_COLUMNS,
+            page,
+            _callout_cells,
+        )
+    rows = await _fetch_callouts(services.pool, warning_id, after, limit, where)
+    callouts = [CalloutOut.model_validate(dict(r)) for r in rows]
+    return _json(
+        CalloutPage(
+            warning_id=warning_id,
+            callouts=callouts,
+            next_after=callouts[-1].id if len(callouts) == limit else None,
+            simulated=services.simulated,
+        )
+    )
+
+
+async def _officer_ack(request: web.Request) -> OfficerAck:
+    """The body of an officer's acknowledgement; none at all is a missing reason (422)."""
+    body = await read_body(request, request.app[SERVICES].max_body_bytes)
+    payload: object = {}
+    if body.strip():
+        if request.content_type != "application/json":
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {request.content_type!r}: send the reason as application/json",
+            )
+        try:
+            payload = json.loads(body)
+        except ValueError as exc:
+            raise ApiError(400, "malformed_json", f"body is not JSON: {exc}") from None
+    try:
+        return OfficerAck.model_validate(payload)
+    except ValidationError as exc:
+        raise InputError(
+            "say how the answer was obtained: " + describe_errors(exc.errors()),
+            code="invalid_ack",
+        ) from exc
+
+
+def _not_open(row: asyncpg.Record, zone: tzinfo) -> ApiError:
+    """Why an acknowledgement changed nothing: the call-out was answered or closed before."""
+    callout_id = row["id"]
+    if row["state"] == "acknowledged":
+        return ApiError(
+            409,
+            "already_acknowledged",
+            f"call-out {callout_id} was already acknowledged at "
+            f"{_csv_time(row['acknowledged_at'], zone)} via {row['ack_via']} by "
+            f"{row['ack_by']}; nothing changed",
+        )
+    when = _csv_time(row["closed_at"], zone) or "an unknown time"
+    return ApiError(
+        409,
+        "callout_closed",
+        f"call-out {callout_id} was closed at {when} without an answer (its warning ended); "
+        "nothing changed",
+    )
+
+
+async def acknowledge_callout(request: web.Request) -> web.Response:
+    """An officer records an answer obtained another way, with the reason; audited."""
+    services = request.app[SERVICES]
+    user = request[USER]
+    callout_id = _id(request, "callout_id")
+    ack = await _officer_ack(request)
+    now = services.clock.now()
+    async with services.pool.acquire() as conn, conn.transaction():
+        done = await conn.fetchrow(
+            sql("acknowledge_by_officer"), callout_id, user.name, ack.reason, now
+        )
+        if done is None:
+            status = await conn.fetchrow(sql("callout_status"), callout_id)
+            if status is None:
+                raise ApiError(404, "not_found", f"call-out {callout_id} does not exist")
+            raise _not_open(status, services.current_policy().night.zone)
+        await conn.execute(
+            sql("audit"),
+            user.name,
+            "callout_acknowledged",
+            f"callout:{callout_id}",
+            {
+                "warning_id": done["warning_id"],
+                "via": "officer",
+                "reason": ack.reason,
+                "late": done["ack_late"],
+                "cancelled_deliveries": done["cancelled"],
+            },
+        )
+        rows = await _fetch_callouts(
+            conn, done["warning_id"], 0, 1, CalloutFilter(callout_id=callout_id)
+        )
+    log.info(
+        "callout_acknowledged",
+        callout_id=callout_id,
+        warning_id=done["warning_id"],
+        via="officer",
+        officer=user.name,
+        late=done["ack_late"],
+        cancelled=done["cancelled"],
+    )
+    return _json(CalloutOut.model_validate(dict(rows[0])))
 
 
 async def list_rejected(request: web.Request) -> web.Response:
@@ -873,6 +1120,8 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", f"{API}/warnings/{{warning_id:\\d+}}/preview", preview_warning),
     ("GET", f"{API}/warnings/{{warning_id:\\d+}}/progress", warning_progress),
     ("GET", f"{API}/warnings/{{warning_id:\\d+}}/deliveries", list_deliveries),
+    ("GET", f"{API}/warnings/{{warning_id:\\d+}}/callouts", list_callouts),
+    ("POST", f"{API}/callouts/{{callout_id:\\d+}}/ack", acknowledge_callout),
     ("GET", f"{API}/rejected", list_rejected),
     ("GET", f"{API}/rejected/{{rejected_id:\\d+}}", get_rejected),
     ("GET", f"{API}/openapi.json", openapi_json),

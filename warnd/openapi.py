@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from warnd.manual import ManualWarning
@@ -113,6 +113,20 @@ class Progress(BaseModel):
     last_sent_at: datetime | None = Field(description="latest hand-over to a channel")
 
 
+class CalloutSummary(BaseModel):
+    """A warning's call-outs (叫应) at a glance. Open means pending, notified or escalated."""
+
+    total: int
+    acknowledged_on_time: int
+    acknowledged_late: int
+    open: int = Field(description="not yet answered and not closed")
+    overdue: int = Field(description="open and past the deadline now: the 未叫应名单")
+    escalated: int = Field(
+        description="call-outs at least one escalation step has fired for, answered since or not"
+    )
+    closed: int = Field(description="closed unanswered because the warning ended")
+
+
 class WarningDetail(BaseModel):
     id: int
     source: str
@@ -128,6 +142,7 @@ class WarningDetail(BaseModel):
     supersedes_id: int | None
     warning: NormalisedOut
     progress: Progress
+    callouts: CalloutSummary
     simulated: bool
 
 
@@ -223,6 +238,55 @@ class DeliveryPage(BaseModel):
     simulated: bool
 
 
+class CalloutOut(BaseModel):
+    """One call-out: who must answer, by when, and where it stands."""
+
+    id: int
+    warning_id: int
+    responder_id: int
+    name: str = Field(description="the responder's name")
+    phone: str = Field(description="phone number in full (officers call people who do not answer)")
+    division_code: str
+    division_name: str
+    level: str = Field(description="the responder's level: city, county, town or village")
+    state: str = Field(description="pending, notified, acknowledged, escalated or closed")
+    opened_at: datetime
+    deadline: datetime
+    notified_at: datetime | None
+    acknowledged_at: datetime | None
+    ack_late: bool | None = Field(description="true when acknowledged after the deadline")
+    ack_via: str | None = Field(description="sms, voice, device or officer")
+    ack_by: str | None = Field(description="the number that answered, or the officer")
+    cursor: int = Field(description="escalation steps fired or skipped so far")
+    escalation_steps: int = Field(description="steps in the call-out's frozen escalation chain")
+    next_check_at: datetime | None = Field(description="when escalation looks at it next")
+    closed_at: datetime | None
+    last_event: str | None = Field(
+        description="opened, acknowledged, step_fired, step_skipped or closed"
+    )
+    last_event_at: datetime | None
+    last_event_actor: str | None
+
+
+class CalloutPage(BaseModel):
+    warning_id: int
+    callouts: list[CalloutOut]
+    next_after: int | None = Field(description="pass as ?after= for the next page; null at end")
+    simulated: bool
+
+
+class OfficerAck(BaseModel):
+    """An answer an officer obtained another way (a call, in person), recorded with why."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(
+        min_length=1,
+        max_length=500,
+        description="how the answer was obtained, e.g. 电话联系本人确认已收到",
+    )
+
+
 class RejectedOut(BaseModel):
     id: int
     received_at: datetime
@@ -264,11 +328,16 @@ MODELS: tuple[type[BaseModel], ...] = (
     Preview,
     ProgressReport,
     DeliveryPage,
+    CalloutPage,
+    OfficerAck,
     RejectedOut,
     RejectedList,
     Health,
     Ready,
 )
+
+# Request bodies: documented as what is accepted, not as what would be returned.
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (ManualWarning, OfficerAck)
 
 # --- operations --------------------------------------------------------------------------------
 
@@ -283,6 +352,8 @@ ROLES: dict[tuple[str, str], tuple[str, ...] | None] = {
     ("GET", f"{API}/warnings/{{warning_id}}/preview"): ("officer", "approver"),
     ("GET", f"{API}/warnings/{{warning_id}}/progress"): ("officer", "approver"),
     ("GET", f"{API}/warnings/{{warning_id}}/deliveries"): ("officer", "approver"),
+    ("GET", f"{API}/warnings/{{warning_id}}/callouts"): ("officer", "approver"),
+    ("POST", f"{API}/callouts/{{callout_id}}/ack"): ("officer",),
     ("GET", f"{API}/rejected"): ("officer", "approver"),
     ("GET", f"{API}/rejected/{{rejected_id}}"): ("officer", "approver"),
     ("GET", f"{API}/openapi.json"): None,
@@ -306,9 +377,9 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Bad request: a malformed body or query parameter",
         401: "No token, or a token that is not valid here",
         403: "The token's user lacks the role, or may not do this to this warning",
-        404: "No such warning or message",
+        404: "No such warning, call-out or message",
         408: "The body did not arrive in time",
-        409: "The warning is not in a state that allows this",
+        409: "The warning or call-out is not in a state that allows this",
         413: "The body is larger than the limit",
         415: "The body is not of a media type this operation accepts",
         422: "The content is well-formed but invalid; detail names the field",
@@ -341,6 +412,28 @@ WARNING_STATES = ("pending_approval", "active", "superseded", "cancelled", "expi
 DELIVERY_STATES = ("queued", "sending", "sent", "delivered", "failed", "cancelled")
 AUDIENCES = ("responder", "broadcast", "facility", "helper", "household")
 PROGRESS_LEVELS = {"county": 6, "town": 9, "village": 12}
+CALLOUT_STATES = ("pending", "notified", "acknowledged", "escalated", "closed")
+OPEN_CALLOUT_STATES = ("pending", "notified", "escalated")
+CALLOUT_FILTERS = (*CALLOUT_STATES, "open")  # open: any of OPEN_CALLOUT_STATES
+RESPONDER_LEVELS = ("city", "county", "town", "village")
+CALLOUT_CSV_COLUMNS = (
+    "callout_id",
+    "name",
+    "phone",
+    "division_code",
+    "division_name",
+    "level",
+    "state",
+    "deadline",
+    "acknowledged_at",
+    "ack_late",
+    "ack_via",
+    "ack_by",
+    "escalation_cursor",
+    "escalation_steps",
+    "last_event",
+    "last_event_at",
+)
 CSV_COLUMNS = (
     "delivery_id",
     "recipient_kind",
@@ -480,6 +573,83 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 **_errors(400, 401, 403, 404, 500),
             },
         },
+        ("GET", f"{API}/warnings/{{warning_id}}/callouts"): {
+            "summary": "A warning's call-outs (叫应), one page as JSON or all of them as CSV",
+            "description": (
+                "Each call-out with the responder's name and phone in full, division, level, "
+                "state, deadline, acknowledgement (time, late or not, route, by whom), the "
+                "escalation cursor and the latest event. ?overdue=true is the 未叫应名单: open "
+                "call-outs past their deadline now, to call by hand."
+            ),
+            "parameters": [
+                _WARNING_ID,
+                _param(
+                    "state",
+                    "query",
+                    {"enum": list(CALLOUT_FILTERS)},
+                    "only in this state; open means pending, notified or escalated",
+                ),
+                _param(
+                    "level", "query", {"enum": list(RESPONDER_LEVELS)}, "only responders of a level"
+                ),
+                _param(
+                    "division",
+                    "query",
+                    {"type": "string", "pattern": "^([0-9]{6}|[0-9]{9}|[0-9]{12})$"},
+                    "only responders whose division code starts with this 6 (county), "
+                    "9 (town) or 12 (village) digit prefix",
+                ),
+                _param(
+                    "overdue",
+                    "query",
+                    {"type": "boolean", "default": False},
+                    "true: only open call-outs past their deadline now",
+                ),
+                _LIMIT,
+                _param("after", "query", {"type": "integer"}, "only ids above this (next page)"),
+                _param(
+                    "format",
+                    "query",
+                    {"enum": ["json", "csv"], "default": "json"},
+                    "csv streams every matching row (limit is ignored), UTF-8 with a BOM, times "
+                    "in the city's time zone (policy night.timezone)",
+                ),
+            ],
+            "responses": {
+                "200": {
+                    "description": "A page (JSON) or every row (CSV)",
+                    "content": {
+                        "application/json": {"schema": _ref(CalloutPage)},
+                        "text/csv": {
+                            "schema": {
+                                "type": "string",
+                                "description": "columns: " + ", ".join(CALLOUT_CSV_COLUMNS),
+                            }
+                        },
+                    },
+                },
+                **_errors(400, 401, 403, 404, 500),
+            },
+        },
+        ("POST", f"{API}/callouts/{{callout_id}}/ack"): {
+            "summary": "Record an acknowledgement an officer obtained another way",
+            "description": (
+                "For a call-out that is still open (pending, notified or escalated): it becomes "
+                "acknowledged via officer, late when past its deadline, its escalation stops and "
+                "its queued messages on every channel are cancelled. The officer and the reason "
+                "are kept in the call-out's events and the audit log. 409 when it was already "
+                "acknowledged or closed; the detail says which, when and by whom."
+            ),
+            "parameters": [_param("callout_id", "path", {"type": "integer"}, "the call-out's id")],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(OfficerAck)}},
+            },
+            "responses": {
+                "200": _json(CalloutOut, "Acknowledged: the call-out as it now stands"),
+                **_errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 500),
+            },
+        },
         ("GET", f"{API}/rejected"): {
             "summary": "Messages refused from feeds, newest first (bodies cut to a preview)",
             "parameters": [_LIMIT, _BEFORE],
@@ -532,8 +702,8 @@ def _security(roles: tuple[str, ...] | None) -> list[dict[str, list[str]]]:
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API."""
     _, schemas = models_json_schema(
-        [(model, "serialization") for model in MODELS if model is not ManualWarning]
-        + [(ManualWarning, "validation")],
+        [(model, "serialization") for model in MODELS if model not in REQUEST_MODELS]
+        + [(model, "validation") for model in REQUEST_MODELS],
         ref_template="#/components/schemas/{model}",
     )
     paths: dict[str, dict[str, Any]] = {}

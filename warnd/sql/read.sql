@@ -102,3 +102,54 @@ SELECT id, received_at, feed, error, detail, body, false AS truncated
 -- The few columns handlers check before acting on a warning (no raw message). $1 warning id
 SELECT id, state, plan_state, author, hazard, level, status, area, expires
   FROM warnings WHERE id = $1;
+
+-- name: list_callouts
+-- One page of a warning's call-outs in id order, with the responder, the division and the latest
+-- event. Open means pending, notified or escalated; overdue means open and past the deadline.
+-- $1 warning id, $2 only ids above this one (0 for the first page), $3 limit,
+-- $4 text[] states or NULL for all, $5 level or NULL, $6 division code prefix or NULL,
+-- $7 only open call-outs past their deadline at this time (NULL: no such filter),
+-- $8 only this call-out (NULL: any)
+SELECT c.id, c.warning_id, c.responder_id, coalesce(r.name, '') AS name, c.phone,
+       coalesce(r.division_code, '') AS division_code, coalesce(d.name, '') AS division_name,
+       c.level, c.state, c.opened_at, c.deadline, c.notified_at, c.acknowledged_at, c.ack_late,
+       c.ack_via, c.ack_by, c.cursor,
+       coalesce(jsonb_array_length(c.snapshot -> 'steps'), 0) AS escalation_steps,
+       c.next_check_at, c.closed_at,
+       e.kind AS last_event, e.at AS last_event_at, e.actor AS last_event_actor
+  FROM callouts c
+  LEFT JOIN responders r ON r.id = c.responder_id
+  LEFT JOIN divisions d ON d.code = r.division_code
+  LEFT JOIN LATERAL (
+      SELECT x.kind, x.at, x.actor FROM callout_events x
+       WHERE x.callout_id = c.id
+       ORDER BY x.id DESC
+       LIMIT 1
+  ) AS e ON true
+ WHERE c.warning_id = $1 AND c.id > $2
+   AND ($4::text[] IS NULL OR c.state = ANY($4::text[]))
+   AND ($5::text IS NULL OR c.level = $5)
+   AND ($6::text IS NULL OR starts_with(r.division_code, $6))
+   AND ($7::timestamptz IS NULL
+        OR (c.state IN ('pending', 'notified', 'escalated') AND c.deadline < $7::timestamptz))
+   AND ($8::bigint IS NULL OR c.id = $8)
+ ORDER BY c.id
+ LIMIT $3;
+
+-- name: callout_summary
+-- A warning's call-outs at a glance. Acknowledged ones are on time or late; open ones are
+-- pending, notified or escalated, overdue when past the deadline at $2; escalated counts the
+-- call-outs at least one escalation step has fired for, answered since or not.
+-- $1 warning id, $2 now
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE c.state = 'acknowledged' AND NOT c.ack_late) AS acknowledged_on_time,
+       count(*) FILTER (WHERE c.state = 'acknowledged' AND c.ack_late) AS acknowledged_late,
+       count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')) AS open,
+       count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')
+                          AND c.deadline < $2::timestamptz) AS overdue,
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM callout_events x
+                                       WHERE x.callout_id = c.id AND x.kind = 'step_fired'))
+           AS escalated,
+       count(*) FILTER (WHERE c.state = 'closed') AS closed
+  FROM callouts c
+ WHERE c.warning_id = $1;
