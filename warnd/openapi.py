@@ -8,6 +8,7 @@ here once; a test walks the application's router and checks both directions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -400,6 +401,29 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str) -> d
 
 
 _WARNING_ID = _param("warning_id", "path", {"type": "integer"}, "the warning's id")
+
+_CSV_FORMAT = _param(
+    "format",
+    "query",
+    {"enum": ["json", "csv"], "default": "json"},
+    "csv streams every matching row (limit is ignored), UTF-8 with a BOM, times "
+    "in the city's time zone (policy night.timezone)",
+)
+
+
+def _page_or_csv(page: type[BaseModel], columns: Sequence[str]) -> dict[str, Any]:
+    """A 200 that is one page as JSON, or every matching row as CSV."""
+    return {
+        "description": "A page (JSON) or every row (CSV)",
+        "content": {
+            "application/json": {"schema": _ref(page)},
+            "text/csv": {
+                "schema": {"type": "string", "description": "columns: " + ", ".join(columns)}
+            },
+        },
+    }
+
+
 _LIMIT = _param(
     "limit",
     "query",
@@ -549,27 +573,10 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 _param("audience", "query", {"enum": list(AUDIENCES)}, "only this audience"),
                 _LIMIT,
                 _param("after", "query", {"type": "integer"}, "only ids above this (next page)"),
-                _param(
-                    "format",
-                    "query",
-                    {"enum": ["json", "csv"], "default": "json"},
-                    "csv streams every matching row (limit is ignored), UTF-8 with a BOM, times "
-                    "in the city's time zone (policy night.timezone)",
-                ),
+                _CSV_FORMAT,
             ],
             "responses": {
-                "200": {
-                    "description": "A page (JSON) or every row (CSV)",
-                    "content": {
-                        "application/json": {"schema": _ref(DeliveryPage)},
-                        "text/csv": {
-                            "schema": {
-                                "type": "string",
-                                "description": "columns: " + ", ".join(CSV_COLUMNS),
-                            }
-                        },
-                    },
-                },
+                "200": _page_or_csv(DeliveryPage, CSV_COLUMNS),
                 **_errors(400, 401, 403, 404, 500),
             },
         },
@@ -607,27 +614,10 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 ),
                 _LIMIT,
                 _param("after", "query", {"type": "integer"}, "only ids above this (next page)"),
-                _param(
-                    "format",
-                    "query",
-                    {"enum": ["json", "csv"], "default": "json"},
-                    "csv streams every matching row (limit is ignored), UTF-8 with a BOM, times "
-                    "in the city's time zone (policy night.timezone)",
-                ),
+                _CSV_FORMAT,
             ],
             "responses": {
-                "200": {
-                    "description": "A page (JSON) or every row (CSV)",
-                    "content": {
-                        "application/json": {"schema": _ref(CalloutPage)},
-                        "text/csv": {
-                            "schema": {
-                                "type": "string",
-                                "description": "columns: " + ", ".join(CALLOUT_CSV_COLUMNS),
-                            }
-                        },
-                    },
-                },
+                "200": _page_or_csv(CalloutPage, CALLOUT_CSV_COLUMNS),
                 **_errors(400, 401, 403, 404, 500),
             },
         },
