@@ -26,6 +26,8 @@ DECLARED_TABLES = {
     "feed_health",
     "callouts",
     "callout_events",
+    "field_tasks",
+    "field_task_events",
 }
 
 

@@ -309,6 +309,15 @@ def freeze(
     return Snapshot(callout_id, responder_id, opened_at, deadline, tuple(steps))
 
 
+def task_chain(policy_steps: Sequence[EscalationStep], within: timedelta) -> list[EscalationStep]:
+    """A field task's escalation: the level's steps, moved so that the first is due when the
+    task's time (``within``) is up and the rest keep their spacing after it."""
+    if not policy_steps:
+        return []
+    shift = within - policy_steps[0].after
+    return [step.model_copy(update={"after": step.after + shift}) for step in policy_steps]
+
+
 def deadline_for(level: str, within: Mapping[str, timedelta], opened_at: datetime) -> datetime:
     """When the responder must have answered: ``opened_at`` plus the policy's ``within[level]``.
 

@@ -23,7 +23,11 @@ def admit(warning: NormalisedWarning, *, needs_approval: bool, now: datetime) ->
     unless the policy says otherwise).
     """
     if warning.msg_type == "Cancel":
-        return Decision("muted", plan=False, reason="a cancel ends the warnings it references")
+        # Muted: a Cancel alarms nobody. It is still planned when it reaches people, to tell
+        # those the warnings it ends had reached that they are lifted.
+        return Decision(
+            "muted", plan=warning.reaches_people, reason="a cancel ends the warnings it references"
+        )
     if not warning.reaches_people:
         return Decision("muted", plan=False, reason=f"status {warning.status} never reaches people")
     if warning.expires is not None and warning.expires <= now:

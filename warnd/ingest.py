@@ -65,8 +65,12 @@ async def store_warning(
     now: datetime,
     needs_approval: bool = False,
     author: str | None = None,
+    override_source: bool = False,
 ) -> Stored:
-    """Store a warning once; resolve its area; end what an Update or Cancel references."""
+    """Store a warning once; resolve its area; end what an Update or Cancel references.
+
+    ``override_source``: a duty officer's cancel or correction may end another source's warning.
+    """
     decision = admit(warning, needs_approval=needs_approval, now=now)
     async with pool.acquire() as conn, conn.transaction():
         warning_id = await conn.fetchval(
@@ -100,13 +104,19 @@ async def store_warning(
             )
             assert row is not None  # the conflict that suppressed the insert is this row
             return Stored(row["id"], row["state"], created=False)
+        unknown = await resolve_area(conn, warning_id, warning.area)
+        ended = await _end_referenced(
+            conn, warning_id, warning, source, now, override_source=override_source
+        )
         if decision.state in ("active", "pending_approval"):
-            # The code responders may name in a reply when several warnings are open.
+            # The code responders may name in a reply when several warnings are open. An
+            # Update keeps the code of the warning it supersedes: responders were told to
+            # reply with it, and their call-outs carry over.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", SHORT_CODE_LOCK)
             used = {r["short_code"] for r in await conn.fetch(sql("open_short_codes"))}
-            await conn.execute(sql("set_short_code"), warning_id, next_short_code(used))
-        unknown = await resolve_area(conn, warning_id, warning.area)
-        ended = await _end_referenced(conn, warning_id, warning, source, now)
+            inherited = await conn.fetchval(sql("inherited_short_code"), list(ended))
+            code = inherited if inherited and inherited not in used else next_short_code(used)
+            await conn.execute(sql("set_short_code"), warning_id, code)
         await conn.execute(
             sql("audit"),
             author or f"feed:{source}",
@@ -143,14 +153,25 @@ async def resolve_area(conn: Conn, warning_id: int, area: Area) -> tuple[str, ..
 
 
 async def _end_referenced(
-    conn: Conn, warning_id: int, warning: NormalisedWarning, source: str, now: datetime
+    conn: Conn,
+    warning_id: int,
+    warning: NormalisedWarning,
+    source: str,
+    now: datetime,
+    *,
+    override_source: bool = False,
 ) -> tuple[int, ...]:
     """An Update supersedes, a Cancel cancels, the warnings it references.
 
     Only warnings of the same source and status may be ended: a Test or an Exercise never ends a
-    live warning, and one feed never cancels another's. Such a reference refuses the whole message
-    (the transaction rolls back), so the sender learns that nothing was ended.
-    References to messages warnd never received are accepted and end nothing.
+    live warning, and one feed never cancels another's (a duty officer may: ``override_source``).
+    Such a reference refuses the whole message (the transaction rolls back), so the sender learns
+    that nothing was ended. References to messages warnd never received are accepted and end
+    nothing.
+
+    The ended warnings' open call-outs and field tasks carry over to an Update when their person
+    or village is still inside its area, keeping their deadlines and escalation chains; the rest
+    are closed at once. Notices to the people already reached are the planner's job.
     """
     if warning.msg_type not in ("Update", "Cancel"):
         return ()
@@ -162,7 +183,7 @@ async def _end_referenced(
         row = await conn.fetchrow(sql("find_warning_by_key"), *key)
         if row is None:
             continue
-        if row["source"] != source or row["status"] != warning.status:
+        if (row["source"] != source and not override_source) or row["status"] != warning.status:
             raise InputError(
                 f"references[{number}]: {ref} is a {row['status']} warning from "
                 f"{row['source']!r}; a {warning.status} {warning.msg_type} from {source!r} "
@@ -171,12 +192,20 @@ async def _end_referenced(
             )
         ids.append(row["id"])
     new_state = "superseded" if warning.msg_type == "Update" else "cancelled"
-    ended = [r["id"] for r in await conn.fetch(sql("end_referenced"), ids, new_state)]
+    ended = [
+        r["id"] for r in await conn.fetch(sql("end_referenced"), ids, new_state, warning_id)
+    ]
     if ended:
         await conn.execute(
             "UPDATE warnings SET supersedes_id = $2 WHERE id = $1", warning_id, ended[0]
         )
         await conn.execute(sql("cancel_queued"), ended, f"{new_state} by warning {warning_id}", now)
+        if warning.msg_type == "Update":
+            await conn.execute(sql("carry_callouts"), ended, warning_id, now)
+            await conn.execute(sql("carry_field_tasks"), ended, warning_id, now)
+        reason = f"warning {new_state} by warning {warning_id}"
+        await conn.execute(sql("close_callouts"), ended, reason, now)
+        await conn.execute(sql("close_field_tasks"), ended, reason, now)
     return tuple(ended)
 
 

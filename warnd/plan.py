@@ -21,8 +21,10 @@ from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.ingest import load_warning
 from warnd.model import HAZARDS, Audience, NormalisedWarning, priority
+from warnd.notices import write_notices
 from warnd.policy import LevelRule, Policy
 from warnd.render import render
+from warnd.tasks import applicable, open_field_tasks
 from warnd.wakeup import DELIVERIES_CHANNEL
 
 log = structlog.get_logger(__name__)
@@ -122,6 +124,8 @@ class _Part:
     audience: Audience
     levels: tuple[str, ...] = ()  # responders: which levels
     villages: tuple[str, str] | None = None  # households: the chunk's first and last village
+    task: str = ""  # a field-task kind (door_knock, gong) written for this audience instead
+    notices: bool = False  # an Update's or Cancel's notices to those already reached
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,17 @@ class Planner:
             chunks = await conn.fetch(sql("village_chunks"), warning_id, self._chunk)
             steps = [[_Part(a, levels) for a, levels in step] for step in FIRST_STEPS]
             steps += [[_Part(Audience.HOUSEHOLD, villages=(c["first"], c["last"]))] for c in chunks]
+            night = self._policy().night.is_night(self._clock.now())
+            tasks = applicable(self._policy(), warning.level, night=night)
+            if "gong" in tasks:  # with the village responders it is given to
+                steps[1].append(_Part(Audience.RESPONDER, task="gong"))
+            if "door_knock" in tasks:  # the task message replaces the helper's plain text
+                steps[2] = [p for p in steps[2] if p.audience is not Audience.HELPER]
+                steps[2].append(_Part(Audience.HELPER, task="door_knock"))
+            if warning.msg_type == "Cancel":
+                steps = [[_Part(Audience.RESPONDER, notices=True)]]
+            elif warning.msg_type == "Update":
+                steps.insert(0, [_Part(Audience.RESPONDER, notices=True)])
             context = self._contexts[warning_id] = _Context(
                 warning,
                 self._policy().rule(warning.hazard, warning.level),
@@ -237,11 +252,14 @@ class Planner:
             row = await conn.fetchrow(sql("lock_warning_for_plan"), warning_id)
             assert row is not None  # warnings are never deleted
             number = row["plan_cursor"] + 1
-            if row["state"] != "active" or number > len(context.steps):
+            if not row["live"] or number > len(context.steps):
                 await conn.execute(sql("plan_step_done"), warning_id, row["plan_cursor"], True, now)
                 return PlanResult(warning_id, 0, 0, done=True)
             exercise_only = context.warning.status == "Exercise"
             for part in context.steps[number - 1]:
+                if part.notices or part.task:
+                    written += await self._special(conn, warning_id, context, part, now)
+                    continue
                 audience = part.audience
                 plan = context.plans.get(audience)
                 if plan is None:
@@ -282,6 +300,46 @@ class Planner:
             await conn.execute("SELECT pg_notify($1, $2)", DELIVERIES_CHANNEL, str(warning_id))
         log.debug("plan_step_written", warning_id=warning_id, step=number, deliveries=written)
         return PlanResult(warning_id, 1, written, done=done)
+
+    async def _special(
+        self, conn: Conn, warning_id: int, context: _Context, part: _Part, now: datetime
+    ) -> int:
+        """Write a step part that is not a plain audience: notices, or one kind of field task."""
+        policy = self._policy()
+        warning = context.warning
+        urgency = priority(warning.hazard, warning.level, context.rule.rank(part.audience))
+        if part.notices:
+            return await write_notices(
+                conn,
+                policy,
+                warning_id,
+                warning,
+                place=context.place,
+                short_code=context.short_code,
+                max_chars=self._max_chars,
+                priority=urgency,
+                now=now,
+            )
+        plan = context.plans.get(part.audience)
+        kinds = plan.kinds if plan is not None else ("sms",)
+        kinds = tuple(k for k in kinds if k in self._max_chars) or tuple(self._max_chars)[:1]
+        task_rule = getattr(policy.field_tasks, part.task)
+        return await open_field_tasks(
+            conn,
+            warning_id,
+            warning,
+            kind=part.task,
+            task_rule=task_rule,
+            level_rule=context.rule,
+            signature=policy.signature,
+            place=context.place,
+            short_code=context.short_code,
+            channel_kinds=kinds,
+            max_chars=self._max_chars,
+            speciality=context.speciality,
+            priority=urgency,
+            now=now,
+        )
 
     async def _message(
         self, conn: Conn, warning_id: int, context: _Context, audience: Audience, kind: str

@@ -237,6 +237,8 @@ class FieldTaskRule(_Strict):
 
     levels: list[Level]
     at_night_all_levels: bool = False
+    within: Duration = timedelta(minutes=30)
+    """How long the assignee has to report the task done; then it escalates like a call-out."""
 
     def applies(self, level: Level, *, night: bool) -> bool:
         return level in self.levels or (night and self.at_night_all_levels)
@@ -252,7 +254,9 @@ class FieldTaskRules(_Strict):
     )
     """Door-to-door notice (敲门入户) of special-group members (老幼病残孕)."""
     gong: FieldTaskRule = Field(
-        default_factory=lambda: FieldTaskRule(levels=[Level.ORANGE, Level.RED])
+        default_factory=lambda: FieldTaskRule(
+            levels=[Level.ORANGE, Level.RED], within=timedelta(minutes=15)
+        )
     )
     """Gongs and whistles (鸣锣吹哨) in remote villages and alarm blind spots."""
 
@@ -298,6 +302,11 @@ _DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "voice": "cancel_voice.j2",
         "broadcast": "cancel_broadcast.j2",
     },
+    "withdrawn": {
+        "sms": "withdrawn_sms.j2",
+        "voice": "withdrawn_voice.j2",
+        "broadcast": "withdrawn_broadcast.j2",
+    },
 }
 
 
@@ -322,6 +331,8 @@ class TemplateNames(_Strict):
     helper: TemplateTable = Field(default_factory=dict)
     household: TemplateTable = Field(default_factory=dict)
     cancel: TemplateTable = Field(default_factory=dict)
+    withdrawn: TemplateTable = Field(default_factory=dict)
+    """Sent, after an Update, to those it reached who are no longer inside the warned area."""
 
     @model_validator(mode="before")
     @classmethod
@@ -335,9 +346,12 @@ class TemplateNames(_Strict):
             merged[section] = {**defaults, **given} if isinstance(given, dict) else given
         return merged
 
-    def name(self, audience: Audience, kind: str, *, cancel: bool = False) -> str | None:
-        """The template file for this audience and kind (or the cancellation notice)."""
-        table: dict[str, str] = getattr(self, "cancel" if cancel else audience.value)
+    def name(
+        self, audience: Audience, kind: str, *, cancel: bool = False, withdrawn: bool = False
+    ) -> str | None:
+        """The template file for this audience and kind (or the cancellation or withdrawal)."""
+        section = "cancel" if cancel else "withdrawn" if withdrawn else audience.value
+        table: dict[str, str] = getattr(self, section)
         return table.get(kind)
 
 
@@ -395,11 +409,12 @@ class Policy(_Strict):
                             f"templates.{audience.value}.{kind}: no template named, but "
                             f"{where}.audiences.{audience.value} uses {kind!r}"
                         )
-                    if self.templates.name(audience, kind, cancel=True) is None:
-                        raise ValueError(
-                            f"templates.cancel.{kind}: no cancellation template named, but "
-                            f"{where}.audiences.{audience.value} uses {kind!r}"
-                        )
+                    for notice in ("cancel", "withdrawn"):
+                        if self.templates.name(audience, kind, **{notice: True}) is None:
+                            raise ValueError(
+                                f"templates.{notice}.{kind}: no {notice} notice template named, "
+                                f"but {where}.audiences.{audience.value} uses {kind!r}"
+                            )
         return self
 
     def all_rules(self) -> list[tuple[str, Level, LevelRule]]:

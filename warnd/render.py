@@ -142,12 +142,17 @@ def _prefix(policy: Policy, warning: NormalisedWarning, channel_kind: str) -> st
 
 
 def _template_name(
-    policy: Policy, warning: NormalisedWarning, audience: Audience, channel_kind: str
+    policy: Policy,
+    warning: NormalisedWarning,
+    audience: Audience,
+    channel_kind: str,
+    *,
+    withdrawn: bool = False,
 ) -> str:
     cancel = warning.msg_type == "Cancel"
-    name = policy.templates.name(audience, channel_kind, cancel=cancel)
+    name = policy.templates.name(audience, channel_kind, cancel=cancel, withdrawn=withdrawn)
     if name is None:
-        section = "cancel" if cancel else audience.value
+        section = "cancel" if cancel else "withdrawn" if withdrawn else audience.value
         raise ConfigError(f"templates.{section}.{channel_kind}: no template named in the policy")
     return name
 
@@ -161,9 +166,10 @@ def _renderer(
     *,
     place: str,
     reply_code: str,
+    withdrawn: bool = False,
 ) -> tuple[str, Callable[[str, str], str]]:
     """The template's name and a function rendering it with a given description and instruction."""
-    name = _template_name(policy, warning, audience, channel_kind)
+    name = _template_name(policy, warning, audience, channel_kind, withdrawn=withdrawn)
     template = templates.get(name)
     hazard = HAZARDS.get(warning.hazard, HAZARDS["other"])
     zone = policy.night.zone
@@ -179,7 +185,7 @@ def _renderer(
         "exercise": warning.status == "Exercise",
         "update": warning.msg_type == "Update",
         "cancel": warning.msg_type == "Cancel",
-        "reply": reply_instruction(audience, channel_kind, reply_code),
+        "reply": "" if withdrawn else reply_instruction(audience, channel_kind, reply_code),
         "headline": warning.headline,
         "event": warning.event,
         "area_desc": warning.area_desc,
@@ -224,9 +230,17 @@ def _render_with(
     place: str,
     max_chars: int | None,
     reply_code: str,
+    withdrawn: bool = False,
 ) -> str:
     name, build = _renderer(
-        policy, templates, warning, audience, channel_kind, place=place, reply_code=reply_code
+        policy,
+        templates,
+        warning,
+        audience,
+        channel_kind,
+        place=place,
+        reply_code=reply_code,
+        withdrawn=withdrawn,
     )
     description = _sentence(warning.description)
     instruction = _sentence(warning.instruction)
@@ -272,13 +286,15 @@ def render(
     place: str,
     max_chars: int | None = None,
     reply_code: str = "1",
+    withdrawn: bool = False,
 ) -> str:
     """The text of ``warning`` for ``audience`` on ``channel_kind``, naming ``place``.
 
-    A Cancel uses the policy's cancellation template for the kind. With ``max_chars`` (UTF-16
-    units) the description, then the instruction, are cut to fit, ending with "…"; if the
-    essentials alone do not fit, ``ConfigError`` names the template. ``reply_code`` is what a
-    responder replies by SMS ("1" unless several warnings are open).
+    A Cancel uses the policy's cancellation template for the kind; ``withdrawn`` the notice that
+    an Update no longer covers the reader (``place`` is then the area it now covers). With
+    ``max_chars`` (UTF-16 units) the description, then the instruction, are cut to fit, ending
+    with "…"; if the essentials alone do not fit, ``ConfigError`` names the template.
+    ``reply_code`` is what a responder replies by SMS ("1" unless several warnings are open).
     """
     return _render_with(
         policy,
@@ -289,6 +305,7 @@ def render(
         place=place,
         max_chars=max_chars,
         reply_code=reply_code,
+        withdrawn=withdrawn,
     )
 
 
@@ -325,7 +342,12 @@ def check_templates(policy: Policy, templates: Templates) -> None:
             used.update((audience, kind) for kind in audience_rule.kinds())
     for audience, kind in sorted(used):
         for status in ("Actual", "Exercise"):
-            for msg_type in ("Alert", "Update", "Cancel"):
+            for msg_type, withdrawn in (
+                ("Alert", False),
+                ("Update", False),
+                ("Update", True),
+                ("Cancel", False),
+            ):
                 warning = _sample(status, msg_type)
                 text = _render_with(
                     policy,
@@ -336,18 +358,27 @@ def check_templates(policy: Policy, templates: Templates) -> None:
                     place=_SAMPLE_PLACE,
                     max_chars=None,
                     reply_code="1",
+                    withdrawn=withdrawn,
                 )
-                name = _template_name(policy, warning, audience, kind)
-                _check_text(templates.folder / name, text, warning, audience, kind)
+                name = _template_name(policy, warning, audience, kind, withdrawn=withdrawn)
+                _check_text(
+                    templates.folder / name, text, warning, audience, kind, notice=withdrawn
+                )
 
 
 def _check_text(
-    file: Path, text: str, warning: NormalisedWarning, audience: Audience, kind: str
+    file: Path,
+    text: str,
+    warning: NormalisedWarning,
+    audience: Audience,
+    kind: str,
+    *,
+    notice: bool = False,
 ) -> None:
     hazard = HAZARDS[warning.hazard].zh
     for what, value in (("place", _SAMPLE_PLACE), ("hazard", hazard), ("level", warning.level.zh)):
         if value not in text:
             raise ConfigError(f"{file}: the text does not name the {what} ({{{{ {what} }}}})")
     reply = reply_instruction(audience, kind, "1")
-    if reply and warning.msg_type != "Cancel" and not text.endswith(reply):
+    if reply and not notice and warning.msg_type != "Cancel" and not text.endswith(reply):
         raise ConfigError(f"{file}: a responder's text must end with {{{{ reply }}}} ({reply})")

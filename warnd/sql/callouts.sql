@@ -182,3 +182,65 @@ SELECT a.id, a.warning_id, a.ack_late, (SELECT count(*) FROM stopped) AS cancell
 -- it was answered or closed. No row when it does not exist. $1 call-out id
 SELECT id, warning_id, state, acknowledged_at, ack_via, ack_by, closed_at
   FROM callouts WHERE id = $1;
+
+-- name: carry_callouts
+-- An Update takes over the call-outs of the warnings it superseded whose responder is still
+-- inside its area, whatever their state: an open one keeps its deadline, cursor and timer, an
+-- answered one stays answered. One per responder (an Update may supersede two warnings).
+-- $1 bigint[] superseded warning ids, $2 the Update, $3 now
+WITH inside AS (
+    SELECT DISTINCT ON (c.responder_id) c.id, c.warning_id
+      FROM callouts c
+      JOIN responders r ON r.id = c.responder_id
+     WHERE c.warning_id = ANY($1::bigint[]) AND c.state <> 'closed'
+       AND r.division_code IN (SELECT code FROM covered_codes($2))
+     ORDER BY c.responder_id, c.id DESC
+),
+moved AS (
+    UPDATE callouts c SET warning_id = $2 FROM inside i WHERE c.id = i.id
+    RETURNING c.id, i.warning_id AS was
+)
+INSERT INTO callout_events (callout_id, at, kind, detail)
+SELECT id, $3::timestamptz, 'carried_over', jsonb_build_object('from', was, 'to', $2::bigint)
+  FROM moved;
+
+-- name: close_callouts
+-- The open call-outs of ended warnings close at once: escalation stops, the list is honest.
+-- $1 bigint[] warning ids, $2 reason, $3 now
+WITH closed AS (
+    UPDATE callouts
+       SET state = 'closed', closed_at = $3::timestamptz, next_check_at = NULL
+     WHERE warning_id = ANY($1::bigint[]) AND state IN ('pending', 'notified', 'escalated')
+    RETURNING id
+)
+INSERT INTO callout_events (callout_id, at, kind, detail)
+SELECT id, $3::timestamptz, 'closed', jsonb_build_object('reason', $2::text) FROM closed;
+
+-- name: carry_field_tasks
+-- Like carry_callouts, for field tasks whose village is still inside the Update's area.
+-- $1 bigint[] superseded warning ids, $2 the Update, $3 now
+WITH inside AS (
+    SELECT DISTINCT ON (t.kind, t.village_code, t.assignee_id) t.id, t.warning_id
+      FROM field_tasks t
+      JOIN warning_villages wv ON wv.warning_id = $2 AND wv.village_code = t.village_code
+     WHERE t.warning_id = ANY($1::bigint[]) AND t.state <> 'closed'
+     ORDER BY t.kind, t.village_code, t.assignee_id, t.id DESC
+),
+moved AS (
+    UPDATE field_tasks t SET warning_id = $2 FROM inside i WHERE t.id = i.id
+    RETURNING t.id, i.warning_id AS was
+)
+INSERT INTO field_task_events (task_id, at, kind, detail)
+SELECT id, $3::timestamptz, 'carried_over', jsonb_build_object('from', was, 'to', $2::bigint)
+  FROM moved;
+
+-- name: close_field_tasks
+-- $1 bigint[] warning ids, $2 reason, $3 now
+WITH closed AS (
+    UPDATE field_tasks
+       SET state = 'closed', closed_at = $3::timestamptz, next_check_at = NULL
+     WHERE warning_id = ANY($1::bigint[]) AND state IN ('open', 'escalated')
+    RETURNING id
+)
+INSERT INTO field_task_events (task_id, at, kind, detail)
+SELECT id, $3::timestamptz, 'closed', jsonb_build_object('reason', $2::text) FROM closed;

@@ -8,7 +8,8 @@
 -- of sent, whatever path brought them back to the queue.
 -- $1 channel kind, $2 channel instance name, $3 how many, $4 now, $5 lease seconds
 WITH due AS (
-    SELECT d.id, w.state = 'active' AS live
+    -- A Cancel's notices go out although the Cancel itself is muted (it alarms nobody).
+    SELECT d.id, w.state = 'active' OR (w.msg_type = 'Cancel' AND w.state = 'muted') AS live
       FROM deliveries d JOIN warnings w ON w.id = d.warning_id
      WHERE d.state = 'queued' AND d.channel_kind = $1::text AND d.due_at <= $4::timestamptz
      ORDER BY d.priority, d.id

@@ -6,6 +6,8 @@
 -- Each step commits with the warning's plan cursor, so a resumed plan never repeats a step and
 -- these inserts need no ON CONFLICT (whose speculative insertion would double their cost); the
 -- outbox's unique key still refuses a duplicate loudly.
+-- An Update's first step notified those its predecessors reached (warnd/sql/notices.sql); every
+-- block skips an address that got such a notice, through the small partial index on notices.
 
 -- name: plan_responders
 -- Responders of the covered villages and of every town, county and city above them, of the
@@ -22,6 +24,8 @@ SELECT $1, k.message_id, 'responder', r.id, r.division_code, r.phone,
   CROSS JOIN kinds k
  WHERE ($8::text IS NULL OR r.specialities && ARRAY['all', $8::text]) AND (NOT $6 OR r.exercise)
    AND r.level = ANY($9::text[])
+   AND NOT EXISTS (SELECT 1 FROM deliveries n
+                    WHERE n.warning_id = $1 AND n.notice IS NOT NULL AND n.address = r.phone)
  -- County heads have the shortest deadline to answer: they are written, and so sent, first.
  ORDER BY CASE r.level WHEN 'city' THEN 0 WHEN 'county' THEN 1 WHEN 'town' THEN 2 ELSE 3 END, r.id;
 
@@ -32,7 +36,9 @@ INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division
                         channel_kind, fallback, priority, queued_at, due_at)
 SELECT $1, k.message_id, 'broadcast', 0, d.code, d.code, k.kind, string_to_array(k.fallback, ','), $5, $7, $7
   FROM warning_villages wv JOIN divisions d ON d.code = wv.village_code CROSS JOIN kinds k
- WHERE wv.warning_id = $1 AND NOT d.blind_spot AND NOT $6;
+ WHERE wv.warning_id = $1 AND NOT d.blind_spot AND NOT $6
+   AND NOT EXISTS (SELECT 1 FROM deliveries n
+                    WHERE n.warning_id = $1 AND n.notice IS NOT NULL AND n.address = d.code);
 
 -- name: plan_facilities
 -- The contact of every special facility (school, care home …) in the covered villages.
@@ -42,7 +48,9 @@ INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division
 SELECT $1, k.message_id, 'facility', f.id, f.village_code, f.contact_phone,
        k.kind, string_to_array(k.fallback, ','), $5, $7, $7
   FROM facilities f JOIN warning_villages wv ON wv.village_code = f.village_code CROSS JOIN kinds k
- WHERE wv.warning_id = $1 AND (NOT $6 OR f.exercise);
+ WHERE wv.warning_id = $1 AND (NOT $6 OR f.exercise)
+   AND NOT EXISTS (SELECT 1 FROM deliveries n
+                    WHERE n.warning_id = $1 AND n.notice IS NOT NULL AND n.address = f.contact_phone);
 
 -- name: plan_helpers
 -- Each helper (包保联系人) of special-group persons in the covered villages, once.
@@ -56,7 +64,10 @@ INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division
                         channel_kind, fallback, priority, queued_at, due_at)
 SELECT $1, k.message_id, 'helper', r.id, r.division_code, r.phone,
        k.kind, string_to_array(k.fallback, ','), $5, $7, $7
-  FROM helpers h JOIN responders r ON r.id = h.helper_id CROSS JOIN kinds k;
+  FROM helpers h JOIN responders r ON r.id = h.helper_id CROSS JOIN kinds k
+ WHERE true
+   AND NOT EXISTS (SELECT 1 FROM deliveries n
+                    WHERE n.warning_id = $1 AND n.notice IS NOT NULL AND n.address = r.phone);
 
 -- name: plan_households
 -- Every phone of every household in one chunk of the covered villages.
@@ -72,7 +83,9 @@ SELECT $1, k.message_id, 'household', h.id, h.village_code, p.phone,
   CROSS JOIN kinds k
  WHERE wv.warning_id = $1 AND wv.village_code BETWEEN $8 AND $9
    AND h.village_code BETWEEN $8 AND $9  -- lets the households index serve the chunk's range
-   AND (NOT $6 OR h.exercise);
+   AND (NOT $6 OR h.exercise)
+   AND NOT EXISTS (SELECT 1 FROM deliveries n
+                    WHERE n.warning_id = $1 AND n.notice IS NOT NULL AND n.address = p.phone);
 
 -- name: village_chunks
 -- Split the covered villages into chunks of $2 villages each (about 480 households a village in
@@ -96,7 +109,8 @@ RETURNING id;
 -- seismic, then by level, then oldest. A warning whose planning failed waits until $1.
 -- $1 now
 SELECT id FROM warnings
- WHERE plan_state IN ('pending', 'planning') AND state = 'active'
+ WHERE plan_state IN ('pending', 'planning')
+   AND (state = 'active' OR (msg_type = 'Cancel' AND state = 'muted'))
    AND (plan_retry_at IS NULL OR plan_retry_at <= $1::timestamptz)
  ORDER BY hazard = 'earthquake' DESC,
           CASE level WHEN 'red' THEN 0 WHEN 'orange' THEN 1 WHEN 'yellow' THEN 2 ELSE 3 END,
@@ -105,7 +119,8 @@ SELECT id FROM warnings
 -- name: lock_warning_for_plan
 -- The warning's state and plan cursor, held against a concurrent Cancel for one step.
 -- $1 warning id
-SELECT state, plan_cursor FROM warnings WHERE id = $1 FOR SHARE;
+SELECT state = 'active' OR (msg_type = 'Cancel' AND state = 'muted') AS live, plan_cursor
+  FROM warnings WHERE id = $1 FOR SHARE;
 
 -- name: plan_failed
 -- Record why planning a warning failed, and when to try again.

@@ -20,11 +20,17 @@ SELECT id, state, source, status FROM warnings WHERE sender = $1 AND identifier 
 
 -- name: end_referenced
 -- An Update or Cancel ends the warnings it references: state, and the link to its successor.
--- $1 bigint[] referenced ids, $2 new state (superseded | cancelled)
+-- $1 bigint[] referenced ids, $2 new state (superseded | cancelled), $3 the Update or Cancel
 UPDATE warnings
-   SET state = $2, plan_state = CASE WHEN plan_state = 'none' THEN 'none' ELSE 'done' END
+   SET state = $2, plan_state = CASE WHEN plan_state = 'none' THEN 'none' ELSE 'done' END,
+       ended_by = $3
  WHERE id = ANY($1::bigint[]) AND state IN ('active', 'pending_approval')
 RETURNING id;
+
+-- name: inherited_short_code
+-- The short code an Update keeps: that of the first warning it superseded. $1 bigint[] ended ids
+SELECT short_code FROM warnings WHERE id = ANY($1::bigint[]) AND short_code IS NOT NULL
+ ORDER BY id LIMIT 1;
 
 -- name: cancel_queued
 -- Stop what has not been sent yet for these warnings.
