@@ -114,3 +114,17 @@ RED_RAINSTORM_RENCHENG: dict[str, set[str]] = {
         "+8613800000006",
     },
 }
+
+# The field tasks such a warning opens by default policy: door-knocking for the helper of 张庄村's
+# two special-group persons, gongs for blind-spot 李庄村's responsible person.
+RED_RAINSTORM_RENCHENG_TASKS: dict[str, dict[str, object]] = {
+    "door_knock": {"phone": "+8613900000004", "village": VILLAGE_R1, "targets": 2},
+    "gong": {"phone": "+8613900000006", "village": VILLAGE_R2, "targets": 1},
+}
+
+# The addresses by delivery audience: at orange and red the helper's text is the door-knocking
+# task, sent with the gong task under the field_task audience.
+RED_RAINSTORM_RENCHENG_BY_AUDIENCE: dict[str, set[str]] = {
+    **{a: v for a, v in RED_RAINSTORM_RENCHENG.items() if a != "helper"},
+    "field_task": {str(t["phone"]) for t in RED_RAINSTORM_RENCHENG_TASKS.values()},
+}

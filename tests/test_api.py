@@ -564,26 +564,27 @@ async def test_preview_of_a_red_warning_counts_what_will_be_sent(app: Api) -> No
         "responder": 4,
         "broadcast": 1,  # village 2 is a blind spot
         "facility": 1,
-        "helper": 1,
+        # the helper's door-knocking task and the blind-spot village's gong task
+        "field_task": 2,
         "household": 3,
     }
-    assert shown["total_recipients"] == 10
+    assert shown["total_recipients"] == 11
     # 02:00 is inside the night window: red responders and helpers are called before the SMS.
     assert shown["channels"] == {
         "responder": ["voice", "sms"],
         "broadcast": ["broadcast"],
         "facility": ["sms", "voice"],
-        "helper": ["voice", "sms"],
+        "field_task": ["sms", "voice"],
         "household": ["sms"],
     }
     assert shown["deliveries"] == {
         "responder": 8,
         "broadcast": 1,
         "facility": 2,
-        "helper": 2,
+        "field_task": 4,
         "household": 4,  # 张大爷's household has two phones
     }
-    assert shown["total_deliveries"] == 17
+    assert shown["total_deliveries"] == 19
     assert shown["not_reached"] == {}
     assert shown["not_reached_reasons"] == {}
     assert shown["villages"] == 2
@@ -607,13 +608,14 @@ async def test_preview_of_a_blue_warning_reaches_responders_by_sms_only(app: Api
 
     shown = await preview(app, body["warning_id"])
     assert shown["level"] == "blue"
-    assert shown["recipients"] == {"responder": 4}
-    assert shown["total_recipients"] == 4
-    assert shown["channels"] == {"responder": ["sms"]}
-    assert shown["deliveries"] == {"responder": 4}
-    assert shown["total_deliveries"] == 4
+    # 02:00 is night: helpers knock on doors at every level, by a task sent by SMS.
+    assert shown["recipients"] == {"responder": 4, "field_task": 1}
+    assert shown["total_recipients"] == 5
+    assert shown["channels"] == {"responder": ["sms"], "field_task": ["sms"]}
+    assert shown["deliveries"] == {"responder": 4, "field_task": 1}
+    assert shown["total_deliveries"] == 5
     # The area holds them; the default policy does not send to them at blue.
-    assert shown["not_reached"] == {"broadcast": 1, "facility": 1, "helper": 1, "household": 3}
+    assert shown["not_reached"] == {"broadcast": 1, "facility": 1, "household": 3}
     assert shown["not_reached_reasons"]["household"] == (
         "the policy does not send to household at blue level"
     )
@@ -649,11 +651,11 @@ async def test_preview_uses_only_the_configured_channel_kinds(simulated_app: Api
     assert shown["channels"] == {
         "responder": ["sms"],
         "facility": ["sms"],
-        "helper": ["sms"],
+        "field_task": ["sms"],
         "household": ["sms"],
     }
-    assert shown["deliveries"] == {"responder": 4, "facility": 1, "helper": 1, "household": 4}
-    assert shown["total_deliveries"] == 10
+    assert shown["deliveries"] == {"responder": 4, "facility": 1, "field_task": 2, "household": 4}
+    assert shown["total_deliveries"] == 11
     assert shown["not_reached"] == {"broadcast": 1}
     assert shown["not_reached_reasons"] == {
         "broadcast": "the policy sends broadcast, and no channel of that kind is configured"
@@ -766,6 +768,24 @@ async def test_progress_rolls_up_per_division(app: Api) -> None:
             "delivered": 1,
             "failed": 0,
             "cancelled": 0,
+            # call-outs and field tasks: tests/test_api_progress.py
+            "callouts": {
+                "total": 0,
+                "acknowledged_on_time": 0,
+                "acknowledged_late": 0,
+                "open": 0,
+                "overdue": 0,
+                "escalated": 0,
+                "closed": 0,
+            },
+            "field_tasks": {
+                "total": 0,
+                "done": 0,
+                "open": 0,
+                "overdue": 0,
+                "persons": 0,
+                "reached": 0,
+            },
         }
     ]
     # The county head is above the village level: only village 1's two deliveries remain.

@@ -137,7 +137,7 @@ async def test_cap_red_warning_reaches_the_county_through_the_simulator(seeded: 
     reached: dict[str, set[str]] = {}
     for r in rows:
         reached.setdefault(r["audience"], set()).add(r["address"])
-    assert reached == seed.RED_RAINSTORM_RENCHENG
+    assert reached == seed.RED_RAINSTORM_RENCHENG_BY_AUDIENCE
     assert {r["state"] for r in rows} == {"delivered"}
     assert again_status == 200 and again["warning_id"] == body["warning_id"]
 

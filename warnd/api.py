@@ -18,7 +18,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final
 
 import asyncpg
@@ -27,17 +27,20 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from warnd.amend import CancelRequest, CorrectRequest, cancellation, correction, parse_request
 from warnd.cap import CapError, parse_cap
 from warnd.config import Role, User
 from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.errors import InputError
+from warnd.inbound_sms import post_inbound_sms
 from warnd.ingest import Stored, load_warning, store_warning
 from warnd.manual import describe_errors, parse_manual
 from warnd.model import HAZARDS, Audience, NormalisedWarning
 from warnd.openapi import (
     API,
     AUDIENCES,
+    AUDIT_CSV_COLUMNS,
     CALLOUT_CSV_COLUMNS,
     CALLOUT_FILTERS,
     CSV_COLUMNS,
@@ -48,6 +51,8 @@ from warnd.openapi import (
     ROLES,
     WARNING_STATES,
     AreaOut,
+    AuditEntry,
+    AuditPage,
     CalloutOut,
     CalloutPage,
     CalloutSummary,
@@ -58,6 +63,7 @@ from warnd.openapi import (
     DeliveryPage,
     DivisionProgress,
     ErrorBody,
+    FieldTaskProgress,
     Health,
     NormalisedOut,
     OfficerAck,
@@ -75,6 +81,7 @@ from warnd.openapi import (
 )
 from warnd.plan import AudiencePlan, decide
 from warnd.services import Services
+from warnd.tasks import count_tasks, task_kinds
 from warnd.wakeup import PLAN_CHANNEL
 
 log = structlog.get_logger(__name__)
@@ -90,6 +97,7 @@ REJECTED_PREVIEW_CHARS: Final = 2000  # what the rejected list shows of each bod
 CSV_BATCH: Final = 5000  # rows per query while streaming CSV
 PROBE_TIMEOUT_S: Final = 2.0  # /readyz and /metrics must answer even when the database hangs
 MAX_ID: Final = 2**63 - 1  # bigint
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 READ_CHUNK: Final = 64 * 1024
 BODY_TIMEOUT_S: Final = 30.0  # a body slower than this is refused (408)
 
@@ -204,6 +212,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise RuntimeError(f"route {method} {resource.canonical} has no entry in openapi.ROLES")
     roles = ROLES[key]
     if roles is None:
+        return await handler(request)
+    if roles == ("gateway",):  # the token names the channel: the handler authenticates
         return await handler(request)
     services = request.app[SERVICES]
     token = _bearer(request)
@@ -523,6 +533,82 @@ async def approve_warning(request: web.Request) -> web.Response:
     )
 
 
+async def cancel_warning(request: web.Request) -> web.Response:
+    """Cancel a published or waiting warning: pending sends stop, escalation stops, and everyone
+    it reached is told on the channel that reached them. Also how a waiting warning is refused."""
+    payload = parse_request(CancelRequest, await _json_payload(request))
+    return await _amend(request, "cancel", payload.reason, payload)
+
+
+async def correct_warning(request: web.Request) -> web.Response:
+    """Correct a published warning: those it reached get the correction, the rest the warning;
+    open call-outs carry over with their deadlines."""
+    payload = parse_request(CorrectRequest, await _json_payload(request))
+    return await _amend(request, "correct", payload.reason, payload)
+
+
+async def _amend(
+    request: web.Request, action: str, reason: str, payload: CancelRequest | CorrectRequest
+) -> web.Response:
+    services = request.app[SERVICES]
+    user = request[USER]
+    warning_id = _id(request, "warning_id")
+    now = services.clock.now()
+    async with services.pool.acquire() as conn:
+        row = await conn.fetchrow(sql("warning_brief"), warning_id)
+        if row is None:
+            raise _no_warning(warning_id)
+        original = await load_warning(conn, warning_id)
+    allowed = ("active", "pending_approval") if action == "cancel" else ("active",)
+    if row["state"] not in allowed:
+        raise ApiError(
+            409,
+            "not_active",
+            f"warning {warning_id} is {row['state']}; only "
+            f"{' or '.join(a.replace('_', ' ') for a in allowed)} warnings can be {action}ed",
+        )
+    if isinstance(payload, CancelRequest):
+        successor = cancellation(original, payload, officer=user.name, now=now)
+    else:
+        successor = correction(original, payload, officer=user.name, now=now)
+    stored = await store_warning(
+        services.pool,
+        successor,
+        source="officer",
+        now=now,
+        author=user.name,
+        override_source=True,
+    )
+    if warning_id not in stored.ended:  # another officer's cancel or correction came first
+        raise ApiError(409, "not_active", f"warning {warning_id} was ended meanwhile")
+    await services.pool.execute(
+        sql("audit"),
+        user.name,
+        f"warning_{action}ed",
+        f"warning:{warning_id}",
+        {"reason": reason, "by_warning": stored.warning_id},
+    )
+    log.info("warning_amended", action=action, warning_id=warning_id, by=stored.warning_id)
+    services.plan_wakeup.set()
+    return _accepted(services, stored)
+
+
+async def _json_payload(request: web.Request) -> object:
+    """The request's JSON body, decoded; 415 or 400 with the reason otherwise."""
+    services = request.app[SERVICES]
+    if request.content_type != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {request.content_type!r}: send application/json",
+        )
+    body = await read_body(request, services.max_body_bytes)
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise ApiError(400, "malformed_json", f"body is not JSON: {exc}") from None
+
+
 def _no_warning(warning_id: int) -> ApiError:
     return ApiError(404, "not_found", f"warning {warning_id} does not exist")
 
@@ -657,6 +743,25 @@ def reach(
     return result
 
 
+def add_tasks(
+    reached: Reach, tasks: Mapping[str, tuple[str, ...]], opened: Mapping[str, int]
+) -> None:
+    """Field tasks in the preview, as planning writes them: under the ``field_task`` audience,
+    one message per task and kind; door-knocking replaces the helpers' plain text."""
+    if "door_knock" in tasks:
+        for table in (
+            reached.recipients,
+            reached.channels,
+            reached.deliveries,
+            reached.not_reached,
+            reached.not_reached_reasons,
+        ):
+            table.pop(Audience.HELPER.value, None)
+    reached.recipients["field_task"] = sum(opened.values())
+    reached.channels["field_task"] = sorted({k for kinds in tasks.values() for k in kinds})
+    reached.deliveries["field_task"] = sum(n * len(tasks[kind]) for kind, n in opened.items())
+
+
 async def preview_warning(request: web.Request) -> web.Response:
     """What publishing would send, by the policy in force: recipients and deliveries per
     audience, who the area holds but the warning does not reach, and the covered divisions."""
@@ -681,6 +786,14 @@ async def preview_warning(request: web.Request) -> web.Response:
     wanted = plans if available is None else decide(policy, warning, now, None)
     held = {r["audience"]: (r["recipients"], r["addresses"]) for r in counts}
     reached = reach(warning, plans, wanted, held)
+    kinds = available or {k for plan in plans.values() for k in plan.kinds}
+    tasks = task_kinds(policy, warning, now, plans, kinds)
+    if tasks:
+        async with services.pool.acquire() as conn:
+            opened = await count_tasks(
+                conn, warning_id, tasks, speciality=speciality, exercise=exercise
+            )
+        add_tasks(reached, tasks, opened)
     preview = Preview(
         warning_id=warning_id,
         state=facts["state"],
@@ -704,21 +817,56 @@ async def preview_warning(request: web.Request) -> web.Response:
 
 
 async def warning_progress(request: web.Request) -> web.Response:
-    """Deliveries rolled up per county, town or village."""
+    """Deliveries, call-outs and field tasks rolled up per county, town or village."""
     services = request.app[SERVICES]
     warning_id = _id(request, "warning_id")
     level = _query_choice(request, "level", list(PROGRESS_LEVELS)) or "town"
+    now = services.clock.now()
     async with services.pool.acquire() as conn:
         if await conn.fetchrow(sql("warning_brief"), warning_id) is None:
             raise _no_warning(warning_id)
-        rows = await conn.fetch(sql("progress_by_division"), warning_id, PROGRESS_LEVELS[level])
+        rows = await conn.fetch(
+            sql("progress_by_division"), warning_id, PROGRESS_LEVELS[level], now
+        )
     report = ProgressReport(
         warning_id=warning_id,
         level=level,
-        divisions=[DivisionProgress.model_validate(dict(r)) for r in rows],
+        as_of=now,
+        divisions=[_division_progress(r) for r in rows],
         simulated=services.simulated,
     )
     return _json(report)
+
+
+def _division_progress(row: asyncpg.Record) -> DivisionProgress:
+    return DivisionProgress(
+        code=row["code"],
+        name=row["name"],
+        total=row["total"],
+        queued=row["queued"],
+        sending=row["sending"],
+        sent=row["sent"],
+        delivered=row["delivered"],
+        failed=row["failed"],
+        cancelled=row["cancelled"],
+        callouts=CalloutSummary(
+            total=row["c_total"],
+            acknowledged_on_time=row["c_on_time"],
+            acknowledged_late=row["c_late"],
+            open=row["c_open"],
+            overdue=row["c_overdue"],
+            escalated=row["c_escalated"],
+            closed=row["c_closed"],
+        ),
+        field_tasks=FieldTaskProgress(
+            total=row["t_total"],
+            done=row["t_done"],
+            open=row["t_open"],
+            overdue=row["t_overdue"],
+            persons=row["t_persons"],
+            reached=row["t_reached"],
+        ),
+    )
 
 
 _RECIPIENT_KIND: Final = {
@@ -949,6 +1097,91 @@ async def list_callouts(request: web.Request) -> web.StreamResponse:
     )
 
 
+# --- officers: the audit trail of a warning (begin) ---------------------------------------------
+
+
+AUDIT_PAGE_MAX: Final = 10_000
+
+
+def _audit_after(request: web.Request) -> tuple[datetime, int, int] | None:
+    """The ``after`` of an audit page: ``next_after`` of the one before, "<µs>.<rank>.<id>"."""
+    raw = request.query.get("after")
+    if raw is None or raw == "":
+        return None
+    try:
+        micros, rank, row_id = (int(part) for part in raw.split("."))
+        at = EPOCH + timedelta(microseconds=micros)
+    except (ValueError, OverflowError):
+        raise ApiError(
+            400, "invalid_parameter", f"after: {raw!r} is not the next_after of an audit page"
+        ) from None
+    return at, rank, row_id
+
+
+def _audit_next(row: asyncpg.Record) -> str:
+    micros = (row["at"] - EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{row['rank']}.{row['id']}"
+
+
+def _audit_entry(row: asyncpg.Record) -> AuditEntry:
+    return AuditEntry(
+        at=row["at"],
+        source=row["source"],
+        id=row["id"],
+        actor=row["actor"],
+        action=row["action"],
+        subject=row["subject"],
+        detail=row["detail"],
+    )
+
+
+def _audit_cells(row: asyncpg.Record, zone: tzinfo) -> tuple[object, ...]:
+    return (
+        _csv_time(row["at"], zone),
+        row["source"],
+        row["id"],
+        row["actor"],
+        row["action"],
+        row["subject"],
+        json.dumps(row["detail"], ensure_ascii=False, sort_keys=True),
+    )
+
+
+async def warning_audit(request: web.Request) -> web.StreamResponse:
+    """Everything recorded about a warning in time order: one page as JSON, or all as CSV."""
+    services = request.app[SERVICES]
+    warning_id = _id(request, "warning_id")
+    output = _query_choice(request, "format", ("json", "csv")) or "json"
+    limit = _query_int(request, "limit", 1000, 1, AUDIT_PAGE_MAX) or 1000
+    after = _audit_after(request)
+    if await services.pool.fetchrow(sql("warning_brief"), warning_id) is None:
+        raise _no_warning(warning_id)
+    start = after or (None, None, None)
+    if output == "csv":
+        # One query read through a cursor: the union has no single id to page on cheaply, and
+        # a read-only transaction costs nothing while the file streams.
+        async with services.pool.acquire() as conn, conn.transaction(readonly=True):
+            cursor = await conn.cursor(sql("warning_audit"), warning_id, *start, None)
+
+            async def page(_above: int) -> list[asyncpg.Record]:
+                return await cursor.fetch(CSV_BATCH)
+
+            return await _stream_csv(
+                request, f"warning-{warning_id}-audit.csv", AUDIT_CSV_COLUMNS, page, _audit_cells
+            )
+    rows = await services.pool.fetch(sql("warning_audit"), warning_id, *start, limit)
+    return _json(
+        AuditPage(
+            warning_id=warning_id,
+            entries=[_audit_entry(r) for r in rows],
+            next_after=_audit_next(rows[-1]) if len(rows) == limit else None,
+        )
+    )
+
+
+# --- officers: the audit trail of a warning (end) -----------------------------------------------
+
+
 async def _officer_ack(request: web.Request) -> OfficerAck:
     """The body of an officer's acknowledgement; none at all is a missing reason (422)."""
     body = await read_body(request, request.app[SERVICES].max_body_bytes)
@@ -1117,11 +1350,15 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", f"{API}/warnings", list_warnings),
     ("GET", f"{API}/warnings/{{warning_id:\\d+}}", get_warning),
     ("POST", f"{API}/warnings/{{warning_id:\\d+}}/approve", approve_warning),
+    ("POST", f"{API}/warnings/{{warning_id:\\d+}}/cancel", cancel_warning),
+    ("POST", f"{API}/warnings/{{warning_id:\\d+}}/correct", correct_warning),
     ("GET", f"{API}/warnings/{{warning_id:\\d+}}/preview", preview_warning),
     ("GET", f"{API}/warnings/{{warning_id:\\d+}}/progress", warning_progress),
     ("GET", f"{API}/warnings/{{warning_id:\\d+}}/deliveries", list_deliveries),
     ("GET", f"{API}/warnings/{{warning_id:\\d+}}/callouts", list_callouts),
+    ("GET", f"{API}/warnings/{{warning_id:\\d+}}/audit", warning_audit),
     ("POST", f"{API}/callouts/{{callout_id:\\d+}}/ack", acknowledge_callout),
+    ("POST", f"{API}/inbound/sms", post_inbound_sms),
     ("GET", f"{API}/rejected", list_rejected),
     ("GET", f"{API}/rejected/{{rejected_id:\\d+}}", get_rejected),
     ("GET", f"{API}/openapi.json", openapi_json),

@@ -11,9 +11,10 @@ double-fires a step.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
@@ -25,8 +26,10 @@ from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.errors import InputError
 from warnd.escalate import EscalationError, Snapshot, State, deadline_for, freeze, next_step
-from warnd.model import Audience, Level, priority
-from warnd.policy import LevelRule
+from warnd.model import HAZARDS, Level, priority
+from warnd.policy import DEFAULT_SIGNATURE, LevelRule
+from warnd.render import EXERCISE_MARK
+from warnd.tasks import TASK_NAMES, task_messages
 from warnd.wakeup import DELIVERIES_CHANNEL
 
 log = structlog.get_logger(__name__)
@@ -85,18 +88,33 @@ async def open_callouts(
 class Answer:
     """What became of one inbound answer, for metrics, logs and the officer's inbox."""
 
-    kind: str  # ack | progress | unrecognised | unknown_number
+    kind: str  # ack | progress | unrecognised | unknown_number | unknown_code | rate_limited
     callouts: tuple[int, ...] = ()
     late: bool = False
+    tasks: tuple[int, ...] = ()  # field tasks whose progress it reported
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.callouts or self.tasks)
 
 
 class CallOuts:
     """Applies answers to call-outs and runs the escalation timers."""
 
-    def __init__(self, pool: asyncpg.Pool, clock: Clock, *, batch: int = 500) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: Clock,
+        *,
+        batch: int = 500,
+        signature: Callable[[], str] = lambda: DEFAULT_SIGNATURE,
+        limiter: ReplyLimiter | None = None,
+    ) -> None:
         self._pool = pool
         self._clock = clock
         self._batch = batch
+        self._signature = signature
+        self._limiter = limiter or ReplyLimiter()
 
     async def answer_sms(self, sender: str, text: str) -> Answer:
         """One SMS reply (see ``answer_replies``)."""
@@ -105,27 +123,69 @@ class CallOuts:
     async def answer_replies(self, replies: Sequence[tuple[str, str]]) -> list[Answer]:
         """SMS replies (sender, text), in one statement: each acknowledges the sender's open
         call-outs, or only those of the warning whose short code it names."""
+        now = self._clock.now()
         parsed = [(_phone(sender), parse_reply(text)) for sender, text in replies]
-        codes = sorted({r.code for _, r in parsed if r.kind == "ack" and r.code})
-        by_code = {}
-        if codes:
-            rows = await self._pool.fetch(sql("warnings_by_code"), codes)
-            by_code = {r["short_code"]: r["id"] for r in rows}
+        by_code = await self._warnings_by_code(
+            {r.code for _, r in parsed if r.kind != "unrecognised" and r.code}
+        )
         answers: list[Answer | None] = []
         asks: list[tuple[str, int | None]] = []
-        for phone, reply in parsed:
+        reports: list[tuple[int, str, int | None, int | None, bool]] = []  # (index, …)
+        for index, (phone, reply) in enumerate(parsed):
             if phone is None:
                 answers.append(Answer("unknown_number"))
-            elif reply.kind != "ack":
+            elif not self._limiter.allow(phone, now):
+                answers.append(Answer("rate_limited"))
+            elif reply.kind == "unrecognised":
                 answers.append(Answer(reply.kind))
             elif reply.code and reply.code not in by_code:
                 answers.append(Answer("unknown_code"))
             else:
-                answers.append(None)
-                asks.append((phone, by_code.get(reply.code) if reply.code else None))
+                warning_id = by_code.get(reply.code) if reply.code else None
+                if reply.households is not None or reply.done:
+                    reports.append((index, phone, warning_id, reply.households, reply.done))
+                if reply.kind == "ack":
+                    answers.append(None)
+                    asks.append((phone, warning_id))
+                else:
+                    answers.append(Answer("progress"))
         acknowledged = await self._acknowledge(asks, "sms")
         pending = iter(acknowledged[phone] for phone, _ in asks)
-        return [answer if answer is not None else next(pending) for answer in answers]
+        result = [answer if answer is not None else next(pending) for answer in answers]
+        if reports:
+            tasks = await self._report_progress(reports, now)
+            for index, _, _, _, _ in reports:
+                if tasks.get(index):
+                    result[index] = replace(result[index], tasks=tasks[index])
+        return result
+
+    async def _warnings_by_code(self, codes: set[str]) -> dict[str, int]:
+        """The open warnings the replies' short codes name."""
+        if not codes:
+            return {}
+        rows = await self._pool.fetch(sql("warnings_by_code"), sorted(codes))
+        return {r["short_code"]: r["id"] for r in rows}
+
+    async def _report_progress(
+        self, reports: Sequence[tuple[int, str, int | None, int | None, bool]], now: datetime
+    ) -> dict[int, tuple[int, ...]]:
+        """Apply field-task progress reports; the tasks each report changed, by its index."""
+        rows = await self._pool.fetch(
+            sql("task_progress"),
+            [phone for _, phone, _, _, _ in reports],
+            [warning_id for _, _, warning_id, _, _ in reports],
+            [households for _, _, _, households, _ in reports],
+            [done for _, _, _, _, done in reports],
+            now,
+        )
+        # A report's tasks are those changed with its number (reports from one number in one
+        # batch are rare; each of them is credited with the tasks of that number).
+        by_phone: dict[str, tuple[int, ...]] = {}
+        for r in rows:
+            by_phone[r["phone"]] = (*by_phone.get(r["phone"], ()), r["id"])
+        if rows:
+            log.info("field_task_progress", tasks=[r["id"] for r in rows])
+        return {index: by_phone.get(phone, ()) for index, phone, _, _, _ in reports}
 
     async def answer_call(self, channel: str, external_id: str, keys: str) -> Answer:
         """A voice call's result: pressing 1 acknowledges the call-out the call was made for."""
@@ -167,41 +227,57 @@ class CallOuts:
             log.info("callouts_acknowledged", callouts=[r["id"] for r in rows], via=via)
         return result
 
+    async def answer_device(self, channel: str, external_id: str, *, played: bool) -> Answer:
+        """A device confirms it played the message of a call-out's delivery (a loudspeaker a
+        responder triggers, a pager): that acknowledges the call-out like a key press."""
+        if not played:
+            return Answer("unrecognised")
+        row = await self._pool.fetchrow(sql("delivery_for_call"), channel, external_id)
+        if row is None or row["callout_id"] is None:
+            return Answer("unknown_call")
+        acknowledged = await self._acknowledge(
+            [(row["address"], None)], "device", only=[row["callout_id"]]
+        )
+        return acknowledged[row["address"]]
+
     async def scan(self) -> int:
-        """Work one batch of due call-outs; return how many steps were fired or skipped."""
+        """Work one batch of due call-outs and field tasks; how many steps were fired or skipped."""
         now = self._clock.now()
         worked = 0
-        async with self._pool.acquire() as conn, conn.transaction():
-            due = await conn.fetch(sql("due_callouts"), now, self._batch)
-            for row in due:
-                worked += await self._advance(conn, row, now)
+        for timers in (CALLOUT_TIMERS, TASK_TIMERS):
+            async with self._pool.acquire() as conn, conn.transaction():
+                due = await conn.fetch(sql(timers.due), now, self._batch)
+                for row in due:
+                    worked += await self._advance(conn, timers, row, now)
         if worked:
             await self._pool.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
         return worked
 
-    async def _advance(self, conn: Conn, row: asyncpg.Record, now: datetime) -> int:
-        callout_id: int = row["id"]
+    async def _advance(
+        self, conn: Conn, timers: _Timers, row: asyncpg.Record, now: datetime
+    ) -> int:
+        row_id: int = row["id"]
         state = State(
             cursor=row["cursor"],
-            acknowledged=row["state"] == "acknowledged",
-            closed=row["warning_state"] != "active",
+            acknowledged=row["state"] == timers.answered_state,
+            closed=row["warning_state"] not in ("active", "pending_approval"),
         )
         try:
             decision = next_step(Snapshot.from_json(_json(row["snapshot"])), state, now)
         except EscalationError as exc:
-            # A broken row must not stop every other call-out's escalation: park it, visibly.
-            log.warning("callout_snapshot_invalid", callout_id=callout_id, reason=str(exc))
-            await conn.execute(
-                sql("callout_event"), callout_id, now, "escalation_stopped", {"reason": str(exc)}
+            # A broken row must not stop every other one's escalation: park it, visibly.
+            log.warning(
+                "escalation_snapshot_invalid", table=timers.name, id=row_id, reason=str(exc)
             )
             await conn.execute(
-                sql("advance_callout"), callout_id, state.cursor, row["state"], None, now
+                sql(timers.event), row_id, now, "escalation_stopped", {"reason": str(exc)}
             )
+            await conn.execute(sql(timers.advance), row_id, state.cursor, row["state"], None, now)
             return 0
         if decision.kind == "wait":
             await conn.execute(
-                sql("advance_callout"),
-                callout_id,
+                sql(timers.advance),
+                row_id,
                 state.cursor,
                 row["state"],
                 decision.next_check_at,
@@ -210,10 +286,10 @@ class CallOuts:
             return 0
         if decision.kind == "finished":
             final = "closed" if state.closed else row["state"]
-            await conn.execute(sql("advance_callout"), callout_id, state.cursor, final, None, now)
+            await conn.execute(sql(timers.advance), row_id, state.cursor, final, None, now)
             if state.closed:
                 await conn.execute(
-                    sql("callout_event"), callout_id, now, "closed", {"reason": decision.reason}
+                    sql(timers.event), row_id, now, "closed", {"reason": decision.reason}
                 )
             return 0
         assert decision.step is not None and decision.step_index is not None
@@ -230,48 +306,84 @@ class CallOuts:
         if decision.kind == "fire" and step.target_id is not None:
             await self._queue_step(
                 conn,
-                callout_id,
+                timers,
+                row_id,
                 warning_id=row["warning_id"],
                 step=decision.step_index,
+                action=step.action,
                 target=step.target_id,
                 now=now,
             )
         kind = "step_fired" if decision.kind == "fire" else "step_skipped"
         if decision.kind == "skip":
             detail["skip_reason"] = step.skip_reason
-        await conn.execute(sql("callout_event"), callout_id, now, kind, detail)
+        await conn.execute(sql(timers.event), row_id, now, kind, detail)
         await conn.execute(
-            sql("advance_callout"),
-            callout_id,
+            sql(timers.advance),
+            row_id,
             decision.step_index + 1,
             "escalated",
             now if decision.kind == "skip" else decision.next_check_at,
             now,
         )
-        log.info("callout_escalated", callout_id=callout_id, step=decision.step_index, kind=kind)
+        log.info("escalated", table=timers.name, id=row_id, step=decision.step_index, kind=kind)
         return 1
 
     async def _queue_step(
-        self, conn: Conn, callout_id: int, *, warning_id: int, step: int, target: int, now: datetime
+        self,
+        conn: Conn,
+        timers: _Timers,
+        row_id: int,
+        *,
+        warning_id: int,
+        step: int,
+        action: str,
+        target: int,
+        now: datetime,
     ) -> None:
-        """Queue the escalation step's calls, reusing the responder texts of the warning."""
-        messages = await conn.fetch(
-            "SELECT m.id, m.channel_kind, w.hazard, w.level FROM messages m "
-            "JOIN warnings w ON w.id = m.warning_id "
-            "WHERE m.warning_id = $1 AND m.audience = $2",
-            warning_id,
-            Audience.RESPONDER.value,
+        """Queue an escalation step's messages: the callee's own message again for a repeat,
+        else a text telling the backup or superior whom they stand in for, and for what."""
+        warning = await conn.fetchrow(
+            "SELECT hazard, level, status, short_code FROM warnings WHERE id = $1", warning_id
         )
-        if not messages:
+        assert warning is not None  # warnings are never deleted
+        urgency = priority(warning["hazard"], Level(warning["level"]), 0)
+        if action == "repeat":
+            if timers is CALLOUT_TIMERS:
+                messages = await conn.fetch(sql("responder_messages"), warning_id)
+            else:
+                messages = await task_messages(conn, row_id)
+            pairs = [(m["channel_kind"], m["id"]) for m in messages]
+        else:
+            about = await conn.fetchrow(sql(timers.about), row_id)
+            assert about is not None  # the row is locked by this scan
+            kinds = [
+                m["channel_kind"] for m in await conn.fetch(sql("responder_messages"), warning_id)
+            ]
+            pairs = []
+            for kind in kinds or ["sms"]:
+                text = stand_in_text(
+                    dict(about),
+                    hazard=HAZARDS.get(warning["hazard"], HAZARDS["other"]).zh,
+                    level=Level(warning["level"]).zh,
+                    code=warning["short_code"] or "",
+                    channel_kind=kind,
+                    signature=self._signature(),
+                    exercise=warning["status"] == "Exercise",
+                )
+                message_id = await conn.fetchval(
+                    sql("upsert_message"), warning_id, f"{timers.name}:{row_id}:{step}", kind, text
+                )
+                pairs.append((kind, message_id))
+        if not pairs:
             return
-        urgency = priority(messages[0]["hazard"], Level(messages[0]["level"]), 0)
         await conn.execute(
-            sql("escalation_delivery"),
-            callout_id,
+            sql(timers.delivery),
+            row_id,
             step,
             target,
-            [m["channel_kind"] for m in messages],
-            [m["id"] for m in messages],
+            [kind for kind, _ in pairs],
+            [message_id for _, message_id in pairs],
             urgency,
             now,
         )
@@ -298,3 +410,85 @@ def _json(value: object) -> dict[str, object]:
         return loaded
     assert isinstance(value, dict)
     return value
+
+
+@dataclass(frozen=True)
+class _Timers:
+    """The SQL of one kind of row the escalation scanner works: call-outs or field tasks."""
+
+    name: str
+    due: str
+    advance: str
+    event: str
+    delivery: str
+    about: str  # whom a stand-in (backup, superior) is told about
+    answered_state: str
+
+
+CALLOUT_TIMERS = _Timers(
+    "callout",
+    "due_callouts",
+    "advance_callout",
+    "callout_event",
+    "escalation_delivery",
+    "callout_for_step",
+    "acknowledged",
+)
+TASK_TIMERS = _Timers(
+    "task", "due_tasks", "advance_task", "task_event", "task_step_delivery", "task_for_step", "done"
+)
+
+
+def stand_in_text(
+    about: Mapping[str, object],
+    *,
+    hazard: str,
+    level: str,
+    code: str,
+    channel_kind: str,
+    signature: str,
+    exercise: bool,
+) -> str:
+    """What a backup (B角) or superior is told when a call-out or field task escalates to them:
+    who did not answer (or finish), where, for which warning, and how to take it over."""
+    prefix = (signature if channel_kind == "sms" else "") + (EXERCISE_MARK if exercise else "")
+    if channel_kind == "voice":
+        prefix += signature.removeprefix("【").removesuffix("】").join(("这里是", "。"))
+    who = f"{about['person']}（{about['division']}）"
+    if about.get("task_kind"):
+        task = TASK_NAMES.get(str(about["task_kind"]), "现场")
+        what = f"未完成{hazard}{level}预警的{task}任务（已完成{about['done']}/{about['targets']}）"
+        ask = "请您立即代为落实。" + (
+            f"完成后回复“完成{code}”" if channel_kind == "sms" else "完成后请短信回复“完成”"
+        )
+    else:
+        what = f"未确认{hazard}{level}预警"
+        ask = "请您立即联系落实防范。" + (
+            f"收到请回复1{code}" if channel_kind != "voice" else "确认收到请按1"
+        )
+    return prefix + who + what + "，" + ask
+
+
+class ReplyLimiter:
+    """At most ``limit`` replies per number within ``window``; the rest are recorded, not read.
+
+    An auto-replying phone answering our repeat calls, or a broken gateway looping, must not
+    turn into a stream of database work. warnd itself never answers a reply, so it cannot feed
+    such a loop. Kept in memory per process: a limit, not a record.
+    """
+
+    def __init__(self, limit: int = 10, window: timedelta = timedelta(minutes=1)) -> None:
+        self._limit = limit
+        self._window = window
+        self._seen: dict[str, deque[datetime]] = {}
+
+    def allow(self, phone: str, now: datetime) -> bool:
+        if len(self._seen) > 100_000:  # forget quiet numbers, so memory stays bounded
+            self._seen = {p: q for p, q in self._seen.items() if q and now - q[-1] < self._window}
+        times = self._seen.setdefault(phone, deque())
+        while times and now - times[0] >= self._window:
+            times.popleft()
+        if len(times) >= self._limit:
+            return False
+        times.append(now)
+        return True

@@ -315,19 +315,24 @@ class Dispatcher:
         return retry
 
     async def _answer(self, channel: str, events: Sequence[InboundEvent]) -> set[int]:
-        """Replies and key presses that acknowledge call-outs; returns the ids of those that did."""
+        """Replies, key presses and device confirmations that acknowledge call-outs or report
+        field-task progress; returns the ids of those that did."""
         answered: set[int] = set()
         if self._answers is None:
             return answered
         replies = [e for e in events if isinstance(e, Reply)]
         if replies:
             answers = await self._answers.answer_replies([(e.sender, e.text) for e in replies])
-            answered |= {id(e) for e, a in zip(replies, answers, strict=True) if a.callouts}
+            answered |= {id(e) for e, a in zip(replies, answers, strict=True) if a.matched}
         for event in events:
             if isinstance(event, CallResult) and event.keys:
                 answer = await self._answers.answer_call(channel, event.external_id, event.keys)
-                if answer.callouts:
-                    answered.add(id(event))
+            elif isinstance(event, DeviceConfirmation) and event.played:
+                answer = await self._answers.answer_device(channel, event.external_id, played=True)
+            else:
+                continue
+            if answer.matched:
+                answered.add(id(event))
         return answered
 
 

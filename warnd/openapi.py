@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from warnd.amend import CancelRequest, CorrectRequest
 from warnd.manual import ManualWarning
 
 API = "/api/v1"
@@ -190,7 +191,22 @@ class Preview(BaseModel):
     simulated: bool
 
 
+class FieldTaskProgress(BaseModel):
+    """Field tasks (敲门入户, 鸣锣吹哨) of a division: how many are done, and the people they
+    are about."""
+
+    total: int
+    done: int = Field(description="reported complete (完成)")
+    open: int = Field(description="not yet complete (open or escalated)")
+    overdue: int = Field(description="not yet complete and past the deadline now")
+    persons: int = Field(description="people the tasks are about (doors to knock; 1 per gong)")
+    reached: int = Field(description="of them, reported reached (已通知 N)")
+
+
 class DivisionProgress(BaseModel):
+    """One division: deliveries by state (total = queued + … + cancelled), its responders'
+    call-outs, and its villages' field tasks."""
+
     code: str
     name: str
     total: int
@@ -200,13 +216,16 @@ class DivisionProgress(BaseModel):
     delivered: int
     failed: int
     cancelled: int
+    callouts: CalloutSummary = Field(description="call-outs of responders in the division")
+    field_tasks: FieldTaskProgress
 
 
 class ProgressReport(BaseModel):
-    """Deliveries rolled up per division of one level; recipients above it are in no row."""
+    """A warning rolled up per division of one level; people above it are in no row."""
 
     warning_id: int
     level: str
+    as_of: datetime = Field(description="the time overdue is reckoned at")
     divisions: list[DivisionProgress]
     simulated: bool
 
@@ -267,6 +286,14 @@ class CalloutOut(BaseModel):
     )
     last_event_at: datetime | None
     last_event_actor: str | None
+    last_step: str | None = Field(
+        default=None,
+        description="the latest escalation step passed (fired or skipped): repeat, backup, "
+        "superior or duty_officer; null before the first",
+    )
+    last_step_target: str | None = Field(
+        default=None, description="whom that step was for (the backup's name, …)"
+    )
 
 
 class CalloutPage(BaseModel):
@@ -286,6 +313,29 @@ class OfficerAck(BaseModel):
         max_length=500,
         description="how the answer was obtained, e.g. 电话联系本人确认已收到",
     )
+
+
+class AuditEntry(BaseModel):
+    """One recorded fact about a warning: an audit-log entry, a call-out event or a field-task
+    event."""
+
+    at: datetime
+    source: str = Field(description="audit, callout or task")
+    id: int = Field(description="the row's id in its own table (audit_log, callout_events, …)")
+    actor: str = Field(description="the officer, the number that answered, or system")
+    action: str = Field(
+        description="the audit action or event kind: opened, acknowledged, step_fired, …"
+    )
+    subject: str = Field(description="warning:ID, callout:ID or task:ID")
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    """A warning's audit trail in time order, one page."""
+
+    warning_id: int
+    entries: list[AuditEntry]
+    next_after: str | None = Field(description="pass as ?after= for the next page; null at end")
 
 
 class RejectedOut(BaseModel):
@@ -323,6 +373,8 @@ class Ready(BaseModel):
 MODELS: tuple[type[BaseModel], ...] = (
     ErrorBody,
     ManualWarning,
+    CancelRequest,
+    CorrectRequest,
     WarningAccepted,
     WarningList,
     WarningDetail,
@@ -331,6 +383,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     DeliveryPage,
     CalloutPage,
     OfficerAck,
+    AuditPage,
     RejectedOut,
     RejectedList,
     Health,
@@ -338,7 +391,12 @@ MODELS: tuple[type[BaseModel], ...] = (
 )
 
 # Request bodies: documented as what is accepted, not as what would be returned.
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (ManualWarning, OfficerAck)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    ManualWarning,
+    OfficerAck,
+    CancelRequest,
+    CorrectRequest,
+)
 
 # --- operations --------------------------------------------------------------------------------
 
@@ -350,11 +408,16 @@ ROLES: dict[tuple[str, str], tuple[str, ...] | None] = {
     ("GET", f"{API}/warnings"): ("officer", "approver"),
     ("GET", f"{API}/warnings/{{warning_id}}"): ("officer", "approver"),
     ("POST", f"{API}/warnings/{{warning_id}}/approve"): ("approver",),
+    # An approver refuses a waiting warning by cancelling it.
+    ("POST", f"{API}/warnings/{{warning_id}}/cancel"): ("officer", "approver"),
+    ("POST", f"{API}/warnings/{{warning_id}}/correct"): ("officer",),
     ("GET", f"{API}/warnings/{{warning_id}}/preview"): ("officer", "approver"),
     ("GET", f"{API}/warnings/{{warning_id}}/progress"): ("officer", "approver"),
     ("GET", f"{API}/warnings/{{warning_id}}/deliveries"): ("officer", "approver"),
     ("GET", f"{API}/warnings/{{warning_id}}/callouts"): ("officer", "approver"),
+    ("GET", f"{API}/warnings/{{warning_id}}/audit"): ("officer", "approver"),
     ("POST", f"{API}/callouts/{{callout_id}}/ack"): ("officer",),
+    ("POST", f"{API}/inbound/sms"): ("gateway",),  # a channel's inbound_token (warnd.inbound_sms)
     ("GET", f"{API}/rejected"): ("officer", "approver"),
     ("GET", f"{API}/rejected/{{rejected_id}}"): ("officer", "approver"),
     ("GET", f"{API}/openapi.json"): None,
@@ -458,6 +521,7 @@ CALLOUT_CSV_COLUMNS = (
     "last_event",
     "last_event_at",
 )
+AUDIT_CSV_COLUMNS = ("at", "source", "id", "actor", "action", "subject", "detail")
 CSV_COLUMNS = (
     "delivery_id",
     "recipient_kind",
@@ -476,6 +540,38 @@ CSV_COLUMNS = (
     "failed_at",
     "cancelled_at",
 )
+
+
+# inbound/sms: the webhook body (validated by warnd.inbound_sms, whose models it mirrors).
+_INBOUND_SMS_EVENT: dict[str, Any] = {
+    "oneOf": [
+        {
+            "title": "reply",
+            "type": "object",
+            "required": ["from", "text"],
+            "additionalProperties": False,
+            "properties": {
+                "from": {"type": "string", "minLength": 1, "maxLength": 40},
+                "to": {"type": "string", "maxLength": 40},
+                "text": {"type": "string", "maxLength": 2000},
+            },
+        },
+        {
+            "title": "receipt",
+            "type": "object",
+            "required": ["message_id", "status"],
+            "additionalProperties": False,
+            "properties": {
+                "message_id": {"type": ["string", "integer"]},
+                "status": {"type": "string", "description": "delivered, undeliverable, …"},
+                "detail": {"type": "string", "maxLength": 500},
+            },
+        },
+    ]
+}
+_INBOUND_SMS_BODY: dict[str, Any] = {
+    "oneOf": [_INBOUND_SMS_EVENT, {"type": "array", "maxItems": 1000, "items": _INBOUND_SMS_EVENT}]
+}
 
 
 def _operations() -> dict[tuple[str, str], dict[str, Any]]:
@@ -544,13 +640,59 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 **_errors(401, 403, 404, 409, 500),
             },
         },
+        ("POST", f"{API}/warnings/{{warning_id}}/cancel"): {
+            "summary": "Cancel a warning (解除), or refuse one waiting for approval",
+            "description": (
+                "Stores a Cancel referencing the warning: its unsent messages stop, its "
+                "call-outs and field tasks close, and everyone it reached is told it is lifted, "
+                "on the channel that reached them (the new warning's deliveries). The reason is "
+                "audited, not sent; `message` is. 409 when the warning is no longer active or "
+                "waiting."
+            ),
+            "parameters": [_WARNING_ID],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(CancelRequest)}},
+            },
+            "responses": {
+                "201": _json(WarningAccepted, "The Cancel, stored; its notices are planned"),
+                **_errors(400, 401, 403, 404, 409, 415, 422, 500),
+            },
+        },
+        ("POST", f"{API}/warnings/{{warning_id}}/correct"): {
+            "summary": "Correct an active warning (更正): wording, a lower level, the expiry",
+            "description": (
+                "Stores an Update referencing the warning and publishes it at once: people the "
+                "warning reached get the corrected text once, people it had not reached yet get "
+                "the whole warning, and open call-outs carry over with their deadlines. A higher "
+                "level or another area is a new warning (422), which a second officer approves. "
+                "409 when the warning is not active."
+            ),
+            "parameters": [_WARNING_ID],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(CorrectRequest)}},
+            },
+            "responses": {
+                "201": _json(WarningAccepted, "The Update, stored and published"),
+                **_errors(400, 401, 403, 404, 409, 415, 422, 500),
+            },
+        },
         ("GET", f"{API}/warnings/{{warning_id}}/preview"): {
             "summary": "Who the warning reaches: recipients per audience and covered divisions",
             "parameters": [_WARNING_ID],
             "responses": {"200": _json(Preview, "The preview"), **_errors(401, 403, 404, 500)},
         },
         ("GET", f"{API}/warnings/{{warning_id}}/progress"): {
-            "summary": "Deliveries rolled up per county, town or village",
+            "summary": "Deliveries, call-outs and field tasks per county, town or village",
+            "description": (
+                "Per division: deliveries by state; call-outs of the responders in it (total, "
+                "acknowledged on time and late, open, overdue now, escalated: a step has fired, "
+                "closed); field tasks of its villages (done of total, overdue, people reached of "
+                "people concerned). Each counts under the division of the level that contains "
+                "its person; people above the level (a county head in a town roll-up) are in no "
+                "row."
+            ),
             "parameters": [
                 _WARNING_ID,
                 _param(
@@ -621,6 +763,31 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 **_errors(400, 401, 403, 404, 500),
             },
         },
+        ("GET", f"{API}/warnings/{{warning_id}}/audit"): {
+            "summary": "A warning's audit trail: one page as JSON or all of it as CSV",
+            "description": (
+                "In time order: audit-log entries about the warning (issue, approval, cancel, "
+                "correction), officers' actions on its call-outs, every event of its call-outs "
+                "(opened, acknowledged, step_fired, step_skipped, closed, …) and of its field "
+                "tasks. The tables behind it are append-only: the database refuses UPDATE and "
+                "DELETE."
+            ),
+            "parameters": [
+                _WARNING_ID,
+                _param(
+                    "limit",
+                    "query",
+                    {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                    "page size",
+                ),
+                _param("after", "query", {"type": "string"}, "next_after of the previous page"),
+                _CSV_FORMAT,
+            ],
+            "responses": {
+                "200": _page_or_csv(AuditPage, AUDIT_CSV_COLUMNS),
+                **_errors(400, 401, 403, 404, 500),
+            },
+        },
         ("POST", f"{API}/callouts/{{callout_id}}/ack"): {
             "summary": "Record an acknowledgement an officer obtained another way",
             "description": (
@@ -640,6 +807,42 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
                 **_errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 500),
             },
         },
+        # --- inbound/sms: begin (warnd.inbound_sms) ---
+        ("POST", f"{API}/inbound/sms"): {
+            "summary": "Receive SMS replies and delivery receipts from an HTTP SMS gateway",
+            "description": (
+                "One event or a list of at most 1000. A reply is {from, to?, text}; a receipt is "
+                "{message_id, status, detail?} with status delivered, undeliverable, expired or "
+                "rejected (or DELIVRD, UNDELIV, REJECTD, DELETED, failed). The bearer token is "
+                "the inbound_token of the channel the events belong to; receipts match that "
+                "channel's deliveries by message_id, replies acknowledge the sender's open "
+                "call-outs. The whole body is validated first: any invalid event refuses it "
+                "(400, the detail names index and field) and nothing of it is applied."
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _INBOUND_SMS_BODY}},
+            },
+            "responses": {
+                "202": {
+                    "description": "Accepted: handed to the channel's inbound path",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["accepted", "channel"],
+                                "properties": {
+                                    "accepted": {"type": "integer"},
+                                    "channel": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                **_errors(400, 401, 408, 413, 415, 500),
+            },
+        },
+        # --- inbound/sms: end ---
         ("GET", f"{API}/rejected"): {
             "summary": "Messages refused from feeds, newest first (bodies cut to a preview)",
             "parameters": [_LIMIT, _BEFORE],
@@ -686,6 +889,8 @@ def _security(roles: tuple[str, ...] | None) -> list[dict[str, list[str]]]:
         return []
     if roles == ("feed",):
         return [{"feedToken": []}]
+    if roles == ("gateway",):
+        return [{"gatewayToken": []}]
     return [{"userToken": list(roles)}]
 
 
@@ -703,6 +908,8 @@ def document() -> dict[str, Any]:
             roles_text = "No token needed."
         elif roles == ("feed",):
             roles_text = "Needs a feed token."
+        elif roles == ("gateway",):
+            roles_text = "Needs a channel's inbound_token."
         else:
             roles_text = f"Needs a user token with role {' or '.join(roles)} (admin holds all)."
         paths.setdefault(path, {})[method.lower()] = {
@@ -739,6 +946,11 @@ def document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "an officer's token from [users.<name>]; roles from there",
+                },
+                "gatewayToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an SMS gateway's inbound_token from [channels.<name>]",
                 },
             },
         },

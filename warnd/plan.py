@@ -24,7 +24,7 @@ from warnd.model import HAZARDS, Audience, NormalisedWarning, priority
 from warnd.notices import write_notices
 from warnd.policy import LevelRule, Policy
 from warnd.render import render
-from warnd.tasks import applicable, open_field_tasks
+from warnd.tasks import open_field_tasks, task_kinds
 from warnd.wakeup import DELIVERIES_CHANNEL
 
 log = structlog.get_logger(__name__)
@@ -139,6 +139,7 @@ class _Context:
     place: str
     short_code: str | None  # named in responders' texts: "收到请回复1A7"
     steps: list[list[_Part]]
+    tasks: dict[str, tuple[str, ...]]  # field-task kinds opened, with their messages' kinds
 
 
 class Planner:
@@ -219,8 +220,7 @@ class Planner:
             chunks = await conn.fetch(sql("village_chunks"), warning_id, self._chunk)
             steps = [[_Part(a, levels) for a, levels in step] for step in FIRST_STEPS]
             steps += [[_Part(Audience.HOUSEHOLD, villages=(c["first"], c["last"]))] for c in chunks]
-            night = self._policy().night.is_night(self._clock.now())
-            tasks = applicable(self._policy(), warning.level, night=night)
+            tasks = task_kinds(self._policy(), warning, self._clock.now(), plans, self._max_chars)
             if "gong" in tasks:  # with the village responders it is given to
                 steps[1].append(_Part(Audience.RESPONDER, task="gong"))
             if "door_knock" in tasks:  # the task message replaces the helper's plain text
@@ -238,6 +238,7 @@ class Planner:
                 place,
                 await conn.fetchval("SELECT short_code FROM warnings WHERE id = $1", warning_id),
                 steps,
+                tasks,
             )
         return context
 
@@ -320,9 +321,7 @@ class Planner:
                 priority=urgency,
                 now=now,
             )
-        plan = context.plans.get(part.audience)
-        kinds = plan.kinds if plan is not None else ("sms",)
-        kinds = tuple(k for k in kinds if k in self._max_chars) or tuple(self._max_chars)[:1]
+        kinds = context.tasks[part.task]
         task_rule = getattr(policy.field_tasks, part.task)
         return await open_field_tasks(
             conn,

@@ -12,18 +12,22 @@ the channel, and their wording is fixed by practice, not by the issuing office.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.escalate import freeze, task_chain
-from warnd.model import HAZARDS, Level, NormalisedWarning
+from warnd.model import HAZARDS, Audience, Level, NormalisedWarning
 from warnd.policy import FieldTaskRule, LevelRule, Policy
 from warnd.render import EXERCISE_MARK, text_length
+
+if TYPE_CHECKING:
+    from warnd.plan import AudiencePlan
 
 TASK_NAMES = {"door_knock": "敲门入户", "gong": "鸣锣吹哨"}
 
@@ -75,6 +79,46 @@ def applicable(policy: Policy, level: Level, *, night: bool) -> dict[str, FieldT
     """The field-task kinds the policy orders for this level now."""
     rules = {"gong": policy.field_tasks.gong, "door_knock": policy.field_tasks.door_knock}
     return {kind: rule for kind, rule in rules.items() if rule.applies(level, night=night)}
+
+
+# Who receives each kind of task: door-knocking is the helpers' (it replaces their plain text),
+# gongs the village responders'.
+TASK_AUDIENCE = {"door_knock": Audience.HELPER, "gong": Audience.RESPONDER}
+
+
+def task_kinds(
+    policy: Policy,
+    warning: NormalisedWarning,
+    now: datetime,
+    plans: Mapping[Audience, AudiencePlan],
+    available: Collection[str],
+) -> dict[str, tuple[str, ...]]:
+    """The field tasks planning opens for this warning now, each with the channel kinds its
+    message goes on: those of its audience, else SMS, among the kinds configured."""
+    if not warning.reaches_people or warning.msg_type == "Cancel":
+        return {}
+    found: dict[str, tuple[str, ...]] = {}
+    for kind in applicable(policy, warning.level, night=policy.night.is_night(now)):
+        plan = plans.get(TASK_AUDIENCE[kind])
+        kinds = tuple(k for k in (plan.kinds if plan else ()) if k in available)
+        found[kind] = kinds or (("sms",) if "sms" in available else ())
+    return found
+
+
+async def count_tasks(
+    conn: Conn, warning_id: int, kinds: Collection[str], *, speciality: str | None, exercise: bool
+) -> dict[str, int]:
+    """How many tasks of each kind planning would open (for the officer's preview)."""
+    counts = {}
+    if "door_knock" in kinds:
+        counts["door_knock"] = len(
+            await conn.fetch(sql("door_knock_candidates"), warning_id, exercise)
+        )
+    if "gong" in kinds:
+        counts["gong"] = len(
+            await conn.fetch(sql("gong_candidates"), warning_id, speciality, exercise)
+        )
+    return counts
 
 
 async def open_field_tasks(

@@ -131,19 +131,32 @@ UPDATE callouts
 INSERT INTO callout_events (callout_id, at, kind, detail) VALUES ($1, $2::timestamptz, $3, $4);
 
 -- name: escalation_delivery
--- Queue the message of an escalation step: to the callee again, the backup or the superior,
--- on every channel kind the responder audience uses, most urgent.
+-- Queue the messages of a call-out's escalation step to its target (the callee again, the backup
+-- or the superior), most urgent. The recipient is the call-out, not the target: a town head who
+-- stands in for two villages' unanswered call-outs gets one message for each.
 -- $1 call-out id, $2 step number, $3 target responder id, $4 text[] kinds, $5 bigint[] message
 -- ids, $6 priority, $7 now
 INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
                         channel_kind, priority, queued_at, due_at, callout_id, step)
-SELECT c.warning_id, k.message_id, 'escalation', r.id, r.division_code, r.phone, k.kind, $6,
+SELECT c.warning_id, k.message_id, 'escalation', c.id, r.division_code, r.phone, k.kind, $6,
        $7::timestamptz, $7::timestamptz, c.id, $2
   FROM callouts c
   JOIN responders r ON r.id = $3
   CROSS JOIN unnest($4::text[], $5::bigint[]) AS k(kind, message_id)
  WHERE c.id = $1
 ON CONFLICT ON CONSTRAINT deliveries_recipient_key DO NOTHING;
+
+-- name: responder_messages
+-- The responders' texts of a warning, one per channel kind: what a repeat call sends again.
+-- $1 warning id
+SELECT id, channel_kind FROM messages WHERE warning_id = $1 AND audience = 'responder';
+
+-- name: callout_for_step
+-- Whom a stand-in is told about: the call-out's callee and their division. $1 call-out id
+SELECT r.name AS person, d.name AS division
+  FROM callouts c JOIN responders r ON r.id = c.responder_id
+  JOIN divisions d ON d.code = r.division_code
+ WHERE c.id = $1;
 
 -- name: acknowledge_by_officer
 -- An officer records an answer obtained another way (a call, in person) for one open call-out:

@@ -165,26 +165,23 @@ UPDATE field_tasks
 INSERT INTO field_task_events (task_id, at, kind, detail) VALUES ($1, $2::timestamptz, $3, $4);
 
 -- name: task_for_step
--- What an escalation step of a task says: the task, its assignee and village, its progress.
--- $1 task id
-SELECT t.id, t.kind, t.done, t.targets, t.village_code, r.name AS assignee_name,
-       v.name AS village_name
+-- Whom a stand-in is told about: the task's assignee, village and progress. $1 task id
+SELECT r.name AS person, v.name AS division, t.kind AS task_kind, t.done, t.targets
   FROM field_tasks t
   JOIN responders r ON r.id = t.assignee_id
   JOIN divisions v ON v.code = t.village_code
  WHERE t.id = $1;
 
--- name: step_delivery
--- Queue the messages of an escalation step (a call-out's or a task's) to its target, on the given
--- kinds; the (audience, recipient, step) key makes a re-run of the same step a no-op.
--- $1 warning id, $2 audience (escalation | field_task), $3 recipient id (the call-out or task),
--- $4 step number, $5 target responder id, $6 text[] kinds, $7 bigint[] message ids,
--- $8 priority, $9 now, $10 call-out id or NULL, $11 task id or NULL
+-- name: task_step_delivery
+-- Queue the messages of a field task's escalation step to its target (see escalation_delivery).
+-- $1 task id, $2 step number, $3 target responder id, $4 text[] kinds, $5 bigint[] message ids,
+-- $6 priority, $7 now
 INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
-                        channel_kind, priority, queued_at, due_at, callout_id, task_id, step)
-SELECT $1, k.message_id, $2, $3, r.division_code, r.phone, k.kind, $8, $9::timestamptz,
-       $9::timestamptz, $10, $11, $4
-  FROM responders r
-  CROSS JOIN unnest($6::text[], $7::bigint[]) AS k(kind, message_id)
- WHERE r.id = $5
+                        channel_kind, priority, queued_at, due_at, task_id, step)
+SELECT t.warning_id, k.message_id, 'field_task', t.id, r.division_code, r.phone, k.kind, $6,
+       $7::timestamptz, $7::timestamptz, t.id, $2
+  FROM field_tasks t
+  JOIN responders r ON r.id = $3
+  CROSS JOIN unnest($4::text[], $5::bigint[]) AS k(kind, message_id)
+ WHERE t.id = $1
 ON CONFLICT ON CONSTRAINT deliveries_recipient_key DO NOTHING;

@@ -1,0 +1,235 @@
+"""Field tasks (敲门入户, 鸣锣吹哨) on a real database: opened by the plan as the policy says,
+progress by SMS, overdue tasks escalating once per step; plus the other answer routes (device
+confirmations, rate limits) and what stand-ins are told."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from channels.base import ChannelKind, DeviceConfirmation, OutboundMessage
+from warnd.callouts import CallOuts, ReplyLimiter, stand_in_text
+from warnd.clock import ManualClock
+from warnd.dispatch import Dispatcher
+from warnd.metrics import Metrics
+from warnd.model import Level
+from warnd.policy import Policy
+from warnd.render import text_length
+from warnd.tasks import TaskText, task_text
+from warnd.wakeup import Wakeup
+
+from . import seed
+from .test_callouts import callouts, escalate_until
+from .test_fanout import DAYTIME, RecordingChannel, plan, policy, rainstorm
+
+__all__ = ["policy"]
+
+NIGHT = datetime(2026, 7, 29, 23, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+async def tasks(pool: asyncpg.Pool, warning_id: int) -> dict[str, asyncpg.Record]:
+    rows = await pool.fetch("SELECT * FROM field_tasks WHERE warning_id = $1", warning_id)
+    return {r["kind"]: r for r in rows}
+
+
+async def task_events(pool: asyncpg.Pool, task_id: int) -> list[tuple[str, dict[str, object]]]:
+    rows = await pool.fetch(
+        "SELECT kind, detail FROM field_task_events WHERE task_id = $1 ORDER BY id", task_id
+    )
+    return [(r["kind"], r["detail"]) for r in rows]
+
+
+async def test_a_red_warning_opens_the_tasks_the_policy_orders(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    opened = await tasks(pool, warning_id)
+    assert set(opened) == set(seed.RED_RAINSTORM_RENCHENG_TASKS)
+    for kind, expected in seed.RED_RAINSTORM_RENCHENG_TASKS.items():
+        row = opened[kind]
+        assert (row["phone"], row["village_code"], row["targets"]) == (
+            expected["phone"],
+            expected["village"],
+            expected["targets"],
+        )
+        rule = getattr(policy.field_tasks, kind)
+        assert row["deadline"] - row["opened_at"] == rule.within
+        assert (row["state"], row["done"]) == ("open", 0)
+        # the first escalation step is due when the task's time is up
+        assert row["next_check_at"] == row["deadline"]
+        assert [k for k, _ in await task_events(pool, row["id"])] == ["opened"]
+    messages = {
+        r["task_id"]: r["body"]
+        for r in await pool.fetch(
+            "SELECT d.task_id, m.body FROM deliveries d JOIN messages m ON m.id = d.message_id "
+            "WHERE d.warning_id = $1 AND d.audience = 'field_task' AND d.channel_kind = 'sms'",
+            warning_id,
+        )
+    }
+    knock = messages[opened["door_knock"]["id"]]
+    assert knock.startswith("【济宁市应急管理局】")
+    assert "张奶奶(张庄村1号)、张小宝(张庄村3号)共2人" in knock and "完成A1" in knock
+    gong = messages[opened["gong"]["id"]]
+    assert "李庄村" in gong and "鸣锣吹哨" in gong
+
+
+async def test_tasks_follow_the_level_and_the_night(pool: asyncpg.Pool, policy: Policy) -> None:
+    day = await plan(pool, policy, rainstorm(Level.YELLOW))
+    assert await tasks(pool, day) == {}
+    # At night helpers knock on doors at every level; gongs stay for orange and red.
+    night_warning = rainstorm(Level.YELLOW, codes=(seed.VILLAGE_R1,))
+    from warnd.ingest import store_warning
+    from warnd.plan import Planner
+
+    from .test_fanout import LIMITS
+
+    stored = await store_warning(pool, night_warning, source="test", now=NIGHT)
+    await Planner(pool, lambda: policy, ManualClock(NIGHT), LIMITS).plan_pending()
+    assert set(await tasks(pool, stored.warning_id)) == {"door_knock"}
+
+
+async def test_progress_replies_count_and_finish_a_task(pool: asyncpg.Pool, policy: Policy) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    answers = CallOuts(pool, ManualClock(DAYTIME + timedelta(minutes=4)))
+    task = (await tasks(pool, warning_id))["door_knock"]
+    # "收到，已通知1户": an acknowledgement of the call-out and a progress report in one text
+    answer = await answers.answer_sms("+86 139 0000 0004", "收到，已通知1户")
+    assert answer.kind == "ack" and answer.callouts and answer.tasks == (task["id"],)
+    row = (await tasks(pool, warning_id))["door_knock"]
+    assert (row["state"], row["done"]) == ("open", 1)
+    # a lower count later never lowers what was reported
+    await answers.answer_sms("+8613900000004", "已通知 0")
+    assert (await tasks(pool, warning_id))["door_knock"]["done"] == 1
+    done = await answers.answer_sms("+8613900000004", "完成")
+    assert done.kind == "progress" and done.tasks == (task["id"],)
+    row = (await tasks(pool, warning_id))["door_knock"]
+    assert (row["state"], row["done"], row["next_check_at"]) == ("done", 2, None)
+    assert [k for k, _ in await task_events(pool, task["id"])] == [
+        "opened",
+        "progress",
+        "progress",
+        "done",
+    ]
+    # a report from someone with no task matches nothing
+    stray = await answers.answer_sms("+8613900000011", "完成")
+    assert stray.tasks == ()
+
+
+async def test_an_overdue_task_escalates_and_stops_when_done(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    answers = CallOuts(pool, clock)
+    for phone in ("+8613900000000", "+8613900000001", "+8613900000003", "+8613900000005"):
+        await answers.answer_sms(phone, "1")  # keep call-out escalations out of the way
+    await answers.answer_sms("+8613900000004", "1")
+    await answers.answer_sms("+8613900000006", "1")
+    knock = (await tasks(pool, warning_id))["door_knock"]
+    within = policy.field_tasks.door_knock.within
+    chain = policy.rule("rainstorm", Level.RED).escalation
+    # until the deadline nothing happens
+    await escalate_until(answers, clock, int(within.total_seconds() // 60) - 1)
+    assert [k for k, _ in await task_events(pool, knock["id"])] == ["opened"]
+    # at the deadline the helper is reminded (the task again), then the backup takes over
+    await escalate_until(answers, clock, 2 + int((chain[1].after - chain[0].after).seconds // 60))
+    fired = await task_events(pool, knock["id"])
+    assert [d["action"] for k, d in fired if k == "step_fired"] == ["repeat", "backup"]
+    steps = await pool.fetch(
+        "SELECT d.address, d.step, m.body FROM deliveries d JOIN messages m ON m.id = d.message_id"
+        " WHERE d.task_id = $1 AND d.step IS NOT NULL AND d.channel_kind = 'sms' ORDER BY d.step",
+        knock["id"],
+    )
+    assert [(r["address"], r["step"]) for r in steps] == [
+        ("+8613900000004", 0),
+        ("+8613900000005", 1),
+    ]
+    assert "上门通知" in steps[0]["body"]  # the repeat is the task itself
+    assert "张书记（张庄村）未完成" in steps[1]["body"] and "0/2" in steps[1]["body"]
+    # the backup finishes it: escalation stops there
+    await answers.answer_sms("+8613900000005", "完成")
+    row = (await tasks(pool, warning_id))["door_knock"]
+    assert (row["state"], row["done"]) == ("done", 2)
+    await escalate_until(answers, clock, 30)
+    after = await task_events(pool, knock["id"])
+    assert [k for k, _ in after].count("step_fired") == 2
+
+
+async def test_a_device_confirmation_acknowledges_its_callout(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME + timedelta(minutes=1))
+    voice = RecordingChannel("voice-1", ChannelKind.VOICE)
+    dispatcher = Dispatcher(
+        pool, {"voice": voice}, clock, Metrics(), Wakeup(), answers=CallOuts(pool, clock)
+    )
+    claimed = await dispatcher.claim(voice, 50)
+    results = await voice.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    await dispatcher.record("voice-1", claimed, results)
+    town = (await callouts(pool, warning_id))["+8613900000003"]
+    external = await pool.fetchval(
+        "SELECT external_id FROM deliveries WHERE callout_id = $1 AND channel_kind = 'voice'",
+        town["id"],
+    )
+    await dispatcher.handle_events(
+        "voice-1", [DeviceConfirmation(external, played=True)], final=True
+    )
+    row = (await callouts(pool, warning_id))["+8613900000003"]
+    assert (row["state"], row["ack_via"]) == ("acknowledged", "device")
+
+
+async def test_a_number_that_keeps_sending_is_rate_limited(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    answers = CallOuts(pool, clock, limiter=ReplyLimiter(limit=3, window=timedelta(minutes=1)))
+    looped = [await answers.answer_sms("+8613900000004", "自动回复：我正在开会") for _ in range(3)]
+    assert [a.kind for a in looped] == ["unrecognised"] * 3
+    assert (await answers.answer_sms("+8613900000004", "1")).kind == "rate_limited"
+    row = (await callouts(pool, warning_id))["+8613900000004"]
+    assert row["state"] != "acknowledged"
+    clock.advance(61)  # a minute later the number is heard again
+    assert (await answers.answer_sms("+8613900000004", "1")).callouts == (row["id"],)
+
+
+def test_a_task_text_lists_as_many_persons_as_fit() -> None:
+    whom = tuple(f"居民{i}(幸福路{i}号)" for i in range(40))
+    task = TaskText("door_knock", "任城区", "暴雨", "红色", "张庄村", whom, "A7")
+    full = task_text(task, "sms", signature="【济宁市应急管理局】", exercise=False, max_chars=None)
+    assert "居民39(幸福路39号)共40人" in full
+    cut = task_text(task, "sms", signature="【济宁市应急管理局】", exercise=True, max_chars=200)
+    assert text_length(cut) <= 200 and "等40人" in cut
+    assert cut.startswith("【济宁市应急管理局】【演练】")
+    assert "居民0(幸福路0号)" in cut and "完成A7" in cut
+    call = task_text(task, "voice", signature="【济宁市应急管理局】", exercise=False, max_chars=500)
+    assert not call.startswith("【") and "短信回复" in call
+
+
+def test_a_stand_in_is_told_whom_they_cover_and_how_to_answer() -> None:
+    about = {"person": "张书记", "division": "张庄村"}
+    sms = stand_in_text(
+        about,
+        hazard="暴雨",
+        level="红色",
+        code="A7",
+        channel_kind="sms",
+        signature="【济宁市应急管理局】",
+        exercise=False,
+    )
+    assert sms == (
+        "【济宁市应急管理局】张书记（张庄村）未确认暴雨红色预警，请您立即联系落实防范。收到请回复1A7"
+    )
+    call = stand_in_text(
+        about,
+        hazard="暴雨",
+        level="红色",
+        code="A7",
+        channel_kind="voice",
+        signature="【济宁市应急管理局】",
+        exercise=True,
+    )
+    assert call.startswith("【演练】这里是济宁市应急管理局。") and call.endswith("确认收到请按1")
