@@ -560,12 +560,13 @@ async def _amend(
             raise _no_warning(warning_id)
         original = await load_warning(conn, warning_id)
     allowed = ("active", "pending_approval") if action == "cancel" else ("active",)
+    done = "cancelled" if action == "cancel" else "corrected"
     if row["state"] not in allowed:
         raise ApiError(
             409,
             "not_active",
             f"warning {warning_id} is {row['state']}; only "
-            f"{' or '.join(a.replace('_', ' ') for a in allowed)} warnings can be {action}ed",
+            f"{' or '.join(a.replace('_', ' ') for a in allowed)} warnings can be {done}",
         )
     if isinstance(payload, CancelRequest):
         successor = cancellation(original, payload, officer=user.name, now=now)
@@ -584,7 +585,7 @@ async def _amend(
     await services.pool.execute(
         sql("audit"),
         user.name,
-        f"warning_{action}ed",
+        f"warning_{done}",
         f"warning:{warning_id}",
         {"reason": reason, "by_warning": stored.warning_id},
     )
