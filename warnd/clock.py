@@ -38,3 +38,24 @@ class ManualClock:
     async def sleep(self, seconds: float) -> None:
         self.advance(seconds)
         await asyncio.sleep(0)
+
+
+class ScaledClock:
+    """Time running ``speed`` times faster than the wall clock from ``epoch`` on.
+
+    For drills, demos and tests of a whole call-and-respond round: at speed 120 an hour of
+    escalation passes in thirty seconds. Processes given the same epoch and speed agree on the
+    time, so a second warnd — or one restarted after a crash — carries on the same timeline.
+    """
+
+    def __init__(self, speed: float, epoch: datetime | None = None) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self.epoch = epoch or datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return self.epoch + (datetime.now(UTC) - self.epoch) * self.speed
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds / self.speed)

@@ -21,7 +21,7 @@ from aiohttp import web
 from channels.base import Channel
 from channels.registry import ChannelConfigError, build_channels
 from warnd.callouts import CallOuts
-from warnd.clock import Clock, SystemClock
+from warnd.clock import Clock, ScaledClock, SystemClock
 from warnd.config import AppConfig, load_config
 from warnd.db import Conn
 from warnd.db.pool import connect, database_url, open_pool
@@ -85,6 +85,16 @@ async def supervised(name: str, loop: Callable[[], Awaitable[None]], clock: Cloc
             await clock.sleep(1.0)
 
 
+def _clock(settings: Settings, *, simulate: bool) -> Clock:
+    """The wall clock, or for a simulated drill a faster one (WARND_TIME_SCALE)."""
+    if settings.time_scale == 1.0:
+        return SystemClock()
+    if not simulate:
+        # Deadlines and escalations on a fast clock would chase real people within seconds.
+        raise ConfigError("WARND_TIME_SCALE is for drills: it needs --simulate")
+    return ScaledClock(settings.time_scale, settings.time_epoch)
+
+
 class Daemon:
     """One warnd process. ``run`` serves until cancelled or signalled."""
 
@@ -99,7 +109,7 @@ class Daemon:
         channels: Mapping[str, Channel] | None = None,
     ) -> None:
         self.settings = settings
-        self.clock = clock or SystemClock()
+        self.clock = clock or _clock(settings, simulate=simulate)
         self.metrics = metrics or Metrics()
         self.config = config or load_config(settings.config)
         self.policy = PolicyHolder(settings.policy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import Field
@@ -29,4 +30,14 @@ class Settings(BaseSettings):
         gt=0,
         description="how long a claimed delivery may stay unsent before "
         "another worker takes it back (a crashed worker's rows return after this)",
+    )
+    time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="drills with --simulate only: warnd's clock runs this many times faster",
+    )
+    time_epoch: datetime | None = Field(
+        default=None,
+        description="where a scaled clock starts (ISO 8601 with offset); processes sharing it "
+        "share one timeline",
     )
