@@ -13,7 +13,8 @@ head never answer. The policy (config/policy.toml, red) then says, minute by min
 - 李庄村's head: repeat, no backup, the town head (silent) as superior, the duty officer; at last
   李庄村's head answers "收到A1，已鸣锣" himself (this test plays that phone): late, and the gong
   task is done with it;
-- field tasks: door-knocking in 张庄村 for its head (30 min, never reported: every step fires);
+- field tasks: door-knocking in 张庄村 for its head (16 min in this drill, never reported: every
+  step fires);
   gongs in blind-spot 李庄村 (15 min: reminded once, then done).
 """
 
@@ -33,13 +34,16 @@ import pytest
 from warnd.callouts import CallOuts
 from warnd.clock import ScaledClock
 from warnd.db.pool import connect, open_pool
+from warnd.settings import REPO_CONFIG_DIR
 
 from . import seed
 from .test_daemon import FEED_TOKEN, cap, free_port, post_cap, seeded, start_worker
 
 __all__ = ["seeded"]
 
-SPEED = 120.0  # an hour of the round in thirty seconds
+SPEED = 60.0  # a minute of the round in a second; the tightest margin below is 2 s
+# The default policy, with door-knocking due in 16 minutes instead of 30 so the drill is shorter.
+DOOR_KNOCK_WITHIN = "16m"
 
 BEHAVIOURS = {
     "+8613900000000": "fast",  # city head
@@ -78,10 +82,17 @@ def drill_env(seeded: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     )
     config = tmp_path / "warnd.toml"
     config.write_text(CONFIG.format(token=FEED_TOKEN, channels=channels))
+    policy = (REPO_CONFIG_DIR / "policy.toml").read_text()
+    assert policy.count('within = "30m"') == 1
+    (tmp_path / "policy.toml").write_text(
+        policy.replace('within = "30m"', f'within = "{DOOR_KNOCK_WITHIN}"')
+    )
+    (tmp_path / "templates").symlink_to(REPO_CONFIG_DIR / "templates")
     yield {
         **os.environ,
         "WARND_DATABASE_URL": seeded,
         "WARND_CONFIG": str(config),
+        "WARND_POLICY": str(tmp_path / "policy.toml"),
         "WARND_HTTP_PORT": str(free_port()),
         "WARND_LEASE_SECONDS": "60",  # a minute of drill time: half a second
         "WARND_LOG_LEVEL": "warning",
@@ -137,7 +148,7 @@ async def test_a_red_round_escalates_exactly_as_the_policy_says_through_a_kill_9
         async with open_pool(drill_env["WARND_DATABASE_URL"], min_size=1, max_size=1) as pool:
             answer = await CallOuts(pool, clock).answer_sms("+8613900000006", "收到A1，已鸣锣")
         assert answer.kind == "ack" and answer.callouts and answer.tasks
-        # The door-knocking task runs its whole chain (40 minutes in).
+        # The door-knocking task runs its whole chain (26 minutes in).
         await wait_for(
             conn,
             "SELECT cursor = 4 FROM field_tasks WHERE kind = 'door_knock'",
