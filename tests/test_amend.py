@@ -11,6 +11,7 @@ import asyncpg
 from channels.base import ChannelKind
 from warnd.callouts import CallOuts
 from warnd.clock import ManualClock
+from warnd.db.queries import sql
 from warnd.dispatch import Dispatcher
 from warnd.ingest import store_warning
 from warnd.metrics import Metrics
@@ -263,3 +264,24 @@ async def test_a_correction_may_lower_but_never_raise_the_level(app: Api) -> Non
     )
     assert original is not None
     assert (original["state"], original["ended_by"]) == ("superseded", fixed["warning_id"])
+
+
+async def test_an_expired_warning_closes_its_callouts_and_tasks_at_once(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    original = rainstorm()
+    warning_id = await plan(
+        pool, policy, NormalisedWarning(**{**original.__dict__, "expires": LATER})
+    )
+    await pool.execute(sql("expire_warnings"), LATER)
+    assert await pool.fetchval("SELECT state FROM warnings WHERE id = $1", warning_id) == "expired"
+    for table, events, key in (
+        ("callouts", "callout_events", "callout_id"),
+        ("field_tasks", "field_task_events", "task_id"),
+    ):
+        rows = await pool.fetch(f"SELECT id, state, next_check_at FROM {table}")
+        assert rows and {(r["state"], r["next_check_at"]) for r in rows} == {("closed", None)}
+        reasons = await pool.fetch(
+            f"SELECT detail FROM {events} WHERE kind = 'closed' ORDER BY {key}"
+        )
+        assert [r["detail"]["reason"] for r in reasons] == ["warning expired"] * len(rows)

@@ -59,7 +59,8 @@ INSERT INTO rejected_messages (feed, error, detail, body) VALUES ($1, $2, $3, $4
 INSERT INTO audit_log (actor, action, subject, detail) VALUES ($1, $2, $3, $4);
 
 -- name: expire_warnings
--- Active warnings past their expiry end, and their unsent deliveries with them.
+-- Active warnings past their expiry end, and with them their unsent deliveries, open call-outs
+-- and field tasks (escalation stops; the lists show them closed at once).
 -- $1 now
 WITH ended AS (
     UPDATE warnings
@@ -67,9 +68,34 @@ WITH ended AS (
      WHERE state IN ('active', 'pending_approval') AND expires IS NOT NULL
        AND expires <= $1::timestamptz
     RETURNING id
+),
+stopped AS (
+    UPDATE deliveries
+       SET state = 'cancelled', cancelled_at = $1::timestamptz, error = 'warning expired'
+     WHERE warning_id IN (SELECT id FROM ended) AND state = 'queued'
+    RETURNING id
+),
+closed_callouts AS (
+    UPDATE callouts SET state = 'closed', closed_at = $1::timestamptz, next_check_at = NULL
+     WHERE warning_id IN (SELECT id FROM ended) AND state IN ('pending', 'notified', 'escalated')
+    RETURNING id
+),
+callout_closed_events AS (
+    INSERT INTO callout_events (callout_id, at, kind, detail)
+    SELECT id, $1::timestamptz, 'closed', '{"reason": "warning expired"}' FROM closed_callouts
+    RETURNING id
+),
+closed_tasks AS (
+    UPDATE field_tasks SET state = 'closed', closed_at = $1::timestamptz, next_check_at = NULL
+     WHERE warning_id IN (SELECT id FROM ended) AND state IN ('open', 'escalated')
+    RETURNING id
+),
+task_closed_events AS (
+    INSERT INTO field_task_events (task_id, at, kind, detail)
+    SELECT id, $1::timestamptz, 'closed', '{"reason": "warning expired"}' FROM closed_tasks
+    RETURNING id
 )
-UPDATE deliveries SET state = 'cancelled', cancelled_at = $1::timestamptz, error = 'warning expired'
- WHERE warning_id IN (SELECT id FROM ended) AND state = 'queued';
+SELECT (SELECT count(*) FROM ended) AS warnings;
 
 -- name: feed_last_seen
 -- When each feed last sent anything, accepted or rejected. $1 text[] feed names
