@@ -1,0 +1,410 @@
+"""The ``http_sms`` channel: a generic HTTP SMS gateway that takes JSON over HTTPS with a token.
+
+Many SMS providers (and operators' own gateways) offer "POST some JSON, get a message id back"
+instead of SMPP. This channel speaks one simple, documented shape; a gateway with another shape
+gets a small adapter in front of it, not a new channel.
+
+Wire format (every request carries ``Authorization: Bearer <token>`` and
+``Content-Type: application/json``; texts are UTF-8 JSON strings, never re-encoded)::
+
+    batch_size = 1: one request per message
+      -> {"to": "+8613900000001", "text": "…", "ref": "42", "from": "12379"}
+      <- 2xx {"message_id": "gw-123"}
+
+    batch_size > 1: one request per up to batch_size messages
+      -> {"messages": [{"to": "…", "text": "…", "ref": "42"}, …], "from": "12379"}
+      <- 2xx {"results": [{"ref": "42", "message_id": "gw-123"},
+                          {"ref": "43", "error": "invalid number"},
+                          {"ref": "44", "error": "queue full", "temporary": true}, …]}
+
+``ref`` is warnd's delivery id as a string, so a gateway can deduplicate a message warnd sends
+again after a crash; ``from`` (the sender id / source number) is present only when configured.
+``message_id`` may be a string or an integer; it is what delivery receipts will name.
+
+How answers become outcomes (one per message, as the channel contract requires)::
+
+    2xx with a message id for the message         ACCEPTED, external id = the message id
+    2xx, batch result {"error": …}                PERMANENT client, the gateway's words
+    2xx, batch result {"error", "temporary"}      TRANSIENT server
+    2xx without an id for the message, not JSON,  PERMANENT server (see below)
+        or larger than 1 MiB
+    429                                           TRANSIENT rate_limited; the channel pauses
+    5xx                                           TRANSIENT server
+    408, or no answer within timeout              TRANSIENT timeout
+    401, 403                                      PERMANENT auth
+    other 4xx                                     PERMANENT client, the gateway's reason
+    3xx (redirects are never followed)            PERMANENT server
+    connection refused, reset, DNS failure        TRANSIENT unreachable
+
+A 2xx that names no id is PERMANENT rather than TRANSIENT on purpose: the gateway said it took
+the request, so the text may well be on its way; sending it again through the same gateway risks a
+duplicate every retry, and without an id no receipt can ever be matched. Failing over to the next
+channel at least reaches the person through a route that reports back.
+
+A 429 (or a 503 with ``Retry-After``) pauses every further request of this channel for the
+seconds ``Retry-After`` names (an integer or an HTTP date; 1 s when absent, at most
+``max_pause``), so a busy gateway is given room instead of being hammered. The pause is taken on
+the channel's clock, so tests can see it without waiting.
+
+Replies and delivery receipts come back by webhook: the gateway POSTs them to warnd's
+``/api/v1/inbound/sms`` with ``Authorization: Bearer <inbound_token>`` (see
+``warnd.inbound_sms``), which hands them to :meth:`Channel.emit` of the channel that token
+belongs to. Without an ``inbound_token`` the channel only sends.
+
+Configuration (``[channels.<name>]``, ``type = "http_sms"``) and defaults::
+
+    url = "https://sms.example.cn/api/send"   # required
+    token = "…"                               # required; keep the file readable by warnd only
+    sender_id = ""                            # the "from" field; empty: the gateway decides
+    batch_size = 1                            # messages per request
+    timeout = 10.0                            # seconds for one request, connect to last byte
+    window = 100                              # messages in flight; requests in flight are
+                                              #   window // batch_size (at least one)
+    rate_per_s = 100.0                        # messages per second, bursts of one second
+    max_text = 670                            # characters per message (10 UCS-2 parts)
+    max_pause = 60.0                          # the longest Retry-After pause honoured
+    inbound_token = "…"                       # optional, 16 characters or more; authenticates
+                                              #   the gateway's webhook calls
+
+Neither token ever appears in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from pydantic import AnyHttpUrl, Field, SecretStr
+
+from channels.base import (
+    Channel,
+    ChannelClock,
+    ChannelConfig,
+    ChannelKind,
+    Limits,
+    OutboundMessage,
+    Outcome,
+    Reason,
+    SendResult,
+    WallClock,
+)
+
+# How much of a gateway's error body a detail keeps: enough to read the reason, never a whole page.
+_DETAIL_CHARS = 200
+# The pause after a 429 that names no Retry-After.
+_DEFAULT_PAUSE_S = 1.0
+# The most of an answer read: a thousand batch results fit many times over, and a gateway gone
+# wrong cannot make warnd buffer an endless body.
+_MAX_ANSWER_BYTES = 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
+
+class HttpSmsConfig(ChannelConfig):
+    """Settings of an ``http_sms`` channel (see the module docstring for their meaning)."""
+
+    url: AnyHttpUrl
+    token: SecretStr
+    sender_id: str = ""
+    batch_size: int = Field(default=1, ge=1, le=1000)
+    timeout: float = Field(default=10.0, gt=0)
+    max_text: int = Field(default=670, ge=70)
+    max_pause: float = Field(default=60.0, ge=0)
+    # A short token could be guessed, and the webhook acknowledges call-outs with what it gets.
+    inbound_token: SecretStr | None = Field(default=None, min_length=16)
+
+
+class _Pacer:
+    """A token bucket of ``rate`` messages a second (bursts of one second's worth) that a gateway's
+    Retry-After can hold shut until a given moment."""
+
+    def __init__(self, rate: float, clock: ChannelClock) -> None:
+        self._rate = rate
+        self._burst = max(rate, 1.0)
+        self._clock = clock
+        self._tokens = self._burst
+        self._last = clock.now()
+        self._paused_until: datetime | None = None
+
+    def pause_until(self, until: datetime) -> None:
+        """Send nothing before ``until`` (a later pause wins over an earlier one)."""
+        if self._paused_until is None or until > self._paused_until:
+            self._paused_until = until
+
+    async def acquire(self, count: int) -> None:
+        """Wait until ``count`` messages may go."""
+        while self._paused_until is not None:
+            wait = (self._paused_until - self._clock.now()).total_seconds()
+            if wait <= 0:
+                self._paused_until = None
+                break
+            await self._clock.sleep(wait)
+        now = self._clock.now()
+        elapsed = max((now - self._last).total_seconds(), 0.0)
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        self._last = now
+        self._tokens -= count
+        if self._tokens < 0:
+            await self._clock.sleep(-self._tokens / self._rate)
+
+
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), if readable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT by definition
+        when = when.replace(tzinfo=UTC)
+    return max((when - now).total_seconds(), 0.0)
+
+
+def _gateway_reason(body: bytes) -> str:
+    """The gateway's own words for a refusal: an ``error``/``detail``/``message`` field, or the
+    start of the body."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("error", "detail", "message", "reason"):
+            if isinstance(data.get(key), str | int) and str(data[key]).strip():
+                text = str(data[key]).strip()
+                break
+    return text[:_DETAIL_CHARS]
+
+
+def _message_id(value: object) -> str | None:
+    """A gateway's message id as text, or None when it is missing or not an id at all."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.strip()):
+        return str(value).strip()
+    return None
+
+
+class HttpSmsChannel(Channel):
+    """Sends SMS through a generic HTTP gateway; receipts and replies come by webhook."""
+
+    kind = ChannelKind.SMS
+    config_model = HttpSmsConfig
+    config: HttpSmsConfig
+
+    def __init__(
+        self, name: str, config: HttpSmsConfig, *, clock: ChannelClock | None = None
+    ) -> None:
+        """``clock`` paces requests and Retry-After pauses; tests pass one that does not wait."""
+        super().__init__(name, config)
+        self._clock: ChannelClock = clock if clock is not None else WallClock()
+        self._session: aiohttp.ClientSession | None = None
+        self._pacer = _Pacer(config.rate_per_s, self._clock)
+        self._requests_in_flight = max(1, config.window // config.batch_size)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            rate_per_s=self.config.rate_per_s,
+            window=self.config.window,
+            max_text=self.config.max_text,
+        )
+
+    async def start(self) -> None:
+        """Open the HTTP session; a second call does nothing."""
+        if self._session is not None:
+            return
+        self._pacer = _Pacer(self.config.rate_per_s, self._clock)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._requests_in_flight),
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            headers={
+                "Authorization": f"Bearer {self.config.token.get_secret_value()}",
+                "Accept": "application/json",
+            },
+            raise_for_status=False,
+        )
+
+    async def stop(self) -> None:
+        """Close the session; requests still in flight are abandoned (dispatch re-queues them)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        """Send the batch in requests of ``batch_size``, at most ``window // batch_size`` at once.
+
+        Raises RuntimeError when the channel is not started.
+        """
+        session = self._session
+        if session is None:
+            raise RuntimeError(f"http_sms channel {self.name!r} is not started")
+        results: list[SendResult] = []
+        sendable: list[OutboundMessage] = []
+        for message in batch:
+            refused = self._check(message)
+            if refused is None:
+                sendable.append(message)
+            else:
+                results.append(refused)
+        size = self.config.batch_size
+        chunks = [sendable[i : i + size] for i in range(0, len(sendable), size)]
+        if not chunks:
+            return results
+        slots = asyncio.Semaphore(self._requests_in_flight)
+
+        async def one(chunk: list[OutboundMessage]) -> list[SendResult]:
+            async with slots:
+                await self._pacer.acquire(len(chunk))
+                return await self._request(session, chunk)
+
+        # A TaskGroup so that cancelling send() cancels every request it started.
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(chunk)) for chunk in chunks]
+        for task in tasks:
+            results.extend(task.result())
+        return results
+
+    def _check(self, message: OutboundMessage) -> SendResult | None:
+        """A permanent refusal for a message no gateway could carry, or None."""
+        if not message.address.strip():
+            return SendResult(
+                message.key, Outcome.PERMANENT, reason=Reason.CLIENT, detail="empty address"
+            )
+        if len(message.text) > self.config.max_text:
+            return SendResult(
+                message.key,
+                Outcome.PERMANENT,
+                reason=Reason.CLIENT,
+                detail=f"text of {len(message.text)} characters; "
+                f"this channel carries at most {self.config.max_text}",
+            )
+        return None
+
+    def _payload(self, chunk: Sequence[OutboundMessage]) -> dict[str, Any]:
+        source = {"from": self.config.sender_id} if self.config.sender_id else {}
+        if self.config.batch_size == 1:
+            (message,) = chunk
+            return {"to": message.address, "text": message.text, "ref": str(message.key), **source}
+        messages = [{"to": m.address, "text": m.text, "ref": str(m.key)} for m in chunk]
+        return {"messages": messages, **source}
+
+    async def _request(
+        self, session: aiohttp.ClientSession, chunk: Sequence[OutboundMessage]
+    ) -> list[SendResult]:
+        """One HTTP request for ``chunk``; every failure becomes a result, never an exception."""
+        try:
+            # Redirects are not followed: the token must go to the configured URL and nowhere else.
+            async with session.post(
+                str(self.config.url), json=self._payload(chunk), allow_redirects=False
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                body, whole = await _read_capped(response)
+        except TimeoutError:
+            return _all(chunk, Outcome.TRANSIENT, Reason.TIMEOUT, "no answer within timeout")
+        except aiohttp.ClientConnectionError as exc:
+            # Includes refused and reset connections and DNS failures; the URL is config, not a
+            # secret, but the exception's words suffice to tell which.
+            return _all(chunk, Outcome.TRANSIENT, Reason.UNREACHABLE, type(exc).__name__)
+        except aiohttp.ClientError as exc:
+            return _all(chunk, Outcome.TRANSIENT, Reason.SERVER, f"{type(exc).__name__}: {exc}")
+        if 200 <= status < 300:
+            if not whole:
+                detail = f"2xx answer is larger than {_MAX_ANSWER_BYTES} bytes"
+                return _all(chunk, Outcome.PERMANENT, Reason.SERVER, detail)
+            return self._accepted(chunk, body)
+        return self._refused(chunk, status, body, retry_after)
+
+    def _refused(
+        self, chunk: Sequence[OutboundMessage], status: int, body: bytes, retry_after: str | None
+    ) -> list[SendResult]:
+        reason = _gateway_reason(body)
+        said = f"HTTP {status}" + (f": {reason}" if reason else "")
+        pause = _retry_after(retry_after, self._clock.now())
+        if status == 429 or (status == 503 and pause is not None):
+            seconds = min(pause if pause is not None else _DEFAULT_PAUSE_S, self.config.max_pause)
+            now = self._clock.now()
+            self._pacer.pause_until(now + timedelta(seconds=seconds))
+            kind = Reason.RATE_LIMITED if status == 429 else Reason.SERVER
+            return _all(chunk, Outcome.TRANSIENT, kind, f"{said}; pausing {seconds:g} s")
+        if status >= 500:
+            return _all(chunk, Outcome.TRANSIENT, Reason.SERVER, said)
+        if status == 408:
+            return _all(chunk, Outcome.TRANSIENT, Reason.TIMEOUT, said)
+        if status in (401, 403):
+            return _all(chunk, Outcome.PERMANENT, Reason.AUTH, said)
+        if 400 <= status < 500:
+            return _all(chunk, Outcome.PERMANENT, Reason.CLIENT, said)
+        # 1xx or 3xx as a final answer: the gateway is not behaving as documented.
+        return _all(chunk, Outcome.PERMANENT, Reason.SERVER, f"unexpected {said}")
+
+    def _accepted(self, chunk: Sequence[OutboundMessage], body: bytes) -> list[SendResult]:
+        """Results from a 2xx answer: an id per message, or a permanent server failure."""
+        try:
+            data: object = json.loads(body)
+        except ValueError:
+            return _all(chunk, Outcome.PERMANENT, Reason.SERVER, "2xx answer is not JSON")
+        if self.config.batch_size == 1:
+            found = _message_id(data.get("message_id")) if isinstance(data, dict) else None
+            if found is None:
+                return _all(chunk, Outcome.PERMANENT, Reason.SERVER, "2xx answer has no message_id")
+            return [SendResult(chunk[0].key, Outcome.ACCEPTED, external_id=found)]
+        items = data.get("results") if isinstance(data, dict) else None
+        by_ref: dict[str, Mapping[str, object]] = {}
+        if isinstance(items, list):
+            for item in items:
+                if isinstance(item, dict) and isinstance(item.get("ref"), str | int):
+                    by_ref.setdefault(str(item["ref"]), item)
+        return [_batch_result(message, by_ref.get(str(message.key))) for message in chunk]
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """The answer's body up to ``_MAX_ANSWER_BYTES``, and whether that was all of it."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.content.iter_chunked(_READ_CHUNK):
+        parts.append(part)
+        size += len(part)
+        if size > _MAX_ANSWER_BYTES:
+            return b"".join(parts)[:_MAX_ANSWER_BYTES], False
+    return b"".join(parts), True
+
+
+def _batch_result(message: OutboundMessage, item: Mapping[str, object] | None) -> SendResult:
+    if item is None:
+        return SendResult(
+            message.key, Outcome.PERMANENT, reason=Reason.SERVER, detail="2xx answer has no result"
+        )
+    found = _message_id(item.get("message_id"))
+    if found is not None:
+        return SendResult(message.key, Outcome.ACCEPTED, external_id=found)
+    error = item.get("error")
+    if isinstance(error, str) and error.strip():
+        if item.get("temporary") is True:
+            return SendResult(
+                message.key, Outcome.TRANSIENT, reason=Reason.SERVER, detail=error[:_DETAIL_CHARS]
+            )
+        return SendResult(
+            message.key, Outcome.PERMANENT, reason=Reason.CLIENT, detail=error[:_DETAIL_CHARS]
+        )
+    return SendResult(
+        message.key,
+        Outcome.PERMANENT,
+        reason=Reason.SERVER,
+        detail="2xx result has neither message_id nor error",
+    )
+
+
+def _all(
+    chunk: Sequence[OutboundMessage], outcome: Outcome, reason: Reason, detail: str
+) -> list[SendResult]:
+    return [SendResult(m.key, outcome, reason=reason, detail=detail) for m in chunk]
