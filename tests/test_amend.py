@@ -16,12 +16,13 @@ from warnd.dispatch import Dispatcher
 from warnd.ingest import store_warning
 from warnd.metrics import Metrics
 from warnd.model import Area, NormalisedWarning
+from warnd.openapi import API
 from warnd.plan import Planner
 from warnd.policy import Policy
 from warnd.wakeup import Wakeup
 
 from . import seed
-from .test_api import API, APPROVER_TOKEN, OFFICER_TOKEN, Api, app, manual
+from .test_api import APPROVER_TOKEN, OFFICER_TOKEN, Api, app, manual
 from .test_fanout import DAYTIME, LIMITS, RecordingChannel, cancel_of, plan, policy, rainstorm
 
 __all__ = ["app", "policy"]

@@ -448,17 +448,7 @@ async def post_warning(request: web.Request) -> web.Response:
     """Issue a manual warning; orange and red wait for a second officer."""
     services = request.app[SERVICES]
     user = request[USER]
-    if request.content_type != "application/json":
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Type {request.content_type!r}: send the warning as application/json",
-        )
-    body = await read_body(request, services.max_body_bytes)
-    try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise ApiError(400, "malformed_json", f"body is not JSON: {exc}") from None
+    payload = await _json_payload(request)
     now = services.clock.now()
     warning = parse_manual(payload).to_normalised(user.name, now)
     needs_approval = services.current_policy().publish.needs_approval(warning.level, manual=True)
@@ -522,6 +512,7 @@ async def approve_warning(request: web.Request) -> web.Response:
             "warning_approved",
             f"warning:{warning_id}",
             {"author": row["author"], "level": row["level"], "hazard": row["hazard"]},
+            now,
         )
         await conn.execute("SELECT pg_notify($1, $2)", PLAN_CHANNEL, str(warning_id))
     log.info("warning_approved", warning_id=warning_id, approver=user.name, author=row["author"])
@@ -588,6 +579,7 @@ async def _amend(
         f"warning_{done}",
         f"warning:{warning_id}",
         {"reason": reason, "by_warning": stored.warning_id},
+        now,
     )
     log.info("warning_amended", action=action, warning_id=warning_id, by=stored.warning_id)
     services.plan_wakeup.set()
@@ -1052,6 +1044,8 @@ def _callout_cells(row: asyncpg.Record, zone: tzinfo) -> tuple[object, ...]:
         c.escalation_steps,
         c.last_event or "",
         _csv_time(c.last_event_at, zone),
+        c.last_step or "",
+        c.last_step_target or "",
     )
 
 
@@ -1255,6 +1249,7 @@ async def acknowledge_callout(request: web.Request) -> web.Response:
                 "late": done["ack_late"],
                 "cancelled_deliveries": done["cancelled"],
             },
+            now,
         )
         rows = await _fetch_callouts(
             conn, done["warning_id"], 0, 1, CalloutFilter(callout_id=callout_id)

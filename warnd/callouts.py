@@ -191,11 +191,22 @@ class CallOuts:
         """A voice call's result: pressing 1 acknowledges the call-out the call was made for."""
         if "1" not in keys:
             return Answer("unrecognised")
+        return await self._answer_delivery(channel, external_id, "voice")
+
+    async def answer_device(self, channel: str, external_id: str, *, played: bool) -> Answer:
+        """A device confirms it played the message of a call-out's delivery (a loudspeaker a
+        responder triggers, a pager): that acknowledges the call-out like a key press."""
+        if not played:
+            return Answer("unrecognised")
+        return await self._answer_delivery(channel, external_id, "device")
+
+    async def _answer_delivery(self, channel: str, external_id: str, via: str) -> Answer:
+        """Acknowledge the call-out a delivery was made for, on that delivery's evidence."""
         row = await self._pool.fetchrow(sql("delivery_for_call"), channel, external_id)
         if row is None or row["callout_id"] is None:
             return Answer("unknown_call")
         acknowledged = await self._acknowledge(
-            [(row["address"], None)], "voice", only=[row["callout_id"]]
+            [(row["address"], None)], via, only=[row["callout_id"]]
         )
         return acknowledged[row["address"]]
 
@@ -226,19 +237,6 @@ class CallOuts:
         if rows:
             log.info("callouts_acknowledged", callouts=[r["id"] for r in rows], via=via)
         return result
-
-    async def answer_device(self, channel: str, external_id: str, *, played: bool) -> Answer:
-        """A device confirms it played the message of a call-out's delivery (a loudspeaker a
-        responder triggers, a pager): that acknowledges the call-out like a key press."""
-        if not played:
-            return Answer("unrecognised")
-        row = await self._pool.fetchrow(sql("delivery_for_call"), channel, external_id)
-        if row is None or row["callout_id"] is None:
-            return Answer("unknown_call")
-        acknowledged = await self._acknowledge(
-            [(row["address"], None)], "device", only=[row["callout_id"]]
-        )
-        return acknowledged[row["address"]]
 
     async def scan(self) -> int:
         """Work one batch of due call-outs and field tasks; how many steps were fired or skipped."""

@@ -251,7 +251,9 @@ class Daemon:
 
     async def _audit(self, action: str, detail: dict[str, object]) -> None:
         if self.services is not None:
-            await self.services.pool.execute(sql("audit"), "system", action, "policy", detail)
+            await self.services.pool.execute(
+                sql("audit"), "system", action, "policy", detail, self.clock.now()
+            )
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT; SIGHUP reloads the policy."""

@@ -64,5 +64,5 @@ class HeartbeatWatch:
                     log.info("feed_alive_again", feed=feed)
                 action = "feed_silent" if is_silent else "feed_alive"
                 detail = {"expected_heartbeat_s": self._expected[feed].total_seconds()}
-                await conn.execute(sql("audit"), "system", action, f"feed:{feed}", detail)
+                await conn.execute(sql("audit"), "system", action, f"feed:{feed}", detail, now)
         return silent

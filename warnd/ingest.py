@@ -123,6 +123,7 @@ async def store_warning(
             "warning_received",
             f"warning:{warning_id}",
             {"state": decision.state, "reason": decision.reason, "msg_type": warning.msg_type},
+            now,
         )
         if decision.plan:
             await conn.execute("SELECT pg_notify($1, $2)", PLAN_CHANNEL, str(warning_id))

@@ -39,9 +39,14 @@ WITH sent AS (
      WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending'
     RETURNING d.callout_id
 )
+-- A call-out another transaction holds (an answer, the other channel's worker) is skipped rather
+-- than waited for: it is being answered or marked notified by that one, and waiting on rows
+-- locked in another order is how two workers deadlock.
 UPDATE callouts c SET state = 'notified', notified_at = $4::timestamptz
-  FROM (SELECT DISTINCT callout_id FROM sent WHERE callout_id IS NOT NULL) AS s
- WHERE c.id = s.callout_id AND c.state = 'pending';
+ WHERE c.id IN (SELECT l.id FROM callouts l
+                 WHERE l.id IN (SELECT callout_id FROM sent) AND l.state = 'pending'
+                 ORDER BY l.id
+                   FOR UPDATE SKIP LOCKED);
 
 -- name: record_retry
 -- A transient failure: back to the queue, due again after its backoff.
