@@ -8,8 +8,11 @@ the database directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sys
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -27,6 +30,11 @@ console = Console()
 class ApiCallError(WarndError):
     """The daemon refused the request or could not be reached; the message says why."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status of a refusal; None when warnd could not be reached at all."""
+
 
 def _server(server: str | None) -> str:
     if server:
@@ -35,30 +43,63 @@ def _server(server: str | None) -> str:
     return f"http://{settings.http_host}:{settings.http_port}"
 
 
-async def _call(
-    method: str, server: str, path: str, token: str, payload: dict[str, Any] | None = None
+async def call_api(
+    method: str,
+    server: str,
+    path: str,
+    token: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    http: aiohttp.ClientSession | None = None,
 ) -> dict[str, Any]:
+    """One request with the officer's token; ``http`` reuses a session across polls."""
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if http is None:
+                http = await stack.enter_async_context(
+                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+                )
+            response = await stack.enter_async_context(
+                http.request(
+                    method,
+                    f"{server}{path}",
+                    json=payload,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            )
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ApiCallError(f"cannot reach warnd at {server}: {exc or 'timed out'}") from None
+    except json.JSONDecodeError:
+        raise ApiCallError(f"{server}{path} did not answer with JSON", response.status) from None
+    if response.status >= 400:
+        if not isinstance(body, dict):
+            raise ApiCallError(f"{response.status}: {body}", response.status)
+        detail = body.get("detail", body)
+        raise ApiCallError(f"{response.status} {body.get('error', '')}: {detail}", response.status)
+    if not isinstance(body, dict):
+        raise ApiCallError(f"{server}{path} answered with an unexpected body", response.status)
+    return body
+
+
+async def _download(server: str, path: str, token: str) -> bytes:
+    """A non-JSON answer (a CSV export) as bytes; refusals raise as in ``call_api``."""
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-            http.request(
-                method,
-                f"{server}{path}",
-                json=payload,
-                headers={"Authorization": f"Bearer {token}"},
-            ) as response,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http,
+            http.get(f"{server}{path}", headers={"Authorization": f"Bearer {token}"}) as response,
         ):
-            body = await response.json(content_type=None)
-    except aiohttp.ClientError as exc:
-        raise ApiCallError(f"cannot reach warnd at {server}: {exc}") from None
-    except json.JSONDecodeError:
-        raise ApiCallError(f"{server}{path} did not answer with JSON") from None
+            data = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ApiCallError(f"cannot reach warnd at {server}: {exc or 'timed out'}") from None
     if response.status >= 400:
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-        raise ApiCallError(f"{response.status} {body.get('error', '')}: {detail}")
-    if not isinstance(body, dict):
-        raise ApiCallError(f"{server}{path} answered with an unexpected body")
-    return body
+        try:
+            body = json.loads(data)
+            message = f"{response.status} {body['error']}: {body['detail']}"
+        except (ValueError, KeyError, TypeError):
+            message = f"{response.status}: {data[:200].decode('utf-8', 'replace')}"
+        raise ApiCallError(message, response.status)
+    return data
 
 
 def _token(token: str | None) -> str:
@@ -119,7 +160,7 @@ def issue(
 
     def go() -> dict[str, Any]:
         return asyncio.run(
-            _call("POST", _server(server), "/api/v1/warnings", _token(token), payload)
+            call_api("POST", _server(server), "/api/v1/warnings", _token(token), payload)
         )
 
     body = friendly_errors(go)()
@@ -144,7 +185,7 @@ def approve(warning_id: int, server: str | None, token: str | None) -> None:
 
     path = f"/api/v1/warnings/{warning_id}/approve"
     body = friendly_errors(
-        lambda: asyncio.run(_call("POST", _server(server), path, _token(token)))
+        lambda: asyncio.run(call_api("POST", _server(server), path, _token(token)))
     )()
     console.print(f"warning {warning_id}: [bold green]{body.get('status', 'approved')}[/]")
 
@@ -163,7 +204,7 @@ def _preview(server: str | None, token: str | None, warning_id: int) -> None:
 
     path = f"/api/v1/warnings/{warning_id}/preview"
     body = friendly_errors(
-        lambda: asyncio.run(_call("GET", _server(server), path, _token(token)))
+        lambda: asyncio.run(call_api("GET", _server(server), path, _token(token)))
     )()
     table = Table(title=f"warning {warning_id}: who it reaches")
     table.add_column("audience")
@@ -180,3 +221,105 @@ def _preview(server: str | None, token: str | None, warning_id: int) -> None:
         console.print(f"divisions: {names}{more}")
     if body.get("unknown_codes"):
         console.print(f"[red]codes not in the roster: {', '.join(body['unknown_codes'])}[/]")
+
+
+@warning.command("watch")
+@click.argument("warning_id", type=int)
+@click.option(
+    "--interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.2),
+    help="seconds between refreshes",
+)
+@click.option("--once", is_flag=True, help="print one frame and exit (for scripts)")
+@click.option(
+    "--rows", default=30, show_default=True, type=click.IntRange(1, 1000), help="overdue rows"
+)
+@server_option
+@token_option
+def watch_command(
+    *,
+    warning_id: int,
+    interval: float,
+    once: bool,
+    rows: int,
+    server: str | None,
+    token: str | None,
+) -> None:
+    """Live roll-up per county and town with the 未叫应名单 (overdue call-outs)."""
+    from warnd.cli import friendly_errors
+    from warnd.watch import watch
+
+    def go() -> None:
+        asyncio.run(
+            watch(
+                _server(server),
+                _token(token),
+                warning_id,
+                console=console,
+                interval=interval,
+                once=once,
+                rows=rows,
+            )
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends
+        friendly_errors(go)()
+
+
+AUDIT_SOURCE_ZH = {"audit": "操作", "callout": "叫应", "task": "任务"}
+
+
+@warning.command("audit")
+@click.argument("warning_id", type=int)
+@click.option("--csv", "as_csv", is_flag=True, help="write the CSV export to stdout")
+@server_option
+@token_option
+def audit(warning_id: int, as_csv: bool, server: str | None, token: str | None) -> None:
+    """Everything recorded about a warning, in time order (audit log, call-out and task events)."""
+    from warnd.cli import friendly_errors
+
+    path = f"/api/v1/warnings/{warning_id}/audit"
+    if as_csv:
+        data = friendly_errors(
+            lambda: asyncio.run(_download(_server(server), f"{path}?format=csv", _token(token)))
+        )()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+
+    async def everything() -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        after = ""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            while True:
+                page = await call_api(
+                    "GET",
+                    _server(server),
+                    f"{path}?limit=10000&after={after}",
+                    _token(token),
+                    http=http,
+                )
+                entries += page.get("entries") or []
+                if not page.get("next_after"):
+                    return entries
+                after = str(page["next_after"])
+
+    entries = friendly_errors(lambda: asyncio.run(everything()))()
+    table = Table(title=f"预警 #{warning_id} 审计记录 audit trail ({len(entries):,})")
+    for column in ("时间 at", "来源 source", "操作人 actor", "动作 action", "对象 subject"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("详情 detail")
+    for e in entries:
+        at = datetime.fromisoformat(str(e["at"])).astimezone()
+        detail = e.get("detail") or {}
+        table.add_row(
+            at.strftime("%Y-%m-%d %H:%M:%S"),
+            AUDIT_SOURCE_ZH.get(str(e["source"]), str(e["source"])),
+            str(e["actor"]),
+            str(e["action"]),
+            str(e["subject"]),
+            json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else "",
+        )
+    console.print(table)

@@ -520,6 +520,8 @@ CALLOUT_CSV_COLUMNS = (
     "escalation_steps",
     "last_event",
     "last_event_at",
+    "last_step",
+    "last_step_target",
 )
 AUDIT_CSV_COLUMNS = ("at", "source", "id", "actor", "action", "subject", "detail")
 CSV_COLUMNS = (
@@ -767,10 +769,10 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "summary": "A warning's audit trail: one page as JSON or all of it as CSV",
             "description": (
                 "In time order: audit-log entries about the warning (issue, approval, cancel, "
-                "correction), officers' actions on its call-outs, every event of its call-outs "
-                "(opened, acknowledged, step_fired, step_skipped, closed, …) and of its field "
-                "tasks. The tables behind it are append-only: the database refuses UPDATE and "
-                "DELETE."
+                "correction), officers' actions on its call-outs, policy reloads between its "
+                "arrival and its expiry, every event of its call-outs (opened, acknowledged, "
+                "step_fired, step_skipped, closed, …) and of its field tasks. The tables behind "
+                "it are append-only: the database refuses UPDATE and DELETE."
             ),
             "parameters": [
                 _WARNING_ID,

@@ -26,26 +26,82 @@ SELECT audience, state, count(*) AS n, min(sent_at) AS first_sent, max(sent_at) 
  ORDER BY audience, state;
 
 -- name: progress_by_division
--- Deliveries of one warning rolled up to the divisions of one level. A delivery counts under the
--- division of that level that contains its recipient; recipients above the level (a county head
--- in a town roll-up) are in no row of it.
--- $1 warning id, $2 code prefix length of the level (6 county, 9 town, 12 village)
-SELECT g.code, coalesce(d.name, '') AS name, g.total, g.queued, g.sending, g.sent, g.delivered,
-       g.failed, g.cancelled
-  FROM (
-    SELECT rpad(left(x.division_code, $2), 12, '0') AS code,
+-- One warning rolled up to the divisions of one level: its deliveries by state, its call-outs
+-- (叫应) and its field tasks. Each thing counts under the division of that level that contains
+-- its person: a delivery's recipient, a call-out's responder, a task's village. People above the
+-- level (a county head in a town roll-up) are in no row of it.
+-- Each source is first counted per division code of its own rows (a city-wide warning has
+-- millions of deliveries but a few thousand codes), and only those counts meet the divisions
+-- table and the prefix arithmetic.
+-- Call-outs: open means pending, notified or escalated; overdue is open and past the deadline
+-- at $3; escalated counts those at least one escalation step has fired for. Field tasks: done
+-- is state done; persons are the people the tasks are about, reached what was reported done.
+-- $1 warning id, $2 code prefix length of the level (6 county, 9 town, 12 village), $3 now
+WITH per_code AS (
+    SELECT x.division_code AS code,
            count(*) AS total,
            count(*) FILTER (WHERE x.state = 'queued') AS queued,
            count(*) FILTER (WHERE x.state = 'sending') AS sending,
            count(*) FILTER (WHERE x.state = 'sent') AS sent,
            count(*) FILTER (WHERE x.state = 'delivered') AS delivered,
            count(*) FILTER (WHERE x.state = 'failed') AS failed,
-           count(*) FILTER (WHERE x.state = 'cancelled') AS cancelled
+           count(*) FILTER (WHERE x.state = 'cancelled') AS cancelled,
+           0 AS c_total, 0 AS c_on_time, 0 AS c_late, 0 AS c_open, 0 AS c_overdue,
+           0 AS c_escalated, 0 AS c_closed,
+           0 AS t_total, 0 AS t_done, 0 AS t_open, 0 AS t_overdue, 0 AS t_persons,
+           0 AS t_reached
       FROM deliveries x
-      JOIN divisions dv ON dv.code = x.division_code
-     WHERE x.warning_id = $1 AND code_prefix_length(dv.level) >= $2
+     WHERE x.warning_id = $1
+     GROUP BY x.division_code
+    UNION ALL
+    SELECT r.division_code, 0, 0, 0, 0, 0, 0, 0,
+           count(*),
+           count(*) FILTER (WHERE c.state = 'acknowledged' AND NOT c.ack_late),
+           count(*) FILTER (WHERE c.state = 'acknowledged' AND c.ack_late),
+           count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')),
+           count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')
+                              AND c.deadline < $3::timestamptz),
+           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM callout_events e
+                                           WHERE e.callout_id = c.id AND e.kind = 'step_fired')),
+           count(*) FILTER (WHERE c.state = 'closed'),
+           0, 0, 0, 0, 0, 0
+      FROM callouts c
+      JOIN responders r ON r.id = c.responder_id
+     WHERE c.warning_id = $1
+     GROUP BY r.division_code
+    UNION ALL
+    SELECT t.village_code, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           count(*),
+           count(*) FILTER (WHERE t.state = 'done'),
+           count(*) FILTER (WHERE t.state IN ('open', 'escalated')),
+           count(*) FILTER (WHERE t.state IN ('open', 'escalated')
+                              AND t.deadline < $3::timestamptz),
+           sum(t.targets),
+           sum(least(t.done, t.targets))
+      FROM field_tasks t
+     WHERE t.warning_id = $1
+     GROUP BY t.village_code
+),
+rolled AS (
+    SELECT rpad(left(p.code, $2), 12, '0') AS code,
+           sum(p.total)::bigint AS total, sum(p.queued)::bigint AS queued,
+           sum(p.sending)::bigint AS sending, sum(p.sent)::bigint AS sent,
+           sum(p.delivered)::bigint AS delivered, sum(p.failed)::bigint AS failed,
+           sum(p.cancelled)::bigint AS cancelled,
+           sum(p.c_total)::bigint AS c_total, sum(p.c_on_time)::bigint AS c_on_time,
+           sum(p.c_late)::bigint AS c_late, sum(p.c_open)::bigint AS c_open,
+           sum(p.c_overdue)::bigint AS c_overdue, sum(p.c_escalated)::bigint AS c_escalated,
+           sum(p.c_closed)::bigint AS c_closed,
+           sum(p.t_total)::bigint AS t_total, sum(p.t_done)::bigint AS t_done,
+           sum(p.t_open)::bigint AS t_open, sum(p.t_overdue)::bigint AS t_overdue,
+           sum(p.t_persons)::bigint AS t_persons, sum(p.t_reached)::bigint AS t_reached
+      FROM per_code p
+      JOIN divisions dv ON dv.code = p.code
+     WHERE code_prefix_length(dv.level) >= $2
      GROUP BY 1
-  ) g
+)
+SELECT g.*, coalesce(d.name, '') AS name
+  FROM rolled g
   LEFT JOIN divisions d ON d.code = g.code
  ORDER BY g.code;
 
@@ -106,6 +162,8 @@ SELECT id, state, plan_state, author, hazard, level, status, area, expires
 -- name: list_callouts
 -- One page of a warning's call-outs in id order, with the responder, the division and the latest
 -- event. Open means pending, notified or escalated; overdue means open and past the deadline.
+-- The last step is the latest one the escalation cursor has passed (fired or skipped), read from
+-- the call-out's frozen chain: its action and whom it was for.
 -- $1 warning id, $2 only ids above this one (0 for the first page), $3 limit,
 -- $4 text[] states or NULL for all, $5 level or NULL, $6 division code prefix or NULL,
 -- $7 only open call-outs past their deadline at this time (NULL: no such filter),
@@ -116,7 +174,12 @@ SELECT c.id, c.warning_id, c.responder_id, coalesce(r.name, '') AS name, c.phone
        c.ack_via, c.ack_by, c.cursor,
        coalesce(jsonb_array_length(c.snapshot -> 'steps'), 0) AS escalation_steps,
        c.next_check_at, c.closed_at,
-       e.kind AS last_event, e.at AS last_event_at, e.actor AS last_event_actor
+       e.kind AS last_event, e.at AS last_event_at, e.actor AS last_event_actor,
+       -- (a negative index would count from the end of the chain: none passed yet is NULL)
+       CASE WHEN c.cursor > 0 THEN c.snapshot -> 'steps' -> (c.cursor - 1) ->> 'action' END
+           AS last_step,
+       CASE WHEN c.cursor > 0 THEN c.snapshot -> 'steps' -> (c.cursor - 1) ->> 'target_name' END
+           AS last_step_target
   FROM callouts c
   LEFT JOIN responders r ON r.id = c.responder_id
   LEFT JOIN divisions d ON d.code = r.division_code
@@ -153,3 +216,83 @@ SELECT count(*) AS total,
        count(*) FILTER (WHERE c.state = 'closed') AS closed
   FROM callouts c
  WHERE c.warning_id = $1;
+
+-- name: warning_audit
+-- Everything recorded about one warning, in time order: its audit entries (subject
+-- 'warning:ID'), officers' actions on its call-outs (audit subject 'callout:ID'), policy reloads
+-- between its arrival and its expiry, every event of its call-outs and of its field tasks. Ties in time keep the order of each table (id) within a
+-- source; the rank puts audit entries before the events they caused.
+-- Columns: at, source (audit | callout | task), rank, id (of the row in its table), actor,
+-- action, subject, detail.
+-- $1 warning id, $2 $3 $4 only entries after this (at, rank, id) (NULLs: from the start),
+-- $5 limit (NULL: all)
+SELECT at, source, rank, id, actor, action, subject, detail FROM (
+    SELECT a.at, 'audit' AS source, 0 AS rank, a.id, a.actor, a.action, a.subject, a.detail
+      FROM audit_log a
+     WHERE a.subject = 'warning:' || $1::bigint
+    UNION ALL
+    SELECT a.at, 'audit', 0, a.id, a.actor, a.action, a.subject, a.detail
+      FROM callouts c
+      JOIN audit_log a ON a.subject = 'callout:' || c.id
+     WHERE c.warning_id = $1
+    UNION ALL
+    -- The policy decides what happens next to an open warning: its reloads while it ran.
+    SELECT a.at, 'audit', 0, a.id, a.actor, a.action, a.subject, a.detail
+      FROM warnings w
+      JOIN audit_log a ON a.subject = 'policy' AND a.at >= w.received_at
+                      AND (w.expires IS NULL OR a.at <= w.expires)
+     WHERE w.id = $1
+    UNION ALL
+    SELECT e.at, 'callout', 1, e.id, e.actor, e.kind, 'callout:' || e.callout_id, e.detail
+      FROM callouts c
+      JOIN callout_events e ON e.callout_id = c.id
+     WHERE c.warning_id = $1
+    UNION ALL
+    SELECT e.at, 'task', 2, e.id, e.actor, e.kind, 'task:' || e.task_id, e.detail
+      FROM field_tasks t
+      JOIN field_task_events e ON e.task_id = t.id
+     WHERE t.warning_id = $1
+) AS entries
+ WHERE $2::timestamptz IS NULL OR (at, rank, id) > ($2::timestamptz, $3::integer, $4::bigint)
+ ORDER BY at, rank, id
+ LIMIT $5::bigint;
+
+-- name: callout_outcomes
+-- How a warning's call-outs ended, per responder level: answered on time, late, or never (still
+-- open, or closed unanswered), and the time to answer (opening to acknowledgement, seconds)
+-- at the 50th and 90th percentile of those answered. $1 warning id
+SELECT c.level,
+       count(*) AS total,
+       count(*) FILTER (WHERE c.state = 'acknowledged' AND NOT c.ack_late) AS on_time,
+       count(*) FILTER (WHERE c.state = 'acknowledged' AND c.ack_late) AS late,
+       count(*) FILTER (WHERE c.state <> 'acknowledged') AS never,
+       percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY extract(epoch FROM c.acknowledged_at - c.opened_at)) AS p50_s,
+       percentile_cont(0.9) WITHIN GROUP (
+           ORDER BY extract(epoch FROM c.acknowledged_at - c.opened_at)) AS p90_s
+  FROM callouts c
+ WHERE c.warning_id = $1
+ GROUP BY ROLLUP (c.level)
+ ORDER BY c.level NULLS LAST;
+
+-- name: escalation_steps
+-- A warning's escalation steps by action (repeat, backup, superior, duty_officer): how many
+-- fired and how many were skipped (nobody to call). $1 warning id
+SELECT e.detail ->> 'action' AS action,
+       count(*) FILTER (WHERE e.kind = 'step_fired') AS fired,
+       count(*) FILTER (WHERE e.kind = 'step_skipped') AS skipped
+  FROM callouts c
+  JOIN callout_events e ON e.callout_id = c.id
+ WHERE c.warning_id = $1 AND e.kind IN ('step_fired', 'step_skipped')
+ GROUP BY 1
+ ORDER BY 1;
+
+-- name: field_task_totals
+-- A warning's field tasks: how many, how many done, people concerned and reported reached.
+-- $1 warning id
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE state = 'done') AS done,
+       coalesce(sum(targets), 0) AS persons,
+       coalesce(sum(least(done, targets)), 0) AS reached
+  FROM field_tasks
+ WHERE warning_id = $1;
