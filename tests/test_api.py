@@ -966,7 +966,11 @@ async def test_the_openapi_document_matches_the_router(app: Api) -> None:
     assert set(manual_schema["required"]) == {"hazard", "level", "area", "headline", "area_desc"}
     assert manual_schema["additionalProperties"] is False
     assert set(schemas["ErrorBody"]["required"]) == {"error", "detail"}
-    assert set(document["components"]["securitySchemes"]) == {"feedToken", "gatewayToken", "userToken"}
+    assert set(document["components"]["securitySchemes"]) == {
+        "feedToken",
+        "gatewayToken",
+        "userToken",
+    }
     for (method, path), roles in ROLES.items():
         operation = document["paths"][path][method.lower()]
         assert operation["x-roles"] == list(roles or [])
