@@ -65,6 +65,7 @@ class SendResult:
     external_id: str | None = None
     reason: Reason | None = None
     detail: str = ""
+    parts: int | None = None  # the SMS segments an accepted text took, when the channel counts them
 
 
 class ReceiptStatus(StrEnum):
@@ -177,6 +178,12 @@ class Channel(ABC):
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections; called once before the first send."""
+
+    def health(self) -> dict[str, object] | None:
+        """Link state for /readyz and /metrics, for channels that hold connections:
+        ``{"ready": bool, "links": {name: {"bound": bool, "in_flight": int, counters…}}}``,
+        counters being cumulative numbers or ``{label: number}`` tables. None: nothing to say."""
+        return None
 
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Close connections; pending sends may be abandoned (dispatch re-queues them)."""

@@ -907,7 +907,9 @@ async def test_simulated_mode_is_said_everywhere(simulated_app: Api) -> None:
     api = simulated_app
     _, ready = await api.call("GET", "/readyz", None)
     assert ready["mode"] == "simulated"
-    assert ready["channels"] == [{"name": "sim", "kind": "sms", "simulated": True}]
+    assert ready["channels"] == [
+        {"name": "sim", "kind": "sms", "simulated": True, "ready": None, "links": None}
+    ]
     status, created = await api.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("blue"))
     assert status == 201
     assert created["simulated"] is True

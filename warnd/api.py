@@ -27,6 +27,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from channels.base import Channel
 from warnd.amend import CancelRequest, CorrectRequest, cancellation, correction, parse_request
 from warnd.cap import CapError, parse_cap
 from warnd.config import Role, User
@@ -1311,11 +1312,23 @@ async def readyz(request: web.Request) -> web.Response:
         database=database,
         mode="simulated" if services.simulated else "live",
         channels=[
-            ChannelOut(name=name, kind=str(channel.kind), simulated=channel.simulated)
-            for name, channel in sorted(services.channels.items())
+            _channel_out(name, channel) for name, channel in sorted(services.channels.items())
         ],
     )
     return _json(body, 200 if ready else 503)
+
+
+def _channel_out(name: str, channel: Channel) -> ChannelOut:
+    health = channel.health() or {}
+    links = health.get("links")
+    ready = health.get("ready")
+    return ChannelOut(
+        name=name,
+        kind=str(channel.kind),
+        simulated=channel.simulated,
+        ready=ready if isinstance(ready, bool) else None,
+        links=links if isinstance(links, dict) else None,
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

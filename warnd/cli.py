@@ -90,9 +90,13 @@ def db_migrate() -> None:
 def _attach_optional_groups() -> None:
     from rosters.cli import roster
     from warnd.bench import bench
+    from warnd.bench_callouts import acks_command, escalation_command
+    from warnd.bench_sms import sms
     from warnd.demo import demo
     from warnd.officer import warning
 
+    for command in (acks_command, escalation_command, sms):
+        bench.add_command(command)
     main.add_command(roster)
     main.add_command(warning)
     main.add_command(demo)

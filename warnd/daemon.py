@@ -29,7 +29,7 @@ from warnd.db.queries import sql
 from warnd.dispatch import Dispatcher
 from warnd.errors import ConfigError
 from warnd.heartbeat import HeartbeatWatch
-from warnd.metrics import Metrics
+from warnd.metrics import ChannelHealth, Metrics
 from warnd.plan import Planner
 from warnd.policy import PolicyHolder
 from warnd.services import Services
@@ -118,6 +118,7 @@ class Daemon:
             if channels is not None
             else make_channels(self.config.channels, simulate=simulate)
         )
+        self.metrics.registry.register(ChannelHealth(self.channels))
         self.services: Services | None = None
         self.port: int | None = None
 
@@ -138,7 +139,10 @@ class Daemon:
             )
             self.services = services
             for channel in self.channels.values():
-                await channel.start()
+                try:
+                    await channel.start()
+                except ChannelConfigError as exc:  # e.g. an SMSC refusing the credentials
+                    raise ConfigError(f"channels.{channel.name}: {exc}") from exc
             runner = web.AppRunner(build_app(services), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)

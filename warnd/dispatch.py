@@ -86,7 +86,7 @@ class Outcomes:
     from overwriting the outcome of the worker that claimed the row after it.
     """
 
-    sent: list[tuple[int, int, str]]  # id, attempts, external id
+    sent: list[tuple[int, int, str, int | None]]  # id, attempts, external id, SMS parts
     retry: list[tuple[int, int, float, str]]  # id, attempts, delay, reason
     give_up: list[
         tuple[int, int, str]
@@ -105,7 +105,7 @@ def classify(
             result = SendResult(row.id, Outcome.TRANSIENT, detail="channel returned no result")
         reason = f"{result.reason or 'unknown'}: {result.detail}".rstrip(": ")
         if result.outcome is Outcome.ACCEPTED:
-            sent.append((row.id, row.attempts, result.external_id or ""))
+            sent.append((row.id, row.attempts, result.external_id or "", result.parts))
         elif result.outcome is Outcome.TRANSIENT and row.attempts < max_attempts:
             retry.append((row.id, row.attempts, backoff_seconds(row.attempts), reason))
         else:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from channels.base import Channel
 
 
 class Metrics:
@@ -50,3 +56,41 @@ class Metrics:
             ["channel", "kind", "matched"],
             registry=self.registry,
         )
+
+
+class ChannelHealth(Collector):
+    """Per-link metrics of channels that hold connections (SMPP): read from ``Channel.health()``
+    at each scrape, so the numbers are the channel's own and nothing is counted twice."""
+
+    def __init__(self, channels: Mapping[str, Channel]) -> None:
+        self._channels = channels
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["channel", "link"]
+        up = GaugeMetricFamily("warnd_channel_link_up", "1 while the link is bound", labels=labels)
+        in_flight = GaugeMetricFamily(
+            "warnd_channel_link_in_flight", "Messages sent and not yet answered", labels=labels
+        )
+        events = CounterMetricFamily(
+            "warnd_channel_link_events",
+            "Link events by kind (submitted, throttled, receipt_delivered, reply, bad_input_…)",
+            labels=[*labels, "event"],
+        )
+        for name, channel in sorted(self._channels.items()):
+            links = (channel.health() or {}).get("links")
+            if not isinstance(links, dict):
+                continue
+            for link, facts in sorted(links.items()):
+                up.add_metric([name, link], 1.0 if facts.get("bound") else 0.0)
+                in_flight.add_metric([name, link], float(facts.get("in_flight") or 0))
+                for key, value in facts.items():
+                    if key in ("bound", "in_flight", "window") or "rate" in key:
+                        continue
+                    table = value if isinstance(value, dict) else {"": value}
+                    for label, number in table.items():
+                        if isinstance(number, int | float) and not isinstance(number, bool):
+                            event = f"{key}_{label}" if label else key
+                            events.add_metric([name, link, event], float(number))
+        yield up
+        yield in_flight
+        yield events

@@ -361,6 +361,12 @@ class ChannelOut(BaseModel):
     name: str
     kind: str
     simulated: bool
+    ready: bool | None = Field(
+        default=None, description="for channels holding connections: at least one link is up"
+    )
+    links: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="per link: bound, in flight, counters (SMPP)"
+    )
 
 
 class Ready(BaseModel):

@@ -30,19 +30,21 @@ RETURNING d.id, d.warning_id, d.address, d.attempts, d.fallback, d.state, m.body
 
 -- name: record_sent
 -- Accepted by the gateway; a call-out whose first message went out is now "notified".
--- $1 bigint[] ids, $2 int[] attempts (fence), $3 text[] external ids, $4 now
+-- $1 bigint[] ids, $2 int[] attempts (fence), $3 text[] external ids, $4 int[] SMS parts (or
+-- NULL), $5 now
 WITH sent AS (
     UPDATE deliveries d
-       SET state = 'sent', sent_at = $4::timestamptz, external_id = r.external_id,
-           lease_until = NULL, error = NULL
-      FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempts, external_id)
+       SET state = 'sent', sent_at = $5::timestamptz, external_id = r.external_id,
+           parts = r.parts, lease_until = NULL, error = NULL
+      FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[])
+           AS r(id, attempts, external_id, parts)
      WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending'
     RETURNING d.callout_id
 )
 -- A call-out another transaction holds (an answer, the other channel's worker) is skipped rather
 -- than waited for: it is being answered or marked notified by that one, and waiting on rows
 -- locked in another order is how two workers deadlock.
-UPDATE callouts c SET state = 'notified', notified_at = $4::timestamptz
+UPDATE callouts c SET state = 'notified', notified_at = $5::timestamptz
  WHERE c.id IN (SELECT l.id FROM callouts l
                  WHERE l.id IN (SELECT callout_id FROM sent) AND l.state = 'pending'
                  ORDER BY l.id

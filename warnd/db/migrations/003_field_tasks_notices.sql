@@ -12,6 +12,10 @@ ALTER TABLE deliveries ADD COLUMN notice text
     CHECK (notice IN ('correction', 'withdrawn', 'cancelled'));
 CREATE INDEX deliveries_notice ON deliveries (warning_id, address) WHERE notice IS NOT NULL;
 
+-- How many SMS segments an accepted text took, as the channel counted them (what operators bill,
+-- and what tells a duty officer a text was cut into many parts).
+ALTER TABLE deliveries ADD COLUMN parts smallint;
+
 -- Field-task messages (the task itself, its reminders and escalations) point at their task.
 ALTER TABLE deliveries ADD COLUMN task_id bigint;
 CREATE INDEX deliveries_task ON deliveries (task_id) WHERE task_id IS NOT NULL;
