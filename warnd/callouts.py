@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -25,7 +25,15 @@ from warnd.clock import Clock
 from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.errors import InputError
-from warnd.escalate import EscalationError, Snapshot, State, deadline_for, freeze, next_step
+from warnd.escalate import (
+    Decision,
+    EscalationError,
+    Snapshot,
+    State,
+    deadline_for,
+    freeze,
+    next_step,
+)
 from warnd.model import HAZARDS, Level, priority
 from warnd.policy import DEFAULT_SIGNATURE, LevelRule
 from warnd.render import EXERCISE_MARK
@@ -239,129 +247,113 @@ class CallOuts:
         return result
 
     async def scan(self) -> int:
-        """Work one batch of due call-outs and field tasks; how many steps were fired or skipped."""
+        """Work one batch of due call-outs and field tasks; how many steps were fired or skipped.
+
+        Each row's decision is the pure ``next_step``; what the batch decided is then written
+        with a handful of set-based statements in the transaction that holds the rows, so a
+        storm of due steps costs a few round trips per batch, not several per step.
+        """
         now = self._clock.now()
         worked = 0
         for timers in (CALLOUT_TIMERS, TASK_TIMERS):
             async with self._pool.acquire() as conn, conn.transaction():
                 due = await conn.fetch(sql(timers.due), now, self._batch)
-                for row in due:
-                    worked += await self._advance(conn, timers, row, now)
+                if due:
+                    worked += await self._advance(conn, timers, due, now)
         if worked:
             await self._pool.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
         return worked
 
     async def _advance(
-        self, conn: Conn, timers: _Timers, row: asyncpg.Record, now: datetime
+        self, conn: Conn, timers: _Timers, due: Sequence[asyncpg.Record], now: datetime
     ) -> int:
-        row_id: int = row["id"]
-        state = State(
-            cursor=row["cursor"],
-            acknowledged=row["state"] == timers.answered_state,
-            closed=row["warning_state"] not in ("active", "pending_approval"),
-        )
-        try:
-            decision = next_step(Snapshot.from_json(_json(row["snapshot"])), state, now)
-        except EscalationError as exc:
-            # A broken row must not stop every other one's escalation: park it, visibly.
-            log.warning(
-                "escalation_snapshot_invalid", table=timers.name, id=row_id, reason=str(exc)
+        """Decide every locked row, then write the events, the new cursors and the calls."""
+        batch = _Batch()
+        for row in due:
+            state = State(
+                cursor=row["cursor"],
+                acknowledged=row["state"] == timers.answered_state,
+                closed=row["warning_state"] not in ("active", "pending_approval"),
             )
-            await conn.execute(
-                sql(timers.event), row_id, now, "escalation_stopped", {"reason": str(exc)}
-            )
-            await conn.execute(sql(timers.advance), row_id, state.cursor, row["state"], None, now)
-            return 0
-        if decision.kind == "wait":
-            await conn.execute(
-                sql(timers.advance),
-                row_id,
-                state.cursor,
-                row["state"],
-                decision.next_check_at,
-                now,
-            )
-            return 0
-        if decision.kind == "finished":
-            final = "closed" if state.closed else row["state"]
-            await conn.execute(sql(timers.advance), row_id, state.cursor, final, None, now)
-            if state.closed:
-                await conn.execute(
-                    sql(timers.event), row_id, now, "closed", {"reason": decision.reason}
+            try:
+                decision = next_step(Snapshot.from_json(_json(row["snapshot"])), state, now)
+            except EscalationError as exc:
+                # A broken row must not stop every other one's escalation: park it, visibly.
+                log.warning(
+                    "escalation_snapshot_invalid", table=timers.name, id=row["id"], reason=str(exc)
                 )
-            return 0
-        assert decision.step is not None and decision.step_index is not None
-        step = decision.step
-        detail = {
-            "step": decision.step_index,
-            "action": step.action,
-            "target_id": step.target_id,
-            "target_name": step.target_name,
-            "reason": decision.reason,
-            "due_at": step.due_at.isoformat(),
-            "late_ms": round(decision.late_by.total_seconds() * 1000),
-        }
-        if decision.kind == "fire" and step.target_id is not None:
-            await self._queue_step(
-                conn,
-                timers,
-                row_id,
-                warning_id=row["warning_id"],
-                step=decision.step_index,
-                action=step.action,
-                target=step.target_id,
-                now=now,
-            )
-        kind = "step_fired" if decision.kind == "fire" else "step_skipped"
-        if decision.kind == "skip":
-            detail["skip_reason"] = step.skip_reason
-        await conn.execute(sql(timers.event), row_id, now, kind, detail)
-        await conn.execute(
-            sql(timers.advance),
-            row_id,
-            decision.step_index + 1,
-            "escalated",
-            now if decision.kind == "skip" else decision.next_check_at,
-            now,
-        )
-        log.info("escalated", table=timers.name, id=row_id, step=decision.step_index, kind=kind)
-        return 1
+                batch.event(row["id"], "escalation_stopped", {"reason": str(exc)})
+                batch.advance(row["id"], state.cursor, row["state"], None)
+                continue
+            batch.decide(row, state, decision, now)
+        if batch.steps:
+            await self._queue_steps(conn, timers, batch.steps, now)
+        if batch.events:
+            await conn.execute(sql(timers.events), *_columns(batch.events), now)
+        await conn.execute(sql(timers.advance), *_columns(batch.advances), now)
+        if batch.worked:
+            log.info("escalated", table=timers.name, steps=batch.worked)
+        return batch.worked
 
-    async def _queue_step(
+    async def _queue_steps(
+        self, conn: Conn, timers: _Timers, steps: Sequence[_Step], now: datetime
+    ) -> None:
+        """Queue the fired steps' messages: the callee's own message again for a repeat, else a
+        text telling the backup or superior whom they stand in for, and for what."""
+        warnings = {
+            r["id"]: r
+            for r in await conn.fetch(sql("step_warnings"), sorted({s.warning_id for s in steps}))
+        }
+        repeats: dict[int, list[tuple[str, int]]] = {}  # warning or task id -> (kind, message)
+        for step in steps:
+            if step.action != "repeat":
+                continue
+            if timers is TASK_TIMERS:
+                rows = await task_messages(conn, step.row_id)
+                repeats[step.row_id] = [(m["channel_kind"], m["id"]) for m in rows]
+            elif step.warning_id not in repeats:
+                rows = await conn.fetch(sql("responder_messages"), step.warning_id)
+                repeats[step.warning_id] = [(m["channel_kind"], m["id"]) for m in rows]
+        stand_ins = [s for s in steps if s.action != "repeat"]
+        texts = await self._stand_in_messages(conn, timers, stand_ins, warnings, repeats)
+        calls: list[tuple[int, int, int, str, int, int]] = []
+        for step in steps:
+            warning = warnings[step.warning_id]
+            urgency = priority(warning["hazard"], Level(warning["level"]), 0)
+            if step.action == "repeat":
+                key = step.row_id if timers is TASK_TIMERS else step.warning_id
+                messages = repeats[key]
+            else:
+                messages = texts[(step.row_id, step.index)]
+            calls += [
+                (step.row_id, step.index, step.target, kind, message_id, urgency)
+                for kind, message_id in messages
+            ]
+        if calls:
+            await conn.execute(sql(timers.delivery), *_columns(calls), now)
+
+    async def _stand_in_messages(
         self,
         conn: Conn,
         timers: _Timers,
-        row_id: int,
-        *,
-        warning_id: int,
-        step: int,
-        action: str,
-        target: int,
-        now: datetime,
-    ) -> None:
-        """Queue an escalation step's messages: the callee's own message again for a repeat,
-        else a text telling the backup or superior whom they stand in for, and for what."""
-        warning = await conn.fetchrow(
-            "SELECT hazard, level, status, short_code FROM warnings WHERE id = $1", warning_id
-        )
-        assert warning is not None  # warnings are never deleted
-        urgency = priority(warning["hazard"], Level(warning["level"]), 0)
-        if action == "repeat":
-            if timers is CALLOUT_TIMERS:
-                messages = await conn.fetch(sql("responder_messages"), warning_id)
-            else:
-                messages = await task_messages(conn, row_id)
-            pairs = [(m["channel_kind"], m["id"]) for m in messages]
-        else:
-            about = await conn.fetchrow(sql(timers.about), row_id)
-            assert about is not None  # the row is locked by this scan
-            kinds = [
-                m["channel_kind"] for m in await conn.fetch(sql("responder_messages"), warning_id)
-            ]
-            pairs = []
-            for kind in kinds or ["sms"]:
+        steps: Sequence[_Step],
+        warnings: Mapping[int, asyncpg.Record],
+        repeats: dict[int, list[tuple[str, int]]],
+    ) -> dict[tuple[int, int], list[tuple[str, int]]]:
+        """Render and store the stand-in texts of these steps; (row, step) -> (kind, message)."""
+        if not steps:
+            return {}
+        about = {r["id"]: r for r in await conn.fetch(sql(timers.about), [s.row_id for s in steps])}
+        kinds: dict[int, list[str]] = {}
+        rows: list[tuple[int, str, str, str]] = []  # warning, audience key, kind, body
+        for step in steps:
+            warning = warnings[step.warning_id]
+            if step.warning_id not in kinds:
+                responder = await conn.fetch(sql("responder_messages"), step.warning_id)
+                kinds[step.warning_id] = [m["channel_kind"] for m in responder] or ["sms"]
+            for kind in kinds[step.warning_id]:
                 text = stand_in_text(
-                    dict(about),
+                    dict(about[step.row_id]),
                     hazard=HAZARDS.get(warning["hazard"], HAZARDS["other"]).zh,
                     level=Level(warning["level"]).zh,
                     code=warning["short_code"] or "",
@@ -369,28 +361,35 @@ class CallOuts:
                     signature=self._signature(),
                     exercise=warning["status"] == "Exercise",
                 )
-                message_id = await conn.fetchval(
-                    sql("upsert_message"), warning_id, f"{timers.name}:{row_id}:{step}", kind, text
+                rows.append(
+                    (step.warning_id, f"{timers.name}:{step.row_id}:{step.index}", kind, text)
                 )
-                pairs.append((kind, message_id))
-        if not pairs:
-            return
-        await conn.execute(
-            sql(timers.delivery),
-            row_id,
-            step,
-            target,
-            [kind for kind, _ in pairs],
-            [message_id for _, message_id in pairs],
-            urgency,
-            now,
-        )
+        stored = await conn.fetch(sql("upsert_messages"), *_columns(rows))
+        by_key = {(r["audience"], r["channel_kind"]): r["id"] for r in stored}
+        return {
+            (step.row_id, step.index): [
+                (kind, by_key[(f"{timers.name}:{step.row_id}:{step.index}", kind)])
+                for kind in kinds[step.warning_id]
+            ]
+            for step in steps
+        }
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest call-out or field task timer comes due, if any."""
+        due: datetime | None = await self._pool.fetchval(sql("next_timer"))
+        return due
 
     async def run(self, idle_seconds: float = 1.0) -> None:
-        """Scan forever: at once while there is work, then every ``idle_seconds``."""
+        """Scan forever: at once while there is work; when idle, until the next timer is due
+        (at most ``idle_seconds``: a timer set by another process is seen within that)."""
         while True:
-            if not await self.scan():
-                await self._clock.sleep(idle_seconds)
+            if await self.scan():
+                continue
+            wait = idle_seconds
+            due = await self.next_due()
+            if due is not None:
+                wait = min(wait, max((due - self._clock.now()).total_seconds(), 0.0))
+            await self._clock.sleep(wait)
 
 
 def _phone(sender: str) -> str | None:
@@ -417,7 +416,7 @@ class _Timers:
     name: str
     due: str
     advance: str
-    event: str
+    events: str
     delivery: str
     about: str  # whom a stand-in (backup, superior) is told about
     answered_state: str
@@ -426,15 +425,90 @@ class _Timers:
 CALLOUT_TIMERS = _Timers(
     "callout",
     "due_callouts",
-    "advance_callout",
-    "callout_event",
-    "escalation_delivery",
-    "callout_for_step",
+    "advance_callouts",
+    "callout_events",
+    "escalation_deliveries",
+    "callouts_for_steps",
     "acknowledged",
 )
 TASK_TIMERS = _Timers(
-    "task", "due_tasks", "advance_task", "task_event", "task_step_delivery", "task_for_step", "done"
+    "task",
+    "due_tasks",
+    "advance_tasks",
+    "task_events",
+    "task_step_deliveries",
+    "tasks_for_steps",
+    "done",
 )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A step fired at a person: whose row, which step, what action, at whom."""
+
+    row_id: int
+    warning_id: int
+    index: int
+    action: str
+    target: int
+
+
+@dataclass
+class _Batch:
+    """What one scan decided for its rows, gathered to be written set-based."""
+
+    events: list[tuple[int, str, dict[str, object]]] = field(default_factory=list)
+    advances: list[tuple[int, int, str, datetime | None]] = field(default_factory=list)
+    steps: list[_Step] = field(default_factory=list)
+    worked: int = 0
+
+    def event(self, row_id: int, kind: str, detail: dict[str, object]) -> None:
+        self.events.append((row_id, kind, detail))
+
+    def advance(self, row_id: int, cursor: int, state: str, next_check: datetime | None) -> None:
+        self.advances.append((row_id, cursor, state, next_check))
+
+    def decide(self, row: asyncpg.Record, state: State, decision: Decision, now: datetime) -> None:
+        """Record one row's decision: a new timer, the end of its chain, or a step."""
+        if decision.kind == "wait":
+            self.advance(row["id"], state.cursor, row["state"], decision.next_check_at)
+            return
+        if decision.kind == "finished":
+            self.advance(row["id"], state.cursor, "closed" if state.closed else row["state"], None)
+            if state.closed:
+                self.event(row["id"], "closed", {"reason": decision.reason})
+            return
+        step, index = decision.step, decision.step_index
+        assert step is not None and index is not None
+        detail: dict[str, object] = {
+            "step": index,
+            "action": step.action,
+            "target_id": step.target_id,
+            "target_name": step.target_name,
+            "reason": decision.reason,
+            "due_at": step.due_at.isoformat(),
+            "late_ms": round(decision.late_by.total_seconds() * 1000),
+        }
+        if decision.kind == "fire" and step.target_id is not None:
+            self.steps.append(
+                _Step(row["id"], row["warning_id"], index, step.action, step.target_id)
+            )
+        if decision.kind == "skip":
+            detail["skip_reason"] = step.skip_reason
+        self.event(row["id"], "step_fired" if decision.kind == "fire" else "step_skipped", detail)
+        # A skip looks again at once: the following step may be due already.
+        self.advance(
+            row["id"],
+            index + 1,
+            "escalated",
+            now if decision.kind == "skip" else decision.next_check_at,
+        )
+        self.worked += 1
+
+
+def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
+    """Rows of equal length as one list per column: the arrays an UNNEST statement takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def stand_in_text(

@@ -123,45 +123,10 @@ SELECT c.id, c.warning_id, c.responder_id, c.state, c.snapshot, c.cursor, c.phon
  LIMIT $2
    FOR UPDATE OF c SKIP LOCKED;
 
--- name: advance_callout
--- Record one escalation decision on a locked call-out: the new cursor, state and timer.
--- $1 call-out id, $2 cursor, $3 state, $4 next check or NULL, $5 now
-UPDATE callouts
-   SET cursor = $2, state = $3, next_check_at = $4::timestamptz,
-       closed_at = CASE WHEN $3 = 'closed' THEN $5::timestamptz ELSE closed_at END
- WHERE id = $1;
-
--- name: callout_event
--- $1 call-out id, $2 at, $3 kind, $4 detail
-INSERT INTO callout_events (callout_id, at, kind, detail) VALUES ($1, $2::timestamptz, $3, $4);
-
--- name: escalation_delivery
--- Queue the messages of a call-out's escalation step to its target (the callee again, the backup
--- or the superior), most urgent. The recipient is the call-out, not the target: a town head who
--- stands in for two villages' unanswered call-outs gets one message for each.
--- $1 call-out id, $2 step number, $3 target responder id, $4 text[] kinds, $5 bigint[] message
--- ids, $6 priority, $7 now
-INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
-                        channel_kind, priority, queued_at, due_at, callout_id, step)
-SELECT c.warning_id, k.message_id, 'escalation', c.id, r.division_code, r.phone, k.kind, $6,
-       $7::timestamptz, $7::timestamptz, c.id, $2
-  FROM callouts c
-  JOIN responders r ON r.id = $3
-  CROSS JOIN unnest($4::text[], $5::bigint[]) AS k(kind, message_id)
- WHERE c.id = $1
-ON CONFLICT ON CONSTRAINT deliveries_recipient_key DO NOTHING;
-
 -- name: responder_messages
 -- The responders' texts of a warning, one per channel kind: what a repeat call sends again.
 -- $1 warning id
 SELECT id, channel_kind FROM messages WHERE warning_id = $1 AND audience = 'responder';
-
--- name: callout_for_step
--- Whom a stand-in is told about: the call-out's callee and their division. $1 call-out id
-SELECT r.name AS person, d.name AS division
-  FROM callouts c JOIN responders r ON r.id = c.responder_id
-  JOIN divisions d ON d.code = r.division_code
- WHERE c.id = $1;
 
 -- name: acknowledge_by_officer
 -- An officer records an answer obtained another way (a call, in person) for one open call-out:
@@ -262,3 +227,55 @@ WITH closed AS (
 )
 INSERT INTO field_task_events (task_id, at, kind, detail)
 SELECT id, $3::timestamptz, 'closed', jsonb_build_object('reason', $2::text) FROM closed;
+
+-- name: advance_callouts
+-- Record a scan's decisions on its locked call-outs: the new cursor, state and timer of each.
+-- $1 bigint[] ids, $2 int[] cursors, $3 text[] states, $4 timestamptz[] next checks, $5 now
+UPDATE callouts c
+   SET cursor = a.cursor, state = a.state, next_check_at = a.next_check,
+       closed_at = CASE WHEN a.state = 'closed' THEN $5::timestamptz ELSE c.closed_at END
+  FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[])
+       AS a(id, cursor, state, next_check)
+ WHERE c.id = a.id;
+
+-- name: callout_events
+-- Append a scan's events, in the order decided.
+-- $1 bigint[] call-out ids, $2 text[] kinds, $3 jsonb[] details, $4 at
+INSERT INTO callout_events (callout_id, at, kind, detail)
+SELECT e.id, $4::timestamptz, e.kind, e.detail
+  FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS e(id, kind, detail, n)
+ ORDER BY e.n;
+
+-- name: escalation_deliveries
+-- Queue the messages of a scan's fired steps to their targets (the callee again, the backup or
+-- the superior), most urgent. The recipient is the call-out, not the target: a town head who
+-- stands in for two villages' unanswered call-outs gets one message for each; the unique key
+-- makes a re-run of the same step a no-op.
+-- $1 bigint[] call-out ids, $2 int[] steps, $3 bigint[] target responders, $4 text[] kinds,
+-- $5 bigint[] message ids, $6 int[] priorities, $7 now
+INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
+                        channel_kind, priority, queued_at, due_at, callout_id, step)
+SELECT c.warning_id, q.message_id, 'escalation', c.id, r.division_code, r.phone, q.kind,
+       q.priority, $7::timestamptz, $7::timestamptz, c.id, q.step
+  FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::int[])
+       AS q(id, step, target, kind, message_id, priority)
+  JOIN callouts c ON c.id = q.id
+  JOIN responders r ON r.id = q.target
+ON CONFLICT ON CONSTRAINT deliveries_recipient_key DO NOTHING;
+
+-- name: callouts_for_steps
+-- Whom stand-ins are told about: each call-out's callee and their division.
+-- $1 bigint[] call-out ids
+SELECT c.id, r.name AS person, d.name AS division
+  FROM callouts c JOIN responders r ON r.id = c.responder_id
+  JOIN divisions d ON d.code = r.division_code
+ WHERE c.id = ANY($1::bigint[]);
+
+-- name: step_warnings
+-- What the messages of a scan's steps need of their warnings. $1 bigint[] warning ids
+SELECT id, hazard, level, status, short_code FROM warnings WHERE id = ANY($1::bigint[]);
+
+-- name: next_timer
+-- When the earliest call-out or field-task timer comes due (two index lookups).
+SELECT min(due) FROM (SELECT min(next_check_at) AS due FROM callouts
+                      UNION ALL SELECT min(next_check_at) FROM field_tasks) AS timers;

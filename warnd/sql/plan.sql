@@ -104,6 +104,14 @@ INSERT INTO messages (warning_id, audience, channel_kind, body) VALUES ($1, $2, 
 ON CONFLICT (warning_id, audience, channel_kind) DO UPDATE SET body = messages.body
 RETURNING id;
 
+-- name: upsert_messages
+-- Several texts at once (escalation steps' stand-in texts); returns each one's id.
+-- $1 bigint[] warning ids, $2 text[] audiences, $3 text[] channel kinds, $4 text[] bodies
+INSERT INTO messages (warning_id, audience, channel_kind, body)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+ON CONFLICT (warning_id, audience, channel_kind) DO UPDATE SET body = messages.body
+RETURNING id, audience, channel_kind;
+
 -- name: plan_candidates
 -- Active warnings waiting to be planned (or whose planner died mid-way), most urgent first:
 -- seismic, then by level, then oldest. A warning whose planning failed waits until $1.

@@ -153,35 +153,43 @@ SELECT t.id, t.warning_id, t.assignee_id AS responder_id, t.state, t.snapshot, t
  LIMIT $2
    FOR UPDATE OF t SKIP LOCKED;
 
--- name: advance_task
--- $1 task id, $2 cursor, $3 state, $4 next check or NULL, $5 now
-UPDATE field_tasks
-   SET cursor = $2, state = $3, next_check_at = $4::timestamptz,
-       closed_at = CASE WHEN $3 = 'closed' THEN $5::timestamptz ELSE closed_at END
- WHERE id = $1;
+-- name: advance_tasks
+-- Record a scan's decisions on its locked field tasks (see advance_callouts).
+-- $1 bigint[] ids, $2 int[] cursors, $3 text[] states, $4 timestamptz[] next checks, $5 now
+UPDATE field_tasks t
+   SET cursor = a.cursor, state = a.state, next_check_at = a.next_check,
+       closed_at = CASE WHEN a.state = 'closed' THEN $5::timestamptz ELSE t.closed_at END
+  FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[])
+       AS a(id, cursor, state, next_check)
+ WHERE t.id = a.id;
 
--- name: task_event
--- $1 task id, $2 at, $3 kind, $4 detail
-INSERT INTO field_task_events (task_id, at, kind, detail) VALUES ($1, $2::timestamptz, $3, $4);
+-- name: task_events
+-- Append a scan's events, in the order decided.
+-- $1 bigint[] task ids, $2 text[] kinds, $3 jsonb[] details, $4 at
+INSERT INTO field_task_events (task_id, at, kind, detail)
+SELECT e.id, $4::timestamptz, e.kind, e.detail
+  FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS e(id, kind, detail, n)
+ ORDER BY e.n;
 
--- name: task_for_step
--- Whom a stand-in is told about: the task's assignee, village and progress. $1 task id
-SELECT r.name AS person, v.name AS division, t.kind AS task_kind, t.done, t.targets
+-- name: task_step_deliveries
+-- Queue the messages of a scan's fired task steps (see escalation_deliveries).
+-- $1 bigint[] task ids, $2 int[] steps, $3 bigint[] target responders, $4 text[] kinds,
+-- $5 bigint[] message ids, $6 int[] priorities, $7 now
+INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
+                        channel_kind, priority, queued_at, due_at, task_id, step)
+SELECT t.warning_id, q.message_id, 'field_task', t.id, r.division_code, r.phone, q.kind,
+       q.priority, $7::timestamptz, $7::timestamptz, t.id, q.step
+  FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::int[])
+       AS q(id, step, target, kind, message_id, priority)
+  JOIN field_tasks t ON t.id = q.id
+  JOIN responders r ON r.id = q.target
+ON CONFLICT ON CONSTRAINT deliveries_recipient_key DO NOTHING;
+
+-- name: tasks_for_steps
+-- Whom stand-ins are told about: each task's assignee, village and progress.
+-- $1 bigint[] task ids
+SELECT t.id, r.name AS person, v.name AS division, t.kind AS task_kind, t.done, t.targets
   FROM field_tasks t
   JOIN responders r ON r.id = t.assignee_id
   JOIN divisions v ON v.code = t.village_code
- WHERE t.id = $1;
-
--- name: task_step_delivery
--- Queue the messages of a field task's escalation step to its target (see escalation_delivery).
--- $1 task id, $2 step number, $3 target responder id, $4 text[] kinds, $5 bigint[] message ids,
--- $6 priority, $7 now
-INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code, address,
-                        channel_kind, priority, queued_at, due_at, task_id, step)
-SELECT t.warning_id, k.message_id, 'field_task', t.id, r.division_code, r.phone, k.kind, $6,
-       $7::timestamptz, $7::timestamptz, t.id, $2
-  FROM field_tasks t
-  JOIN responders r ON r.id = $3
-  CROSS JOIN unnest($4::text[], $5::bigint[]) AS k(kind, message_id)
- WHERE t.id = $1
-ON CONFLICT ON CONSTRAINT deliveries_recipient_key DO NOTHING;
+ WHERE t.id = ANY($1::bigint[]);
