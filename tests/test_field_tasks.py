@@ -233,3 +233,26 @@ def test_a_stand_in_is_told_whom_they_cover_and_how_to_answer() -> None:
         exercise=True,
     )
     assert call.startswith("【演练】这里是济宁市应急管理局。") and call.endswith("确认收到请按1")
+
+
+async def test_an_answer_aborted_by_a_deadlock_is_applied_on_retry(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+
+    class OnceDeadlocked:
+        """The pool, whose first statement PostgreSQL aborts to break a deadlock."""
+
+        failed = False
+
+        async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+            if not self.failed:
+                self.failed = True
+                raise asyncpg.DeadlockDetectedError("deadlock detected")
+            return await pool.fetch(query, *args)
+
+    answers = CallOuts(OnceDeadlocked(), ManualClock(DAYTIME))  # type: ignore[arg-type]
+    answer = await answers._acknowledge([("+8613900000004", None)], "sms")
+    assert answer["+8613900000004"].callouts
+    row = (await callouts(pool, warning_id))["+8613900000004"]
+    assert row["state"] == "acknowledged"

@@ -178,7 +178,8 @@ class CallOuts:
         self, reports: Sequence[tuple[int, str, int | None, int | None, bool]], now: datetime
     ) -> dict[int, tuple[int, ...]]:
         """Apply field-task progress reports; the tasks each report changed, by its index."""
-        rows = await self._pool.fetch(
+        rows = await _fetch_retrying_deadlocks(
+            self._pool,
             sql("task_progress"),
             [phone for _, phone, _, _, _ in reports],
             [warning_id for _, _, warning_id, _, _ in reports],
@@ -229,7 +230,8 @@ class CallOuts:
         result: dict[str, Answer] = {phone: Answer("ack") for phone, _ in asks}
         if not asks:
             return result
-        rows = await self._pool.fetch(
+        rows = await _fetch_retrying_deadlocks(
+            self._pool,
             sql("acknowledge"),
             [phone for phone, _ in asks],
             [warning_id for _, warning_id in asks],
@@ -390,6 +392,27 @@ class CallOuts:
             if due is not None:
                 wait = min(wait, max((due - self._clock.now()).total_seconds(), 0.0))
             await self._clock.sleep(wait)
+
+
+async def _fetch_retrying_deadlocks(
+    pool: asyncpg.Pool, query: str, *args: object, attempts: int = 3
+) -> list[asyncpg.Record]:
+    """Run an answer statement again if PostgreSQL broke a deadlock by aborting it.
+
+    Answers arriving on SMS and voice at once lock the same call-outs in whatever order their
+    batches hold them; locking them in order first would cost a third of the throughput, and a
+    deadlock is rare and harmless to retry: the aborted statement changed nothing.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            rows: list[asyncpg.Record] = await pool.fetch(query, *args)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == attempts:
+                raise
+            log.warning("answer_deadlock_retried", attempt=attempt)
+        else:
+            return rows
+    raise AssertionError("unreachable")
 
 
 def _phone(sender: str) -> str | None:

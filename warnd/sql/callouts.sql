@@ -71,17 +71,14 @@ targets AS (
        AND (m.only_id IS NULL OR c.id = m.only_id)
      ORDER BY c.id, m.phone
 ),
-locked AS (
-    -- Locked in id order, so two batches of answers (SMS and voice at once) never deadlock.
-    SELECT c.id FROM callouts c WHERE c.id IN (SELECT id FROM targets) ORDER BY c.id FOR UPDATE
-),
+
 answered AS (
     UPDATE callouts c
        SET state = 'acknowledged', acknowledged_at = $4::timestamptz,
            ack_late = $4::timestamptz > c.deadline, ack_via = $3, ack_by = t.phone,
            next_check_at = NULL
       FROM targets t
-     WHERE c.id = t.id AND c.id IN (SELECT id FROM locked)
+     WHERE c.id = t.id
        AND c.state IN ('pending', 'notified', 'escalated')
     RETURNING c.id, c.ack_late, t.phone
 ),
