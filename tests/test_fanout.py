@@ -389,9 +389,7 @@ async def test_a_cancel_before_planning_means_nothing_is_planned(
     planner = Planner(pool, lambda: policy, ManualClock(DAYTIME), LIMITS)
     # Only the Cancel is planned, and it has nobody to notify: nobody was reached.
     results = await planner.plan_pending()
-    assert [(r.warning_id, r.deliveries, r.done) for r in results] == [
-        (cancel.warning_id, 0, True)
-    ]
+    assert [(r.warning_id, r.deliveries, r.done) for r in results] == [(cancel.warning_id, 0, True)]
     assert await deliveries(pool, stored.warning_id) == []
     state = await pool.fetchrow(
         "SELECT state, plan_state FROM warnings WHERE id = $1", stored.warning_id

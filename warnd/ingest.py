@@ -193,9 +193,7 @@ async def _end_referenced(
             )
         ids.append(row["id"])
     new_state = "superseded" if warning.msg_type == "Update" else "cancelled"
-    ended = [
-        r["id"] for r in await conn.fetch(sql("end_referenced"), ids, new_state, warning_id)
-    ]
+    ended = [r["id"] for r in await conn.fetch(sql("end_referenced"), ids, new_state, warning_id)]
     if ended:
         await conn.execute(
             "UPDATE warnings SET supersedes_id = $2 WHERE id = $1", warning_id, ended[0]
