@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import ClassVar, Protocol
+from pathlib import Path
+from typing import ClassVar, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class ChannelKind(StrEnum):
@@ -146,13 +147,40 @@ class WallClock:
 
 
 class ChannelConfig(BaseModel):
-    """Settings every channel has; plugins subclass it (secrets as ``SecretStr``)."""
+    """Settings every channel has; plugins subclass it (secrets as ``SecretStr``).
+
+    Every secret may instead be read from a file: ``password_file = "/etc/warnd/smsc.secret"``
+    for ``password``, so that the config file itself holds no secret (absolute paths only: a
+    plugin does not know where the config file lives).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     type: str
     rate_per_s: float = Field(default=100.0, gt=0)
     window: int = Field(default=100, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        result = dict(data)
+        for name, info in cls.model_fields.items():
+            key = f"{name}_file"
+            if key not in data or SecretStr not in (info.annotation, *get_args(info.annotation)):
+                continue
+            if name in data:
+                raise ValueError(f"give {name} or {key}, not both")
+            path = data[key]
+            if not isinstance(path, str) or not Path(path).is_absolute():
+                raise ValueError(f"{key}: give an absolute path, as a string")
+            try:
+                result[name] = Path(path).read_text("utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{key}: {path!r} cannot be read ({exc})") from None
+            del result[key]
+        return result
 
 
 class Channel(ABC):

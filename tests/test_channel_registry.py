@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from channels import registry as registry_module
 from channels.base import Channel, ChannelConfig, ChannelKind, Limits, OutboundMessage, SendResult
+from channels.http_sms import HttpSmsConfig
 from channels.log import LogChannel
 from channels.registry import (
     ChannelConfigError,
@@ -244,3 +245,28 @@ def test_secrets_never_appear_in_errors_or_reprs() -> None:
     assert_no_secret_leaks(channel)
     assert isinstance(channel.config, VaultConfig)
     assert channel.config.password.get_secret_value() == PASSWORD  # still usable by the plugin
+
+
+def test_a_secret_may_be_read_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "smsc.secret"
+    secret.write_text("s3cret-0123456789abcdef\n")
+    table = {
+        "type": "http_sms",
+        "url": "https://gateway.example.net/v1/sms",
+        "token_file": str(secret),
+        "inbound_token_file": str(secret),
+    }
+    channel = build_channels({"sms": table})["sms"]
+    config = channel.config
+    assert isinstance(config, HttpSmsConfig)
+    assert config.token.get_secret_value() == "s3cret-0123456789abcdef"
+    assert config.inbound_token is not None
+    assert "s3cret" not in repr(config)
+    for bad, says in (
+        ({"token_file": "smsc.secret"}, "token_file: give an absolute path"),
+        ({"token_file": str(tmp_path / "missing")}, "cannot be read"),
+        ({"token_file": str(secret), "token": "x"}, "give token or token_file, not both"),
+        ({"url_file": str(secret)}, "url_file"),  # only secrets come from files
+    ):
+        with pytest.raises(ChannelConfigError, match=says):
+            build_channels({"sms": {**table, **bad}})
