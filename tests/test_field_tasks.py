@@ -70,7 +70,7 @@ async def test_a_red_warning_opens_the_tasks_the_policy_orders(
     }
     knock = messages[opened["door_knock"]["id"]]
     assert knock.startswith("【济宁市应急管理局】")
-    assert "张奶奶(张庄村1号)、张小宝(张庄村3号)共2人" in knock and "完成A1" in knock
+    assert "张奶奶(张庄村1号)、张小宝(张庄村3号)共2人" in knock and "回复“完成”" in knock
     gong = messages[opened["gong"]["id"]]
     assert "李庄村" in gong and "鸣锣吹哨" in gong
 
@@ -198,13 +198,13 @@ async def test_a_number_that_keeps_sending_is_rate_limited(
 
 def test_a_task_text_lists_as_many_persons_as_fit() -> None:
     whom = tuple(f"居民{i}(幸福路{i}号)" for i in range(40))
-    task = TaskText("door_knock", "任城区", "暴雨", "红色", "张庄村", whom, "A7")
+    task = TaskText("door_knock", "任城区", "暴雨", "红色", "张庄村", whom)
     full = task_text(task, "sms", signature="【济宁市应急管理局】", exercise=False, max_chars=None)
     assert "居民39(幸福路39号)共40人" in full
     cut = task_text(task, "sms", signature="【济宁市应急管理局】", exercise=True, max_chars=200)
     assert text_length(cut) <= 200 and "等40人" in cut
     assert cut.startswith("【济宁市应急管理局】【演练】")
-    assert "居民0(幸福路0号)" in cut and "完成A7" in cut
+    assert "居民0(幸福路0号)" in cut and "回复“完成”" in cut
     call = task_text(task, "voice", signature="【济宁市应急管理局】", exercise=False, max_chars=500)
     assert not call.startswith("【") and "短信回复" in call
 

@@ -554,7 +554,7 @@ def stand_in_text(
         task = TASK_NAMES.get(str(about["task_kind"]), "现场")
         what = f"未完成{hazard}{level}预警的{task}任务（已完成{about['done']}/{about['targets']}）"
         ask = "请您立即代为落实。" + (
-            f"完成后回复“完成{code}”" if channel_kind == "sms" else "完成后请短信回复“完成”"
+            "完成后回复“完成”" if channel_kind == "sms" else "完成后请短信回复“完成”"
         )
     else:
         what = f"未确认{hazard}{level}预警"

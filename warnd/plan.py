@@ -332,7 +332,6 @@ class Planner:
             level_rule=context.rule,
             signature=policy.signature,
             place=context.place,
-            short_code=context.short_code,
             channel_kinds=kinds,
             max_chars=self._max_chars,
             speciality=context.speciality,

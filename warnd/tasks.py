@@ -42,7 +42,6 @@ class TaskText:
     level: str  # in Chinese
     village: str
     whom: Sequence[str] = ()  # door-knocking: "name(address)" of each person
-    code: str = ""  # the warning's short code, for a reply naming it
 
 
 def task_text(
@@ -55,7 +54,9 @@ def task_text(
     """
     prefix = (signature if channel_kind == "sms" else "") + (EXERCISE_MARK if exercise else "")
     warning = f"{task.place}{task.hazard}{task.level}预警。"
-    reply = f"完成后回复“完成{task.code}”" if channel_kind == "sms" else "完成后请短信回复“完成”"
+    # "完成" finishes every open task of the sender, whichever warning it came with: a code glued
+    # to it (完成A7) is not read as a code (warnd.acknowledge), so none is asked for.
+    reply = "完成后回复“完成”" if channel_kind == "sms" else "完成后请短信回复“完成”"
     if task.kind == "gong":
         body = f"{task.village}为警报盲区或偏远村，请立即鸣锣吹哨通知全村，急促锣声示意立即转移。"
         return prefix + warning + body + reply + "。"
@@ -131,7 +132,6 @@ async def open_field_tasks(
     level_rule: LevelRule,
     signature: str,
     place: str,
-    short_code: str | None,
     channel_kinds: Sequence[str],
     max_chars: Mapping[str, int],
     speciality: str | None,
@@ -190,7 +190,6 @@ async def open_field_tasks(
             warning.level.zh,
             row["village_name"],
             tuple(w for w in (row["whom"] or "").split("、") if w),
-            short_code or "",
         )
         for channel_kind in channel_kinds:
             body = task_text(
