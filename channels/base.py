@@ -69,6 +69,24 @@ class SendResult:
     parts: int | None = None  # the SMS segments an accepted text took, when the channel counts them
 
 
+def refusal(message: OutboundMessage, max_text: int) -> SendResult | None:
+    """A permanent refusal for a message no gateway could carry (no address, a text longer than
+    the channel carries), or None: checked before sending, so it costs the gateway nothing."""
+    if not message.address.strip():
+        return SendResult(
+            message.key, Outcome.PERMANENT, reason=Reason.CLIENT, detail="empty address"
+        )
+    if len(message.text) > max_text:
+        return SendResult(
+            message.key,
+            Outcome.PERMANENT,
+            reason=Reason.CLIENT,
+            detail=f"text of {len(message.text)} characters; "
+            f"this channel carries at most {max_text}",
+        )
+    return None
+
+
 class ReceiptStatus(StrEnum):
     DELIVERED = "delivered"
     UNDELIVERABLE = "undeliverable"

@@ -92,6 +92,7 @@ from channels.base import (
     Reason,
     SendResult,
     WallClock,
+    refusal,
 )
 
 # How much of a gateway's error body a detail keeps: enough to read the reason, never a whole page.
@@ -250,7 +251,7 @@ class HttpSmsChannel(Channel):
         results: list[SendResult] = []
         sendable: list[OutboundMessage] = []
         for message in batch:
-            refused = self._check(message)
+            refused = refusal(message, self.config.max_text)
             if refused is None:
                 sendable.append(message)
             else:
@@ -272,22 +273,6 @@ class HttpSmsChannel(Channel):
         for task in tasks:
             results.extend(task.result())
         return results
-
-    def _check(self, message: OutboundMessage) -> SendResult | None:
-        """A permanent refusal for a message no gateway could carry, or None."""
-        if not message.address.strip():
-            return SendResult(
-                message.key, Outcome.PERMANENT, reason=Reason.CLIENT, detail="empty address"
-            )
-        if len(message.text) > self.config.max_text:
-            return SendResult(
-                message.key,
-                Outcome.PERMANENT,
-                reason=Reason.CLIENT,
-                detail=f"text of {len(message.text)} characters; "
-                f"this channel carries at most {self.config.max_text}",
-            )
-        return None
 
     def _payload(self, chunk: Sequence[OutboundMessage]) -> dict[str, Any]:
         source = {"from": self.config.sender_id} if self.config.sender_id else {}

@@ -37,9 +37,9 @@ from channels.base import (
     Limits,
     OutboundMessage,
     Outcome,
-    Reason,
     SendResult,
     WallClock,
+    refusal,
 )
 
 
@@ -120,22 +120,6 @@ class LogChannel(Channel):
         if self.config.fsync:
             os.fsync(fd)
 
-    def _check(self, message: OutboundMessage) -> SendResult | None:
-        """A permanent refusal for a message this channel cannot carry, or None."""
-        if not message.address.strip():
-            return SendResult(
-                message.key, Outcome.PERMANENT, reason=Reason.CLIENT, detail="empty address"
-            )
-        if len(message.text) > self.config.max_text:
-            return SendResult(
-                message.key,
-                Outcome.PERMANENT,
-                reason=Reason.CLIENT,
-                detail=f"text of {len(message.text)} characters; "
-                f"this channel carries at most {self.config.max_text}",
-            )
-        return None
-
     async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         """Write the batch's lines; ACCEPTED with id ``log-<channel>-<key>`` once written."""
         if self._writer is None or self._fd is None:
@@ -144,7 +128,7 @@ class LogChannel(Channel):
         lines: list[str] = []
         at = self._clock.now().isoformat()
         for message in batch:
-            refused = self._check(message)
+            refused = refusal(message, self.config.max_text)
             if refused is not None:
                 results.append(refused)
                 continue
