@@ -449,7 +449,7 @@ async def post_warning(request: web.Request) -> web.Response:
     """Issue a manual warning; orange and red wait for a second officer."""
     services = request.app[SERVICES]
     user = request[USER]
-    payload = await _json_payload(request)
+    payload = await json_payload(request)
     now = services.clock.now()
     warning = parse_manual(payload).to_normalised(user.name, now)
     needs_approval = services.current_policy().publish.needs_approval(warning.level, manual=True)
@@ -528,14 +528,14 @@ async def approve_warning(request: web.Request) -> web.Response:
 async def cancel_warning(request: web.Request) -> web.Response:
     """Cancel a published or waiting warning: pending sends stop, escalation stops, and everyone
     it reached is told on the channel that reached them. Also how a waiting warning is refused."""
-    payload = parse_request(CancelRequest, await _json_payload(request))
+    payload = parse_request(CancelRequest, await json_payload(request))
     return await _amend(request, "cancel", payload.reason, payload)
 
 
 async def correct_warning(request: web.Request) -> web.Response:
     """Correct a published warning: those it reached get the correction, the rest the warning;
     open call-outs carry over with their deadlines."""
-    payload = parse_request(CorrectRequest, await _json_payload(request))
+    payload = parse_request(CorrectRequest, await json_payload(request))
     return await _amend(request, "correct", payload.reason, payload)
 
 
@@ -587,7 +587,7 @@ async def _amend(
     return _accepted(services, stored)
 
 
-async def _json_payload(request: web.Request) -> object:
+async def json_payload(request: web.Request) -> object:
     """The request's JSON body, decoded; 415 or 400 with the reason otherwise."""
     services = request.app[SERVICES]
     if request.content_type != "application/json":

@@ -23,7 +23,7 @@ from rosters.phones import normalise_phone
 from warnd.acknowledge import parse_reply
 from warnd.clock import Clock
 from warnd.db import Conn
-from warnd.db.queries import sql
+from warnd.db.queries import columns, sql
 from warnd.errors import InputError
 from warnd.escalate import (
     Decision,
@@ -291,8 +291,8 @@ class CallOuts:
         if batch.steps:
             await self._queue_steps(conn, timers, batch.steps, now)
         if batch.events:
-            await conn.execute(sql(timers.events), *_columns(batch.events), now)
-        await conn.execute(sql(timers.advance), *_columns(batch.advances), now)
+            await conn.execute(sql(timers.events), *columns(batch.events), now)
+        await conn.execute(sql(timers.advance), *columns(batch.advances), now)
         if batch.worked:
             log.info("escalated", table=timers.name, steps=batch.worked)
         return batch.worked
@@ -306,25 +306,30 @@ class CallOuts:
             r["id"]: r
             for r in await conn.fetch(sql("step_warnings"), sorted({s.warning_id for s in steps}))
         }
-        repeats: dict[int, list[tuple[str, int]]] = {}  # warning or task id -> (kind, message)
-        for step in steps:
-            if step.action != "repeat":
-                continue
-            if timers is TASK_TIMERS:
-                rows = await task_messages(conn, step.row_id)
-                repeats[step.row_id] = [(m["channel_kind"], m["id"]) for m in rows]
-            elif step.warning_id not in repeats:
-                rows = await conn.fetch(sql("responder_messages"), step.warning_id)
-                repeats[step.warning_id] = [(m["channel_kind"], m["id"]) for m in rows]
+        # The responders' texts of each warning, one per kind: a call-out's repeat sends them
+        # again, and stand-in texts go on the same kinds.
+        responder: dict[int, list[tuple[str, int]]] = {}
+        for warning_id in warnings:
+            rows = await conn.fetch(sql("responder_messages"), warning_id)
+            responder[warning_id] = [(m["channel_kind"], m["id"]) for m in rows]
+        task_repeats: dict[int, list[tuple[str, int]]] = {}  # a task's repeat: its own message
+        if timers is TASK_TIMERS:
+            for step in steps:
+                if step.action == "repeat":
+                    rows = await task_messages(conn, step.row_id)
+                    task_repeats[step.row_id] = [(m["channel_kind"], m["id"]) for m in rows]
         stand_ins = [s for s in steps if s.action != "repeat"]
-        texts = await self._stand_in_messages(conn, timers, stand_ins, warnings, repeats)
+        texts = await self._stand_in_messages(conn, timers, stand_ins, warnings, responder)
         calls: list[tuple[int, int, int, str, int, int]] = []
         for step in steps:
             warning = warnings[step.warning_id]
             urgency = priority(warning["hazard"], Level(warning["level"]), 0)
             if step.action == "repeat":
-                key = step.row_id if timers is TASK_TIMERS else step.warning_id
-                messages = repeats[key]
+                messages = (
+                    task_repeats[step.row_id]
+                    if timers is TASK_TIMERS
+                    else responder[step.warning_id]
+                )
             else:
                 messages = texts[(step.row_id, step.index)]
             calls += [
@@ -332,7 +337,7 @@ class CallOuts:
                 for kind, message_id in messages
             ]
         if calls:
-            await conn.execute(sql(timers.delivery), *_columns(calls), now)
+            await conn.execute(sql(timers.delivery), *columns(calls), now)
 
     async def _stand_in_messages(
         self,
@@ -340,19 +345,16 @@ class CallOuts:
         timers: _Timers,
         steps: Sequence[_Step],
         warnings: Mapping[int, asyncpg.Record],
-        repeats: dict[int, list[tuple[str, int]]],
+        responder: Mapping[int, list[tuple[str, int]]],
     ) -> dict[tuple[int, int], list[tuple[str, int]]]:
         """Render and store the stand-in texts of these steps; (row, step) -> (kind, message)."""
         if not steps:
             return {}
         about = {r["id"]: r for r in await conn.fetch(sql(timers.about), [s.row_id for s in steps])}
-        kinds: dict[int, list[str]] = {}
+        kinds = {w: [kind for kind, _ in texts] or ["sms"] for w, texts in responder.items()}
         rows: list[tuple[int, str, str, str]] = []  # warning, audience key, kind, body
         for step in steps:
             warning = warnings[step.warning_id]
-            if step.warning_id not in kinds:
-                responder = await conn.fetch(sql("responder_messages"), step.warning_id)
-                kinds[step.warning_id] = [m["channel_kind"] for m in responder] or ["sms"]
             for kind in kinds[step.warning_id]:
                 text = stand_in_text(
                     dict(about[step.row_id]),
@@ -366,7 +368,7 @@ class CallOuts:
                 rows.append(
                     (step.warning_id, f"{timers.name}:{step.row_id}:{step.index}", kind, text)
                 )
-        stored = await conn.fetch(sql("upsert_messages"), *_columns(rows))
+        stored = await conn.fetch(sql("upsert_messages"), *columns(rows))
         by_key = {(r["audience"], r["channel_kind"]): r["id"] for r in stored}
         return {
             (step.row_id, step.index): [
@@ -527,11 +529,6 @@ class _Batch:
             now if decision.kind == "skip" else decision.next_check_at,
         )
         self.worked += 1
-
-
-def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
-    """Rows of equal length as one list per column: the arrays an UNNEST statement takes."""
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def stand_in_text(

@@ -32,7 +32,7 @@ from channels.base import (
 )
 from warnd.callouts import CallOuts
 from warnd.clock import Clock
-from warnd.db.queries import sql
+from warnd.db.queries import columns, sql
 from warnd.metrics import Metrics
 from warnd.wakeup import DELIVERIES_CHANNEL, Wakeup
 
@@ -204,15 +204,15 @@ class Dispatcher:
         failed_over: list[int] = []
         async with self._pool.acquire() as conn, conn.transaction():
             if outcomes.sent:
-                await conn.execute(sql("record_sent"), *_columns(outcomes.sent), now)
+                await conn.execute(sql("record_sent"), *columns(outcomes.sent), now)
             if outcomes.retry:
-                await conn.execute(sql("record_retry"), *_columns(outcomes.retry), now)
+                await conn.execute(sql("record_retry"), *columns(outcomes.retry), now)
             if outcomes.give_up:
-                columns = _columns(outcomes.give_up)
+                given_up = columns(outcomes.give_up)
                 failed_over = [
-                    r["id"] for r in await conn.fetch(sql("record_failover"), *columns, now)
+                    r["id"] for r in await conn.fetch(sql("record_failover"), *given_up, now)
                 ]
-                await conn.execute(sql("record_failed"), *columns, now)
+                await conn.execute(sql("record_failed"), *given_up, now)
             if failed_over:
                 await conn.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
         for result in results:
@@ -334,11 +334,6 @@ class Dispatcher:
             if answer.matched:
                 answered.add(id(event))
         return answered
-
-
-def _columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
-    """Rows of equal length as one list per column: the arrays an UNNEST statement takes."""
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 _KIND: dict[type, str] = {

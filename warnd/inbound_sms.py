@@ -25,10 +25,9 @@ moments later.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from aiohttp import web
@@ -175,7 +174,7 @@ def channels_for_token(channels: Mapping[str, Channel], token: str) -> list[Chan
 async def post_inbound_sms(request: web.Request) -> web.Response:
     """Receive replies and receipts from an HTTP SMS gateway (see the module docstring)."""
     # warnd.api registers this handler, so its names are looked up when a request comes.
-    from warnd.api import SERVICES, ApiError, _bearer, read_body
+    from warnd.api import SERVICES, ApiError, _bearer, json_payload
 
     services = request.app[SERVICES]
     token = _bearer(request)
@@ -201,17 +200,7 @@ async def post_inbound_sms(request: web.Request) -> web.Response:
             "the operators must give each gateway its own token",
         )
     channel = matches[0]
-    if request.content_type != "application/json":
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Type {request.content_type!r}: send the events as application/json",
-        )
-    body = await read_body(request, services.max_body_bytes)
-    try:
-        payload: Any = json.loads(body)
-    except ValueError as exc:
-        raise ApiError(400, "malformed_json", f"body is not JSON: {exc}") from None
+    payload = await json_payload(request)
     try:
         events = parse_inbound(payload, services.clock.now())
     except InboundBodyError as exc:

@@ -7,6 +7,7 @@ its ``$n`` parameters; everything up to the next ``-- name:`` is the statement.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 
@@ -42,3 +43,8 @@ def sql(name: str) -> str:
         return _all()[name]
     except KeyError:
         raise KeyError(f"no SQL block named {name!r} in warnd/sql/") from None
+
+
+def columns(rows: Sequence[tuple[object, ...]]) -> list[list[object]]:
+    """Rows of equal length as one list per column: the arrays an UNNEST statement takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
