@@ -368,9 +368,11 @@ async def run_round(
                     if clock.now() >= ends_at and await _settled(services.pool, warning_id):
                         break
             console.print()
-        summary = await summarise(
-            services.pool, warning_id, speed=speed, elapsed_s=time.monotonic() - started
-        )
+        elapsed_s = time.monotonic() - started
+    # Summarised once the daemon has stopped: a late reply can no longer change the figures
+    # between the summary and what the database holds.
+    async with open_pool(url, min_size=1, max_size=1) as pool:
+        summary = await summarise(pool, warning_id, speed=speed, elapsed_s=elapsed_s)
     return replace(summary, behaviours=mix)
 
 
