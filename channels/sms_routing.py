@@ -35,6 +35,8 @@ def national_number(address: str) -> str:
     """The digits of a Chinese mobile number without country code: ``+86 138-0000-0001`` ->
     ``13800000001``. Anything else is returned as its bare digits."""
     digits = address if address.isdigit() else _NOT_DIGITS.sub("", address)
+    if len(digits) <= 11:  # nothing to strip: the common case, once per message sent
+        return digits
     for country in ("0086", "86"):
         if digits.startswith(country) and len(digits) == len(country) + 11:
             return digits[len(country) :]

@@ -270,7 +270,7 @@ async def test_kill_9_during_fan_out_loses_nothing(
             restarted.terminate()
             await asyncio.wait_for(restarted.wait(), 10)
         rows = await conn.fetch(
-            "SELECT id, audience, address, channel_kind, state, sent_at FROM deliveries"
+            "SELECT id, audience, address, channel_kind, state, sent_at, error FROM deliveries"
         )
     finally:
         await conn.close()
@@ -287,5 +287,10 @@ async def test_kill_9_during_fan_out_loses_nothing(
     # (a voice call may then end unanswered: failed, with its sent time recorded).
     for delivery_id in unfinished:
         row = after[delivery_id]
+        if row["state"] == "cancelled":
+            # Its call-out was answered on another channel first (a simulated phone pressed 1),
+            # which stops the attempts still queued: right, and a matter of timing.
+            assert row["error"] == "answered", dict(row)
+            continue
         assert row["state"] in ("sent", "delivered", "failed"), dict(row)
         assert row["sent_at"] is not None, dict(row)

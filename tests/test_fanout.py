@@ -24,7 +24,7 @@ from channels.base import (
 from warnd.clock import ManualClock
 from warnd.db import Conn
 from warnd.db.queries import sql
-from warnd.dispatch import Claimed, Dispatcher, classify
+from warnd.dispatch import AHEAD_BATCHES, Claimed, Dispatcher, classify
 from warnd.errors import InputError
 from warnd.ingest import store_warning
 from warnd.metrics import Metrics
@@ -226,6 +226,65 @@ async def test_two_workers_never_claim_the_same_delivery(
     assert len(every) == await pool.fetchval(
         "SELECT count(*) FROM deliveries WHERE channel_kind = 'sms'"
     )
+
+
+class GatedChannel(RecordingChannel):
+    """Holds every batch until the test opens the gate, counting the batches it holds at once."""
+
+    def __init__(self, *, queues: bool) -> None:
+        super().__init__("sms", ChannelKind.SMS)
+        self.queues = queues
+        self.gate = asyncio.Event()
+        self.holding = 0
+        self.peak = 0
+        self.sizes: list[int] = []
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(rate_per_s=6, window=4, max_text=500, queues=self.queues)
+
+    async def send(self, batch: list[OutboundMessage]) -> list[SendResult]:  # type: ignore[override]
+        self.sizes.append(len(batch))
+        self.holding += 1
+        self.peak = max(self.peak, self.holding)
+        await self.gate.wait()
+        self.holding -= 1
+        return await super().send(batch)
+
+
+@pytest.mark.parametrize("queues", [True, False])
+async def test_a_queueing_channel_is_handed_batches_ahead_a_plain_one_a_batch_at_a_time(
+    pool: asyncpg.Pool, policy: Policy, queues: bool
+) -> None:
+    warning_id = await plan(pool, policy, rainstorm())
+    sms = GatedChannel(queues=queues)
+    dispatcher = Dispatcher(
+        pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup(), poll_seconds=0.01
+    )
+    worker = asyncio.create_task(dispatcher.run_worker(sms))
+    try:
+        async with asyncio.timeout(10):
+            while not sms.holding:  # noqa: ASYNC110 - the double has no event for this
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # time enough to claim more, if it were allowed to
+            # A queueing channel: up to a second of its rate in AHEAD_BATCHES batches (6 / 3);
+            # a plain one: one batch of at most its window.
+            assert sms.peak == (AHEAD_BATCHES if queues else 1)
+            assert set(sms.sizes) == ({6 // AHEAD_BATCHES} if queues else {4})
+            sms.gate.set()
+            while await pool.fetchval(  # noqa: ASYNC110 - a database state has no event
+                "SELECT count(*) FROM deliveries WHERE warning_id = $1 AND channel_kind = 'sms'"
+                " AND state <> 'sent'",
+                warning_id,
+            ):
+                await asyncio.sleep(0.01)
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    sent = [m.key for m in sms.sent]
+    assert len(sent) == len(set(sent))  # every row once, although batches overlapped
+    rows = [r for r in await deliveries(pool, warning_id) if r["channel_kind"] == "sms"]
+    assert sorted(sent) == [r["id"] for r in rows]
 
 
 async def test_permanent_failure_fails_over_to_the_next_kind(
