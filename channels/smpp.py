@@ -3,7 +3,7 @@
 Library: ``smpp34`` (Rust-backed asyncio client), chosen over ``aiosmpplib`` after trying both
 against the same peers. ``smpp34`` gives one awaitable per ``submit_sm`` that resolves to its
 ``submit_sm_resp`` (each message's outcome read straight off the wire; the window is a set of
-slots around it), keeps ``enquire_link`` (at its default timers, which Python cannot set) and
+lanes around it), keeps ``enquire_link`` (at its default timers, which Python cannot set) and
 sequence windowing in its core, answers an unknown command
 with ``generic_nack`` and a malformed PDU with an error response without dropping the session,
 and ships type stubs. ``aiosmpplib`` is pure Python and readable, but its ESME sends through a
@@ -12,8 +12,9 @@ re-splits texts itself, tears the connection down on an unknown command id (losi
 in flight), and on a fast SMSC fails to correlate responses that arrive before it has stored the
 request ("Could not correlate SMPP response"). The price of ``smpp34`` 1.5.0: its Python client
 does not surface a refused bind's status (a refusal shows as "bind timed out"), nor the PDUs its
-core rejected, nor (on this 2-core machine) more than about 4,000-5,000 ``submit_sm``/s per
-process, well below the 25,000/s its documentation reports on a 24-core machine; inbound
+core rejected, nor (on this 2-core machine) more than about 17,000 ``submit_sm``/s per
+process, most of it spent handing each response from its threads to the event loop, below the
+25,000/s its documentation reports on a 24-core machine; inbound
 ``deliver_sm`` events may reach Python out of order (SMPP promises no order either); when its
 inbound queue is full it answers "queue full" with a ``deliver_sm_resp`` whose framing our test
 peer could not follow (hence the large ``inbound_capacity`` below); and it does not appear to set
@@ -57,22 +58,24 @@ ten UCS-2 parts), ``response_timeout_s``, ``bind_timeout_s``, ``reconnect_max_s`
 ``throttle_cooldown_s``.
 
 Sending. Text that fits the GSM 03.38 alphabet goes as GSM (``data_coding`` 0, unpacked, 160
-characters, 153 per part); anything else as UCS-2 (``data_coding`` 8, 70 characters, 67 per
-part; characters outside the BMP travel as UTF-16 surrogate pairs that a split never separates).
-Longer texts become concatenated parts with the 6-byte UDH ``05 00 03 ref total seq`` and
-``esm_class`` 0x40, sent in order on one link. ``registered_delivery`` is always 1. Each message
-holds one window slot while its parts are in flight and waits for the link's pace (a GCRA
-schedule at the link's rate). A message is ACCEPTED with the SMSC's id of its first part, and
-``detail`` says ``"<n> part(s), gsm|ucs2"``. ``submit_sm_resp`` statuses map to TRANSIENT
-(throttled 0x58 -> ``rate_limited``; queue full 0x14, system error 0x08, submit failed 0x45,
-temporary application error 0x64 -> ``server``) or PERMANENT (invalid destination 0x0B, source
-0x0A, length, TON/NPI, … -> ``client``), the status named in ``detail``. A throttled link halves
-its rate (at most once a second, down to 1/16) and doubles it back after each quiet
-``throttle_cooldown_s``.
+characters, 153 per part); anything else as UCS-2 (``data_coding`` 8, 70 characters, 67 per part;
+characters outside the BMP travel as UTF-16 surrogate pairs that a split never separates). Longer
+texts become concatenated parts with the 6-byte UDH ``05 00 03 ref total seq`` and ``esm_class``
+0x40, sent in order on one link. ``registered_delivery`` is always 1. Each link sends through
+``window`` lanes that take the queued messages in order: a message holds its lane while its parts
+are in flight and waits for the link's pace (a GCRA schedule at the link's rate). Messages beyond
+the window wait in the link's queue (``Limits.queues``), so dispatch can hand over the next batch
+while one is on the wire. A message is ACCEPTED with the SMSC's id of its first part, and ``detail``
+says ``"<n> part(s), gsm|ucs2"``. ``submit_sm_resp`` statuses map to TRANSIENT (throttled 0x58 ->
+``rate_limited``; queue full 0x14, system error 0x08, submit failed 0x45, temporary application
+error 0x64 -> ``server``) or PERMANENT (invalid destination 0x0B, source 0x0A, length, TON/NPI, … ->
+``client``), the status named in ``detail``. A throttled link halves its rate (at most once a
+second, down to 1/16) and doubles it back after each quiet ``throttle_cooldown_s``.
 
 Links and failure. Each link binds as a transceiver and is kept bound by one supervisor task:
 after a drop or an unbind it re-binds with exponential backoff (0.5 s doubling to
-``reconnect_max_s``, with jitter). Nothing is queued inside the channel: a message whose
+``reconnect_max_s``, with jitter). Nothing outlives a ``send`` call inside the channel (what is
+still queued when the caller gives the batch up is withdrawn, never sent): a message whose
 ``submit_sm_resp`` never came (link dropped, or no answer within ``response_timeout_s``) is
 TRANSIENT (``unreachable`` / ``timeout``) and dispatch sends it again, so only those can arrive
 twice; a message not yet submitted when its link went down is never sent on it (fallback link or
@@ -606,7 +609,8 @@ class _Pace:
             self.factor = min(1.0, self.factor * 2)
             self._quiet_since = now
 
-    async def wait(self) -> None:
+    def reserve(self) -> float:
+        """Take the next send slot; returns how long to sleep before using it (usually 0)."""
         now = time.monotonic()
         self._recover(now)
         interval = 1.0 / self.rate
@@ -614,8 +618,7 @@ class _Pace:
         tolerance = max(interval, 0.05)
         due = max(self._due, now)
         self._due = due + interval
-        if due - tolerance > now:
-            await asyncio.sleep(due - tolerance - now)
+        return max(0.0, due - tolerance - now)
 
     def slow_down(self) -> bool:
         """Halve the rate (once a second at most); True when it was lowered now."""
@@ -853,7 +856,8 @@ class _Link:
         reference = next(self._references) & 0xFF
         ids: list[str] = []
         for sequence, body in enumerate(text.parts, start=1):
-            await self.pace.wait()
+            if delay := self.pace.reserve():
+                await asyncio.sleep(delay)
             session = self._session
             if session is None:
                 # Not written to the wire: sending it again later duplicates nothing.

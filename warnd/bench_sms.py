@@ -34,6 +34,7 @@ from rich.table import Table
 
 from channels.smpp import INBOUND_CAPACITY, SmppChannel, SmppConfig, encode_text
 from warnd.clock import SystemClock
+from warnd.daemon import tune_gc
 from warnd.db.pool import database_url, open_pool, recreate_database
 from warnd.dispatch import Dispatcher
 from warnd.ingest import store_warning
@@ -291,9 +292,13 @@ async def run(
                 raise RuntimeError("the local SMSC did not start")
         target = Target("127.0.0.1", port, "warnd", "bench")
     try:
+        tune_gc()  # as ``warnd run`` does, for both runs alike
         await bare(target, min(messages, 2000), window)  # warm both ends up
-        bare_seconds = await bare(target, messages, window)
+        # The limit is the better of a bare run before and one after: a machine that hiccups
+        # during one bare run must not flatter the ratio.
+        before = await bare(target, messages, window)
         persisted_seconds = await persisted(target, messages, window, receipts=receipts)
+        bare_seconds = min(before, await bare(target, messages, window))
     finally:
         if child is not None:
             child.terminate()
@@ -322,8 +327,8 @@ def _target(smsc: str | None, system_id: str, password: str) -> Target | None:
 @click.option("--smsc", metavar="HOST:PORT", help="An SMSC to use instead of a local one.")
 @click.option("--system-id", default="warnd", show_default=True, help="Bind system_id.")
 @click.option("--password", default="", help="Bind password.")
-@click.option("--messages", default=30_000, show_default=True, help="Messages per run.")
-@click.option("--window", default=300, show_default=True, help="submit_sm in flight.")
+@click.option("--messages", default=60_000, show_default=True, help="Messages per run.")
+@click.option("--window", default=100, show_default=True, help="submit_sm in flight.")
 @click.option(
     "--receipts",
     is_flag=True,

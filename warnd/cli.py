@@ -58,9 +58,10 @@ def main(log_level: str | None) -> None:
 @friendly_errors
 def run(simulate: bool) -> None:
     """Run the daemon: HTTP API, planner and dispatch workers."""
-    from warnd.daemon import Daemon
+    from warnd.daemon import Daemon, tune_gc
 
     daemon = Daemon(Settings(), simulate=simulate)
+    tune_gc()
     run_async(daemon.serve_forever())
 
 

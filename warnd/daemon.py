@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -93,6 +94,20 @@ def _clock(settings: Settings, *, simulate: bool) -> Clock:
         # Deadlines and escalations on a fast clock would chase real people within seconds.
         raise ConfigError("WARND_TIME_SCALE is for drills: it needs --simulate")
     return ScaledClock(settings.time_scale, settings.time_epoch)
+
+
+def tune_gc() -> None:
+    """Collect garbage the way a long-running sender needs, once start-up is done.
+
+    CPython looks for reference cycles every 700 new container objects; sending 12,000 SMS a
+    second allocates a few hundred thousand (futures, rows, results), and the collections, full
+    ones walking every object the process holds, cost 8 % of the SMS throughput (measured,
+    ``warnd bench sms``). What exists at start-up (modules, config, policy) lives as long as the
+    process, so it is moved out of the collector's sight, and young objects are examined every
+    10,000 allocations instead; cycles are still found, a little later.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 class Daemon:
