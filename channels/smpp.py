@@ -727,11 +727,11 @@ class _Link:
         return None
 
     async def close(self) -> None:
-        supervisor, self._supervisor = self._supervisor, None
-        lanes, self._lanes = self._lanes, []
-        for task in [*lanes, *([supervisor] if supervisor else [])]:
+        tasks = [*self._lanes, *([self._supervisor] if self._supervisor else [])]
+        self._lanes, self._supervisor = [], None
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*lanes, *([supervisor] if supervisor else []), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         while not self._jobs.empty():
             batch, index, message, _, _ = self._jobs.get_nowait()
             batch.settle(index, _stopped(message, "channel stopped, not sent"))
@@ -1083,39 +1083,30 @@ class SmppChannel(Channel):
             return fallback
         return None
 
-    def _dispatch(self, batch: _Batch, index: int, message: OutboundMessage) -> None:
-        """Queue one message on its link's lanes, or settle it at once when it cannot go."""
+    def _place(self, message: OutboundMessage) -> SendResult | tuple[_Link, str, EncodedText]:
+        """Where one message goes (its link, national number and encoded text), or the result it
+        gets at once when it cannot go."""
         number = national_number(message.address)
         refused = self._check(message, number)
         if refused is not None:
-            batch.settle(index, refused)
-            return
+            return refused
         text = encode_text(message.text)
         if len(text.parts) > 255:
-            batch.settle(index, _client_error(message, "over 255 parts"))
-            return
+            return _client_error(message, "over 255 parts")
         name = self.route(number)
         if name is None:
-            batch.settle(
-                index,
-                _client_error(
-                    message, "no link is routed for this number and there is no fallback"
-                ),
+            return _client_error(
+                message, "no link is routed for this number and there is no fallback"
             )
-            return
         link = self.pick_link(name)
         if link is None:
-            batch.settle(
-                index,
-                SendResult(
-                    message.key,
-                    Outcome.TRANSIENT,
-                    reason=Reason.UNREACHABLE,
-                    detail="no bound SMPP link for this number (not sent)",
-                ),
+            return SendResult(
+                message.key,
+                Outcome.TRANSIENT,
+                reason=Reason.UNREACHABLE,
+                detail="no bound SMPP link for this number (not sent)",
             )
-            return
-        link.enqueue((batch, index, message, number, text))
+        return link, number, text
 
     async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         """Send a batch over the links; one result per message (see the module docstring)."""
@@ -1123,7 +1114,12 @@ class SmppChannel(Channel):
             raise RuntimeError(f"smpp channel {self.name!r} is not started")
         pending = _Batch(len(batch))
         for index, message in enumerate(batch):
-            self._dispatch(pending, index, message)
+            place = self._place(message)
+            if isinstance(place, SendResult):
+                pending.settle(index, place)
+            else:
+                link, number, text = place
+                link.enqueue((pending, index, message, number, text))
         if pending.left:
             try:
                 await pending.done
