@@ -54,8 +54,8 @@ PERMANENT failure (``client``) that dispatch fails over to another channel. If t
 bound the message goes to the fallback link; if that is down too the message is reported
 TRANSIENT (reason ``unreachable``, never sent) and dispatch retries it later. Other settings:
 ``destination_format`` ("international" 8613…, TON 1, or "national" 13…), ``max_text`` (670:
-ten UCS-2 parts), ``response_timeout_s``, ``bind_timeout_s``, ``reconnect_max_s``,
-``throttle_cooldown_s``.
+ten UCS-2 parts), ``response_timeout_s``, ``max_queue_wait_s``, ``bind_timeout_s``,
+``reconnect_max_s``, ``throttle_cooldown_s``.
 
 Sending. Text that fits the GSM 03.38 alphabet goes as GSM (``data_coding`` 0, unpacked, 160
 characters, 153 per part); anything else as UCS-2 (``data_coding`` 8, 70 characters, 67 per part;
@@ -74,8 +74,9 @@ second, down to 1/16) and doubles it back after each quiet ``throttle_cooldown_s
 
 Links and failure. Each link binds as a transceiver and is kept bound by one supervisor task:
 after a drop or an unbind it re-binds with exponential backoff (0.5 s doubling to
-``reconnect_max_s``, with jitter). Nothing outlives a ``send`` call inside the channel (what is
-still queued when the caller gives the batch up is withdrawn, never sent): a message whose
+``reconnect_max_s``, with jitter). When the caller gives a batch up (dispatch stopping), what is
+still queued is never sent and a long message stops before its next part; a message that waited
+``max_queue_wait_s`` for a lane goes back TRANSIENT (``rate_limited``), unsent. A message whose
 ``submit_sm_resp`` never came (link dropped, or no answer within ``response_timeout_s``) is
 TRANSIENT (``unreachable`` / ``timeout``) and dispatch sends it again, so only those can arrive
 twice; a message not yet submitted when its link went down is never sent on it (fallback link or
@@ -461,6 +462,9 @@ class SmppConfig(ChannelConfig):
     destination_format: Literal["international", "national"] = "international"
     max_text: int = Field(default=670, ge=70)
     response_timeout_s: float = Field(default=10.0, gt=0)
+    # A message that waited this long for a lane (a slow or throttled link) goes back unsent,
+    # well inside dispatch's lease, so that the lease never hands out a row still queued here.
+    max_queue_wait_s: float = Field(default=30.0, gt=0)
     bind_timeout_s: float = Field(default=10.0, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
     throttle_cooldown_s: float = Field(default=10.0, gt=0)
@@ -553,9 +557,9 @@ class _Batch:
             self.done.set_result(None)
 
 
-# A message waiting for a lane: its batch, its place in it, the message, its national number and
-# its encoded text.
-_Job = tuple[_Batch, int, OutboundMessage, str, EncodedText]
+# A message waiting for a lane: its batch, its place in it, the message, its national number, its
+# encoded text and when it was queued (time.monotonic()).
+_Job = tuple[_Batch, int, OutboundMessage, str, EncodedText, float]
 
 
 class _Overdue:
@@ -733,7 +737,7 @@ class _Link:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         while not self._jobs.empty():
-            batch, index, message, _, _ = self._jobs.get_nowait()
+            batch, index, message, *_ = self._jobs.get_nowait()
             batch.settle(index, _stopped(message, "channel stopped, not sent"))
         session, self._session = self._session, None
         if session is not None:
@@ -826,11 +830,23 @@ class _Link:
         fastest bare use of the library (``warnd bench sms``), so the window costs nothing extra.
         """
         while True:
-            batch, index, message, number, text = await self._jobs.get()
+            batch, index, message, number, text, queued_at = await self._jobs.get()
             if batch.withdrawn:
                 continue
+            waited = time.monotonic() - queued_at
+            if waited > self._settings.max_queue_wait_s:
+                batch.settle(
+                    index,
+                    SendResult(
+                        message.key,
+                        Outcome.TRANSIENT,
+                        reason=Reason.RATE_LIMITED,
+                        detail=f"waited {waited:.0f} s for the link (slow or throttled), not sent",
+                    ),
+                )
+                continue
             try:
-                result = await self.submit(message, number, text)
+                result = await self.submit(batch, message, number, text)
             except asyncio.CancelledError:
                 batch.settle(index, _stopped(message, "channel stopped before submit_sm_resp"))
                 raise
@@ -849,19 +865,25 @@ class _Link:
             number = "86" + number  # a Chinese mobile number
         return number, 1, 1
 
-    async def submit(self, message: OutboundMessage, number: str, text: EncodedText) -> SendResult:
-        """Send every part of one message in order; the first part's id names it."""
+    async def submit(
+        self, batch: _Batch, message: OutboundMessage, number: str, text: EncodedText
+    ) -> SendResult:
+        """Send every part of one message in order; the first part's id names it. A batch given
+        up meanwhile stops a long message before its next part (dispatch sends it again)."""
         destination, ton, npi = self.destination(number)
         total = len(text.parts)
         reference = next(self._references) & 0xFF
         ids: list[str] = []
         for sequence, body in enumerate(text.parts, start=1):
-            if delay := self.pace.reserve():
+            # A dead link gives its queue back at once, not at its pace.
+            if self._session is not None and (delay := self.pace.reserve()):
                 await asyncio.sleep(delay)
-            session = self._session
+            session = None if batch.withdrawn else self._session
             if session is None:
-                # Not written to the wire: sending it again later duplicates nothing.
-                detail = "link down, not sent" if not ids else f"link down after part {len(ids)}"
+                # Not written to the wire (link down, or the batch given up while this message
+                # waited): sending it again later duplicates nothing.
+                why = "given up" if batch.withdrawn else "link down"
+                detail = f"{why}, not sent" if not ids else f"{why} after part {len(ids)}"
                 return SendResult(
                     message.key, Outcome.TRANSIENT, reason=Reason.UNREACHABLE, detail=detail
                 )
@@ -1119,7 +1141,7 @@ class SmppChannel(Channel):
                 pending.settle(index, place)
             else:
                 link, number, text = place
-                link.enqueue((pending, index, message, number, text))
+                link.enqueue((pending, index, message, number, text, time.monotonic()))
         if pending.left:
             try:
                 await pending.done

@@ -283,8 +283,9 @@ async def test_kill_9_during_fan_out_loses_nothing(
     # …and nothing twice
     assert len(rows) == len({(r["audience"], r["address"], r["channel_kind"]) for r in rows})
     assert counts.get("queued", 0) == 0 and counts.get("sending", 0) == 0
-    # Every row the killed process left unfinished was handed to a channel by the new one
-    # (a voice call may then end unanswered: failed, with its sent time recorded).
+    # Every row the killed process left unfinished was handed to a channel by the new one (a
+    # voice call may then end unanswered: failed, with its sent time recorded), unless its
+    # call-out was answered first.
     for delivery_id in unfinished:
         row = after[delivery_id]
         if row["state"] == "cancelled":

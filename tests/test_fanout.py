@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -238,6 +239,7 @@ class GatedChannel(RecordingChannel):
         self.holding = 0
         self.peak = 0
         self.sizes: list[int] = []
+        self.let_through = 0  # batches that pass without waiting for the gate
 
     @property
     def limits(self) -> Limits:
@@ -245,10 +247,11 @@ class GatedChannel(RecordingChannel):
 
     async def send(self, batch: list[OutboundMessage]) -> list[SendResult]:  # type: ignore[override]
         self.sizes.append(len(batch))
-        self.holding += 1
-        self.peak = max(self.peak, self.holding)
-        await self.gate.wait()
-        self.holding -= 1
+        if len(self.sizes) > self.let_through:
+            self.holding += 1
+            self.peak = max(self.peak, self.holding)
+            await self.gate.wait()
+            self.holding -= 1
         return await super().send(batch)
 
 
@@ -262,14 +265,15 @@ async def test_a_queueing_channel_is_handed_batches_ahead_a_plain_one_a_batch_at
         pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup(), poll_seconds=0.01
     )
     worker = asyncio.create_task(dispatcher.run_worker(sms))
+    # A queueing channel: up to a second of its rate in AHEAD_BATCHES batches (6 / 3); a plain
+    # one: one batch of at most its window.
+    expected = AHEAD_BATCHES if queues else 1
     try:
         async with asyncio.timeout(10):
-            while not sms.holding:  # noqa: ASYNC110 - the double has no event for this
+            while sms.holding < expected:  # noqa: ASYNC110 - the double has no event for this
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.2)  # time enough to claim more, if it were allowed to
-            # A queueing channel: up to a second of its rate in AHEAD_BATCHES batches (6 / 3);
-            # a plain one: one batch of at most its window.
-            assert sms.peak == (AHEAD_BATCHES if queues else 1)
+            assert sms.peak == expected
             assert set(sms.sizes) == ({6 // AHEAD_BATCHES} if queues else {4})
             sms.gate.set()
             while await pool.fetchval(  # noqa: ASYNC110 - a database state has no event
@@ -285,6 +289,46 @@ async def test_a_queueing_channel_is_handed_batches_ahead_a_plain_one_a_batch_at
     assert len(sent) == len(set(sent))  # every row once, although batches overlapped
     rows = [r for r in await deliveries(pool, warning_id) if r["channel_kind"] == "sms"]
     assert sorted(sent) == [r["id"] for r in rows]
+
+
+async def test_a_batch_that_fails_to_record_leaves_the_others_on_the_wire_to_finish(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """Handing back rows that are already on the wire would send them twice."""
+    warning_id = await plan(pool, policy, rainstorm())
+    sms = GatedChannel(queues=True)
+    sms.let_through = 1  # the first batch goes out at once; the next wait on the wire
+    dispatcher = Dispatcher(
+        pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup(), poll_seconds=0.01
+    )
+    record = dispatcher.record
+    failed: list[int] = []
+
+    async def database_gone_once(
+        channel: str, claimed: Sequence[Claimed], results: Sequence[SendResult]
+    ) -> None:
+        if not failed:
+            failed.extend(c.id for c in claimed)
+            raise OSError("connection to the database lost")
+        await record(channel, claimed, results)
+
+    dispatcher.record = database_gone_once  # type: ignore[method-assign]
+    worker = asyncio.create_task(dispatcher.run_worker(sms))
+    async with asyncio.timeout(10):
+        while not (failed and sms.holding):  # noqa: ASYNC110 - the double has no event for this
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the worker has seen the failure and is stopping
+        assert not worker.done()  # …but waits for the batch still on the wire
+        sms.gate.set()
+        with pytest.raises(OSError, match="database lost"):
+            await worker
+    given = {m.key for m in sms.sent}
+    states = {r["id"]: r["state"] for r in await deliveries(pool, warning_id) if r["id"] in given}
+    assert set(failed) < set(states)  # more than the failed batch went out
+    # The failed batch waits for its lease; the others finished and were recorded, not handed
+    # back to the queue to go out a second time.
+    assert {states[i] for i in failed} == {"sending"}
+    assert {s for i, s in states.items() if i not in failed} == {"sent"}
 
 
 async def test_permanent_failure_fails_over_to_the_next_kind(

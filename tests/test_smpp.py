@@ -650,6 +650,29 @@ async def test_concurrent_batches_share_the_window_in_order(smsc: TestSmsc) -> N
     assert {s.destination[-3:] for s in smsc.submits[:10]} == {f"{k:03d}" for k in range(1, 11)}
 
 
+async def test_a_long_message_stops_before_its_next_part_when_its_batch_is_given_up(
+    smsc: TestSmsc,
+) -> None:
+    smsc.response_delay = 0.2
+    async with started(make_channel(smsc.port, window=1)) as channel:
+        sending = asyncio.create_task(channel.send(batch_of(1, text=WARNING_TEXT * 2)))
+        await eventually(lambda: len(smsc.submits) == 1)
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+        await asyncio.sleep(0.5)  # time for the next parts, were they still to go
+    assert len(smsc.submits) == 1  # dispatch hands the row back; it goes again, whole
+
+
+async def test_a_message_that_waits_too_long_for_a_lane_goes_back_unsent(smsc: TestSmsc) -> None:
+    smsc.response_delay = 0.3
+    async with started(make_channel(smsc.port, window=1, max_queue_wait_s=0.1)) as channel:
+        first, *later = await channel.send(batch_of(3, text=SHORT))
+    assert first.outcome is Outcome.ACCEPTED
+    assert [(r.outcome, r.reason) for r in later] == [(Outcome.TRANSIENT, Reason.RATE_LIMITED)] * 2
+    assert all("not sent" in r.detail for r in later)
+    assert len(smsc.submits) == 1
+
+
 async def test_a_batch_given_up_is_not_sent_after_all(smsc: TestSmsc) -> None:
     """A worker stopping mid-batch hands its rows back: what was not on the wire stays unsent."""
     smsc.response_delay = 0.2

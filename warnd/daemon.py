@@ -97,7 +97,8 @@ def _clock(settings: Settings, *, simulate: bool) -> Clock:
 
 
 def tune_gc() -> None:
-    """Collect garbage the way a long-running sender needs, once start-up is done.
+    """Collect garbage the way a long-running sender needs; call once the process is built
+    (config, policy and channels loaded), before it starts serving.
 
     CPython looks for reference cycles every 700 new container objects; sending 12,000 SMS a
     second allocates a few hundred thousand (futures, rows, results), and the collections, full
@@ -106,6 +107,7 @@ def tune_gc() -> None:
     process, so it is moved out of the collector's sight, and young objects are examined every
     10,000 allocations instead; cycles are still found, a little later.
     """
+    gc.collect()  # what is garbage now must not be frozen with the rest
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
 

@@ -1,10 +1,11 @@
 """Dispatch: per-channel workers that claim due deliveries, send them, and record the outcome.
 
-Each configured channel instance gets one worker. A worker claims at most the channel's window of
-rows (``FOR UPDATE SKIP LOCKED``, most urgent first), waits for the channel's rate, sends, and
-writes every outcome back in one statement per outcome. A channel that keeps its own window and
-queues the rest (``Limits.queues``) is handed up to :data:`AHEAD_BATCHES` batches at once, a second
-of its rate at most: the next batch is claimed and the last recorded while one is on the wire.
+Each configured channel instance gets one worker. A worker claims a batch of rows (``FOR UPDATE
+SKIP LOCKED``, most urgent first), waits for the channel's rate, sends, and writes every outcome
+back in one statement per outcome. A batch is at most the channel's window; but a channel that
+keeps its own window and queues the rest (``Limits.queues``) is handed up to
+:data:`AHEAD_BATCHES` batches at once, a second of its rate at most: the next batch is claimed
+and the last recorded while one is on the wire.
 Retrying is decided here and only here: transient failures go back to the queue with exponential
 backoff and jitter, permanent ones fail over to the next channel kind the policy named, and a
 worker that dies leaves leased rows that return to the queue when the lease runs out.
@@ -44,7 +45,8 @@ log = structlog.get_logger(__name__)
 # A queueing channel is handed up to this many batches at once, together at most a second of its
 # rate and at most AHEAD_MESSAGES: a quarter of a second of a fast SMPP link (12,000 messages/s),
 # enough to keep it busy through a claim and a record (~25 ms each under load), little enough that
-# a red warning queued a moment later waits behind at most a second of sending.
+# a red warning queued a moment later waits behind at most a second of sending at full rate (a
+# throttled link takes longer; the channel gives back what waits too long, unsent).
 AHEAD_BATCHES = 3
 AHEAD_MESSAGES = 3_000
 
@@ -174,10 +176,18 @@ class Dispatcher:
                     await self._wakeup.wait(self._poll)
                     continue
                 sending.add(asyncio.create_task(self._send_batch(channel, bucket, claimed)))
-        finally:
+        except asyncio.CancelledError:
+            # Stopping: the batches on the wire hand their rows back (see _send_batch).
             for task in sending:
                 task.cancel()
             await asyncio.gather(*sending, return_exceptions=True)
+            raise
+        except BaseException:
+            # A batch failed to record (the database went away): the others are on the wire, so
+            # they finish and record (or, failing too, wait for their lease) rather than hand
+            # back rows that may already have reached a phone.
+            await asyncio.gather(*sending, return_exceptions=True)
+            raise
 
     async def _send_batch(
         self, channel: Channel, bucket: RateLimiter, claimed: list[Claimed]
