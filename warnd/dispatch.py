@@ -6,6 +6,7 @@ back in one statement per outcome. A batch is at most the channel's window; but 
 keeps its own window and queues the rest (``Limits.queues``) is handed up to
 :data:`AHEAD_BATCHES` batches at once, a second of its rate at most: the next batch is claimed
 and the last recorded while one is on the wire.
+
 Retrying is decided here and only here: transient failures go back to the queue with exponential
 backoff and jitter, permanent ones fail over to the next channel kind the policy named, and a
 worker that dies leaves leased rows that return to the queue when the lease runs out.
@@ -183,8 +184,8 @@ class Dispatcher:
             await asyncio.gather(*sending, return_exceptions=True)
             raise
         except BaseException:
-            # A batch failed to record (the database went away): the others are on the wire, so
-            # they finish and record (or, failing too, wait for their lease) rather than hand
+            # A claim or a batch's record failed (the database went away): the batches on the
+            # wire finish and record (or, failing too, wait for their lease) rather than hand
             # back rows that may already have reached a phone.
             await asyncio.gather(*sending, return_exceptions=True)
             raise
