@@ -14,7 +14,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import click
@@ -192,10 +192,20 @@ def fanout_command(households: int, reuse: bool, as_json: bool) -> None:
     from warnd.cli import friendly_errors
 
     result = friendly_errors(lambda: asyncio.run(fanout(households, reuse=reuse)))()
+    report("fan-out", result, as_json)
+
+
+def report(
+    title: str,
+    result: Mapping[str, float | int | str],
+    as_json: bool,
+    keys: Sequence[str] | None = None,
+) -> None:
+    """A bench's result: one JSON object (only ``keys``, when given), or a table for people."""
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json.dumps({key: result[key] for key in keys or result}))
         return
-    table = Table(title=f"fan-out, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    table = Table(title=f"{title}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in result.items():

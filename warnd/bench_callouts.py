@@ -22,7 +22,6 @@ CPU the scanner costs while nothing is due.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import random
@@ -30,14 +29,13 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import click
 from rich.console import Console
-from rich.table import Table
 
 from channels.base import Reply
 from warnd.callouts import CallOuts
@@ -628,20 +626,6 @@ ESCALATION_KEYS = (
 )
 
 
-def _report(
-    title: str, result: Mapping[str, float | int | str], keys: Sequence[str], as_json: bool
-) -> None:
-    if as_json:
-        click.echo(json.dumps({key: result[key] for key in keys}))
-        return
-    table = Table(title=f"{title}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
-    Console().print(table)
-
-
 def _say(as_json: bool) -> Callable[[str], None]:
     err = Console(stderr=True)
     return (lambda _: None) if as_json else (lambda text: err.print(f"[dim]{text}[/]"))
@@ -656,10 +640,11 @@ def _say(as_json: bool) -> Callable[[str], None]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def acks_command(callouts: int, replies: int, batch: int, as_json: bool) -> None:
     """Match and record SMS replies against open call-outs; replies per second."""
+    from warnd.bench import report
     from warnd.cli import friendly_errors
 
     run = friendly_errors(lambda: asyncio.run(acks(callouts, replies, batch, say=_say(as_json))))
-    _report("acknowledgements", run(), ACKS_KEYS, as_json)
+    report("acknowledgements", run(), as_json, ACKS_KEYS)
 
 
 @click.command("escalation")
@@ -673,9 +658,10 @@ def acks_command(callouts: int, replies: int, batch: int, as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def escalation_command(callouts: int, window: float, idle_seconds: float, as_json: bool) -> None:
     """Fire escalation steps due over a window of real time; lateness p50/p99, idle CPU."""
+    from warnd.bench import report
     from warnd.cli import friendly_errors
 
     run = friendly_errors(
         lambda: asyncio.run(escalation(callouts, window, idle_seconds, say=_say(as_json)))
     )
-    _report("escalation", run(), ESCALATION_KEYS, as_json)
+    report("escalation", run(), as_json, ESCALATION_KEYS)

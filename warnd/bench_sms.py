@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import socket
 import struct
 import sys
@@ -29,8 +28,6 @@ from datetime import UTC, datetime
 import click
 import smpp34
 from pydantic import SecretStr
-from rich.console import Console
-from rich.table import Table
 
 from channels.smpp import INBOUND_CAPACITY, SmppChannel, SmppConfig, encode_text
 from warnd.clock import SystemClock
@@ -345,6 +342,7 @@ def sms(  # noqa: PLR0917 - one parameter per command-line option, as click pass
     as_json: bool,
 ) -> None:
     """SMS throughput through the SMPP channel, persisted in PostgreSQL, next to a bare loop."""
+    from warnd.bench import report
     from warnd.cli import friendly_errors
 
     target = _target(smsc, system_id, password)
@@ -353,15 +351,7 @@ def sms(  # noqa: PLR0917 - one parameter per command-line option, as click pass
     result = friendly_errors(
         lambda: asyncio.run(run(target, messages, window, receipts=receipts))
     )()
-    if as_json:
-        click.echo(json.dumps(result))
-        return
-    table = Table(title=f"SMS over SMPP, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
-    Console().print(table)
+    report("SMS over SMPP", result, as_json)
 
 
 if __name__ == "__main__":  # the local SMSC's child process: python -m warnd.bench_sms PORT
