@@ -147,7 +147,7 @@ InboundEvent = DeliveryReceipt | Reply | CallResult | DeviceConfirmation
 
 
 class ChannelClock(Protocol):
-    """Time as a channel sees it; warnd's clocks (``warnd.clock``) fit this shape unchanged.
+    """Time as a channel sees it; warnd's clocks (``warnd.core.clock``) fit this shape unchanged.
 
     Channels take it as a constructor keyword so that tests can stamp events with a fixed time and
     run simulated delays without waiting; channels cannot import ``warnd``, hence this protocol.

@@ -48,7 +48,7 @@ the channel's clock, so tests can see it without waiting.
 
 Replies and delivery receipts come back by webhook: the gateway POSTs them to warnd's
 ``/api/v1/inbound/sms`` with ``Authorization: Bearer <inbound_token>`` (see
-``warnd.inbound_sms``), which hands them to :meth:`Channel.emit` of the channel that token
+``warnd.web.webhooks.sms``), which hands them to :meth:`Channel.emit` of the channel that token
 belongs to. Without an ``inbound_token`` the channel only sends.
 
 Configuration (``[channels.<name>]``, ``type = "http_sms"``) and defaults::

@@ -36,7 +36,7 @@ from rosters.divisions import (
 )
 from rosters.divisions import counties as county_divisions
 from warnd.db import Conn
-from warnd.errors import InputError
+from warnd.core.errors import InputError
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` while a long stage runs."""

@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from warnd.acknowledge import (
+from warnd.core.replies import (
     HAN_WORDS,
     LATIN_WORDS,
     MAX_CHARS,

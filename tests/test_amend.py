@@ -9,17 +9,17 @@ from datetime import timedelta
 import asyncpg
 
 from channels.base import ChannelKind
-from warnd.callouts import CallOuts
-from warnd.clock import ManualClock
+from warnd.pipeline.callouts import CallOuts
+from warnd.core.clock import ManualClock
 from warnd.db.queries import sql
-from warnd.dispatch import Dispatcher
-from warnd.ingest import store_warning
-from warnd.metrics import Metrics
-from warnd.model import Area, NormalisedWarning
-from warnd.openapi import API
-from warnd.plan import Planner
-from warnd.policy import Policy
-from warnd.wakeup import Wakeup
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.ingest.store import store_warning
+from warnd.app.metrics import Metrics
+from warnd.core.model import Area, NormalisedWarning
+from warnd.web.openapi import API
+from warnd.pipeline.planner import Planner
+from warnd.policy.model import Policy
+from warnd.db.notify import Wakeup
 
 from . import seed
 from .test_api import APPROVER_TOKEN, OFFICER_TOKEN, Api, app, manual

@@ -15,15 +15,15 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from warnd.api import build_app
-from warnd.callouts import CallOuts
-from warnd.clock import ManualClock
-from warnd.ingest import store_warning
-from warnd.metrics import Metrics
-from warnd.openapi import API, CALLOUT_CSV_COLUMNS
-from warnd.policy import Policy, PolicyHolder
-from warnd.services import Services
-from warnd.settings import REPO_CONFIG_DIR
+from warnd.web.api import build_app
+from warnd.pipeline.callouts import CallOuts
+from warnd.core.clock import ManualClock
+from warnd.ingest.store import store_warning
+from warnd.app.metrics import Metrics
+from warnd.web.openapi import API, CALLOUT_CSV_COLUMNS
+from warnd.policy.model import Policy, PolicyHolder
+from warnd.app.services import Services
+from warnd.runtime.settings import REPO_CONFIG_DIR
 
 from . import seed
 from .test_api import APPROVER_TOKEN, CHIEF_TOKEN, CONFIG, OFFICER_TOKEN, Api
@@ -404,7 +404,7 @@ async def test_the_warning_shows_its_callouts_at_a_glance(warned: Warned) -> Non
 
 
 async def test_a_warning_without_callouts_says_zero(pool: asyncpg.Pool, policy: Policy) -> None:
-    from warnd.model import Level
+    from warnd.core.model import Level
 
     warning_id = await plan(pool, policy, rainstorm(Level.YELLOW))
     services = Services(

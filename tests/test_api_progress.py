@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from warnd.clock import ManualClock
-from warnd.openapi import API, CALLOUT_CSV_COLUMNS
+from warnd.core.clock import ManualClock
+from warnd.web.openapi import API, CALLOUT_CSV_COLUMNS
 
 from .test_api import (
     COUNTY,

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from warnd.openapi import API, AUDIT_CSV_COLUMNS
+from warnd.web.openapi import API, AUDIT_CSV_COLUMNS
 
 from .test_api import NOW, OFFICER_TOKEN, Api, app, cap_alert, policy
 from .test_api_progress import CALLOUTS, TASKS, insert_callouts, insert_tasks

@@ -31,10 +31,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from warnd.callouts import CallOuts
-from warnd.clock import ScaledClock
+from warnd.pipeline.callouts import CallOuts
+from warnd.core.clock import ScaledClock
 from warnd.db.pool import connect, open_pool
-from warnd.settings import REPO_CONFIG_DIR
+from warnd.runtime.settings import REPO_CONFIG_DIR
 
 from . import seed
 from .test_daemon import FEED_TOKEN, cap, free_port, post_cap, seeded, start_worker

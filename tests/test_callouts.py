@@ -9,14 +9,14 @@ from datetime import timedelta
 import asyncpg
 
 from channels.base import CallResult, ChannelKind, OutboundMessage, Reply
-from warnd.callouts import CallOuts
-from warnd.clock import ManualClock
-from warnd.dispatch import Dispatcher
-from warnd.ingest import next_short_code, store_warning
-from warnd.metrics import Metrics
-from warnd.model import Level
-from warnd.policy import Policy
-from warnd.wakeup import Wakeup
+from warnd.pipeline.callouts import CallOuts
+from warnd.core.clock import ManualClock
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.ingest.store import next_short_code, store_warning
+from warnd.app.metrics import Metrics
+from warnd.core.model import Level
+from warnd.policy.model import Policy
+from warnd.db.notify import Wakeup
 
 from .test_fanout import DAYTIME, RecordingChannel, cancel_of, plan, policy, rainstorm
 
@@ -127,7 +127,7 @@ async def test_a_code_acknowledges_only_its_warning(pool: asyncpg.Pool, policy: 
     first = await plan(pool, policy, rainstorm())
     second_warning = rainstorm(Level.ORANGE)
     second = (await store_warning(pool, second_warning, source="test", now=DAYTIME)).warning_id
-    from warnd.plan import Planner
+    from warnd.pipeline.planner import Planner
 
     from .test_fanout import LIMITS
 

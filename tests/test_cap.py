@@ -20,10 +20,10 @@ from xml.etree.ElementTree import tostring
 import pytest
 from defusedxml.ElementTree import fromstring
 
-import warnd.cap
-from warnd.cap import CapError, parse_cap
-from warnd.errors import InputError
-from warnd.model import Area, Circle, Level, NormalisedWarning
+import warnd.ingest.cap
+from warnd.ingest.cap import CapError, parse_cap
+from warnd.core.errors import InputError
+from warnd.core.model import Area, Circle, Level, NormalisedWarning
 
 CORPUS = Path(__file__).parent / "cap"
 BEIJING = timezone(timedelta(hours=8))
@@ -770,7 +770,7 @@ def test_an_unforeseen_failure_becomes_a_cap_error(monkeypatch: pytest.MonkeyPat
     def explode(*args: object, **kwargs: object) -> NormalisedWarning:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(warnd.cap, "_to_warning", explode)
+    monkeypatch.setattr(warnd.ingest.cap, "_to_warning", explode)
     error = rejection(corpus("valid_rainstorm_red_rencheng.xml"))
     assert (error.code, error.http_status) == ("internal_error", 500)
     assert "RecursionError" in error.detail

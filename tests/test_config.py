@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from warnd.config import AppConfig, Role, load_config, load_config_data, parse_duration
-from warnd.errors import ConfigError
-from warnd.settings import REPO_CONFIG_DIR
+from warnd.core.config import AppConfig, Role, load_config, load_config_data, parse_duration
+from warnd.core.errors import ConfigError
+from warnd.runtime.settings import REPO_CONFIG_DIR
 
 FEED_TOKEN = "feed-token-0123456789abcdef"
 USER_TOKEN = "user-token-fedcba9876543210"

@@ -18,10 +18,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from warnd.config import load_config_data
-from warnd.daemon import Daemon, make_channels
+from warnd.core.config import load_config_data
+from warnd.runtime.daemon import Daemon, make_channels
 from warnd.db.pool import connect
-from warnd.settings import REPO_CONFIG_DIR, Settings
+from warnd.runtime.settings import REPO_CONFIG_DIR, Settings
 
 from . import seed
 

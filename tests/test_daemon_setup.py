@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from warnd.daemon import make_channels, max_chars
-from warnd.errors import ConfigError
-from warnd.logs import configure, mask_phones
+from warnd.runtime.daemon import make_channels, max_chars
+from warnd.core.errors import ConfigError
+from warnd.runtime.logs import configure, mask_phones
 
 
 def test_run_refuses_without_a_real_channel() -> None:

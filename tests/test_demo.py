@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from warnd.db.pool import open_pool
-from warnd.demo import BEHAVIOUR_MIX, RoundSummary, behaviour_of, print_summary, run_round
-from warnd.escalate import ACTIONS
+from warnd.tools.demo import BEHAVIOUR_MIX, RoundSummary, behaviour_of, print_summary, run_round
+from warnd.core.escalate import ACTIONS
 
 pytestmark = pytest.mark.slow
 

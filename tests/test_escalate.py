@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from warnd.escalate import (
+from warnd.core.escalate import (
     BACKUP_IS_CALLEE,
     NO_BACKUP,
     NO_SUPERIOR,
@@ -26,9 +26,9 @@ from warnd.escalate import (
     freeze,
     next_step,
 )
-from warnd.model import Level
-from warnd.policy import DEFAULT_ACK_WITHIN, EscalationStep, load_policy
-from warnd.settings import REPO_CONFIG_DIR
+from warnd.core.model import Level
+from warnd.policy.model import DEFAULT_ACK_WITHIN, EscalationStep, load_policy
+from warnd.runtime.settings import REPO_CONFIG_DIR
 
 T0 = datetime(2026, 7, 29, 2, 0, tzinfo=UTC)
 CST = timezone(timedelta(hours=8))

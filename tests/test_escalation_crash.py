@@ -18,12 +18,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from warnd.callouts import CallOuts
-from warnd.clock import ManualClock, SystemClock
+from warnd.pipeline.callouts import CallOuts
+from warnd.core.clock import ManualClock, SystemClock
 from warnd.db.pool import connect, open_pool
-from warnd.ingest import store_warning
-from warnd.plan import Planner
-from warnd.policy import Policy
+from warnd.ingest.store import store_warning
+from warnd.pipeline.planner import Planner
+from warnd.policy.model import Policy
 
 from . import seed
 from .test_fanout import DAYTIME, LIMITS, policy, rainstorm
@@ -38,7 +38,7 @@ PAIRS = 300
 
 async def scan_forever(url: str) -> None:
     """The escalate stage of a warnd process, alone: what the child process runs."""
-    from warnd.logs import configure
+    from warnd.runtime.logs import configure
 
     configure("warning")
     async with open_pool(url, min_size=1, max_size=2, run_migrations=False) as pool:

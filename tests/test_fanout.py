@@ -22,18 +22,18 @@ from channels.base import (
     ReceiptStatus,
     SendResult,
 )
-from warnd.clock import ManualClock
+from warnd.core.clock import ManualClock
 from warnd.db import Conn
 from warnd.db.queries import sql
-from warnd.dispatch import AHEAD_BATCHES, Claimed, Dispatcher, classify
-from warnd.errors import InputError
-from warnd.ingest import store_warning
-from warnd.metrics import Metrics
-from warnd.model import Area, Audience, Level, NormalisedWarning
-from warnd.plan import Planner, PlanResult, decide
-from warnd.policy import Policy, load_policy
-from warnd.settings import REPO_CONFIG_DIR
-from warnd.wakeup import Wakeup
+from warnd.pipeline.dispatch import AHEAD_BATCHES, Claimed, Dispatcher, classify
+from warnd.core.errors import InputError
+from warnd.ingest.store import store_warning
+from warnd.app.metrics import Metrics
+from warnd.core.model import Area, Audience, Level, NormalisedWarning
+from warnd.pipeline.planner import Planner, PlanResult, decide
+from warnd.policy.model import Policy, load_policy
+from warnd.runtime.settings import REPO_CONFIG_DIR
+from warnd.db.notify import Wakeup
 
 from . import seed
 

@@ -10,15 +10,15 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from channels.base import ChannelKind, DeviceConfirmation, OutboundMessage
-from warnd.callouts import CallOuts, ReplyLimiter, stand_in_text
-from warnd.clock import ManualClock
-from warnd.dispatch import Dispatcher
-from warnd.metrics import Metrics
-from warnd.model import Level
-from warnd.policy import Policy
-from warnd.render import text_length
-from warnd.tasks import TaskText, task_text
-from warnd.wakeup import Wakeup
+from warnd.pipeline.callouts import CallOuts, ReplyLimiter, stand_in_text
+from warnd.core.clock import ManualClock
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.app.metrics import Metrics
+from warnd.core.model import Level
+from warnd.policy.model import Policy
+from warnd.policy.render import text_length
+from warnd.pipeline.field_tasks import TaskText, task_text
+from warnd.db.notify import Wakeup
 
 from . import seed
 from .test_callouts import callouts, escalate_until
@@ -80,8 +80,8 @@ async def test_tasks_follow_the_level_and_the_night(pool: asyncpg.Pool, policy: 
     assert await tasks(pool, day) == {}
     # At night helpers knock on doors at every level; gongs stay for orange and red.
     night_warning = rainstorm(Level.YELLOW, codes=(seed.VILLAGE_R1,))
-    from warnd.ingest import store_warning
-    from warnd.plan import Planner
+    from warnd.ingest.store import store_warning
+    from warnd.pipeline.planner import Planner
 
     from .test_fanout import LIMITS
 

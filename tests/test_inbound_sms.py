@@ -18,18 +18,18 @@ from structlog.testing import capture_logs
 
 from channels.base import DeliveryReceipt, OutboundMessage, Outcome, ReceiptStatus, Reply
 from channels.http_sms import HttpSmsChannel, HttpSmsConfig
-from warnd.api import build_app
-from warnd.callouts import CallOuts
-from warnd.clock import ManualClock
-from warnd.config import AppConfig
-from warnd.dispatch import Dispatcher
-from warnd.inbound_sms import MAX_EVENTS, InboundBodyError, parse_inbound
-from warnd.metrics import Metrics
-from warnd.openapi import API
-from warnd.policy import Policy, PolicyHolder
-from warnd.services import Services
-from warnd.settings import REPO_CONFIG_DIR
-from warnd.wakeup import Wakeup
+from warnd.web.api import build_app
+from warnd.pipeline.callouts import CallOuts
+from warnd.core.clock import ManualClock
+from warnd.core.config import AppConfig
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.web.webhooks.sms import MAX_EVENTS, InboundBodyError, parse_inbound
+from warnd.app.metrics import Metrics
+from warnd.web.openapi import API
+from warnd.policy.model import Policy, PolicyHolder
+from warnd.app.services import Services
+from warnd.runtime.settings import REPO_CONFIG_DIR
+from warnd.db.notify import Wakeup
 
 from .channel_contract import drain_events
 from .test_fanout import DAYTIME, plan, policy, rainstorm

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from warnd.logs import _mask_processor, configure, mask_phones, mask_value
+from warnd.runtime.logs import _mask_processor, configure, mask_phones, mask_value
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from warnd.errors import InputError
-from warnd.manual import ManualWarning, error_location, parse_manual
-from warnd.model import Circle, Level
+from warnd.core.errors import InputError
+from warnd.ingest.manual import ManualWarning, error_location, parse_manual
+from warnd.core.model import Circle, Level
 
 NOW = datetime(2026, 7, 29, 2, 0, 30, 123456, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import pytest
 
 from warnd.db.migrate import available, migrate
 from warnd.db.pool import connect
-from warnd.errors import DatabaseError
+from warnd.core.errors import DatabaseError
 
 DECLARED_TABLES = {
     "schema_migrations",

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from warnd.errors import ConfigError
-from warnd.model import Audience, Level
-from warnd.policy import Policy, PolicyHolder, load_policy
-from warnd.settings import REPO_CONFIG_DIR
+from warnd.core.errors import ConfigError
+from warnd.core.model import Audience, Level
+from warnd.policy.model import Policy, PolicyHolder, load_policy
+from warnd.runtime.settings import REPO_CONFIG_DIR
 
 DEFAULT = REPO_CONFIG_DIR / "policy.toml"
 TEMPLATES = REPO_CONFIG_DIR / "templates"
@@ -376,7 +376,7 @@ def test_is_night_refuses_naive_times(policy: Policy) -> None:
 
 
 def test_night_window_that_does_not_wrap() -> None:
-    from warnd.policy import NightWindow
+    from warnd.policy.model import NightWindow
 
     window = NightWindow.model_validate({"start": "01:00", "end": "05:00"})
     assert window.is_night(datetime(2024, 7, 1, 1, 0, tzinfo=CST))

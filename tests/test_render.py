@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from warnd.errors import ConfigError
-from warnd.model import Area, Audience, Level, NormalisedWarning
-from warnd.policy import Policy, load_policy
-from warnd.render import ELLIPSIS, EXERCISE_MARK, load_templates, render, text_length
-from warnd.settings import REPO_CONFIG_DIR
+from warnd.core.errors import ConfigError
+from warnd.core.model import Area, Audience, Level, NormalisedWarning
+from warnd.policy.model import Policy, load_policy
+from warnd.policy.render import ELLIPSIS, EXERCISE_MARK, load_templates, render, text_length
+from warnd.runtime.settings import REPO_CONFIG_DIR
 
 SIGNATURE = "【济宁市应急管理局】"
 PLACE = "任城区"

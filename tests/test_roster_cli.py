@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rosters.cli import roster
+from warnd.cli.roster import roster
 
 FIXTURES = Path(__file__).parent / "roster"
 

@@ -8,7 +8,7 @@ import phonenumbers
 import pytest
 
 from rosters.generate import PHONE_PREFIXES, phone_for
-from rosters.phones import PhoneError, is_mobile_national, normalise_phone
+from warnd.core.phones import PhoneError, is_mobile_national, normalise_phone
 
 
 @pytest.mark.parametrize(

@@ -51,12 +51,12 @@ from tests.channel_contract import (
 )
 from tests.smsc import TestSmsc
 from tests.test_fanout import DAYTIME, plan, policy, rainstorm
-from warnd.callouts import CallOuts
-from warnd.clock import ManualClock
-from warnd.dispatch import Dispatcher
-from warnd.metrics import Metrics
-from warnd.policy import Policy
-from warnd.wakeup import Wakeup
+from warnd.pipeline.callouts import CallOuts
+from warnd.core.clock import ManualClock
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.app.metrics import Metrics
+from warnd.policy.model import Policy
+from warnd.db.notify import Wakeup
 
 __all__ = ["policy"]  # the fixture, shared with test_fanout
 

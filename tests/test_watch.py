@@ -12,8 +12,8 @@ import aiohttp
 from click.testing import CliRunner, Result
 from rich.console import Console
 
-from warnd.cli import main
-from warnd.watch import fetch, render
+from warnd.cli.main import main
+from warnd.cli.watch import fetch, render
 
 from .test_api import (
     ADMIN_TOKEN,

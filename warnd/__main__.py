@@ -1,5 +1,5 @@
 """``python -m warnd`` is the ``warnd`` command."""
 
-from warnd.cli import main
+from warnd.cli.main import main
 
 main()

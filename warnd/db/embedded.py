@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from urllib.parse import quote
 
-from warnd.errors import DatabaseError
+from warnd.core.errors import DatabaseError
 
 
 def embedded_url(data_dir: Path, database: str = "postgres") -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from warnd.db import Conn
-from warnd.errors import DatabaseError
+from warnd.core.errors import DatabaseError
 
 MIGRATION_LOCK = 0x77A2_D001  # advisory lock: two processes starting together migrate once
 

@@ -12,8 +12,8 @@ import asyncpg
 from warnd.db import Conn
 from warnd.db.embedded import embedded_url
 from warnd.db.migrate import migrate
-from warnd.errors import DatabaseError
-from warnd.settings import Settings
+from warnd.core.errors import DatabaseError
+from warnd.runtime.settings import Settings
 
 SERVER_SETTINGS = {
     # So that the operator at 3 a.m. can tell warnd's sessions apart in pg_stat_activity.

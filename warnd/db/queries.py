@@ -28,7 +28,9 @@ def parse_blocks(text: str) -> dict[str, str]:
 @cache
 def _all() -> dict[str, str]:
     blocks: dict[str, str] = {}
-    for entry in sorted(resources.files("warnd").joinpath("sql").iterdir(), key=lambda e: e.name):
+    for entry in sorted(
+        resources.files("warnd.db").joinpath("sql").iterdir(), key=lambda e: e.name
+    ):
         if entry.name.endswith(".sql"):
             for name, body in parse_blocks(entry.read_text("utf-8")).items():
                 if name in blocks:

@@ -1,0 +1,36 @@
+"""What the HTTP API and the background stages share in one warnd process."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from channels.base import Channel
+from warnd.core.clock import Clock
+from warnd.core.config import AppConfig
+from warnd.app.metrics import Metrics
+from warnd.policy.model import Policy, PolicyHolder
+from warnd.db.notify import Wakeup
+
+
+@dataclass
+class Services:
+    pool: asyncpg.Pool
+    config: AppConfig
+    policy: PolicyHolder
+    clock: Clock
+    metrics: Metrics
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+    plan_wakeup: Wakeup = field(default_factory=Wakeup)  # nudges the in-process planner
+    send_wakeup: Wakeup = field(default_factory=Wakeup)  # nudges the in-process workers
+    max_body_bytes: int = 512 * 1024
+
+    @property
+    def simulated(self) -> bool:
+        """True when any channel reaches no real phone or speaker: every view must say so."""
+        return any(c.simulated for c in self.channels.values())
+
+    def current_policy(self) -> Policy:
+        return self.policy.current

@@ -1,0 +1,239 @@
+"""Ingest: store a normalised warning exactly once, apply Update/Cancel, resolve its area.
+
+Parsing (CAP, manual JSON) happens before this module; here the warning is keyed by
+(sender, identifier, sent), admitted by the gate, and its area resolved to villages in the same
+transaction, so a stored warning always has its targets and a duplicate changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import structlog
+
+from warnd.db import Conn
+from warnd.db.queries import sql
+from warnd.core.errors import InputError
+from warnd.core.gate import admit
+from warnd.core.model import Area, Circle, Level, NormalisedWarning
+from warnd.db.notify import PLAN_CHANNEL
+
+log = structlog.get_logger(__name__)
+
+
+SHORT_CODE_LOCK = 0x77A2_C0DE
+
+
+@dataclass(frozen=True)
+class Stored:
+    warning_id: int
+    state: str
+    created: bool  # False for a duplicate of a message already stored
+    unknown_codes: tuple[str, ...] = ()
+    ended: tuple[int, ...] = ()  # warnings this Update or Cancel superseded or cancelled
+
+
+def next_short_code(used: set[str]) -> str:
+    """The first code (A1 … A999, B1 …) not held by an open warning: short, so easy to type."""
+    for letter in "ABCDEFGHJKLMNPQRSTUVWXYZ":  # no I or O: they read as 1 and 0
+        for number in range(1, 1000):
+            code = f"{letter}{number}"
+            if code not in used:
+                return code
+    raise RuntimeError("more than 23,976 open warnings: no short code left")
+
+
+def parse_reference(ref: str) -> tuple[str, str, datetime] | None:
+    """A CAP reference ``sender,identifier,sent`` as a key, or None if it is not one."""
+    parts = ref.split(",")
+    if len(parts) != 3:
+        return None
+    try:
+        sent = datetime.fromisoformat(parts[2])
+    except ValueError:
+        return None
+    return parts[0], parts[1], sent
+
+
+async def store_warning(
+    pool: asyncpg.Pool,
+    warning: NormalisedWarning,
+    *,
+    source: str,
+    now: datetime,
+    needs_approval: bool = False,
+    author: str | None = None,
+    override_source: bool = False,
+) -> Stored:
+    """Store a warning once; resolve its area; end what an Update or Cancel references.
+
+    ``override_source``: a duty officer's cancel or correction may end another source's warning.
+    """
+    decision = admit(warning, needs_approval=needs_approval, now=now)
+    async with pool.acquire() as conn, conn.transaction():
+        warning_id = await conn.fetchval(
+            sql("insert_warning"),
+            source,
+            warning.sender,
+            warning.identifier,
+            warning.sent,
+            warning.status,
+            warning.msg_type,
+            list(warning.references),
+            warning.hazard,
+            warning.level.value,
+            warning.event,
+            warning.headline,
+            warning.description,
+            warning.instruction,
+            warning.area_desc,
+            warning.area.to_json(),
+            warning.effective,
+            warning.expires,
+            decision.state,
+            author,
+            warning.raw,
+            "pending" if decision.plan else "none",
+            now,
+        )
+        if warning_id is None:
+            row = await conn.fetchrow(
+                sql("find_warning_by_key"), warning.sender, warning.identifier, warning.sent
+            )
+            assert row is not None  # the conflict that suppressed the insert is this row
+            return Stored(row["id"], row["state"], created=False)
+        unknown = await resolve_area(conn, warning_id, warning.area)
+        ended = await _end_referenced(
+            conn, warning_id, warning, source, now, override_source=override_source
+        )
+        if decision.state in ("active", "pending_approval"):
+            # The code responders may name in a reply when several warnings are open. An
+            # Update keeps the code of the warning it supersedes: responders were told to
+            # reply with it, and their call-outs carry over.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", SHORT_CODE_LOCK)
+            used = {r["short_code"] for r in await conn.fetch(sql("open_short_codes"))}
+            inherited = await conn.fetchval(sql("inherited_short_code"), list(ended))
+            code = inherited if inherited and inherited not in used else next_short_code(used)
+            await conn.execute(sql("set_short_code"), warning_id, code)
+        await conn.execute(
+            sql("audit"),
+            author or f"feed:{source}",
+            "warning_received",
+            f"warning:{warning_id}",
+            {"state": decision.state, "reason": decision.reason, "msg_type": warning.msg_type},
+            now,
+        )
+        if decision.plan:
+            await conn.execute("SELECT pg_notify($1, $2)", PLAN_CHANNEL, str(warning_id))
+    log.info(
+        "warning_stored",
+        warning_id=warning_id,
+        state=decision.state,
+        reason=decision.reason,
+        source=source,
+    )
+    return Stored(warning_id, decision.state, True, unknown, ended)
+
+
+async def resolve_area(conn: Conn, warning_id: int, area: Area) -> tuple[str, ...]:
+    """Write the villages the area covers; return the division codes the roster does not know."""
+    if area.codes:
+        await conn.execute(sql("resolve_codes"), warning_id, list(area.codes))
+    for ring in area.polygons:
+        points = ",".join(f"({lon},{lat})" for lat, lon in ring)
+        await conn.execute(sql("resolve_polygon"), warning_id, f"({points})")
+    for circle in area.circles:
+        await conn.execute(
+            sql("resolve_circle"), warning_id, circle.lat, circle.lon, circle.radius_km
+        )
+    if not area.codes:
+        return ()
+    return tuple(r["c"] for r in await conn.fetch(sql("unknown_codes"), list(area.codes)))
+
+
+async def _end_referenced(
+    conn: Conn,
+    warning_id: int,
+    warning: NormalisedWarning,
+    source: str,
+    now: datetime,
+    *,
+    override_source: bool = False,
+) -> tuple[int, ...]:
+    """An Update supersedes, a Cancel cancels, the warnings it references.
+
+    Only warnings of the same source and status may be ended: a Test or an Exercise never ends a
+    live warning, and one feed never cancels another's (a duty officer may: ``override_source``).
+    Such a reference refuses the whole message (the transaction rolls back), so the sender learns
+    that nothing was ended. References to messages warnd never received are accepted and end
+    nothing.
+
+    The ended warnings' open call-outs and field tasks carry over to an Update when their person
+    or village is still inside its area, keeping their deadlines and escalation chains; the rest
+    are closed at once. Notices to the people already reached are the planner's job.
+    """
+    if warning.msg_type not in ("Update", "Cancel"):
+        return ()
+    ids = []
+    for number, ref in enumerate(warning.references, start=1):
+        key = parse_reference(ref)
+        if key is None:
+            continue
+        row = await conn.fetchrow(sql("find_warning_by_key"), *key)
+        if row is None:
+            continue
+        if (row["source"] != source and not override_source) or row["status"] != warning.status:
+            raise InputError(
+                f"references[{number}]: {ref} is a {row['status']} warning from "
+                f"{row['source']!r}; a {warning.status} {warning.msg_type} from {source!r} "
+                "cannot end it",
+                code="rule_violation",
+            )
+        ids.append(row["id"])
+    new_state = "superseded" if warning.msg_type == "Update" else "cancelled"
+    ended = [r["id"] for r in await conn.fetch(sql("end_referenced"), ids, new_state, warning_id)]
+    if ended:
+        await conn.execute(
+            "UPDATE warnings SET supersedes_id = $2 WHERE id = $1", warning_id, ended[0]
+        )
+        await conn.execute(sql("cancel_queued"), ended, f"{new_state} by warning {warning_id}", now)
+        if warning.msg_type == "Update":
+            await conn.execute(sql("carry_callouts"), ended, warning_id, now)
+            await conn.execute(sql("carry_field_tasks"), ended, warning_id, now)
+        reason = f"warning {new_state} by warning {warning_id}"
+        await conn.execute(sql("close_callouts"), ended, reason, now)
+        await conn.execute(sql("close_field_tasks"), ended, reason, now)
+    return tuple(ended)
+
+
+async def load_warning(conn: Conn, warning_id: int) -> NormalisedWarning:
+    """Read a stored warning back in normalised form."""
+    row = await conn.fetchrow(sql("get_warning"), warning_id)
+    if row is None:
+        raise LookupError(f"no warning {warning_id}")
+    area = row["area"]
+    return NormalisedWarning(
+        sender=row["sender"],
+        identifier=row["identifier"],
+        sent=row["sent"],
+        status=row["status"],
+        msg_type=row["msg_type"],
+        hazard=row["hazard"],
+        level=Level(row["level"]),
+        area=Area(
+            codes=tuple(area.get("codes", ())),
+            polygons=tuple(tuple((p[0], p[1]) for p in ring) for ring in area.get("polygons", ())),
+            circles=tuple(Circle(**c) for c in area.get("circles", ())),
+        ),
+        event=row["event"],
+        headline=row["headline"],
+        description=row["description"],
+        instruction=row["instruction"],
+        area_desc=row["area_desc"],
+        references=tuple(row["refs"]),
+        effective=row["effective"],
+        expires=row["expires"],
+        raw=row["raw"],
+    )

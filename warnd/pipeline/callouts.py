@@ -1,0 +1,586 @@
+"""Call-outs (叫应): opened when a warning needs an answer, answered from any route, escalated.
+
+The decisions are pure and live elsewhere: what a reply means (``warnd.core.replies``) and what an
+overdue call-out needs next (``warnd.core.escalate``). This module is their I/O edge: it opens
+call-outs in the planner's transaction, applies answers as set-based updates, and runs the
+escalation timers that live in PostgreSQL, claiming due call-outs with ``FOR UPDATE SKIP
+LOCKED`` so that a restart, a crash or a second warnd process never loses, repeats or
+double-fires a step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import asyncpg
+import structlog
+
+from warnd.core.phones import normalise_phone
+from warnd.core.replies import parse_reply
+from warnd.core.clock import Clock
+from warnd.db import Conn
+from warnd.db.queries import columns, sql
+from warnd.core.errors import InputError
+from warnd.core.escalate import (
+    Decision,
+    EscalationError,
+    Snapshot,
+    State,
+    deadline_for,
+    freeze,
+    next_step,
+)
+from warnd.core.model import HAZARDS, Level, priority
+from warnd.policy.model import DEFAULT_SIGNATURE, LevelRule
+from warnd.policy.render import EXERCISE_MARK
+from warnd.pipeline.field_tasks import TASK_NAMES, task_messages
+from warnd.db.notify import DELIVERIES_CHANNEL
+
+log = structlog.get_logger(__name__)
+
+
+async def open_callouts(
+    conn: Conn,
+    warning_id: int,
+    rule: LevelRule,
+    *,
+    speciality: str | None,
+    levels: Sequence[str],
+    exercise_only: bool,
+    now: datetime,
+) -> int:
+    """Open one call-out per responder of these levels who must answer; return how many opened.
+
+    Runs inside the planning step that wrote the responders' deliveries, so a call-out exists
+    exactly when its first message does.
+    """
+    if not rule.ack.required:
+        return 0
+    callees = await conn.fetch(sql("callees"), warning_id, speciality, list(levels), exercise_only)
+    if not callees:
+        return 0
+    snapshots = []
+    for r in callees:
+        deadline = deadline_for(r["level"], rule.ack.within, now)
+        snapshots.append(
+            freeze(
+                0,  # the id is not known yet; the row's own id is authoritative
+                r["id"],
+                now,
+                deadline,
+                rule.escalation,
+                responder_name=r["name"],
+                backup=(r["backup_id"], r["backup_name"]) if r["backup_id"] else None,
+                superior=(r["superior_id"], r["superior_name"]) if r["superior_id"] else None,
+            )
+        )
+    opened: int = await conn.fetchval(
+        sql("insert_callouts"),
+        warning_id,
+        [r["id"] for r in callees],
+        [r["phone"] for r in callees],
+        [r["level"] for r in callees],
+        [s.deadline for s in snapshots],
+        [s.to_json() for s in snapshots],
+        [s.steps[0].due_at if s.steps else None for s in snapshots],
+        now,
+    )
+    return opened
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What became of one inbound answer, for metrics, logs and the officer's inbox."""
+
+    kind: str  # ack | progress | unrecognised | unknown_number | unknown_code | rate_limited
+    callouts: tuple[int, ...] = ()
+    late: bool = False
+    tasks: tuple[int, ...] = ()  # field tasks whose progress it reported
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.callouts or self.tasks)
+
+
+class CallOuts:
+    """Applies answers to call-outs and runs the escalation timers."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: Clock,
+        *,
+        batch: int = 500,
+        signature: Callable[[], str] = lambda: DEFAULT_SIGNATURE,
+        limiter: ReplyLimiter | None = None,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._batch = batch
+        self._signature = signature
+        self._limiter = limiter or ReplyLimiter()
+
+    async def answer_sms(self, sender: str, text: str) -> Answer:
+        """One SMS reply (see ``answer_replies``)."""
+        return (await self.answer_replies([(sender, text)]))[0]
+
+    async def answer_replies(self, replies: Sequence[tuple[str, str]]) -> list[Answer]:
+        """SMS replies (sender, text), in one statement: each acknowledges the sender's open
+        call-outs, or only those of the warning whose short code it names."""
+        now = self._clock.now()
+        parsed = [(_phone(sender), parse_reply(text)) for sender, text in replies]
+        by_code = await self._warnings_by_code(
+            {r.code for _, r in parsed if r.kind != "unrecognised" and r.code}
+        )
+        answers: list[Answer | None] = []
+        asks: list[tuple[str, int | None]] = []
+        reports: list[tuple[int, str, int | None, int | None, bool]] = []  # (index, …)
+        for index, (phone, reply) in enumerate(parsed):
+            if phone is None:
+                answers.append(Answer("unknown_number"))
+            elif not self._limiter.allow(phone, now):
+                answers.append(Answer("rate_limited"))
+            elif reply.kind == "unrecognised":
+                answers.append(Answer(reply.kind))
+            elif reply.code and reply.code not in by_code:
+                answers.append(Answer("unknown_code"))
+            else:
+                warning_id = by_code.get(reply.code) if reply.code else None
+                if reply.households is not None or reply.done:
+                    reports.append((index, phone, warning_id, reply.households, reply.done))
+                if reply.kind == "ack":
+                    answers.append(None)
+                    asks.append((phone, warning_id))
+                else:
+                    answers.append(Answer("progress"))
+        acknowledged = await self._acknowledge(asks, "sms")
+        pending = iter(acknowledged[phone] for phone, _ in asks)
+        result = [answer if answer is not None else next(pending) for answer in answers]
+        if reports:
+            tasks = await self._report_progress(reports, now)
+            for index, _, _, _, _ in reports:
+                if tasks.get(index):
+                    result[index] = replace(result[index], tasks=tasks[index])
+        return result
+
+    async def _warnings_by_code(self, codes: set[str]) -> dict[str, int]:
+        """The open warnings the replies' short codes name."""
+        if not codes:
+            return {}
+        rows = await self._pool.fetch(sql("warnings_by_code"), sorted(codes))
+        return {r["short_code"]: r["id"] for r in rows}
+
+    async def _report_progress(
+        self, reports: Sequence[tuple[int, str, int | None, int | None, bool]], now: datetime
+    ) -> dict[int, tuple[int, ...]]:
+        """Apply field-task progress reports; the tasks each report changed, by its index."""
+        rows = await _fetch_retrying_deadlocks(
+            self._pool,
+            sql("task_progress"),
+            [phone for _, phone, _, _, _ in reports],
+            [warning_id for _, _, warning_id, _, _ in reports],
+            [households for _, _, _, households, _ in reports],
+            [done for _, _, _, _, done in reports],
+            now,
+        )
+        # A report's tasks are those changed with its number (reports from one number in one
+        # batch are rare; each of them is credited with the tasks of that number).
+        by_phone: dict[str, tuple[int, ...]] = {}
+        for r in rows:
+            by_phone[r["phone"]] = (*by_phone.get(r["phone"], ()), r["id"])
+        if rows:
+            log.info("field_task_progress", tasks=[r["id"] for r in rows])
+        return {index: by_phone.get(phone, ()) for index, phone, _, _, _ in reports}
+
+    async def answer_call(self, channel: str, external_id: str, keys: str) -> Answer:
+        """A voice call's result: pressing 1 acknowledges the call-out the call was made for."""
+        if "1" not in keys:
+            return Answer("unrecognised")
+        return await self._answer_delivery(channel, external_id, "voice")
+
+    async def answer_device(self, channel: str, external_id: str, *, played: bool) -> Answer:
+        """A device confirms it played the message of a call-out's delivery (a loudspeaker a
+        responder triggers, a pager): that acknowledges the call-out like a key press."""
+        if not played:
+            return Answer("unrecognised")
+        return await self._answer_delivery(channel, external_id, "device")
+
+    async def _answer_delivery(self, channel: str, external_id: str, via: str) -> Answer:
+        """Acknowledge the call-out a delivery was made for, on that delivery's evidence."""
+        row = await self._pool.fetchrow(sql("delivery_for_call"), channel, external_id)
+        if row is None or row["callout_id"] is None:
+            return Answer("unknown_call")
+        acknowledged = await self._acknowledge(
+            [(row["address"], None)], via, only=[row["callout_id"]]
+        )
+        return acknowledged[row["address"]]
+
+    async def _acknowledge(
+        self,
+        asks: Sequence[tuple[str, int | None]],
+        via: str,
+        *,
+        only: Sequence[int] | None = None,
+    ) -> dict[str, Answer]:
+        """Acknowledge for (phone, warning id or None) pairs; the answer per phone."""
+        result: dict[str, Answer] = {phone: Answer("ack") for phone, _ in asks}
+        if not asks:
+            return result
+        rows = await _fetch_retrying_deadlocks(
+            self._pool,
+            sql("acknowledge"),
+            [phone for phone, _ in asks],
+            [warning_id for _, warning_id in asks],
+            via,
+            self._clock.now(),
+            list(only) if only is not None else [None] * len(asks),
+        )
+        for r in rows:
+            before = result[r["phone"]]
+            result[r["phone"]] = Answer(
+                "ack", (*before.callouts, r["id"]), late=before.late or r["ack_late"]
+            )
+        if rows:
+            log.info("callouts_acknowledged", callouts=[r["id"] for r in rows], via=via)
+        return result
+
+    async def scan(self) -> int:
+        """Work one batch of due call-outs and field tasks; how many steps were fired or skipped.
+
+        Each row's decision is the pure ``next_step``; what the batch decided is then written
+        with a handful of set-based statements in the transaction that holds the rows, so a
+        storm of due steps costs a few round trips per batch, not several per step.
+        """
+        now = self._clock.now()
+        worked = 0
+        for timers in (CALLOUT_TIMERS, TASK_TIMERS):
+            async with self._pool.acquire() as conn, conn.transaction():
+                due = await conn.fetch(sql(timers.due), now, self._batch)
+                if due:
+                    worked += await self._advance(conn, timers, due, now)
+        if worked:
+            await self._pool.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
+        return worked
+
+    async def _advance(
+        self, conn: Conn, timers: _Timers, due: Sequence[asyncpg.Record], now: datetime
+    ) -> int:
+        """Decide every locked row, then write the events, the new cursors and the calls."""
+        batch = _Batch()
+        for row in due:
+            state = State(
+                cursor=row["cursor"],
+                acknowledged=row["state"] == timers.answered_state,
+                closed=row["warning_state"] not in ("active", "pending_approval"),
+            )
+            try:
+                decision = next_step(Snapshot.from_json(_json(row["snapshot"])), state, now)
+            except EscalationError as exc:
+                # A broken row must not stop every other one's escalation: park it, visibly.
+                log.warning(
+                    "escalation_snapshot_invalid", table=timers.name, id=row["id"], reason=str(exc)
+                )
+                batch.event(row["id"], "escalation_stopped", {"reason": str(exc)})
+                batch.advance(row["id"], state.cursor, row["state"], None)
+                continue
+            batch.decide(row, state, decision, now)
+        if batch.steps:
+            await self._queue_steps(conn, timers, batch.steps, now)
+        if batch.events:
+            await conn.execute(sql(timers.events), *columns(batch.events), now)
+        await conn.execute(sql(timers.advance), *columns(batch.advances), now)
+        if batch.worked:
+            log.info("escalated", table=timers.name, steps=batch.worked)
+        return batch.worked
+
+    async def _queue_steps(
+        self, conn: Conn, timers: _Timers, steps: Sequence[_Step], now: datetime
+    ) -> None:
+        """Queue the fired steps' messages: the callee's own message again for a repeat, else a
+        text telling the backup or superior whom they stand in for, and for what."""
+        warnings = {
+            r["id"]: r
+            for r in await conn.fetch(sql("step_warnings"), sorted({s.warning_id for s in steps}))
+        }
+        # The responders' texts of each warning, one per kind: a call-out's repeat sends them
+        # again, and stand-in texts go on the same kinds.
+        responder: dict[int, list[tuple[str, int]]] = {}
+        for warning_id in warnings:
+            rows = await conn.fetch(sql("responder_messages"), warning_id)
+            responder[warning_id] = [(m["channel_kind"], m["id"]) for m in rows]
+        task_repeats: dict[int, list[tuple[str, int]]] = {}  # a task's repeat: its own message
+        if timers is TASK_TIMERS:
+            for step in steps:
+                if step.action == "repeat":
+                    rows = await task_messages(conn, step.row_id)
+                    task_repeats[step.row_id] = [(m["channel_kind"], m["id"]) for m in rows]
+        stand_ins = [s for s in steps if s.action != "repeat"]
+        texts = await self._stand_in_messages(conn, timers, stand_ins, warnings, responder)
+        calls: list[tuple[int, int, int, str, int, int]] = []
+        for step in steps:
+            warning = warnings[step.warning_id]
+            urgency = priority(warning["hazard"], Level(warning["level"]), 0)
+            if step.action == "repeat":
+                messages = (
+                    task_repeats[step.row_id]
+                    if timers is TASK_TIMERS
+                    else responder[step.warning_id]
+                )
+            else:
+                messages = texts[(step.row_id, step.index)]
+            calls += [
+                (step.row_id, step.index, step.target, kind, message_id, urgency)
+                for kind, message_id in messages
+            ]
+        if calls:
+            await conn.execute(sql(timers.delivery), *columns(calls), now)
+
+    async def _stand_in_messages(
+        self,
+        conn: Conn,
+        timers: _Timers,
+        steps: Sequence[_Step],
+        warnings: Mapping[int, asyncpg.Record],
+        responder: Mapping[int, list[tuple[str, int]]],
+    ) -> dict[tuple[int, int], list[tuple[str, int]]]:
+        """Render and store the stand-in texts of these steps; (row, step) -> (kind, message)."""
+        if not steps:
+            return {}
+        about = {r["id"]: r for r in await conn.fetch(sql(timers.about), [s.row_id for s in steps])}
+        kinds = {w: [kind for kind, _ in texts] or ["sms"] for w, texts in responder.items()}
+        rows: list[tuple[int, str, str, str]] = []  # warning, audience key, kind, body
+        for step in steps:
+            warning = warnings[step.warning_id]
+            for kind in kinds[step.warning_id]:
+                text = stand_in_text(
+                    dict(about[step.row_id]),
+                    hazard=HAZARDS.get(warning["hazard"], HAZARDS["other"]).zh,
+                    level=Level(warning["level"]).zh,
+                    code=warning["short_code"] or "",
+                    channel_kind=kind,
+                    signature=self._signature(),
+                    exercise=warning["status"] == "Exercise",
+                )
+                rows.append(
+                    (step.warning_id, f"{timers.name}:{step.row_id}:{step.index}", kind, text)
+                )
+        stored = await conn.fetch(sql("upsert_messages"), *columns(rows))
+        by_key = {(r["audience"], r["channel_kind"]): r["id"] for r in stored}
+        return {
+            (step.row_id, step.index): [
+                (kind, by_key[(f"{timers.name}:{step.row_id}:{step.index}", kind)])
+                for kind in kinds[step.warning_id]
+            ]
+            for step in steps
+        }
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest call-out or field task timer comes due, if any."""
+        due: datetime | None = await self._pool.fetchval(sql("next_timer"))
+        return due
+
+    async def run(self, idle_seconds: float = 1.0) -> None:
+        """Scan forever: at once while there is work; when idle, until the next timer is due
+        (at most ``idle_seconds``: a timer set by another process is seen within that)."""
+        while True:
+            if await self.scan():
+                continue
+            wait = idle_seconds
+            due = await self.next_due()
+            if due is not None:
+                wait = min(wait, max((due - self._clock.now()).total_seconds(), 0.0))
+            await self._clock.sleep(wait)
+
+
+async def _fetch_retrying_deadlocks(
+    pool: asyncpg.Pool, query: str, *args: object, attempts: int = 3
+) -> list[asyncpg.Record]:
+    """Run an answer statement again if PostgreSQL broke a deadlock by aborting it.
+
+    Answers arriving on SMS and voice at once lock the same call-outs in whatever order their
+    batches hold them; locking them in order first would cost a third of the throughput, and a
+    deadlock is rare and harmless to retry: the aborted statement changed nothing.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            rows: list[asyncpg.Record] = await pool.fetch(query, *args)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == attempts:
+                raise
+            log.warning("answer_deadlock_retried", attempt=attempt)
+        else:
+            return rows
+    raise AssertionError("unreachable")
+
+
+def _phone(sender: str) -> str | None:
+    """The sender's number in the roster's form, or None if it is no phone number at all."""
+    try:
+        return normalise_phone(sender)
+    except InputError:
+        return None
+
+
+def _json(value: object) -> dict[str, object]:
+    if isinstance(value, str):
+        loaded = json.loads(value)
+        assert isinstance(loaded, dict)
+        return loaded
+    assert isinstance(value, dict)
+    return value
+
+
+@dataclass(frozen=True)
+class _Timers:
+    """The SQL of one kind of row the escalation scanner works: call-outs or field tasks."""
+
+    name: str
+    due: str
+    advance: str
+    events: str
+    delivery: str
+    about: str  # whom a stand-in (backup, superior) is told about
+    answered_state: str
+
+
+CALLOUT_TIMERS = _Timers(
+    "callout",
+    "due_callouts",
+    "advance_callouts",
+    "callout_events",
+    "escalation_deliveries",
+    "callouts_for_steps",
+    "acknowledged",
+)
+TASK_TIMERS = _Timers(
+    "task",
+    "due_tasks",
+    "advance_tasks",
+    "task_events",
+    "task_step_deliveries",
+    "tasks_for_steps",
+    "done",
+)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A step fired at a person: whose row, which step, what action, at whom."""
+
+    row_id: int
+    warning_id: int
+    index: int
+    action: str
+    target: int
+
+
+@dataclass
+class _Batch:
+    """What one scan decided for its rows, gathered to be written set-based."""
+
+    events: list[tuple[int, str, dict[str, object]]] = field(default_factory=list)
+    advances: list[tuple[int, int, str, datetime | None]] = field(default_factory=list)
+    steps: list[_Step] = field(default_factory=list)
+    worked: int = 0
+
+    def event(self, row_id: int, kind: str, detail: dict[str, object]) -> None:
+        self.events.append((row_id, kind, detail))
+
+    def advance(self, row_id: int, cursor: int, state: str, next_check: datetime | None) -> None:
+        self.advances.append((row_id, cursor, state, next_check))
+
+    def decide(self, row: asyncpg.Record, state: State, decision: Decision, now: datetime) -> None:
+        """Record one row's decision: a new timer, the end of its chain, or a step."""
+        if decision.kind == "wait":
+            self.advance(row["id"], state.cursor, row["state"], decision.next_check_at)
+            return
+        if decision.kind == "finished":
+            self.advance(row["id"], state.cursor, "closed" if state.closed else row["state"], None)
+            if state.closed:
+                self.event(row["id"], "closed", {"reason": decision.reason})
+            return
+        step, index = decision.step, decision.step_index
+        assert step is not None and index is not None
+        detail: dict[str, object] = {
+            "step": index,
+            "action": step.action,
+            "target_id": step.target_id,
+            "target_name": step.target_name,
+            "reason": decision.reason,
+            "due_at": step.due_at.isoformat(),
+            "late_ms": round(decision.late_by.total_seconds() * 1000),
+        }
+        if decision.kind == "fire" and step.target_id is not None:
+            self.steps.append(
+                _Step(row["id"], row["warning_id"], index, step.action, step.target_id)
+            )
+        if decision.kind == "skip":
+            detail["skip_reason"] = step.skip_reason
+        self.event(row["id"], "step_fired" if decision.kind == "fire" else "step_skipped", detail)
+        # A skip looks again at once: the following step may be due already.
+        self.advance(
+            row["id"],
+            index + 1,
+            "escalated",
+            now if decision.kind == "skip" else decision.next_check_at,
+        )
+        self.worked += 1
+
+
+def stand_in_text(
+    about: Mapping[str, object],
+    *,
+    hazard: str,
+    level: str,
+    code: str,
+    channel_kind: str,
+    signature: str,
+    exercise: bool,
+) -> str:
+    """What a backup (B角) or superior is told when a call-out or field task escalates to them:
+    who did not answer (or finish), where, for which warning, and how to take it over."""
+    prefix = (signature if channel_kind == "sms" else "") + (EXERCISE_MARK if exercise else "")
+    if channel_kind == "voice":
+        prefix += signature.removeprefix("【").removesuffix("】").join(("这里是", "。"))
+    who = f"{about['person']}（{about['division']}）"
+    if about.get("task_kind"):
+        task = TASK_NAMES.get(str(about["task_kind"]), "现场")
+        what = f"未完成{hazard}{level}预警的{task}任务（已完成{about['done']}/{about['targets']}）"
+        ask = "请您立即代为落实。" + (
+            "完成后回复“完成”" if channel_kind == "sms" else "完成后请短信回复“完成”"
+        )
+    else:
+        what = f"未确认{hazard}{level}预警"
+        ask = "请您立即联系落实防范。" + (
+            f"收到请回复1{code}" if channel_kind != "voice" else "确认收到请按1"
+        )
+    return prefix + who + what + "，" + ask
+
+
+class ReplyLimiter:
+    """At most ``limit`` replies per number within ``window``; the rest are recorded, not read.
+
+    An auto-replying phone answering our repeat calls, or a broken gateway looping, must not
+    turn into a stream of database work. warnd itself never answers a reply, so it cannot feed
+    such a loop. Kept in memory per process: a limit, not a record.
+    """
+
+    def __init__(self, limit: int = 10, window: timedelta = timedelta(minutes=1)) -> None:
+        self._limit = limit
+        self._window = window
+        self._seen: dict[str, deque[datetime]] = {}
+
+    def allow(self, phone: str, now: datetime) -> bool:
+        if len(self._seen) > 100_000:  # forget quiet numbers, so memory stays bounded
+            self._seen = {p: q for p, q in self._seen.items() if q and now - q[-1] < self._window}
+        times = self._seen.setdefault(phone, deque())
+        while times and now - times[0] >= self._window:
+            times.popleft()
+        if len(times) >= self._limit:
+            return False
+        times.append(now)
+        return True

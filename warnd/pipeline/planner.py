@@ -1,0 +1,357 @@
+"""Planning: a published warning becomes deliveries in the outbox, responders first.
+
+The decision of who gets what on which channel is pure (``decide``); the writing is a handful of
+``INSERT … SELECT`` statements, one transaction per step, each step recorded on the warning so a
+planner that dies mid-way is resumed from the next step by whichever process picks it up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from warnd.pipeline.callouts import open_callouts
+from warnd.core.clock import Clock
+from warnd.db import Conn
+from warnd.db.queries import sql
+from warnd.ingest.store import load_warning
+from warnd.core.model import HAZARDS, Audience, NormalisedWarning, priority
+from warnd.pipeline.notices import write_notices
+from warnd.policy.model import LevelRule, Policy
+from warnd.policy.render import render
+from warnd.pipeline.field_tasks import open_field_tasks, task_kinds
+from warnd.db.notify import DELIVERIES_CHANNEL
+
+log = structlog.get_logger(__name__)
+
+VILLAGES_PER_CHUNK = 250  # about 120,000 households: one chunk is one transaction
+
+# The steps of a plan, in order; households follow, one step per chunk of villages. City and
+# county responders go alone first: a few dozen rows, so the first call-out leaves within
+# milliseconds even for a city-wide warning.
+# Each step lists (audience, responder levels) pairs; levels only matter for responders.
+FIRST_STEPS: tuple[tuple[tuple[Audience, tuple[str, ...]], ...], ...] = (
+    ((Audience.RESPONDER, ("city", "county")),),
+    ((Audience.RESPONDER, ("town", "village")), (Audience.BROADCAST, ())),
+    ((Audience.FACILITY, ()), (Audience.HELPER, ())),
+)
+_AUDIENCE_SQL = {
+    Audience.RESPONDER: "plan_responders",
+    Audience.BROADCAST: "plan_broadcast",
+    Audience.FACILITY: "plan_facilities",
+    Audience.HELPER: "plan_helpers",
+    Audience.HOUSEHOLD: "plan_households",
+}
+
+
+@dataclass(frozen=True)
+class AudiencePlan:
+    """What one audience gets: channel kinds sent together, each with its fail-over kinds."""
+
+    audience: Audience
+    kinds: tuple[str, ...]
+    fallbacks: tuple[tuple[str, ...], ...]  # per kind, the kinds to try after a permanent failure
+    priority: int
+
+
+def decide(
+    policy: Policy,
+    warning: NormalisedWarning,
+    now: datetime,
+    available: Collection[str] | None = None,
+) -> dict[Audience, AudiencePlan]:
+    """Which audiences get the warning on which channel kinds, by policy, level and time of day.
+
+    ``available`` is the set of channel kinds this installation has; a kind the policy names but
+    nobody configured is replaced by its first available fallback rather than queued forever.
+    """
+    if not warning.reaches_people:
+        return {}
+    rule = policy.rule(warning.hazard, warning.level)
+    night = policy.night.is_night(now)
+    plans: dict[Audience, AudiencePlan] = {}
+    for audience, audience_rule in rule.audiences.items():
+        wanted = audience_rule.channels_at(night=night)
+        usable = [k for k in wanted if available is None or k in available]
+        fallback = [
+            k for k in audience_rule.fallback_at(night=night) if available is None or k in available
+        ]
+        if not usable:
+            usable = fallback[:1]
+        if not usable:
+            log.warning("audience_without_channel", audience=audience.value, wanted=wanted)
+            continue
+        rest = tuple(k for k in fallback if k not in usable)
+        plans[audience] = AudiencePlan(
+            audience,
+            tuple(usable),
+            tuple(rest for _ in usable),
+            priority(warning.hazard, warning.level, rule.rank(audience)),
+        )
+    return plans
+
+
+def place_name(covered: Sequence[Mapping[str, Any]], area_desc: str) -> str:
+    """The place a text names: the warning's own description, else the covered counties/towns."""
+    if area_desc:
+        return area_desc
+    counties = [str(r["name"]) for r in covered if r["level"] == "county"]
+    towns = [str(r["name"]) for r in covered if r["level"] == "town"]
+    if len(counties) == 1 and 0 < len(towns) <= 3:
+        return counties[0] + "、".join(towns)
+    if len(counties) > 3:
+        return "、".join(counties[:3]) + "等地"
+    return "、".join(counties) or "济宁市"
+
+
+@dataclass
+class PlanResult:
+    warning_id: int
+    steps: int  # steps written in this call
+    deliveries: int  # deliveries written in this call
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One audience's share of a plan step."""
+
+    audience: Audience
+    levels: tuple[str, ...] = ()  # responders: which levels
+    villages: tuple[str, str] | None = None  # households: the chunk's first and last village
+    task: str = ""  # a field-task kind (door_knock, gong) written for this audience instead
+    notices: bool = False  # an Update's or Cancel's notices to those already reached
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every step of one warning's plan needs, computed once per planner."""
+
+    warning: NormalisedWarning
+    rule: LevelRule
+    speciality: str | None
+    plans: dict[Audience, AudiencePlan]
+    place: str
+    short_code: str | None  # named in responders' texts: "收到请回复1A7"
+    steps: list[list[_Part]]
+    tasks: dict[str, tuple[str, ...]]  # field-task kinds opened, with their messages' kinds
+
+
+class Planner:
+    """Turns published warnings into deliveries; any number of planners may run at once."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        policy: Callable[[], Policy],
+        clock: Clock,
+        max_chars: Mapping[str, int],
+        *,
+        villages_per_chunk: int = VILLAGES_PER_CHUNK,
+        retry_seconds: float = 30.0,
+    ) -> None:
+        self._pool = pool
+        self._policy = policy
+        self._clock = clock
+        self._max_chars = max_chars
+        self._chunk = villages_per_chunk
+        self._retry = retry_seconds
+        self._contexts: dict[int, _Context] = {}
+
+    async def plan_pending(self) -> list[PlanResult]:
+        """Plan waiting warnings one step at a time, the most urgent first, until none waits.
+
+        Choosing again after every step means an earthquake or red warning that arrives during
+        a city-wide household fan-out goes next, not after the last household chunk.
+        """
+        results: dict[int, PlanResult] = {}
+        async with self._pool.acquire() as conn:
+            while (step := await self._next_step(conn)) is not None:
+                total = results.setdefault(step.warning_id, PlanResult(step.warning_id, 0, 0))
+                total.steps += step.steps
+                total.deliveries += step.deliveries
+                total.done = step.done
+                if step.done:
+                    self._contexts.pop(step.warning_id, None)
+                    log.info(
+                        "warning_planned",
+                        warning_id=step.warning_id,
+                        deliveries=total.deliveries,
+                    )
+        return list(results.values())
+
+    async def _next_step(self, conn: Conn) -> PlanResult | None:
+        for row in await conn.fetch(sql("plan_candidates"), self._clock.now()):
+            warning_id: int = row["id"]
+            if not await conn.fetchval(sql("lock_plan"), warning_id):
+                continue  # another planner holds it
+            try:
+                return await self._step(conn, warning_id)
+            except (asyncpg.PostgresConnectionError, OSError):
+                raise  # the connection is gone: the supervisor reconnects
+            except Exception as exc:  # one broken warning must not block every other one
+                log.exception("planning_failed", warning_id=warning_id)
+                self._contexts.pop(warning_id, None)
+                await conn.execute(
+                    sql("plan_failed"),
+                    warning_id,
+                    f"{type(exc).__name__}: {exc}"[:1000],
+                    self._clock.now() + timedelta(seconds=self._retry),
+                )
+                return PlanResult(warning_id, 0, 0)
+            finally:
+                await conn.fetchval(sql("unlock_plan"), warning_id)
+        return None
+
+    async def _context(self, conn: Conn, warning_id: int) -> _Context:
+        context = self._contexts.get(warning_id)
+        if context is None:
+            warning = await load_warning(conn, warning_id)
+            plans = decide(self._policy(), warning, self._clock.now(), self._max_chars.keys())
+            place = warning.area_desc
+            if not place:
+                covered = await conn.fetch(sql("covered_divisions"), warning_id)
+                place = place_name([dict(r) for r in covered], warning.area_desc)
+            chunks = await conn.fetch(sql("village_chunks"), warning_id, self._chunk)
+            steps = [[_Part(a, levels) for a, levels in step] for step in FIRST_STEPS]
+            steps += [[_Part(Audience.HOUSEHOLD, villages=(c["first"], c["last"]))] for c in chunks]
+            tasks = task_kinds(self._policy(), warning, self._clock.now(), plans, self._max_chars)
+            if "gong" in tasks:  # with the village responders it is given to
+                steps[1].append(_Part(Audience.RESPONDER, task="gong"))
+            if "door_knock" in tasks:  # the task message replaces the helper's plain text
+                steps[2] = [p for p in steps[2] if p.audience is not Audience.HELPER]
+                steps[2].append(_Part(Audience.HELPER, task="door_knock"))
+            if warning.msg_type == "Cancel":
+                steps = [[_Part(Audience.RESPONDER, notices=True)]]
+            elif warning.msg_type == "Update":
+                steps.insert(0, [_Part(Audience.RESPONDER, notices=True)])
+            context = self._contexts[warning_id] = _Context(
+                warning,
+                self._policy().rule(warning.hazard, warning.level),
+                HAZARDS[warning.hazard].speciality,
+                plans,
+                place,
+                await conn.fetchval("SELECT short_code FROM warnings WHERE id = $1", warning_id),
+                steps,
+                tasks,
+            )
+        return context
+
+    async def _step(self, conn: Conn, warning_id: int) -> PlanResult:
+        """Write the next step of one warning's plan, in one transaction with its cursor."""
+        context = await self._context(conn, warning_id)
+        now = self._clock.now()
+        written = 0
+        async with conn.transaction():
+            # FOR SHARE: a Cancel or Update ending this warning waits for the step to commit,
+            # then cancels what it wrote; a step never starts for an ended warning.
+            row = await conn.fetchrow(sql("lock_warning_for_plan"), warning_id)
+            assert row is not None  # warnings are never deleted
+            number = row["plan_cursor"] + 1
+            if not row["live"] or number > len(context.steps):
+                await conn.execute(sql("plan_step_done"), warning_id, row["plan_cursor"], True, now)
+                return PlanResult(warning_id, 0, 0, done=True)
+            exercise_only = context.warning.status == "Exercise"
+            for part in context.steps[number - 1]:
+                if part.notices or part.task:
+                    written += await self._special(conn, warning_id, context, part, now)
+                    continue
+                audience = part.audience
+                plan = context.plans.get(audience)
+                if plan is None:
+                    continue
+                extra: tuple[object, ...] = ()
+                if audience is Audience.RESPONDER:
+                    extra = (context.speciality, list(part.levels))
+                elif part.villages is not None:
+                    extra = part.villages
+                message_ids = {
+                    kind: await self._message(conn, warning_id, context, audience, kind)
+                    for kind in dict.fromkeys([*plan.kinds, *plan.fallbacks[0]])
+                }
+                if audience is Audience.RESPONDER:
+                    await open_callouts(
+                        conn,
+                        warning_id,
+                        context.rule,
+                        speciality=context.speciality,
+                        levels=part.levels,
+                        exercise_only=exercise_only,
+                        now=now,
+                    )
+                status = await conn.execute(
+                    sql(_AUDIENCE_SQL[audience]),
+                    warning_id,
+                    list(plan.kinds),
+                    [message_ids[kind] for kind in plan.kinds],
+                    [",".join(f) for f in plan.fallbacks],
+                    plan.priority,
+                    exercise_only,
+                    now,
+                    *extra,
+                )
+                written += int(status.rsplit(" ", 1)[1])
+            done = number == len(context.steps)
+            await conn.execute(sql("plan_step_done"), warning_id, number, done, now)
+            await conn.execute("SELECT pg_notify($1, $2)", DELIVERIES_CHANNEL, str(warning_id))
+        log.debug("plan_step_written", warning_id=warning_id, step=number, deliveries=written)
+        return PlanResult(warning_id, 1, written, done=done)
+
+    async def _special(
+        self, conn: Conn, warning_id: int, context: _Context, part: _Part, now: datetime
+    ) -> int:
+        """Write a step part that is not a plain audience: notices, or one kind of field task."""
+        policy = self._policy()
+        warning = context.warning
+        urgency = priority(warning.hazard, warning.level, context.rule.rank(part.audience))
+        if part.notices:
+            return await write_notices(
+                conn,
+                policy,
+                warning_id,
+                warning,
+                place=context.place,
+                short_code=context.short_code,
+                max_chars=self._max_chars,
+                priority=urgency,
+                now=now,
+            )
+        kinds = context.tasks[part.task]
+        task_rule = getattr(policy.field_tasks, part.task)
+        return await open_field_tasks(
+            conn,
+            warning_id,
+            warning,
+            kind=part.task,
+            task_rule=task_rule,
+            level_rule=context.rule,
+            signature=policy.signature,
+            place=context.place,
+            channel_kinds=kinds,
+            max_chars=self._max_chars,
+            speciality=context.speciality,
+            priority=urgency,
+            now=now,
+        )
+
+    async def _message(
+        self, conn: Conn, warning_id: int, context: _Context, audience: Audience, kind: str
+    ) -> int:
+        body = render(
+            self._policy(),
+            context.warning,
+            audience,
+            kind,
+            place=context.place,
+            max_chars=self._max_chars.get(kind),
+            reply_code=f"1{context.short_code or ''}",
+        )
+        message_id: int = await conn.fetchval(
+            sql("upsert_message"), warning_id, audience.value, kind, body
+        )
+        return message_id

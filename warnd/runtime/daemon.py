@@ -1,0 +1,308 @@
+"""The warnd process: HTTP API, planner, dispatch workers and housekeeping, on one pool.
+
+Every stage reads and writes PostgreSQL, so any number of these processes can share one database:
+planners hold a warning by advisory lock, workers claim deliveries with SKIP LOCKED, and
+housekeeping is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from channels.base import Channel
+from channels.registry import ChannelConfigError, build_channels
+from warnd.pipeline.callouts import CallOuts
+from warnd.core.clock import Clock, ScaledClock, SystemClock
+from warnd.core.config import AppConfig, load_config
+from warnd.db import Conn
+from warnd.db.pool import connect, database_url, open_pool
+from warnd.db.queries import sql
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.core.errors import ConfigError
+from warnd.pipeline.heartbeat import HeartbeatWatch
+from warnd.app.metrics import ChannelHealth, Metrics
+from warnd.pipeline.planner import Planner
+from warnd.policy.model import PolicyHolder
+from warnd.app.services import Services
+from warnd.runtime.settings import Settings
+from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL
+
+log = structlog.get_logger(__name__)
+
+SIMULATED_CHANNELS: dict[str, dict[str, object]] = {
+    "simulated-sms": {"type": "simulator", "kind": "sms"},
+    "simulated-voice": {"type": "simulator", "kind": "voice"},
+    "simulated-broadcast": {"type": "simulator", "kind": "broadcast"},
+}
+
+
+def make_channels(
+    tables: Mapping[str, Mapping[str, object]], *, simulate: bool
+) -> dict[str, Channel]:
+    """The configured channels; with ``simulate`` and none configured, simulated ones.
+
+    Without ``simulate`` at least one real channel must exist: warnd never pretends to warn.
+    """
+    try:
+        channels = build_channels(tables or (SIMULATED_CHANNELS if simulate else {}))
+    except ChannelConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    if not simulate and not any(not c.simulated for c in channels.values()):
+        raise ConfigError(
+            "no real channel is configured: add a [channels.<name>] table with a real type "
+            "to the config file (WARND_CONFIG), or run with --simulate to use simulated phones"
+        )
+    return channels
+
+
+def max_chars(channels: Mapping[str, Channel]) -> dict[str, int]:
+    """Per channel kind, the longest text every channel of that kind can carry."""
+    limits: dict[str, int] = {}
+    for channel in channels.values():
+        kind = channel.kind.value
+        limits[kind] = min(limits.get(kind, channel.limits.max_text), channel.limits.max_text)
+    return limits
+
+
+async def supervised(name: str, loop: Callable[[], Awaitable[None]], clock: Clock) -> None:
+    """Run a background loop forever; a crash is logged and the loop restarted after a pause."""
+    while True:
+        try:
+            await loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a stage must outlive a database blip; the error is logged, not hidden
+            log.exception("stage_crashed", stage=name)
+            await clock.sleep(1.0)
+
+
+def _clock(settings: Settings, *, simulate: bool) -> Clock:
+    """The wall clock, or for a simulated drill a faster one (WARND_TIME_SCALE)."""
+    if settings.time_scale == 1.0:
+        return SystemClock()
+    if not simulate:
+        # Deadlines and escalations on a fast clock would chase real people within seconds.
+        raise ConfigError("WARND_TIME_SCALE is for drills: it needs --simulate")
+    return ScaledClock(settings.time_scale, settings.time_epoch)
+
+
+def tune_gc() -> None:
+    """Collect garbage the way a long-running sender needs; call once the process is built
+    (config, policy and channels loaded), before it starts serving.
+
+    CPython looks for reference cycles every 700 new container objects; sending 12,000 SMS a
+    second allocates a few hundred thousand (futures, rows, results), and the collections, full
+    ones walking every object the process holds, cost 8 % of the SMS throughput (measured,
+    ``warnd bench sms``). What exists at start-up (modules, config, policy) lives as long as the
+    process, so it is moved out of the collector's sight, and young objects are examined every
+    10,000 allocations instead; cycles are still found, a little later.
+    """
+    gc.collect()  # what is garbage now must not be frozen with the rest
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
+class Daemon:
+    """One warnd process. ``run`` serves until cancelled or signalled."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        simulate: bool = False,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        config: AppConfig | None = None,
+        channels: Mapping[str, Channel] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or _clock(settings, simulate=simulate)
+        self.metrics = metrics or Metrics()
+        self.config = config or load_config(settings.config)
+        self.policy = PolicyHolder(settings.policy)
+        self.channels = (
+            dict(channels)
+            if channels is not None
+            else make_channels(self.config.channels, simulate=simulate)
+        )
+        self.metrics.registry.register(ChannelHealth(self.channels))
+        self.services: Services | None = None
+        self.port: int | None = None
+
+    @asynccontextmanager
+    async def running(self, url: str | None = None) -> AsyncIterator[Services]:
+        """Start every stage and the HTTP server; stop them all on exit."""
+        from warnd.web.api import build_app
+
+        url = url or database_url(self.settings)
+        async with open_pool(url, min_size=2, max_size=12) as pool:
+            services = Services(
+                pool=pool,
+                config=self.config,
+                policy=self.policy,
+                clock=self.clock,
+                metrics=self.metrics,
+                channels=self.channels,
+            )
+            self.services = services
+            for channel in self.channels.values():
+                try:
+                    await channel.start()
+                except ChannelConfigError as exc:  # e.g. an SMSC refusing the credentials
+                    raise ConfigError(f"channels.{channel.name}: {exc}") from exc
+            runner = web.AppRunner(build_app(services), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
+            await site.start()
+            self.port = _bound_port(runner)
+            tasks = self._start_stages(url, services)
+            log.info(
+                "warnd_started",
+                http=f"{self.settings.http_host}:{self.port}",
+                channels=sorted(self.channels),
+                simulated=services.simulated,
+            )
+            try:
+                yield services
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await runner.cleanup()
+                for channel in self.channels.values():
+                    await channel.stop()
+                log.info("warnd_stopped")
+
+    def _start_stages(self, url: str, services: Services) -> list[asyncio.Task[None]]:
+        pool = services.pool
+        planner = Planner(pool, services.current_policy, self.clock, max_chars(self.channels))
+        lease = self.settings.lease_seconds
+        callouts = CallOuts(pool, self.clock)
+        dispatcher = Dispatcher(
+            pool,
+            self.channels,
+            self.clock,
+            self.metrics,
+            services.send_wakeup,
+            lease_seconds=lease,
+            answers=callouts,
+        )
+
+        async def plan_loop() -> None:
+            while True:
+                for result in await planner.plan_pending():
+                    if result.steps:
+                        services.send_wakeup.set()
+                await services.plan_wakeup.wait(2.0)
+
+        heartbeats = HeartbeatWatch(
+            pool,
+            {
+                name: feed.expected_heartbeat
+                for name, feed in self.config.feeds.items()
+                if feed.expected_heartbeat is not None
+            },
+            self.metrics,
+            self.clock.now(),
+        )
+
+        async def housekeeping() -> None:
+            while True:
+                await heartbeats.check(self.clock.now())
+                await dispatcher.reclaim_leases()
+                await pool.execute(sql("expire_warnings"), self.clock.now())
+                await self.clock.sleep(min(5.0, lease / 2))
+
+        loops: dict[str, Callable[[], Awaitable[None]]] = {
+            "listen": lambda: self._listen(url, services),
+            "plan": plan_loop,
+            "housekeeping": housekeeping,
+            "escalate": callouts.run,
+        }
+        for name, channel in self.channels.items():
+            loops[f"send:{name}"] = _bind(dispatcher.run_worker, channel)
+            loops[f"inbound:{name}"] = _bind(dispatcher.run_inbound, channel)
+        return [
+            asyncio.create_task(supervised(name, loop, self.clock), name=name)
+            for name, loop in loops.items()
+        ]
+
+    async def _listen(self, url: str, services: Services) -> None:
+        """Turn NOTIFY from any warnd process into wake-ups of this one's stages."""
+        conn = await connect(url)
+        wakeups = {PLAN_CHANNEL: services.plan_wakeup, DELIVERIES_CHANNEL: services.send_wakeup}
+
+        def on_notify(_c: Conn, _pid: int, channel: str, _payload: object) -> None:
+            wakeups[channel].set()
+
+        try:
+            for channel in wakeups:
+                await conn.add_listener(channel, on_notify)
+            while True:
+                await asyncio.sleep(30)
+                await conn.execute("SELECT 1")  # a dead connection raises; supervised reconnects
+        finally:
+            with contextlib.suppress(asyncpg.PostgresError, OSError):
+                await conn.close()
+
+    async def reload_policy(self) -> bool:
+        """SIGHUP: load the policy file again; an invalid file leaves the old policy in force.
+
+        Either way the outcome is written to the audit log.
+        """
+        try:
+            self.policy.reload()
+        except ConfigError as exc:
+            log.warning("policy_reload_refused", reason=str(exc))
+            await self._audit("policy_reload_refused", {"reason": str(exc)})
+            return False
+        log.info("policy_reloaded", path=str(self.settings.policy))
+        await self._audit("policy_reloaded", {"path": str(self.settings.policy)})
+        return True
+
+    async def _audit(self, action: str, detail: dict[str, object]) -> None:
+        if self.services is not None:
+            await self.services.pool.execute(
+                sql("audit"), "system", action, "policy", detail, self.clock.now()
+            )
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT; SIGHUP reloads the policy."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def on_hangup() -> None:
+            task = loop.create_task(self.reload_policy())
+            reloads.add(task)  # keep a reference until it is done
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        async with self.running():
+            await stop.wait()
+
+
+def _bind(
+    fn: Callable[[Channel], Awaitable[None]], channel: Channel
+) -> Callable[[], Awaitable[None]]:
+    return lambda: fn(channel)
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        port: Any = address[1] if isinstance(address, tuple) else None
+        if isinstance(port, int):
+            return port
+    raise RuntimeError("the HTTP server is not listening")

@@ -1,0 +1,43 @@
+"""Process settings from the environment (WARND_*): where the database, data and config live."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+class Settings(BaseSettings):
+    """Environment settings; the TOML file named by ``config`` holds feeds, users and channels."""
+
+    model_config = SettingsConfigDict(env_prefix="WARND_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; without it an embedded server is started"
+    )
+    data_dir: Path = Field(default=Path.home() / ".local" / "share" / "warnd")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8379
+    config: Path | None = Field(default=None, description="path of the TOML config file")
+    policy: Path = Field(default=REPO_CONFIG_DIR / "policy.toml")
+    log_level: str = "info"
+    lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="how long a claimed delivery may stay unsent before "
+        "another worker takes it back (a crashed worker's rows return after this)",
+    )
+    time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="drills with --simulate only: warnd's clock runs this many times faster",
+    )
+    time_epoch: datetime | None = Field(
+        default=None,
+        description="where a scaled clock starts (ISO 8601 with offset); processes sharing it "
+        "share one timeline",
+    )
