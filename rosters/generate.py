@@ -35,8 +35,8 @@ from rosters.divisions import (
     towns,
 )
 from rosters.divisions import counties as county_divisions
-from warnd.db import Conn
 from warnd.core.errors import InputError
+from warnd.db import Conn
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` while a long stage runs."""

@@ -48,9 +48,9 @@ from rosters.columns import (
     normalise_word,
 )
 from rosters.divisions import level_of, load_divisions, pad
+from warnd.core.errors import InputError
 from warnd.core.phones import PhoneError, normalise_phone
 from warnd.db import Conn
-from warnd.core.errors import InputError
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(file label, rows read, 0)``; the total of a file is not known ahead."""

@@ -9,17 +9,17 @@ from datetime import timedelta
 import asyncpg
 
 from channels.base import ChannelKind
-from warnd.pipeline.callouts import CallOuts
-from warnd.core.clock import ManualClock
-from warnd.db.queries import sql
-from warnd.pipeline.dispatch import Dispatcher
-from warnd.ingest.store import store_warning
 from warnd.app.metrics import Metrics
+from warnd.core.clock import ManualClock
 from warnd.core.model import Area, NormalisedWarning
-from warnd.web.openapi import API
+from warnd.db.notify import Wakeup
+from warnd.db.queries import sql
+from warnd.ingest.store import store_warning
+from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import Policy
-from warnd.db.notify import Wakeup
+from warnd.web.openapi import API
 
 from . import seed
 from .test_api import APPROVER_TOKEN, OFFICER_TOKEN, Api, app, manual

@@ -18,16 +18,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.base import Channel, ChannelConfig, ChannelKind, Limits, OutboundMessage, SendResult
-from warnd.web import api as api_module
-from warnd.web.api import build_app
+from warnd.app.metrics import Metrics
+from warnd.app.services import Services
 from warnd.core.clock import ManualClock
 from warnd.core.config import AppConfig
-from warnd.app.metrics import Metrics
-from warnd.web.openapi import API, CSV_COLUMNS, ROLES
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import Policy, PolicyHolder, load_policy
-from warnd.app.services import Services
 from warnd.runtime.settings import REPO_CONFIG_DIR
+from warnd.web import api as api_module
+from warnd.web.api import build_app
+from warnd.web.openapi import API, CSV_COLUMNS, ROLES
 
 NOW = datetime(2026, 7, 29, 2, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 

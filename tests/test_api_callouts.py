@@ -15,15 +15,15 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from warnd.web.api import build_app
-from warnd.pipeline.callouts import CallOuts
+from warnd.app.metrics import Metrics
+from warnd.app.services import Services
 from warnd.core.clock import ManualClock
 from warnd.ingest.store import store_warning
-from warnd.app.metrics import Metrics
-from warnd.web.openapi import API, CALLOUT_CSV_COLUMNS
+from warnd.pipeline.callouts import CallOuts
 from warnd.policy.model import Policy, PolicyHolder
-from warnd.app.services import Services
 from warnd.runtime.settings import REPO_CONFIG_DIR
+from warnd.web.api import build_app
+from warnd.web.openapi import API, CALLOUT_CSV_COLUMNS
 
 from . import seed
 from .test_api import APPROVER_TOKEN, CHIEF_TOKEN, CONFIG, OFFICER_TOKEN, Api

@@ -31,9 +31,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from warnd.pipeline.callouts import CallOuts
 from warnd.core.clock import ScaledClock
 from warnd.db.pool import connect, open_pool
+from warnd.pipeline.callouts import CallOuts
 from warnd.runtime.settings import REPO_CONFIG_DIR
 
 from . import seed

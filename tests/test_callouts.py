@@ -9,14 +9,14 @@ from datetime import timedelta
 import asyncpg
 
 from channels.base import CallResult, ChannelKind, OutboundMessage, Reply
-from warnd.pipeline.callouts import CallOuts
-from warnd.core.clock import ManualClock
-from warnd.pipeline.dispatch import Dispatcher
-from warnd.ingest.store import next_short_code, store_warning
 from warnd.app.metrics import Metrics
+from warnd.core.clock import ManualClock
 from warnd.core.model import Level
-from warnd.policy.model import Policy
 from warnd.db.notify import Wakeup
+from warnd.ingest.store import next_short_code, store_warning
+from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.policy.model import Policy
 
 from .test_fanout import DAYTIME, RecordingChannel, cancel_of, plan, policy, rainstorm
 

@@ -21,9 +21,9 @@ import pytest
 from defusedxml.ElementTree import fromstring
 
 import warnd.ingest.cap
-from warnd.ingest.cap import CapError, parse_cap
 from warnd.core.errors import InputError
 from warnd.core.model import Area, Circle, Level, NormalisedWarning
+from warnd.ingest.cap import CapError, parse_cap
 
 CORPUS = Path(__file__).parent / "cap"
 BEIJING = timezone(timedelta(hours=8))

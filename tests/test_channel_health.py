@@ -14,8 +14,8 @@ from channels.base import (
     OutboundMessage,
     SendResult,
 )
-from warnd.web.api import _channel_out
 from warnd.app.metrics import ChannelHealth, Metrics
+from warnd.web.api import _channel_out
 
 
 class TwoLinks(Channel):

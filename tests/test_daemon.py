@@ -19,8 +19,8 @@ import asyncpg
 import pytest
 
 from warnd.core.config import load_config_data
-from warnd.runtime.daemon import Daemon, make_channels
 from warnd.db.pool import connect
+from warnd.runtime.daemon import Daemon, make_channels
 from warnd.runtime.settings import REPO_CONFIG_DIR, Settings
 
 from . import seed

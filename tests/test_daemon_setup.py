@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from warnd.runtime.daemon import make_channels, max_chars
 from warnd.core.errors import ConfigError
+from warnd.runtime.daemon import make_channels, max_chars
 from warnd.runtime.logs import configure, mask_phones
 
 

@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 from rich.console import Console
 
+from warnd.core.escalate import ACTIONS
 from warnd.db.pool import open_pool
 from warnd.tools.demo import BEHAVIOUR_MIX, RoundSummary, behaviour_of, print_summary, run_round
-from warnd.core.escalate import ACTIONS
 
 pytestmark = pytest.mark.slow
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from warnd.pipeline.callouts import CallOuts
 from warnd.core.clock import ManualClock, SystemClock
 from warnd.db.pool import connect, open_pool
 from warnd.ingest.store import store_warning
+from warnd.pipeline.callouts import CallOuts
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import Policy
 

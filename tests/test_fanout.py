@@ -22,18 +22,18 @@ from channels.base import (
     ReceiptStatus,
     SendResult,
 )
-from warnd.core.clock import ManualClock
-from warnd.db import Conn
-from warnd.db.queries import sql
-from warnd.pipeline.dispatch import AHEAD_BATCHES, Claimed, Dispatcher, classify
-from warnd.core.errors import InputError
-from warnd.ingest.store import store_warning
 from warnd.app.metrics import Metrics
+from warnd.core.clock import ManualClock
+from warnd.core.errors import InputError
 from warnd.core.model import Area, Audience, Level, NormalisedWarning
+from warnd.db import Conn
+from warnd.db.notify import Wakeup
+from warnd.db.queries import sql
+from warnd.ingest.store import store_warning
+from warnd.pipeline.dispatch import AHEAD_BATCHES, Claimed, Dispatcher, classify
 from warnd.pipeline.planner import Planner, PlanResult, decide
 from warnd.policy.model import Policy, load_policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
-from warnd.db.notify import Wakeup
 
 from . import seed
 

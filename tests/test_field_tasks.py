@@ -10,15 +10,15 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from channels.base import ChannelKind, DeviceConfirmation, OutboundMessage
-from warnd.pipeline.callouts import CallOuts, ReplyLimiter, stand_in_text
-from warnd.core.clock import ManualClock
-from warnd.pipeline.dispatch import Dispatcher
 from warnd.app.metrics import Metrics
+from warnd.core.clock import ManualClock
 from warnd.core.model import Level
+from warnd.db.notify import Wakeup
+from warnd.pipeline.callouts import CallOuts, ReplyLimiter, stand_in_text
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.field_tasks import TaskText, task_text
 from warnd.policy.model import Policy
 from warnd.policy.render import text_length
-from warnd.pipeline.field_tasks import TaskText, task_text
-from warnd.db.notify import Wakeup
 
 from . import seed
 from .test_callouts import callouts, escalate_until

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from warnd.pipeline.heartbeat import HeartbeatWatch, silent_feeds
 from warnd.app.metrics import Metrics
+from warnd.pipeline.heartbeat import HeartbeatWatch, silent_feeds
 
 T0 = datetime(2026, 7, 29, 2, 0, tzinfo=UTC)
 

@@ -18,18 +18,18 @@ from structlog.testing import capture_logs
 
 from channels.base import DeliveryReceipt, OutboundMessage, Outcome, ReceiptStatus, Reply
 from channels.http_sms import HttpSmsChannel, HttpSmsConfig
-from warnd.web.api import build_app
-from warnd.pipeline.callouts import CallOuts
+from warnd.app.metrics import Metrics
+from warnd.app.services import Services
 from warnd.core.clock import ManualClock
 from warnd.core.config import AppConfig
-from warnd.pipeline.dispatch import Dispatcher
-from warnd.web.webhooks.sms import MAX_EVENTS, InboundBodyError, parse_inbound
-from warnd.app.metrics import Metrics
-from warnd.web.openapi import API
-from warnd.policy.model import Policy, PolicyHolder
-from warnd.app.services import Services
-from warnd.runtime.settings import REPO_CONFIG_DIR
 from warnd.db.notify import Wakeup
+from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.policy.model import Policy, PolicyHolder
+from warnd.runtime.settings import REPO_CONFIG_DIR
+from warnd.web.api import build_app
+from warnd.web.openapi import API
+from warnd.web.webhooks.sms import MAX_EVENTS, InboundBodyError, parse_inbound
 
 from .channel_contract import drain_events
 from .test_fanout import DAYTIME, plan, policy, rainstorm

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from warnd.core.errors import InputError
-from warnd.ingest.manual import ManualWarning, error_location, parse_manual
 from warnd.core.model import Circle, Level
+from warnd.ingest.manual import ManualWarning, error_location, parse_manual
 
 NOW = datetime(2026, 7, 29, 2, 0, 30, 123456, tzinfo=UTC)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from warnd.core.errors import DatabaseError
 from warnd.db.migrate import available, migrate
 from warnd.db.pool import connect
-from warnd.core.errors import DatabaseError
 
 DECLARED_TABLES = {
     "schema_migrations",

@@ -9,9 +9,9 @@ import pytest
 
 from rosters.divisions import COUNTY_CIRCLES, distance_km, load_divisions, real_divisions
 from rosters.generate import GenerateSummary, RosterExistsError, generate, plan
-from warnd.core.phones import normalise_phone
 from tests.roster.digest import roster_digest
 from warnd.core.errors import InputError
+from warnd.core.phones import normalise_phone
 
 COUNTIES = ["370831", "370826"]  # 泗水 (mountains) and 微山 (Nansi Lake)
 HOUSEHOLDS = 5_000

@@ -51,12 +51,12 @@ from tests.channel_contract import (
 )
 from tests.smsc import TestSmsc
 from tests.test_fanout import DAYTIME, plan, policy, rainstorm
-from warnd.pipeline.callouts import CallOuts
-from warnd.core.clock import ManualClock
-from warnd.pipeline.dispatch import Dispatcher
 from warnd.app.metrics import Metrics
-from warnd.policy.model import Policy
+from warnd.core.clock import ManualClock
 from warnd.db.notify import Wakeup
+from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.policy.model import Policy
 
 __all__ = ["policy"]  # the fixture, shared with test_fanout
 

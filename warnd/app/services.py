@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from channels.base import Channel
+from warnd.app.metrics import Metrics
 from warnd.core.clock import Clock
 from warnd.core.config import AppConfig
-from warnd.app.metrics import Metrics
-from warnd.policy.model import Policy, PolicyHolder
 from warnd.db.notify import Wakeup
+from warnd.policy.model import Policy, PolicyHolder
 
 
 @dataclass

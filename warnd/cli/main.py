@@ -89,12 +89,12 @@ def db_migrate() -> None:
 
 
 def _attach_optional_groups() -> None:
+    from warnd.cli.officer import warning
     from warnd.cli.roster import roster
-    from warnd.tools.bench_fanout import bench
     from warnd.tools.bench_callouts import acks_command, escalation_command
+    from warnd.tools.bench_fanout import bench
     from warnd.tools.bench_sms import sms
     from warnd.tools.demo import demo
-    from warnd.cli.officer import warning
 
     for command in (acks_command, escalation_command, sms):
         bench.add_command(command)

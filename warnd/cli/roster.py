@@ -27,8 +27,8 @@ from rich.progress import (
 from rich.table import Table
 
 from rosters.columns import RECORD_TYPES
-from warnd.db import Conn
 from warnd.core.errors import WarndError
+from warnd.db import Conn
 
 T = TypeVar("T")
 

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from warnd.db import Conn
 from warnd.core.errors import DatabaseError
+from warnd.db import Conn
 
 MIGRATION_LOCK = 0x77A2_D001  # advisory lock: two processes starting together migrate once
 

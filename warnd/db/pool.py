@@ -9,10 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from warnd.core.errors import DatabaseError
 from warnd.db import Conn
 from warnd.db.embedded import embedded_url
 from warnd.db.migrate import migrate
-from warnd.core.errors import DatabaseError
 from warnd.runtime.settings import Settings
 
 SERVER_SETTINGS = {

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from warnd.core.errors import InputError
-from warnd.ingest.manual import describe_errors
 from warnd.core.model import HAZARDS, Level, NormalisedWarning
+from warnd.ingest.manual import describe_errors
 
 
 class CancelRequest(BaseModel):

@@ -13,12 +13,12 @@ from datetime import datetime
 import asyncpg
 import structlog
 
-from warnd.db import Conn
-from warnd.db.queries import sql
 from warnd.core.errors import InputError
 from warnd.core.gate import admit
 from warnd.core.model import Area, Circle, Level, NormalisedWarning
+from warnd.db import Conn
 from warnd.db.notify import PLAN_CHANNEL
+from warnd.db.queries import sql
 
 log = structlog.get_logger(__name__)
 

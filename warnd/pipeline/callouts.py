@@ -19,11 +19,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from warnd.core.phones import normalise_phone
-from warnd.core.replies import parse_reply
 from warnd.core.clock import Clock
-from warnd.db import Conn
-from warnd.db.queries import columns, sql
 from warnd.core.errors import InputError
 from warnd.core.escalate import (
     Decision,
@@ -35,10 +31,14 @@ from warnd.core.escalate import (
     next_step,
 )
 from warnd.core.model import HAZARDS, Level, priority
+from warnd.core.phones import normalise_phone
+from warnd.core.replies import parse_reply
+from warnd.db import Conn
+from warnd.db.notify import DELIVERIES_CHANNEL
+from warnd.db.queries import columns, sql
+from warnd.pipeline.field_tasks import TASK_NAMES, task_messages
 from warnd.policy.model import DEFAULT_SIGNATURE, LevelRule
 from warnd.policy.render import EXERCISE_MARK
-from warnd.pipeline.field_tasks import TASK_NAMES, task_messages
-from warnd.db.notify import DELIVERIES_CHANNEL
 
 log = structlog.get_logger(__name__)
 

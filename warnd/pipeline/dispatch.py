@@ -35,11 +35,11 @@ from channels.base import (
     Reply,
     SendResult,
 )
-from warnd.pipeline.callouts import CallOuts
-from warnd.core.clock import Clock
-from warnd.db.queries import columns, sql
 from warnd.app.metrics import Metrics
+from warnd.core.clock import Clock
 from warnd.db.notify import DELIVERIES_CHANNEL, Wakeup
+from warnd.db.queries import columns, sql
+from warnd.pipeline.callouts import CallOuts
 
 log = structlog.get_logger(__name__)
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from warnd.db import Conn
-from warnd.db.queries import sql
 from warnd.core.escalate import freeze, task_chain
 from warnd.core.model import HAZARDS, Audience, Level, NormalisedWarning
+from warnd.db import Conn
+from warnd.db.queries import sql
 from warnd.policy.model import FieldTaskRule, LevelRule, Policy
 from warnd.policy.render import EXERCISE_MARK, text_length
 

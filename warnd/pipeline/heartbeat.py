@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from warnd.db.queries import sql
 from warnd.app.metrics import Metrics
+from warnd.db.queries import sql
 
 log = structlog.get_logger(__name__)
 

@@ -15,9 +15,9 @@ from datetime import datetime
 
 import structlog
 
+from warnd.core.model import Audience, NormalisedWarning
 from warnd.db import Conn
 from warnd.db.queries import sql
-from warnd.core.model import Audience, NormalisedWarning
 from warnd.policy.model import Policy
 from warnd.policy.render import render
 

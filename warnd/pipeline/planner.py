@@ -15,17 +15,17 @@ from typing import Any
 import asyncpg
 import structlog
 
-from warnd.pipeline.callouts import open_callouts
 from warnd.core.clock import Clock
+from warnd.core.model import HAZARDS, Audience, NormalisedWarning, priority
 from warnd.db import Conn
+from warnd.db.notify import DELIVERIES_CHANNEL
 from warnd.db.queries import sql
 from warnd.ingest.store import load_warning
-from warnd.core.model import HAZARDS, Audience, NormalisedWarning, priority
+from warnd.pipeline.callouts import open_callouts
+from warnd.pipeline.field_tasks import open_field_tasks, task_kinds
 from warnd.pipeline.notices import write_notices
 from warnd.policy.model import LevelRule, Policy
 from warnd.policy.render import render
-from warnd.pipeline.field_tasks import open_field_tasks, task_kinds
-from warnd.db.notify import DELIVERIES_CHANNEL
 
 log = structlog.get_logger(__name__)
 

@@ -21,21 +21,21 @@ from aiohttp import web
 
 from channels.base import Channel
 from channels.registry import ChannelConfigError, build_channels
-from warnd.pipeline.callouts import CallOuts
+from warnd.app.metrics import ChannelHealth, Metrics
+from warnd.app.services import Services
 from warnd.core.clock import Clock, ScaledClock, SystemClock
 from warnd.core.config import AppConfig, load_config
+from warnd.core.errors import ConfigError
 from warnd.db import Conn
+from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL
 from warnd.db.pool import connect, database_url, open_pool
 from warnd.db.queries import sql
+from warnd.pipeline.callouts import CallOuts
 from warnd.pipeline.dispatch import Dispatcher
-from warnd.core.errors import ConfigError
 from warnd.pipeline.heartbeat import HeartbeatWatch
-from warnd.app.metrics import ChannelHealth, Metrics
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import PolicyHolder
-from warnd.app.services import Services
 from warnd.runtime.settings import Settings
-from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL
 
 log = structlog.get_logger(__name__)
 

@@ -38,19 +38,19 @@ import click
 from rich.console import Console
 
 from channels.base import Reply
-from warnd.pipeline.callouts import CallOuts
+from warnd.app.metrics import Metrics
 from warnd.core.clock import SystemClock
-from warnd.db.pool import database_url, open_pool, recreate_database
-from warnd.pipeline.dispatch import Dispatcher
 from warnd.core.errors import WarndError
 from warnd.core.escalate import Snapshot
-from warnd.ingest.store import store_warning
-from warnd.app.metrics import Metrics
 from warnd.core.model import Area, Level, NormalisedWarning
+from warnd.db.notify import Wakeup
+from warnd.db.pool import database_url, open_pool, recreate_database
+from warnd.ingest.store import store_warning
+from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import load_policy
 from warnd.runtime.settings import Settings
-from warnd.db.notify import Wakeup
 
 BENCH_DB = "warnd_bench_callouts"
 CITY = "370800000000"
@@ -640,8 +640,8 @@ def _say(as_json: bool) -> Callable[[str], None]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def acks_command(callouts: int, replies: int, batch: int, as_json: bool) -> None:
     """Match and record SMS replies against open call-outs; replies per second."""
-    from warnd.tools.bench_fanout import report
     from warnd.cli.main import friendly_errors
+    from warnd.tools.bench_fanout import report
 
     run = friendly_errors(lambda: asyncio.run(acks(callouts, replies, batch, say=_say(as_json))))
     report("acknowledgements", run(), as_json, ACKS_KEYS)
@@ -658,8 +658,8 @@ def acks_command(callouts: int, replies: int, batch: int, as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def escalation_command(callouts: int, window: float, idle_seconds: float, as_json: bool) -> None:
     """Fire escalation steps due over a window of real time; lateness p50/p99, idle CPU."""
-    from warnd.tools.bench_fanout import report
     from warnd.cli.main import friendly_errors
+    from warnd.tools.bench_fanout import report
 
     run = friendly_errors(
         lambda: asyncio.run(escalation(callouts, window, idle_seconds, say=_say(as_json)))

@@ -22,16 +22,16 @@ from rich.console import Console
 from rich.table import Table
 
 from channels.base import Channel, ChannelKind, Limits, OutboundMessage, Outcome, SendResult
-from warnd.core.clock import SystemClock
-from warnd.db.pool import database_url, open_pool, recreate_database, with_database
-from warnd.pipeline.dispatch import Dispatcher
-from warnd.ingest.store import store_warning
 from warnd.app.metrics import Metrics
+from warnd.core.clock import SystemClock
 from warnd.core.model import Area, Level, NormalisedWarning
+from warnd.db.notify import Wakeup
+from warnd.db.pool import database_url, open_pool, recreate_database, with_database
+from warnd.ingest.store import store_warning
+from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import load_policy
 from warnd.runtime.settings import Settings
-from warnd.db.notify import Wakeup
 
 BENCH_DB = "warnd_bench"
 CITY = "370800000000"

@@ -30,14 +30,14 @@ import smpp34
 from pydantic import SecretStr
 
 from channels.smpp import INBOUND_CAPACITY, SmppChannel, SmppConfig, encode_text
-from warnd.core.clock import SystemClock
-from warnd.runtime.daemon import tune_gc
-from warnd.db.pool import database_url, open_pool, recreate_database
-from warnd.pipeline.dispatch import Dispatcher
-from warnd.ingest.store import store_warning
 from warnd.app.metrics import Metrics
-from warnd.runtime.settings import Settings
+from warnd.core.clock import SystemClock
 from warnd.db.notify import Wakeup
+from warnd.db.pool import database_url, open_pool, recreate_database
+from warnd.ingest.store import store_warning
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.runtime.daemon import tune_gc
+from warnd.runtime.settings import Settings
 
 BENCH_DB = "warnd_bench_sms"
 SOURCE = "106573700001"
@@ -342,8 +342,8 @@ def sms(  # noqa: PLR0917 - one parameter per command-line option, as click pass
     as_json: bool,
 ) -> None:
     """SMS throughput through the SMPP channel, persisted in PostgreSQL, next to a bare loop."""
-    from warnd.tools.bench_fanout import report
     from warnd.cli.main import friendly_errors
+    from warnd.tools.bench_fanout import report
 
     target = _target(smsc, system_id, password)
     if receipts and target is not None:

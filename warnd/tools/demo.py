@@ -39,14 +39,14 @@ from rich.table import Table
 from channels.base import Channel
 from channels.simulator import SimulatorChannel, SimulatorConfig
 from rosters.generate import generate
+from warnd.cli.watch import STEP_ZH, fetch, render
 from warnd.core.clock import ScaledClock
 from warnd.core.config import load_config_data
-from warnd.runtime.daemon import Daemon
+from warnd.core.escalate import ACTIONS
 from warnd.db.pool import database_url, open_pool, recreate_database
 from warnd.db.queries import sql
-from warnd.core.escalate import ACTIONS
+from warnd.runtime.daemon import Daemon
 from warnd.runtime.settings import Settings
-from warnd.cli.watch import STEP_ZH, fetch, render
 
 DEMO_DB = "warnd_demo"
 DEMO_COUNTY = "370831"  # 泗水县: eastern mountains, flash floods, blind spots

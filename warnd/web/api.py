@@ -28,6 +28,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from channels.base import Channel
+from warnd.app.services import Services
+from warnd.core.config import Role, User
+from warnd.core.errors import InputError
+from warnd.core.model import HAZARDS, Audience, NormalisedWarning
+from warnd.db import Conn
+from warnd.db.notify import PLAN_CHANNEL
+from warnd.db.queries import sql
 from warnd.ingest.amend import (
     CancelRequest,
     CorrectRequest,
@@ -36,14 +43,10 @@ from warnd.ingest.amend import (
     parse_request,
 )
 from warnd.ingest.cap import CapError, parse_cap
-from warnd.core.config import Role, User
-from warnd.db import Conn
-from warnd.db.queries import sql
-from warnd.core.errors import InputError
-from warnd.web.webhooks.sms import post_inbound_sms
-from warnd.ingest.store import Stored, load_warning, store_warning
 from warnd.ingest.manual import describe_errors, parse_manual
-from warnd.core.model import HAZARDS, Audience, NormalisedWarning
+from warnd.ingest.store import Stored, load_warning, store_warning
+from warnd.pipeline.field_tasks import count_tasks, task_kinds
+from warnd.pipeline.planner import AudiencePlan, decide
 from warnd.web.openapi import (
     API,
     AUDIENCES,
@@ -86,10 +89,7 @@ from warnd.web.openapi import (
     WarningSummary,
     document,
 )
-from warnd.pipeline.planner import AudiencePlan, decide
-from warnd.app.services import Services
-from warnd.pipeline.field_tasks import count_tasks, task_kinds
-from warnd.db.notify import PLAN_CHANNEL
+from warnd.web.webhooks.sms import post_inbound_sms
 
 log = structlog.get_logger(__name__)
 
