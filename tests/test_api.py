@@ -23,7 +23,8 @@ from warnd.app.services import Services
 from warnd.core.clock import ManualClock
 from warnd.core.config import AppConfig
 from warnd.pipeline.planner import Planner
-from warnd.policy.model import Policy, PolicyHolder, load_policy
+from warnd.policy.loader import PolicyHolder, load_policy
+from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
 from warnd.web import api as api_module
 from warnd.web.api import build_app

@@ -20,7 +20,8 @@ from warnd.app.services import Services
 from warnd.core.clock import ManualClock
 from warnd.ingest.store import store_warning
 from warnd.pipeline.callouts import CallOuts
-from warnd.policy.model import Policy, PolicyHolder
+from warnd.policy.loader import PolicyHolder
+from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
 from warnd.web.api import build_app
 from warnd.web.openapi import API, CALLOUT_CSV_COLUMNS
@@ -404,7 +405,7 @@ async def test_the_warning_shows_its_callouts_at_a_glance(warned: Warned) -> Non
 
 
 async def test_a_warning_without_callouts_says_zero(pool: asyncpg.Pool, policy: Policy) -> None:
-    from warnd.core.model import Level
+    from warnd.core.vocabulary import Level
 
     warning_id = await plan(pool, policy, rainstorm(Level.YELLOW))
     services = Services(

@@ -11,9 +11,10 @@ import asyncpg
 from channels.base import CallResult, ChannelKind, OutboundMessage, Reply
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
-from warnd.core.model import Level
+from warnd.core.references import next_short_code
+from warnd.core.vocabulary import Level
 from warnd.db.notify import Wakeup
-from warnd.ingest.store import next_short_code, store_warning
+from warnd.ingest.store import store_warning
 from warnd.pipeline.callouts import CallOuts
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.policy.model import Policy

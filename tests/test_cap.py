@@ -22,7 +22,8 @@ from defusedxml.ElementTree import fromstring
 
 import warnd.ingest.cap
 from warnd.core.errors import InputError
-from warnd.core.model import Area, Circle, Level, NormalisedWarning
+from warnd.core.model import Area, Circle, NormalisedWarning
+from warnd.core.vocabulary import Level
 from warnd.ingest.cap import CapError, parse_cap
 
 CORPUS = Path(__file__).parent / "cap"

@@ -26,8 +26,9 @@ from warnd.core.escalate import (
     freeze,
     next_step,
 )
-from warnd.core.model import Level
-from warnd.policy.model import DEFAULT_ACK_WITHIN, EscalationStep, load_policy
+from warnd.core.vocabulary import Level
+from warnd.policy.loader import load_policy
+from warnd.policy.model import DEFAULT_ACK_WITHIN, EscalationStep
 from warnd.runtime.settings import REPO_CONFIG_DIR
 
 T0 = datetime(2026, 7, 29, 2, 0, tzinfo=UTC)

@@ -25,14 +25,18 @@ from channels.base import (
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
 from warnd.core.errors import InputError
-from warnd.core.model import Area, Audience, Level, NormalisedWarning
+from warnd.core.model import Area, NormalisedWarning
+from warnd.core.outcomes import Claimed, classify
+from warnd.core.vocabulary import Audience, Level
 from warnd.db import Conn
 from warnd.db.notify import Wakeup
 from warnd.db.queries import sql
 from warnd.ingest.store import store_warning
-from warnd.pipeline.dispatch import AHEAD_BATCHES, Claimed, Dispatcher, classify
-from warnd.pipeline.planner import Planner, PlanResult, decide
-from warnd.policy.model import Policy, load_policy
+from warnd.pipeline.dispatch import AHEAD_BATCHES, Dispatcher
+from warnd.pipeline.planner import Planner, PlanResult
+from warnd.policy.loader import load_policy
+from warnd.policy.model import Policy
+from warnd.policy.targeting import decide
 from warnd.runtime.settings import REPO_CONFIG_DIR
 
 from . import seed

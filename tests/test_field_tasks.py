@@ -12,13 +12,13 @@ import asyncpg
 from channels.base import ChannelKind, DeviceConfirmation, OutboundMessage
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
-from warnd.core.model import Level
+from warnd.core.reply_limiter import ReplyLimiter
+from warnd.core.texts import TaskText, stand_in_text, task_text, text_length
+from warnd.core.vocabulary import Level
 from warnd.db.notify import Wakeup
-from warnd.pipeline.callouts import CallOuts, ReplyLimiter, stand_in_text
+from warnd.pipeline.callouts import CallOuts
 from warnd.pipeline.dispatch import Dispatcher
-from warnd.pipeline.field_tasks import TaskText, task_text
 from warnd.policy.model import Policy
-from warnd.policy.render import text_length
 
 from . import seed
 from .test_callouts import callouts, escalate_until

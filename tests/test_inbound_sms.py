@@ -25,7 +25,8 @@ from warnd.core.config import AppConfig
 from warnd.db.notify import Wakeup
 from warnd.pipeline.callouts import CallOuts
 from warnd.pipeline.dispatch import Dispatcher
-from warnd.policy.model import Policy, PolicyHolder
+from warnd.policy.loader import PolicyHolder
+from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
 from warnd.web.api import build_app
 from warnd.web.openapi import API

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from warnd.core.errors import InputError
-from warnd.core.model import Circle, Level
-from warnd.ingest.manual import ManualWarning, error_location, parse_manual
+from warnd.core.errors import InputError, location
+from warnd.core.model import Circle
+from warnd.core.vocabulary import Level
+from warnd.ingest.manual import ManualWarning, parse_manual
 
 NOW = datetime(2026, 7, 29, 2, 0, 30, 123456, tzinfo=UTC)
 
@@ -127,8 +128,8 @@ def test_a_warning_over_before_it_starts_is_refused() -> None:
 
 
 def test_error_location() -> None:
-    assert error_location(("area", "codes", 1)) == "area.codes[1]"
-    assert error_location(()) == "body"
+    assert location(("area", "codes", 1)) == "area.codes[1]"
+    assert location((), whole="body") == "body"
 
 
 def test_the_schema_is_generated_from_the_model() -> None:

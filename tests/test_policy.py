@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from warnd.core.errors import ConfigError
-from warnd.core.model import Audience, Level
-from warnd.policy.model import Policy, PolicyHolder, load_policy
+from warnd.core.vocabulary import Audience, Level
+from warnd.policy.loader import PolicyHolder, load_policy
+from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
 
 DEFAULT = REPO_CONFIG_DIR / "policy.toml"

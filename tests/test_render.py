@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from warnd.core.errors import ConfigError
-from warnd.core.model import Area, Audience, Level, NormalisedWarning
-from warnd.policy.model import Policy, load_policy
-from warnd.policy.render import ELLIPSIS, EXERCISE_MARK, load_templates, render, text_length
+from warnd.core.model import Area, NormalisedWarning
+from warnd.core.texts import text_length
+from warnd.core.vocabulary import EXERCISE_MARK, Audience, Level
+from warnd.policy.loader import load_policy
+from warnd.policy.model import Policy
+from warnd.policy.render import ELLIPSIS, render
+from warnd.policy.templates import load_templates
 from warnd.runtime.settings import REPO_CONFIG_DIR
 
 SIGNATURE = "【济宁市应急管理局】"

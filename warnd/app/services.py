@@ -12,7 +12,8 @@ from warnd.app.metrics import Metrics
 from warnd.core.clock import Clock
 from warnd.core.config import AppConfig
 from warnd.db.notify import Wakeup
-from warnd.policy.model import Policy, PolicyHolder
+from warnd.policy.loader import PolicyHolder
+from warnd.policy.model import Policy
 
 
 @dataclass

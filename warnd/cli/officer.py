@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from warnd.core.errors import WarndError
-from warnd.core.model import HAZARDS, Level
+from warnd.core.vocabulary import HAZARDS, Level
 from warnd.runtime.settings import Settings
 
 console = Console()

@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from warnd.core.errors import ConfigError
+from warnd.core.errors import ConfigError, location
 
 # --- durations -------------------------------------------------------------------------------
 
@@ -84,19 +84,6 @@ def parse_toml(raw: bytes, path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message already carries "(at line L, column C)".
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-
-
-def key_path(loc: tuple[int | str, ...]) -> str:
-    """``("levels", "red", "channels", 0)`` as ``levels.red.channels[0]``."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part == "[key]":
-            continue  # pydantic marks a bad dict key this way; the key itself is already named
-        else:
-            text += f".{part}" if text else part
-    return text
 
 
 def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
@@ -159,7 +146,7 @@ def config_error(path: Path, error: ValidationError, model: type[BaseModel]) -> 
     """A ``ConfigError`` listing each problem as ``file: key.path: reason``."""
     lines = []
     for detail in error.errors(include_url=False, include_input=False):
-        where = key_path(detail["loc"])
+        where = location(detail["loc"])
         reason = _reason(detail, model)
         lines.append(f"{path}: {where}: {reason}" if where else f"{path}: {reason}")
     return ConfigError("\n".join(lines))

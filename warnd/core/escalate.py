@@ -18,13 +18,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal, get_args
-
-if TYPE_CHECKING:
-    from warnd.policy.model import EscalationStep
+from typing import Literal, Protocol, get_args
 
 Action = Literal["repeat", "backup", "superior", "duty_officer"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
+
+
+class StepRule(Protocol):
+    """A step of the policy's escalation chain: what to do, how long after the call-out opened.
+
+    The policy's ``EscalationStep`` has this shape; a protocol keeps core free of the policy.
+    """
+
+    @property
+    def action(self) -> Action: ...
+
+    @property
+    def after(self) -> timedelta: ...
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    """A step of a chain derived from the policy's (a field task's, moved in time)."""
+
+    action: Action
+    after: timedelta
 
 DecisionKind = Literal["wait", "fire", "skip", "finished"]
 
@@ -270,7 +288,7 @@ def freeze(
     responder_id: int,
     opened_at: datetime,
     deadline: datetime,
-    policy_steps: Sequence[EscalationStep],
+    policy_steps: Sequence[StepRule],
     *,
     backup: tuple[int, str] | None,
     superior: tuple[int, str] | None,
@@ -309,13 +327,13 @@ def freeze(
     return Snapshot(callout_id, responder_id, opened_at, deadline, tuple(steps))
 
 
-def task_chain(policy_steps: Sequence[EscalationStep], within: timedelta) -> list[EscalationStep]:
+def task_chain(policy_steps: Sequence[StepRule], within: timedelta) -> list[ChainStep]:
     """A field task's escalation: the level's steps, moved so that the first is due when the
     task's time (``within``) is up and the rest keep their spacing after it."""
     if not policy_steps:
         return []
     shift = within - policy_steps[0].after
-    return [step.model_copy(update={"after": step.after + shift}) for step in policy_steps]
+    return [ChainStep(step.action, step.after + shift) for step in policy_steps]
 
 
 def deadline_for(level: str, within: Mapping[str, timedelta], opened_at: datetime) -> datetime:

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from warnd.core.errors import InputError
-from warnd.core.model import HAZARDS, Level, NormalisedWarning
-from warnd.ingest.manual import describe_errors
+from warnd.core.errors import InputError, describe_errors
+from warnd.core.model import NormalisedWarning
+from warnd.core.vocabulary import HAZARDS, Level
 
 
 class CancelRequest(BaseModel):

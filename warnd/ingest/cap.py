@@ -24,7 +24,16 @@ from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from defusedxml.ElementTree import fromstring
 
 from warnd.core.errors import InputError
-from warnd.core.model import HAZARDS, SEVERITY_LEVEL, Area, Circle, Level, NormalisedWarning
+from warnd.core.model import Area, Circle, NormalisedWarning
+from warnd.core.vocabulary import (
+    HAZARDS,
+    SEVERITY_LEVEL,
+    Level,
+    hazard_in,
+    is_level_parameter,
+    level_in,
+    parameter_level,
+)
 
 CapErrorCode = Literal[
     "too_large",
@@ -706,125 +715,19 @@ def _choose_info(infos: list[_InfoBlock]) -> _InfoBlock | None:
     return infos[0] if infos else None
 
 
-# Hazard names as feeds write them in event and headline. Chinese names are plain substrings;
-# English ones are whole words, optionally plural. Where names overlap (暴雨/雷雨大风,
-# flood/flash flood) the longest match wins.
-_ZH_HAZARD_NAMES: Final[dict[str, str]] = {
-    **{hazard.zh: code for code, hazard in HAZARDS.items() if code != "other"},
-    # CMA's thunderstorm-gale signal: the thunderstorm is the hazard, the gale its symptom.
-    "雷雨大风": "thunder",
-    "滑坡": "geological",
-    "泥石流": "geological",
-    "崩塌": "geological",
-    "森林火险": "forest_fire",
-}
-_EN_HAZARD_NAMES: Final[dict[str, str]] = {
-    "rainstorm": "rainstorm",
-    "heavy rain": "rainstorm",
-    "heavy rainfall": "rainstorm",
-    "gale": "gale",
-    "thunderstorm": "thunder",
-    "thunder": "thunder",
-    "lightning": "thunder",
-    "heat": "heat",
-    "heat wave": "heat",
-    "heatwave": "heat",
-    "high temperature": "heat",
-    "cold wave": "cold_wave",
-    "blizzard": "blizzard",
-    "snowstorm": "blizzard",
-    "fog": "fog",
-    "hail": "hail",
-    "frost": "frost",
-    "haze": "haze",
-    "icing": "road_icing",
-    "road icing": "road_icing",
-    "typhoon": "typhoon",
-    "drought": "drought",
-    "sandstorm": "sandstorm",
-    "dust": "sandstorm",
-    "dust storm": "sandstorm",
-    "flood": "flood",
-    "waterlogging": "waterlogging",
-    "flash flood": "flash_flood",
-    "landslide": "geological",
-    "debris flow": "geological",
-    "geological": "geological",
-    "earthquake": "earthquake",
-    "forest fire": "forest_fire",
-    "chemical": "hazardous_chemicals",
-    "hazardous chemical": "hazardous_chemicals",
-}
-_EN_HAZARD_PATTERNS: Final = [
-    (re.compile(rf"\b{re.escape(name)}(?:e?s)?\b", re.IGNORECASE), len(name), code)
-    for name, code in _EN_HAZARD_NAMES.items()
-]
-
-
 def _hazard(info: _InfoBlock) -> str:
     """eventCode first (it is meant for machines), then event, then headline; else "other"."""
     for value in info.event_codes:
         if value.lower() in HAZARDS:
             return value.lower()
-        found = _hazard_in(value)
+        found = hazard_in(value)
         if found:
             return found
     for text in (info.event, info.headline):
-        found = _hazard_in(text)
+        found = hazard_in(text)
         if found:
             return found
     return "other"
-
-
-def _hazard_in(text: str) -> str | None:
-    best: tuple[int, int, str] | None = None  # (length, -position, code): max() is the winner
-    for name, code in _ZH_HAZARD_NAMES.items():
-        position = text.find(name)
-        if position >= 0:
-            best = max(best or (0, 0, ""), (len(name), -position, code))
-    for pattern, length, code in _EN_HAZARD_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            best = max(best or (0, 0, ""), (length, -match.start(), code))
-    return best[2] if best else None
-
-
-_COLOUR: Final = re.compile(r"红色|橙色|黄色|蓝色|\b(?:red|orange|yellow|blue)\b", re.IGNORECASE)
-_COLOUR_LEVEL: Final = {
-    "红色": Level.RED,
-    "橙色": Level.ORANGE,
-    "黄色": Level.YELLOW,
-    "蓝色": Level.BLUE,
-    "red": Level.RED,
-    "orange": Level.ORANGE,
-    "yellow": Level.YELLOW,
-    "blue": Level.BLUE,
-}
-_ROMAN_LEVEL: Final = {
-    "I": Level.RED,
-    "Ⅰ": Level.RED,
-    "II": Level.ORANGE,
-    "Ⅱ": Level.ORANGE,
-    "III": Level.YELLOW,
-    "Ⅲ": Level.YELLOW,
-    "IV": Level.BLUE,
-    "Ⅳ": Level.BLUE,
-}
-_ROMAN_GRADE: Final = re.compile(r"(?<![IVX])(IV|III|II|I|Ⅳ|Ⅲ|Ⅱ|Ⅰ)\s*级")
-_BARE_ROMAN: Final = re.compile(r"(IV|III|II|I|Ⅳ|Ⅲ|Ⅱ|Ⅰ)(?:\s*级)?")
-# The grade words of CMA Order No. 16, accepted as the whole value of a level parameter only:
-# in free text "严重" is an ordinary word.
-_GRADE_WORD_LEVEL: Final = {
-    "特别严重": Level.RED,
-    "严重": Level.ORANGE,
-    "较重": Level.YELLOW,
-    "一般": Level.BLUE,
-}
-_LEVEL_PARAMETER_WORDS: Final = ("level", "colour", "color", "级别", "等级", "颜色")
-_CHANGE: Final = re.compile(
-    r"升级为|降级为|调整为|变更为|改为|(?:upgraded|downgraded|raised|lowered|changed) to",
-    re.IGNORECASE,
-)
 
 
 def _level(info: _InfoBlock, msg_type: str) -> Level:
@@ -832,13 +735,13 @@ def _level(info: _InfoBlock, msg_type: str) -> Level:
 
     Parameters come first because they are structured; level-named ones before the rest.
     """
-    parameters = sorted(info.parameters, key=lambda pair: not _is_level_parameter(pair[0]))
+    parameters = sorted(info.parameters, key=lambda pair: not is_level_parameter(pair[0]))
     for name, value in parameters:
-        level = _parameter_level(name, value)
+        level = parameter_level(name, value)
         if level:
             return level
     for text in (info.event, info.headline):
-        level = _level_in(text, roman=False)
+        level = level_in(text, roman=False)
         if level:
             return level
     if info.severity in SEVERITY_LEVEL:
@@ -852,45 +755,6 @@ def _level(info: _InfoBlock, msg_type: str) -> Level:
         f"{info.path}/severity: Unknown, and no colour (红色/橙色/黄色/蓝色 or Red/Orange/Yellow/"
         "Blue) in event, headline or parameters; warnd cannot tell the warning level",
     )
-
-
-def _is_level_parameter(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _LEVEL_PARAMETER_WORDS)
-
-
-def _parameter_level(name: str, value: str) -> Level | None:
-    if _is_level_parameter(name):
-        if value in _GRADE_WORD_LEVEL:
-            return _GRADE_WORD_LEVEL[value]
-        bare = _BARE_ROMAN.fullmatch(value)
-        if bare:
-            return _ROMAN_LEVEL[bare.group(1)]
-    return _level_in(value, roman=True)
-
-
-def _level_in(text: str, *, roman: bool) -> Level | None:
-    found = [
-        (match.start(), _COLOUR_LEVEL[match.group().lower()]) for match in _COLOUR.finditer(text)
-    ]
-    if roman:
-        found += [
-            (match.start(), _ROMAN_LEVEL[match.group(1)]) for match in _ROMAN_GRADE.finditer(text)
-        ]
-    if not found:
-        return None
-    found.sort()
-    levels = {level for _, level in found}
-    if len(levels) == 1:
-        return found[0][1]
-    # "将暴雨红色预警信号降级为橙色": the level after the last change verb is the current one.
-    changes = list(_CHANGE.finditer(text))
-    if changes:
-        after = [level for position, level in found if position >= changes[-1].end()]
-        if after:
-            return after[0]
-    # Several levels and no word saying which is current: over-warning is the safer mistake.
-    return min(levels, key=lambda level: level.rank)
 
 
 # --- small readers -------------------------------------------------------------------------

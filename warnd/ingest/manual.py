@@ -9,7 +9,6 @@ turned into one line per problem that names the field, e.g.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -23,10 +22,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
-from warnd.core.errors import InputError
-from warnd.core.model import HAZARDS, Area, Circle, Level, NormalisedWarning
+from warnd.core.errors import InputError, describe_errors
+from warnd.core.model import Area, Circle, NormalisedWarning
+from warnd.core.vocabulary import HAZARDS, Level
 
 # Division codes by level: county (6), town (9), village (12); stored padded to 12 digits.
 _CODE_LENGTHS = (6, 9, 12)
@@ -171,22 +171,6 @@ class ManualWarning(BaseModel):
             expires=self.expires,
             raw=self.model_dump_json(),
         )
-
-
-def error_location(loc: Sequence[int | str]) -> str:
-    """``("area", "codes", 1)`` → ``area.codes[1]``."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else part
-    return text or "body"
-
-
-def describe_errors(errors: Sequence[ErrorDetails]) -> str:
-    """One ``field: problem`` line per validation error, joined with ``; ``."""
-    return "; ".join(f"{error_location(e['loc'])}: {e['msg']}" for e in errors)
 
 
 def parse_manual(payload: Any) -> ManualWarning:

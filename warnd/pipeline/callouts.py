@@ -11,10 +11,9 @@ double-fires a step.
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 import structlog
@@ -30,15 +29,16 @@ from warnd.core.escalate import (
     freeze,
     next_step,
 )
-from warnd.core.model import HAZARDS, Level, priority
 from warnd.core.phones import normalise_phone
 from warnd.core.replies import parse_reply
+from warnd.core.reply_limiter import ReplyLimiter
+from warnd.core.texts import stand_in_text
+from warnd.core.vocabulary import HAZARDS, Level, priority
 from warnd.db import Conn
 from warnd.db.notify import DELIVERIES_CHANNEL
 from warnd.db.queries import columns, sql
-from warnd.pipeline.field_tasks import TASK_NAMES, task_messages
+from warnd.pipeline.field_tasks import task_messages
 from warnd.policy.model import DEFAULT_SIGNATURE, LevelRule
-from warnd.policy.render import EXERCISE_MARK
 
 log = structlog.get_logger(__name__)
 
@@ -531,56 +531,5 @@ class _Batch:
         self.worked += 1
 
 
-def stand_in_text(
-    about: Mapping[str, object],
-    *,
-    hazard: str,
-    level: str,
-    code: str,
-    channel_kind: str,
-    signature: str,
-    exercise: bool,
-) -> str:
-    """What a backup (B角) or superior is told when a call-out or field task escalates to them:
-    who did not answer (or finish), where, for which warning, and how to take it over."""
-    prefix = (signature if channel_kind == "sms" else "") + (EXERCISE_MARK if exercise else "")
-    if channel_kind == "voice":
-        prefix += signature.removeprefix("【").removesuffix("】").join(("这里是", "。"))
-    who = f"{about['person']}（{about['division']}）"
-    if about.get("task_kind"):
-        task = TASK_NAMES.get(str(about["task_kind"]), "现场")
-        what = f"未完成{hazard}{level}预警的{task}任务（已完成{about['done']}/{about['targets']}）"
-        ask = "请您立即代为落实。" + (
-            "完成后回复“完成”" if channel_kind == "sms" else "完成后请短信回复“完成”"
-        )
-    else:
-        what = f"未确认{hazard}{level}预警"
-        ask = "请您立即联系落实防范。" + (
-            f"收到请回复1{code}" if channel_kind != "voice" else "确认收到请按1"
-        )
-    return prefix + who + what + "，" + ask
 
 
-class ReplyLimiter:
-    """At most ``limit`` replies per number within ``window``; the rest are recorded, not read.
-
-    An auto-replying phone answering our repeat calls, or a broken gateway looping, must not
-    turn into a stream of database work. warnd itself never answers a reply, so it cannot feed
-    such a loop. Kept in memory per process: a limit, not a record.
-    """
-
-    def __init__(self, limit: int = 10, window: timedelta = timedelta(minutes=1)) -> None:
-        self._limit = limit
-        self._window = window
-        self._seen: dict[str, deque[datetime]] = {}
-
-    def allow(self, phone: str, now: datetime) -> bool:
-        if len(self._seen) > 100_000:  # forget quiet numbers, so memory stays bounded
-            self._seen = {p: q for p, q in self._seen.items() if q and now - q[-1] < self._window}
-        times = self._seen.setdefault(phone, deque())
-        while times and now - times[0] >= self._window:
-            times.popleft()
-        if len(times) >= self._limit:
-            return False
-        times.append(now)
-        return True

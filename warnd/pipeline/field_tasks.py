@@ -13,97 +13,17 @@ the channel, and their wording is fixed by practice, not by the issuing office.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import asyncpg
 
 from warnd.core.escalate import freeze, task_chain
-from warnd.core.model import HAZARDS, Audience, Level, NormalisedWarning
+from warnd.core.model import NormalisedWarning
+from warnd.core.texts import TaskText, task_text
+from warnd.core.vocabulary import HAZARDS
 from warnd.db import Conn
 from warnd.db.queries import sql
-from warnd.policy.model import FieldTaskRule, LevelRule, Policy
-from warnd.policy.render import EXERCISE_MARK, text_length
-
-if TYPE_CHECKING:
-    from warnd.pipeline.planner import AudiencePlan
-
-TASK_NAMES = {"door_knock": "敲门入户", "gong": "鸣锣吹哨"}
-
-
-@dataclass(frozen=True)
-class TaskText:
-    """What a task message says, before it is fitted to a channel."""
-
-    kind: str  # door_knock | gong
-    place: str
-    hazard: str  # in Chinese
-    level: str  # in Chinese
-    village: str
-    whom: Sequence[str] = ()  # door-knocking: "name(address)" of each person
-
-
-def task_text(
-    task: TaskText, channel_kind: str, *, signature: str, exercise: bool, max_chars: int | None
-) -> str:
-    """The task message for one channel kind, listing as many persons as fit in ``max_chars``.
-
-    Persons left out are counted (``等7人``): the helper knows whom they look after, and the
-    count tells them the list was cut.
-    """
-    prefix = (signature if channel_kind == "sms" else "") + (EXERCISE_MARK if exercise else "")
-    warning = f"{task.place}{task.hazard}{task.level}预警。"
-    # "完成" finishes every open task of the sender, whichever warning it came with: a code glued
-    # to it (完成A7) is not read as a code (warnd.core.replies), so none is asked for.
-    reply = "完成后回复“完成”" if channel_kind == "sms" else "完成后请短信回复“完成”"
-    if task.kind == "gong":
-        body = f"{task.village}为警报盲区或偏远村，请立即鸣锣吹哨通知全村，急促锣声示意立即转移。"
-        return prefix + warning + body + reply + "。"
-
-    def build(shown: int) -> str:
-        names = "、".join(task.whom[:shown])
-        rest = len(task.whom) - shown
-        more = f"等{len(task.whom)}人" if rest > 0 else f"共{len(task.whom)}人"
-        return (
-            f"{prefix}{warning}请立即上门通知{task.village}{names}{more}，必要时协助转移。"
-            f"{reply}，或回复“已通知N”。"
-        )
-
-    shown = len(task.whom)
-    while shown > 0 and max_chars is not None and text_length(build(shown)) > max_chars:
-        shown -= 1
-    return build(shown)
-
-
-def applicable(policy: Policy, level: Level, *, night: bool) -> dict[str, FieldTaskRule]:
-    """The field-task kinds the policy orders for this level now."""
-    rules = {"gong": policy.field_tasks.gong, "door_knock": policy.field_tasks.door_knock}
-    return {kind: rule for kind, rule in rules.items() if rule.applies(level, night=night)}
-
-
-# Who receives each kind of task: door-knocking is the helpers' (it replaces their plain text),
-# gongs the village responders'.
-TASK_AUDIENCE = {"door_knock": Audience.HELPER, "gong": Audience.RESPONDER}
-
-
-def task_kinds(
-    policy: Policy,
-    warning: NormalisedWarning,
-    now: datetime,
-    plans: Mapping[Audience, AudiencePlan],
-    available: Collection[str],
-) -> dict[str, tuple[str, ...]]:
-    """The field tasks planning opens for this warning now, each with the channel kinds its
-    message goes on: those of its audience, else SMS, among the kinds configured."""
-    if not warning.reaches_people or warning.msg_type == "Cancel":
-        return {}
-    found: dict[str, tuple[str, ...]] = {}
-    for kind in applicable(policy, warning.level, night=policy.night.is_night(now)):
-        plan = plans.get(TASK_AUDIENCE[kind])
-        kinds = tuple(k for k in (plan.kinds if plan else ()) if k in available)
-        found[kind] = kinds or (("sms",) if "sms" in available else ())
-    return found
+from warnd.policy.model import FieldTaskRule, LevelRule
 
 
 async def count_tasks(

@@ -15,7 +15,8 @@ from datetime import datetime
 
 import structlog
 
-from warnd.core.model import Audience, NormalisedWarning
+from warnd.core.model import NormalisedWarning
+from warnd.core.vocabulary import Audience
 from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.policy.model import Policy

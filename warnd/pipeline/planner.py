@@ -7,25 +7,26 @@ planner that dies mid-way is resumed from the next step by whichever process pic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 import structlog
 
 from warnd.core.clock import Clock
-from warnd.core.model import HAZARDS, Audience, NormalisedWarning, priority
+from warnd.core.model import NormalisedWarning
+from warnd.core.vocabulary import HAZARDS, Audience, priority
 from warnd.db import Conn
 from warnd.db.notify import DELIVERIES_CHANNEL
 from warnd.db.queries import sql
 from warnd.ingest.store import load_warning
 from warnd.pipeline.callouts import open_callouts
-from warnd.pipeline.field_tasks import open_field_tasks, task_kinds
+from warnd.pipeline.field_tasks import open_field_tasks
 from warnd.pipeline.notices import write_notices
 from warnd.policy.model import LevelRule, Policy
 from warnd.policy.render import render
+from warnd.policy.targeting import AudiencePlan, decide, place_name, task_kinds
 
 log = structlog.get_logger(__name__)
 
@@ -49,64 +50,10 @@ _AUDIENCE_SQL = {
 }
 
 
-@dataclass(frozen=True)
-class AudiencePlan:
-    """What one audience gets: channel kinds sent together, each with its fail-over kinds."""
-
-    audience: Audience
-    kinds: tuple[str, ...]
-    fallbacks: tuple[tuple[str, ...], ...]  # per kind, the kinds to try after a permanent failure
-    priority: int
 
 
-def decide(
-    policy: Policy,
-    warning: NormalisedWarning,
-    now: datetime,
-    available: Collection[str] | None = None,
-) -> dict[Audience, AudiencePlan]:
-    """Which audiences get the warning on which channel kinds, by policy, level and time of day.
-
-    ``available`` is the set of channel kinds this installation has; a kind the policy names but
-    nobody configured is replaced by its first available fallback rather than queued forever.
-    """
-    if not warning.reaches_people:
-        return {}
-    rule = policy.rule(warning.hazard, warning.level)
-    night = policy.night.is_night(now)
-    plans: dict[Audience, AudiencePlan] = {}
-    for audience, audience_rule in rule.audiences.items():
-        wanted = audience_rule.channels_at(night=night)
-        usable = [k for k in wanted if available is None or k in available]
-        fallback = [
-            k for k in audience_rule.fallback_at(night=night) if available is None or k in available
-        ]
-        if not usable:
-            usable = fallback[:1]
-        if not usable:
-            log.warning("audience_without_channel", audience=audience.value, wanted=wanted)
-            continue
-        rest = tuple(k for k in fallback if k not in usable)
-        plans[audience] = AudiencePlan(
-            audience,
-            tuple(usable),
-            tuple(rest for _ in usable),
-            priority(warning.hazard, warning.level, rule.rank(audience)),
-        )
-    return plans
 
 
-def place_name(covered: Sequence[Mapping[str, Any]], area_desc: str) -> str:
-    """The place a text names: the warning's own description, else the covered counties/towns."""
-    if area_desc:
-        return area_desc
-    counties = [str(r["name"]) for r in covered if r["level"] == "county"]
-    towns = [str(r["name"]) for r in covered if r["level"] == "town"]
-    if len(counties) == 1 and 0 < len(towns) <= 3:
-        return counties[0] + "、".join(towns)
-    if len(counties) > 3:
-        return "、".join(counties[:3]) + "等地"
-    return "、".join(counties) or "济宁市"
 
 
 @dataclass

@@ -9,10 +9,8 @@ reload swaps rules and texts together or not at all.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 from datetime import datetime, time, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,15 +20,14 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from warnd.core.config import Duration, config_error, parse_toml
+from warnd.core.config import Duration
 from warnd.core.errors import ConfigError
-from warnd.core.model import HAZARDS, Audience, Level
-from warnd.policy.render import Templates, check_templates, load_templates
+from warnd.core.vocabulary import HAZARDS, Audience, Level
+from warnd.policy.templates import Templates
 
 # The channel kinds a policy may name. Mirrors channels.base.ChannelKind without "other": a
 # policy addresses people by how they are reached, and "other" says nothing about that.
@@ -454,8 +451,7 @@ class Policy(_Strict):
         return self._fingerprint
 
     def with_templates(self, templates: Templates, fingerprint: str = "") -> Policy:
-        """This policy with its templates attached, after checking they render."""
-        check_templates(self, templates)
+        """This policy with its templates attached (the loader has checked that they render)."""
         copy = self.model_copy()
         copy._compiled = templates
         copy._fingerprint = fingerprint
@@ -473,46 +469,5 @@ def _red_rings_at_night(where: str, rule: LevelRule) -> None:
         )
 
 
-def load_policy(path: Path) -> Policy:
-    """The policy in ``path`` with its templates (``templates.folder``, relative to the file).
-
-    Raises ``ConfigError`` naming the file, the key path and the reason.
-    """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        policy = Policy.model_validate(parse_toml(raw, path))
-    except ValidationError as exc:
-        raise config_error(path, exc, Policy) from None
-    folder = path.parent / policy.templates.folder
-    templates = load_templates(folder)
-    digest = hashlib.sha256(raw)
-    digest.update(templates.fingerprint.encode())
-    try:
-        return policy.with_templates(templates, digest.hexdigest()[:16])
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
 
 
-class PolicyHolder:
-    """The policy in force; ``reload`` swaps it only for a valid one (SIGHUP, admin action)."""
-
-    def __init__(self, path: Path, policy: Policy | None = None) -> None:
-        self.path = path
-        self._current = policy if policy is not None else load_policy(path)
-
-    @property
-    def current(self) -> Policy:
-        return self._current
-
-    def reload(self) -> Policy:
-        """Load the file again; on ``ConfigError`` the previous policy stays and the error rises."""
-        fresh = load_policy(self.path)
-        self._current = fresh
-        return fresh
-
-    def __call__(self) -> Policy:
-        """The policy in force; lets the holder be passed where a ``Callable[[], Policy]`` is."""
-        return self._current

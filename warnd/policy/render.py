@@ -10,25 +10,21 @@ instruction.
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from warnd.core.errors import ConfigError
-from warnd.core.model import HAZARDS, Area, Audience, Level, NormalisedWarning
+from warnd.core.model import Area, NormalisedWarning
+from warnd.core.texts import text_length
+from warnd.core.vocabulary import EXERCISE_MARK, HAZARDS, Audience, Level
+from warnd.policy.model import Policy
+from warnd.policy.templates import Templates
 
-if TYPE_CHECKING:
-    from warnd.policy.model import Policy
-
-EXERCISE_MARK = "【演练】"
 ELLIPSIS = "…"
 # A description or instruction cut shorter than this says nothing: it is dropped instead (and
 # without an instruction the template gives its own short advice).
@@ -37,55 +33,10 @@ _SENTENCE_END = "。！？!?…；;."
 _TRAILING_SEPARATORS = "，,、；;：: "
 
 
-@dataclass(frozen=True)
-class Templates:
-    """The compiled templates of one folder, by file name."""
-
-    folder: Path
-    compiled: Mapping[str, jinja2.Template]
-    fingerprint: str  # digest of every file's name and text
-
-    def get(self, name: str) -> jinja2.Template:
-        try:
-            return self.compiled[name]
-        except KeyError:
-            raise ConfigError(f"{self.folder / name}: template not found") from None
 
 
-def load_templates(folder: Path) -> Templates:
-    """Compile every ``*.j2`` file in ``folder``; a syntax error names the file and line.
-
-    Files whose name starts with ``_`` are shared pieces for ``{% import %}``, not messages.
-    """
-    if not folder.is_dir():
-        raise ConfigError(f"{folder}: template folder not found")
-    sources: dict[str, str] = {}
-    for file in sorted(folder.glob("*.j2")):
-        try:
-            sources[file.name] = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{file}: cannot read: {exc}") from None
-    environment = SandboxedEnvironment(
-        loader=jinja2.DictLoader(sources),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # plain text for phones and loudspeakers, not HTML
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    compiled = {}
-    digest = hashlib.sha256()
-    for name, source in sources.items():
-        digest.update(f"{name}\0{source}\0".encode())
-        try:
-            compiled[name] = environment.get_template(name)
-        except jinja2.TemplateSyntaxError as exc:
-            raise ConfigError(f"{folder / name}:{exc.lineno}: {exc.message}") from None
-    return Templates(folder, compiled, digest.hexdigest()[:16])
 
 
-def text_length(text: str) -> int:
-    """Length in UTF-16 code units: what one UCS-2 SMS part counts (70 for Chinese)."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def _sentence(text: str) -> str:

@@ -34,7 +34,7 @@ from warnd.pipeline.callouts import CallOuts
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.heartbeat import HeartbeatWatch
 from warnd.pipeline.planner import Planner
-from warnd.policy.model import PolicyHolder
+from warnd.policy.loader import PolicyHolder
 from warnd.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)

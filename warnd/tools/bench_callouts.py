@@ -42,14 +42,15 @@ from warnd.app.metrics import Metrics
 from warnd.core.clock import SystemClock
 from warnd.core.errors import WarndError
 from warnd.core.escalate import Snapshot
-from warnd.core.model import Area, Level, NormalisedWarning
+from warnd.core.model import Area, NormalisedWarning
+from warnd.core.vocabulary import Level
 from warnd.db.notify import Wakeup
 from warnd.db.pool import database_url, open_pool, recreate_database
 from warnd.ingest.store import store_warning
 from warnd.pipeline.callouts import CallOuts
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.planner import Planner
-from warnd.policy.model import load_policy
+from warnd.policy.loader import load_policy
 from warnd.runtime.settings import Settings
 
 BENCH_DB = "warnd_bench_callouts"

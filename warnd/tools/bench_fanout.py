@@ -24,13 +24,14 @@ from rich.table import Table
 from channels.base import Channel, ChannelKind, Limits, OutboundMessage, Outcome, SendResult
 from warnd.app.metrics import Metrics
 from warnd.core.clock import SystemClock
-from warnd.core.model import Area, Level, NormalisedWarning
+from warnd.core.model import Area, NormalisedWarning
+from warnd.core.vocabulary import Level
 from warnd.db.notify import Wakeup
 from warnd.db.pool import database_url, open_pool, recreate_database, with_database
 from warnd.ingest.store import store_warning
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.planner import Planner
-from warnd.policy.model import load_policy
+from warnd.policy.loader import load_policy
 from warnd.runtime.settings import Settings
 
 BENCH_DB = "warnd_bench"

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ValidationError
 from channels.base import Channel
 from warnd.app.services import Services
 from warnd.core.config import Role, User
-from warnd.core.errors import InputError
-from warnd.core.model import HAZARDS, Audience, NormalisedWarning
+from warnd.core.errors import InputError, describe_errors
+from warnd.core.vocabulary import HAZARDS
 from warnd.db import Conn
 from warnd.db.notify import PLAN_CHANNEL
 from warnd.db.queries import sql
@@ -43,10 +43,10 @@ from warnd.ingest.amend import (
     parse_request,
 )
 from warnd.ingest.cap import CapError, parse_cap
-from warnd.ingest.manual import describe_errors, parse_manual
+from warnd.ingest.manual import parse_manual
 from warnd.ingest.store import Stored, load_warning, store_warning
-from warnd.pipeline.field_tasks import count_tasks, task_kinds
-from warnd.pipeline.planner import AudiencePlan, decide
+from warnd.pipeline.field_tasks import count_tasks
+from warnd.policy.targeting import add_tasks, decide, reach, task_kinds
 from warnd.web.openapi import (
     API,
     AUDIENCES,
@@ -694,72 +694,10 @@ async def get_warning(request: web.Request) -> web.Response:
     return _json(detail)
 
 
-@dataclass(frozen=True)
-class Reach:
-    """What a warning reaches, per audience: the preview's figures, computed without I/O."""
-
-    recipients: dict[str, int]
-    channels: dict[str, list[str]]
-    deliveries: dict[str, int]
-    not_reached: dict[str, int]
-    not_reached_reasons: dict[str, str]
 
 
-def reach(
-    warning: NormalisedWarning,
-    plans: Mapping[Audience, AudiencePlan],
-    wanted: Mapping[Audience, AudiencePlan],
-    held: Mapping[str, tuple[int, int]],
-) -> Reach:
-    """Recipients and deliveries of the audiences ``plans`` sends to, and the people of the
-    others that the area holds, each with the reason.
-
-    ``plans`` is ``decide`` with the configured channel kinds, ``wanted`` the same with every
-    kind: an audience in ``wanted`` only lacks a channel. ``held`` maps an audience to the
-    (people, addresses) the area holds, addresses being what planning writes one row per kind
-    for (every phone of a household).
-    """
-    result = Reach({}, {}, {}, {}, {})
-    for audience in Audience:
-        name = audience.value
-        people, addresses = held.get(name, (0, 0))
-        plan = plans.get(audience)
-        if plan is not None:
-            result.recipients[name] = people
-            result.channels[name] = list(plan.kinds)
-            result.deliveries[name] = addresses * len(plan.kinds)
-            continue
-        if people == 0:
-            continue
-        result.not_reached[name] = people
-        if not warning.reaches_people:
-            reason = f"status {warning.status}: recorded, never sent to a person"
-        elif audience in wanted:
-            kinds = " or ".join(wanted[audience].kinds)
-            reason = f"the policy sends {kinds}, and no channel of that kind is configured"
-        else:
-            reason = f"the policy does not send to {name} at {warning.level.value} level"
-        result.not_reached_reasons[name] = reason
-    return result
 
 
-def add_tasks(
-    reached: Reach, tasks: Mapping[str, tuple[str, ...]], opened: Mapping[str, int]
-) -> None:
-    """Field tasks in the preview, as planning writes them: under the ``field_task`` audience,
-    one message per task and kind; door-knocking replaces the helpers' plain text."""
-    if "door_knock" in tasks:
-        for table in (
-            reached.recipients,
-            reached.channels,
-            reached.deliveries,
-            reached.not_reached,
-            reached.not_reached_reasons,
-        ):
-            table.pop(Audience.HELPER.value, None)
-    reached.recipients["field_task"] = sum(opened.values())
-    reached.channels["field_task"] = sorted({k for kinds in tasks.values() for k in kinds})
-    reached.deliveries["field_task"] = sum(n * len(tasks[kind]) for kind, n in opened.items())
 
 
 async def preview_warning(request: web.Request) -> web.Response:

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_core import ErrorDetails
 
 from channels.base import Channel, DeliveryReceipt, InboundEvent, ReceiptStatus, Reply
-from warnd.ingest.manual import describe_errors
+from warnd.core.errors import describe_errors
 
 log = structlog.get_logger(__name__)
 
