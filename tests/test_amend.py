@@ -15,7 +15,7 @@ from warnd.core.model import Area, NormalisedWarning
 from warnd.db.notify import Wakeup
 from warnd.db.queries import sql
 from warnd.ingest.store import store_warning
-from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import Policy
@@ -128,7 +128,7 @@ async def test_an_update_corrects_the_reached_withdraws_the_outside_and_carries_
         for r in await pool.fetch("SELECT * FROM callouts WHERE warning_id = $1", warning_id)
     }
     clock = ManualClock(LATER)
-    await CallOuts(pool, clock).answer_sms("+8613900000001", "1")  # the county head answered
+    await Answers(pool, clock).answer_sms("+8613900000001", "1")  # the county head answered
     update_id = await plan_at(pool, policy, update_of(original, (seed.VILLAGE_R1,)))
 
     told = await notices(pool, update_id)
@@ -178,7 +178,7 @@ async def test_an_update_corrects_the_reached_withdraws_the_outside_and_carries_
         "SELECT id, short_code FROM warnings WHERE id = ANY($1)", [warning_id, update_id]
     )
     assert {r["short_code"] for r in codes} == {"A1"}
-    answer = await CallOuts(pool, clock).answer_sms("+8613900000004", "收到A1")
+    answer = await Answers(pool, clock).answer_sms("+8613900000004", "收到A1")
     assert answer.callouts == (after["+8613900000004"]["id"],)
     # Field tasks: door-knocking in 张庄村 carries over; the gongs of 李庄村 are closed.
     tasks = {r["kind"]: r for r in await pool.fetch("SELECT * FROM field_tasks ORDER BY id")}

@@ -19,7 +19,8 @@ from warnd.app.metrics import Metrics
 from warnd.app.services import Services
 from warnd.core.clock import ManualClock
 from warnd.ingest.store import store_warning
-from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.answers import Answers
+from warnd.pipeline.escalation import Escalation
 from warnd.policy.loader import PolicyHolder
 from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
@@ -180,7 +181,7 @@ async def test_acknowledging_twice_is_409_saying_when_and_by_whom_and_changes_no
 
 async def test_an_sms_answer_first_makes_the_officer_get_409(warned: Warned) -> None:
     warned.at(1)
-    await CallOuts(warned.api.pool, warned.clock).answer_sms(VILLAGE_HEAD, "收到")
+    await Answers(warned.api.pool, warned.clock).answer_sms(VILLAGE_HEAD, "收到")
     status, body = await warned.ack(await warned.callout_id(VILLAGE_HEAD), {"reason": "电话确认"})
     assert status == 409
     assert "via sms" in body["detail"]
@@ -199,7 +200,7 @@ async def test_an_acknowledgement_past_the_deadline_is_late(warned: Warned) -> N
 async def test_a_closed_callout_cannot_be_acknowledged(warned: Warned) -> None:
     pool = warned.api.pool
     await store_warning(pool, cancel_of(rainstorm()), source="test", now=DAYTIME)
-    await escalate_until(CallOuts(pool, warned.clock), warned.clock, 4)
+    await escalate_until(Escalation(pool, warned.clock), warned.clock, 4)
     row = (await warned.callouts())[VILLAGE_HEAD]
     assert row["state"] == "closed"
     status, body = await warned.ack(row["id"], {"reason": "电话确认"})
@@ -380,7 +381,7 @@ async def test_the_overdue_list_as_csv(warned: Warned) -> None:
 
 async def test_the_warning_shows_its_callouts_at_a_glance(warned: Warned) -> None:
     pool = warned.api.pool
-    await escalate_until(CallOuts(pool, warned.clock), warned.clock, 4)  # the repeat has fired
+    await escalate_until(Escalation(pool, warned.clock), warned.clock, 4)  # the repeat has fired
     await warned.ack(await warned.callout_id(VILLAGE_HEAD), {"reason": "电话确认"})
     warned.at(11)
     await warned.ack(await warned.callout_id("+8613900000006"), {"reason": "上门确认"})

@@ -33,7 +33,7 @@ import pytest
 
 from warnd.core.clock import ScaledClock
 from warnd.db.pool import connect, open_pool
-from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.answers import Answers
 from warnd.runtime.settings import REPO_CONFIG_DIR
 
 from . import seed
@@ -146,7 +146,7 @@ async def test_a_red_round_escalates_exactly_as_the_policy_says_through_a_kill_9
             "the duty officer step and the gong reminder",
         )
         async with open_pool(drill_env["WARND_DATABASE_URL"], min_size=1, max_size=1) as pool:
-            answer = await CallOuts(pool, clock).answer_sms("+8613900000006", "收到A1，已鸣锣")
+            answer = await Answers(pool, clock).answer_sms("+8613900000006", "收到A1，已鸣锣")
         assert answer.kind == "ack" and answer.callouts and answer.tasks
         # The door-knocking task runs its whole chain (26 minutes in).
         await wait_for(

@@ -15,8 +15,10 @@ from warnd.core.references import next_short_code
 from warnd.core.vocabulary import Level
 from warnd.db.notify import Wakeup
 from warnd.ingest.store import store_warning
-from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.escalation import Escalation
+from warnd.pipeline.inbound import Inbound
 from warnd.policy.model import Policy
 
 from .test_fanout import DAYTIME, RecordingChannel, cancel_of, plan, policy, rainstorm
@@ -83,7 +85,7 @@ async def test_an_sms_reply_acknowledges_and_stops_the_other_channels(
 ) -> None:
     warning_id = await plan(pool, policy, rainstorm())
     clock = ManualClock(DAYTIME + timedelta(minutes=1))
-    answers = CallOuts(pool, clock)
+    answers = Answers(pool, clock)
     answer = await answers.answer_sms("139 0000 0004", "收到，马上转移群众")
     opened = await callouts(pool, warning_id)
     row = opened["+8613900000004"]
@@ -105,7 +107,7 @@ async def test_a_late_answer_is_accepted_and_marked_late(
     pool: asyncpg.Pool, policy: Policy
 ) -> None:
     warning_id = await plan(pool, policy, rainstorm())
-    answers = CallOuts(pool, ManualClock(DAYTIME + timedelta(minutes=11)))
+    answers = Answers(pool, ManualClock(DAYTIME + timedelta(minutes=11)))
     answer = await answers.answer_sms("+8613900000004", "1")
     assert answer.late
     row = (await callouts(pool, warning_id))["+8613900000004"]
@@ -116,7 +118,7 @@ async def test_unknown_numbers_and_other_words_acknowledge_nothing(
     pool: asyncpg.Pool, policy: Policy
 ) -> None:
     warning_id = await plan(pool, policy, rainstorm())
-    answers = CallOuts(pool, ManualClock(DAYTIME))
+    answers = Answers(pool, ManualClock(DAYTIME))
     assert (await answers.answer_sms("+8613111111111", "1")).callouts == ()
     assert (await answers.answer_sms("+8613900000004", "我在开会")).kind == "unrecognised"
     assert (await answers.answer_sms("not a number", "1")).kind == "unknown_number"
@@ -135,7 +137,7 @@ async def test_a_code_acknowledges_only_its_warning(pool: asyncpg.Pool, policy: 
     await Planner(pool, lambda: policy, ManualClock(DAYTIME), LIMITS).plan_pending()
     code = await pool.fetchval("SELECT short_code FROM warnings WHERE id = $1", second)
     assert code == "A2"
-    answers = CallOuts(pool, ManualClock(DAYTIME))
+    answers = Answers(pool, ManualClock(DAYTIME))
     await answers.answer_sms("+8613900000004", f"收到{code}")
     assert (await callouts(pool, first))["+8613900000004"]["state"] == "pending"
     assert (await callouts(pool, second))["+8613900000004"]["state"] == "acknowledged"
@@ -149,14 +151,13 @@ async def test_pressing_one_on_the_call_acknowledges_through_dispatch(
     warning_id = await plan(pool, policy, rainstorm())
     clock = ManualClock(DAYTIME)
     voice = RecordingChannel("voice", ChannelKind.VOICE)
-    dispatcher = Dispatcher(
-        pool, {"voice": voice}, clock, Metrics(), Wakeup(), answers=CallOuts(pool, clock)
-    )
+    dispatcher = Dispatcher(pool, {"voice": voice}, clock, Metrics(), Wakeup())
+    inbound = Inbound(pool, clock, Metrics(), answers=Answers(pool, clock))
     claimed = await dispatcher.claim(voice, 1)
     results = await voice.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
     await dispatcher.record("voice", claimed, results)
     call = CallResult(f"x-{claimed[0].id}", answered=True, keys="1")
-    await dispatcher.handle_events("voice", [call, Reply("+8613111111111", "1")], final=True)
+    await inbound.handle_events("voice", [call, Reply("+8613111111111", "1")])
     row = next(
         r for r in (await callouts(pool, warning_id)).values() if r["phone"] == claimed[0].address
     )
@@ -165,9 +166,9 @@ async def test_pressing_one_on_the_call_acknowledges_through_dispatch(
     assert [(r["kind"], r["matched"]) for r in matched] == [("call_result", True), ("reply", False)]
 
 
-async def escalate_until(answers: CallOuts, clock: ManualClock, minutes: int) -> None:
+async def escalate_until(scanner: Escalation, clock: ManualClock, minutes: int) -> None:
     for _ in range(minutes * 6):  # every 10 s of simulated time
-        while await answers.scan():
+        while await scanner.scan():
             pass
         clock.advance(10)
 
@@ -177,7 +178,7 @@ async def test_an_unanswered_callout_escalates_step_by_step_exactly_once(
 ) -> None:
     warning_id = await plan(pool, policy, rainstorm())
     clock = ManualClock(DAYTIME)
-    scanners = [CallOuts(pool, clock), CallOuts(pool, clock)]  # two warnd processes
+    scanners = [Escalation(pool, clock), Escalation(pool, clock)]  # two warnd processes
     for _ in range(15 * 6):
         await asyncio.gather(*(s.scan() for s in scanners))
         clock.advance(10)
@@ -208,10 +209,11 @@ async def test_an_unanswered_callout_escalates_step_by_step_exactly_once(
 async def test_an_answer_stops_the_escalation(pool: asyncpg.Pool, policy: Policy) -> None:
     warning_id = await plan(pool, policy, rainstorm())
     clock = ManualClock(DAYTIME)
-    answers = CallOuts(pool, clock)
-    await escalate_until(answers, clock, 3)  # the repeat has fired
+    answers = Answers(pool, clock)
+    scanner = Escalation(pool, clock)
+    await escalate_until(scanner, clock, 3)  # the repeat has fired
     await answers.answer_sms("+8613900000004", "1")
-    await escalate_until(answers, clock, 15)
+    await escalate_until(scanner, clock, 15)
     row = (await callouts(pool, warning_id))["+8613900000004"]
     assert await events(pool, row["id"]) == ["opened", "step_fired", "acknowledged"]
 
@@ -221,8 +223,8 @@ async def test_a_restarted_scanner_resumes_where_the_last_stopped(
 ) -> None:
     warning_id = await plan(pool, policy, rainstorm())
     clock = ManualClock(DAYTIME)
-    await escalate_until(CallOuts(pool, clock), clock, 6)  # repeat and backup fired
-    await escalate_until(CallOuts(pool, clock), clock, 10)  # a new process takes over
+    await escalate_until(Escalation(pool, clock), clock, 6)  # repeat and backup fired
+    await escalate_until(Escalation(pool, clock), clock, 10)  # a new process takes over
     row = (await callouts(pool, warning_id))["+8613900000004"]
     kinds = await events(pool, row["id"])
     assert kinds.count("step_fired") + kinds.count("step_skipped") == len(
@@ -236,7 +238,7 @@ async def test_cancelling_the_warning_closes_its_callouts(
     warning_id = await plan(pool, policy, rainstorm())
     await store_warning(pool, cancel_of(rainstorm()), source="test", now=DAYTIME)
     clock = ManualClock(DAYTIME)
-    await escalate_until(CallOuts(pool, clock), clock, 15)
+    await escalate_until(Escalation(pool, clock), clock, 15)
     states = {r["state"] for r in (await callouts(pool, warning_id)).values()}
     assert states == {"closed"}
 

@@ -2,7 +2,7 @@
 finishes every chain, and every due step has fired exactly once — none lost, none doubled.
 
 The scanner runs as its own process (this module is also its entry point: ``python -m
-tests.test_escalation_crash URL``), with the real ``CallOuts.run`` loop and the system clock: the
+tests.test_escalation_crash URL``), with the real ``Escalation.run`` loop and the system clock: the
 test warning opened its call-outs on ``DAYTIME``, months ago, so every step of every chain is
 due and the scanner works flat out, one batch transaction after another.
 """
@@ -21,7 +21,7 @@ import pytest
 from warnd.core.clock import ManualClock, SystemClock
 from warnd.db.pool import connect, open_pool
 from warnd.ingest.store import store_warning
-from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import Policy
 
@@ -42,7 +42,7 @@ async def scan_forever(url: str) -> None:
 
     configure("warning")
     async with open_pool(url, min_size=1, max_size=2, run_migrations=False) as pool:
-        await CallOuts(pool, SystemClock()).run()
+        await Escalation(pool, SystemClock()).run()
 
 
 async def start_scanner(url: str, log: Path) -> asyncio.subprocess.Process:

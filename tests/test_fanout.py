@@ -22,6 +22,8 @@ from channels.base import (
     ReceiptStatus,
     SendResult,
 )
+from tests import seed
+from tests.waiting import equals, until
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
 from warnd.core.errors import InputError
@@ -33,13 +35,12 @@ from warnd.db.notify import Wakeup
 from warnd.db.queries import sql
 from warnd.ingest.store import store_warning
 from warnd.pipeline.dispatch import AHEAD_BATCHES, Dispatcher
+from warnd.pipeline.inbound import EARLY_RECEIPT_WINDOW, Inbound
 from warnd.pipeline.planner import Planner, PlanResult
 from warnd.policy.loader import load_policy
 from warnd.policy.model import Policy
 from warnd.policy.targeting import decide
 from warnd.runtime.settings import REPO_CONFIG_DIR
-
-from . import seed
 
 DAYTIME = datetime(2026, 7, 29, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 LIMITS = {"sms": 335, "voice": 500, "broadcast": 500}
@@ -391,14 +392,92 @@ async def test_receipts_mark_deliveries(pool: asyncpg.Pool, policy: Policy) -> N
     ok = DeliveryReceipt(f"x-{claimed[0].id}", ReceiptStatus.DELIVERED)
     bad = DeliveryReceipt(f"x-{claimed[1].id}", ReceiptStatus.UNDELIVERABLE)
     unknown = DeliveryReceipt("nope", ReceiptStatus.DELIVERED)
-    assert await dispatcher.handle_events("sms", [ok, bad, unknown]) == [unknown]
-    assert await dispatcher.handle_events("sms", [unknown], final=True) == []
+    inbound = Inbound(pool, ManualClock(DAYTIME), Metrics())
+    assert await inbound.handle_events("sms", [ok, bad, unknown]) == [unknown]
     states = {
         r["id"]: r["state"]
         for r in await deliveries(pool, warning_id)
         if r["id"] in {claimed[0].id, claimed[1].id}
     }
     assert states == {claimed[0].id: "delivered", claimed[1].id: "failed"}
+    assert await pool.fetchval("SELECT count(*) FROM inbound_events WHERE NOT matched") == 1
+
+
+async def test_a_receipt_before_its_send_is_recorded_is_kept_and_applied_later(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """A fast SMSC can report delivery before the worker has written the gateway's id: the
+    receipt is kept at once as unmatched, and applied once the send is recorded."""
+    warning_id = await plan(pool, policy, rainstorm())
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    clock = ManualClock(DAYTIME)
+    dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup())
+    inbound = Inbound(pool, clock, Metrics())
+    claimed = await dispatcher.claim(sms, 2)
+    results = await sms.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    early = [
+        DeliveryReceipt(f"x-{claimed[0].id}", ReceiptStatus.DELIVERED),
+        DeliveryReceipt(f"x-{claimed[1].id}", ReceiptStatus.UNDELIVERABLE, detail="no signal"),
+    ]
+    assert await inbound.handle_events("sms", early) == early  # nothing to match yet
+    assert await inbound.match_early_receipts() == 0
+    await dispatcher.record("sms", claimed, results)
+    clock.advance(1)
+    assert await inbound.match_early_receipts() == 2
+    rows = {r["id"]: r for r in await deliveries(pool, warning_id)}
+    assert rows[claimed[0].id]["state"] == "delivered"
+    assert (rows[claimed[1].id]["state"], rows[claimed[1].id]["error"]) == (
+        "failed",
+        "undeliverable no signal",
+    )
+    assert await pool.fetchval("SELECT count(*) FROM inbound_events WHERE NOT matched") == 0
+    assert await inbound.match_early_receipts() == 0  # applied once
+
+
+async def test_the_inbound_stage_applies_an_early_receipt_once_its_send_is_recorded(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """In a running process the receipt does not wait for housekeeping: the dispatcher's
+    record wakes the inbound stage, which matches it."""
+    warning_id = await plan(pool, policy, rainstorm())
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    clock = ManualClock(DAYTIME)
+    recorded = Wakeup()
+    dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup(), recorded=recorded)
+    inbound = Inbound(pool, clock, Metrics(), recorded=recorded)
+    claimed = await dispatcher.claim(sms, 1)
+    results = await sms.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    running = asyncio.create_task(inbound.run(sms))
+    try:
+        sms.emit(DeliveryReceipt(f"x-{claimed[0].id}", ReceiptStatus.DELIVERED))
+        unmatched = "SELECT count(*) FROM inbound_events WHERE NOT matched"
+        await until(lambda: pool.fetchval(unmatched), within=10)
+        await dispatcher.record("sms", claimed, results)
+        state = "SELECT state FROM deliveries WHERE id = $1"
+        await until(lambda: equals(pool.fetchval(state, claimed[0].id), "delivered"), within=10)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert await pool.fetchval("SELECT count(*) FROM inbound_events WHERE NOT matched") == 0
+    assert warning_id
+
+
+async def test_an_early_receipt_older_than_the_window_is_left_unmatched(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    await plan(pool, policy, rainstorm())
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    clock = ManualClock(DAYTIME)
+    dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup())
+    inbound = Inbound(pool, clock, Metrics())
+    claimed = await dispatcher.claim(sms, 1)
+    results = await sms.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    await inbound.handle_events(
+        "sms", [DeliveryReceipt(f"x-{claimed[0].id}", ReceiptStatus.DELIVERED)]
+    )
+    await dispatcher.record("sms", claimed, results)
+    clock.advance(EARLY_RECEIPT_WINDOW.total_seconds() + 1)
+    assert await inbound.match_early_receipts() == 0
     assert await pool.fetchval("SELECT count(*) FROM inbound_events WHERE NOT matched") == 1
 
 

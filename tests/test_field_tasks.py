@@ -16,8 +16,10 @@ from warnd.core.reply_limiter import ReplyLimiter
 from warnd.core.texts import TaskText, stand_in_text, task_text, text_length
 from warnd.core.vocabulary import Level
 from warnd.db.notify import Wakeup
-from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.escalation import Escalation
+from warnd.pipeline.inbound import Inbound
 from warnd.policy.model import Policy
 
 from . import seed
@@ -92,7 +94,7 @@ async def test_tasks_follow_the_level_and_the_night(pool: asyncpg.Pool, policy: 
 
 async def test_progress_replies_count_and_finish_a_task(pool: asyncpg.Pool, policy: Policy) -> None:
     warning_id = await plan(pool, policy, rainstorm())
-    answers = CallOuts(pool, ManualClock(DAYTIME + timedelta(minutes=4)))
+    answers = Answers(pool, ManualClock(DAYTIME + timedelta(minutes=4)))
     task = (await tasks(pool, warning_id))["door_knock"]
     # "收到，已通知1户": an acknowledgement of the call-out and a progress report in one text
     answer = await answers.answer_sms("+86 139 0000 0004", "收到，已通知1户")
@@ -122,7 +124,8 @@ async def test_an_overdue_task_escalates_and_stops_when_done(
 ) -> None:
     warning_id = await plan(pool, policy, rainstorm())
     clock = ManualClock(DAYTIME)
-    answers = CallOuts(pool, clock)
+    answers = Answers(pool, clock)
+    scanner = Escalation(pool, clock)
     for phone in ("+8613900000000", "+8613900000001", "+8613900000003", "+8613900000005"):
         await answers.answer_sms(phone, "1")  # keep call-out escalations out of the way
     await answers.answer_sms("+8613900000004", "1")
@@ -131,10 +134,10 @@ async def test_an_overdue_task_escalates_and_stops_when_done(
     within = policy.field_tasks.door_knock.within
     chain = policy.rule("rainstorm", Level.RED).escalation
     # until the deadline nothing happens
-    await escalate_until(answers, clock, int(within.total_seconds() // 60) - 1)
+    await escalate_until(scanner, clock, int(within.total_seconds() // 60) - 1)
     assert [k for k, _ in await task_events(pool, knock["id"])] == ["opened"]
     # at the deadline the helper is reminded (the task again), then the backup takes over
-    await escalate_until(answers, clock, 2 + int((chain[1].after - chain[0].after).seconds // 60))
+    await escalate_until(scanner, clock, 2 + int((chain[1].after - chain[0].after).seconds // 60))
     fired = await task_events(pool, knock["id"])
     assert [d["action"] for k, d in fired if k == "step_fired"] == ["repeat", "backup"]
     steps = await pool.fetch(
@@ -152,7 +155,7 @@ async def test_an_overdue_task_escalates_and_stops_when_done(
     await answers.answer_sms("+8613900000005", "完成")
     row = (await tasks(pool, warning_id))["door_knock"]
     assert (row["state"], row["done"]) == ("done", 2)
-    await escalate_until(answers, clock, 30)
+    await escalate_until(scanner, clock, 30)
     after = await task_events(pool, knock["id"])
     assert [k for k, _ in after].count("step_fired") == 2
 
@@ -163,9 +166,8 @@ async def test_a_device_confirmation_acknowledges_its_callout(
     warning_id = await plan(pool, policy, rainstorm())
     clock = ManualClock(DAYTIME + timedelta(minutes=1))
     voice = RecordingChannel("voice-1", ChannelKind.VOICE)
-    dispatcher = Dispatcher(
-        pool, {"voice": voice}, clock, Metrics(), Wakeup(), answers=CallOuts(pool, clock)
-    )
+    dispatcher = Dispatcher(pool, {"voice": voice}, clock, Metrics(), Wakeup())
+    inbound = Inbound(pool, clock, Metrics(), answers=Answers(pool, clock))
     claimed = await dispatcher.claim(voice, 50)
     results = await voice.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
     await dispatcher.record("voice-1", claimed, results)
@@ -174,9 +176,7 @@ async def test_a_device_confirmation_acknowledges_its_callout(
         "SELECT external_id FROM deliveries WHERE callout_id = $1 AND channel_kind = 'voice'",
         town["id"],
     )
-    await dispatcher.handle_events(
-        "voice-1", [DeviceConfirmation(external, played=True)], final=True
-    )
+    await inbound.handle_events("voice-1", [DeviceConfirmation(external, played=True)])
     row = (await callouts(pool, warning_id))["+8613900000003"]
     assert (row["state"], row["ack_via"]) == ("acknowledged", "device")
 
@@ -186,7 +186,7 @@ async def test_a_number_that_keeps_sending_is_rate_limited(
 ) -> None:
     warning_id = await plan(pool, policy, rainstorm())
     clock = ManualClock(DAYTIME)
-    answers = CallOuts(pool, clock, limiter=ReplyLimiter(limit=3, window=timedelta(minutes=1)))
+    answers = Answers(pool, clock, limiter=ReplyLimiter(limit=3, window=timedelta(minutes=1)))
     looped = [await answers.answer_sms("+8613900000004", "自动回复：我正在开会") for _ in range(3)]
     assert [a.kind for a in looped] == ["unrecognised"] * 3
     assert (await answers.answer_sms("+8613900000004", "1")).kind == "rate_limited"
@@ -251,7 +251,7 @@ async def test_an_answer_aborted_by_a_deadlock_is_applied_on_retry(
                 raise asyncpg.DeadlockDetectedError("deadlock detected")
             return await pool.fetch(query, *args)
 
-    answers = CallOuts(OnceDeadlocked(), ManualClock(DAYTIME))  # type: ignore[arg-type]
+    answers = Answers(OnceDeadlocked(), ManualClock(DAYTIME))  # type: ignore[arg-type]
     answer = await answers._acknowledge([("+8613900000004", None)], "sms")
     assert answer["+8613900000004"].callouts
     row = (await callouts(pool, warning_id))["+8613900000004"]

@@ -23,8 +23,9 @@ from warnd.app.services import Services
 from warnd.core.clock import ManualClock
 from warnd.core.config import AppConfig
 from warnd.db.notify import Wakeup
-from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.inbound import Inbound
 from warnd.policy.loader import PolicyHolder
 from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
@@ -57,6 +58,7 @@ class Webhook:
     gw: HttpSmsChannel
     other: HttpSmsChannel
     dispatcher: Dispatcher
+    inbound: Inbound
     warning_id: int
 
     async def post(
@@ -99,8 +101,7 @@ class Webhook:
     async def inbound_running(self) -> AsyncIterator[None]:
         """Dispatch's inbound listeners for both channels, as the daemon runs them."""
         tasks = [
-            asyncio.create_task(self.dispatcher.run_inbound(channel))
-            for channel in (self.gw, self.other)
+            asyncio.create_task(self.inbound.run(channel)) for channel in (self.gw, self.other)
         ]
         try:
             yield
@@ -147,12 +148,13 @@ async def webhook(pool: asyncpg.Pool, policy: Policy, gateway: Gateway) -> Async
         channels=channels,
         max_body_bytes=256 * 1024,
     )
-    dispatcher = Dispatcher(pool, channels, clock, metrics, Wakeup(), answers=CallOuts(pool, clock))
+    dispatcher = Dispatcher(pool, channels, clock, metrics, Wakeup())
+    inbound = Inbound(pool, clock, metrics, answers=Answers(pool, clock))
     for channel in channels.values():
         await channel.start()
     try:
         async with TestClient(TestServer(build_app(services))) as client:
-            yield Webhook(client, pool, gw, other, dispatcher, warning_id)
+            yield Webhook(client, pool, gw, other, dispatcher, inbound, warning_id)
     finally:
         for channel in channels.values():
             await channel.stop()

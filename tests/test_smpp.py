@@ -54,8 +54,9 @@ from tests.test_fanout import DAYTIME, plan, policy, rainstorm
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
 from warnd.db.notify import Wakeup
-from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.inbound import Inbound
 from warnd.policy.model import Policy
 
 __all__ = ["policy"]  # the fixture, shared with test_fanout
@@ -707,13 +708,12 @@ async def test_a_red_warning_over_smpp_is_delivered_and_answered(
     warning_id = await plan(pool, policy, rainstorm())
     clock = ManualClock(DAYTIME + timedelta(minutes=1))
     channel = make_channel(smsc.port, window=4)
-    dispatcher = Dispatcher(
-        pool, {"sms": channel}, clock, Metrics(), Wakeup(), answers=CallOuts(pool, clock)
-    )
+    dispatcher = Dispatcher(pool, {"sms": channel}, clock, Metrics(), Wakeup())
+    receiver = Inbound(pool, clock, Metrics(), answers=Answers(pool, clock))
     smsc.receipt = "DELIVRD"
     smsc.drop_after = 5  # the link drops under the first batch
     async with started(channel):
-        inbound = asyncio.create_task(dispatcher.run_inbound(channel))
+        inbound = asyncio.create_task(receiver.run(channel))
         try:
             for _ in range(50):
                 claimed = await dispatcher.claim(channel, 10)
@@ -743,6 +743,9 @@ async def test_a_red_warning_over_smpp_is_delivered_and_answered(
                 assert row["parts"] == (1 if length <= 70 else -(-length // 67)), dict(row)
 
             async def all_delivered() -> bool:
+                # Receipts the SMSC sent before a batch was recorded wait to be matched, as
+                # housekeeping does in the daemon.
+                await receiver.match_early_receipts()
                 return not await pool.fetchval(
                     "SELECT count(*) FROM deliveries WHERE warning_id = $1 "
                     "AND channel_kind = 'sms' AND state <> 'delivered'",

@@ -44,6 +44,7 @@ class ChainStep:
     action: Action
     after: timedelta
 
+
 DecisionKind = Literal["wait", "fire", "skip", "finished"]
 
 Reason = Literal[

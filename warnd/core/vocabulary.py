@@ -98,7 +98,6 @@ def priority(hazard: str, level: Level, audience_rank: int) -> int:
     return tier * 10 + audience_rank
 
 
-
 # Hazard names as feeds write them in event and headline. Chinese names are plain substrings;
 # English ones are whole words, optionally plural. Where names overlap (暴雨/雷雨大风,
 # flood/flash flood) the longest match wins.
@@ -152,7 +151,6 @@ _EN_HAZARD_PATTERNS: Final = [
     (re.compile(rf"\b{re.escape(name)}(?:e?s)?\b", re.IGNORECASE), len(name), code)
     for name, code in _EN_HAZARD_NAMES.items()
 ]
-
 
 
 _COLOUR: Final = re.compile(r"红色|橙色|黄色|蓝色|\b(?:red|orange|yellow|blue)\b", re.IGNORECASE)

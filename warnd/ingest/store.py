@@ -37,10 +37,6 @@ class Stored:
     ended: tuple[int, ...] = ()  # warnings this Update or Cancel superseded or cancelled
 
 
-
-
-
-
 async def store_warning(
     pool: asyncpg.Pool,
     warning: NormalisedWarning,

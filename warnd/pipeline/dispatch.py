@@ -7,9 +7,10 @@ keeps its own window and queues the rest (``Limits.queues``) is handed up to
 :data:`AHEAD_BATCHES` batches at once, a second of its rate at most: the next batch is claimed
 and the last recorded while one is on the wire.
 
-Retrying is decided here and only here: transient failures go back to the queue with exponential
-backoff and jitter, permanent ones fail over to the next channel kind the policy named, and a
-worker that dies leaves leased rows that return to the queue when the lease runs out.
+What becomes of each row is decided once, by ``warnd.core.outcomes.classify``: transient failures
+go back to the queue with backoff, permanent ones fail over to the next channel kind the policy
+named. A worker that dies leaves leased rows that return to the queue when the lease runs out.
+What channels report back is ``warnd.pipeline.inbound``'s job.
 """
 
 from __future__ import annotations
@@ -21,15 +22,9 @@ import asyncpg
 import structlog
 
 from channels.base import (
-    CallResult,
     Channel,
-    DeliveryReceipt,
-    DeviceConfirmation,
-    InboundEvent,
     OutboundMessage,
     Outcome,
-    ReceiptStatus,
-    Reply,
     SendResult,
 )
 from warnd.app.metrics import Metrics
@@ -37,7 +32,6 @@ from warnd.core.clock import Clock
 from warnd.core.outcomes import Claimed, classify
 from warnd.db.notify import DELIVERIES_CHANNEL, Wakeup
 from warnd.db.queries import columns, sql
-from warnd.pipeline.callouts import CallOuts
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +42,6 @@ log = structlog.get_logger(__name__)
 # throttled link takes longer; the channel gives back what waits too long, unsent).
 AHEAD_BATCHES = 3
 AHEAD_MESSAGES = 3_000
-
-
-
 
 
 class RateLimiter:
@@ -73,12 +64,6 @@ class RateLimiter:
             await self._clock.sleep(-self._tokens / self._rate)
 
 
-
-
-
-
-
-
 class Dispatcher:
     """Runs one send worker and one inbound listener per channel."""
 
@@ -90,10 +75,10 @@ class Dispatcher:
         metrics: Metrics,
         wakeup: Wakeup,
         *,
+        recorded: Wakeup | None = None,
         lease_seconds: float = 120.0,
         max_attempts: int = 5,
         poll_seconds: float = 1.0,
-        answers: CallOuts | None = None,
     ) -> None:
         self._pool = pool
         self._channels = channels
@@ -103,7 +88,7 @@ class Dispatcher:
         self._lease = lease_seconds
         self._max_attempts = max_attempts
         self._poll = poll_seconds
-        self._answers = answers
+        self._recorded = recorded  # set once sent rows carry their gateway ids (for receipts)
 
     async def run_worker(self, channel: Channel) -> None:
         """Send for one channel until cancelled (see the module docstring for batch sizes)."""
@@ -209,6 +194,8 @@ class Dispatcher:
                 await conn.execute(sql("record_failed"), *given_up, now)
             if failed_over:
                 await conn.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
+        if outcomes.sent and self._recorded is not None:
+            self._recorded.set()
         for result in results:
             if result.outcome is not Outcome.ACCEPTED:
                 self._metrics.send_failures.labels(
@@ -235,123 +222,3 @@ class Dispatcher:
             log.warning("leases_reclaimed", deliveries=count)
             self._wakeup.set()
         return count
-
-    async def run_inbound(self, channel: Channel, batch_size: int = 1000) -> None:
-        """Record what one channel reports back, in batches, until cancelled."""
-        queue: asyncio.Queue[InboundEvent] = asyncio.Queue()
-
-        async def pump() -> None:
-            async for event in channel.events():
-                queue.put_nowait(event)
-
-        pump_task = asyncio.create_task(pump())
-        try:
-            while True:
-                batch = [await queue.get()]
-                while len(batch) < batch_size and not queue.empty():
-                    batch.append(queue.get_nowait())
-                unmatched = await self.handle_events(channel.name, batch)
-                if unmatched:
-                    # A fast network can report before the send's own outcome is written: try
-                    # those once more a moment later, then keep them as unmatched.
-                    await asyncio.sleep(0.5)
-                    await self.handle_events(channel.name, unmatched, final=True)
-        finally:
-            pump_task.cancel()
-            await asyncio.gather(pump_task, return_exceptions=True)
-
-    async def handle_events(
-        self, channel: str, events: Sequence[InboundEvent], *, final: bool = False
-    ) -> list[InboundEvent]:
-        """Apply inbound events; return receipts that matched no delivery yet (unless final).
-
-        Matched delivery receipts live on their delivery row only; replies, call results,
-        device confirmations and unmatched receipts are kept in ``inbound_events`` too.
-        """
-        receipts = [(e, fact) for e in events if (fact := _receipt(e)) is not None]
-        matched: set[str] = set()
-        if receipts:
-            rows = await self._pool.fetch(
-                sql("record_receipts"),
-                channel,
-                [fact[0] for _, fact in receipts],
-                [fact[1] for _, fact in receipts],
-                [fact[2] for _, fact in receipts],
-                self._clock.now(),
-            )
-            matched = {r["external_id"] for r in rows}
-            for _, (external_id, ok, _) in receipts:
-                if external_id in matched:
-                    self._metrics.deliveries.labels(channel, "delivered" if ok else "failed").inc()
-        retry = [] if final else [e for e, fact in receipts if fact[0] not in matched]
-        skip = {id(e) for e in retry} | {
-            id(e) for e in events if isinstance(e, DeliveryReceipt) and e.external_id in matched
-        }
-        keep = [e for e in events if id(e) not in skip]
-        answered = await self._answer(channel, keep)
-        if keep:
-            hits = [
-                id(e) in answered or (not isinstance(e, Reply) and e.external_id in matched)
-                for e in keep
-            ]
-            kinds = [_KIND[type(e)] for e in keep]
-            await self._pool.execute(
-                sql("record_inbound"),
-                channel,
-                kinds,
-                [e.sender if isinstance(e, Reply) else None for e in keep],
-                [_payload(e) for e in keep],
-                hits,
-                self._clock.now(),
-            )
-            for kind, hit in zip(kinds, hits, strict=True):
-                self._metrics.inbound.labels(channel, kind, str(hit).lower()).inc()
-        return retry
-
-    async def _answer(self, channel: str, events: Sequence[InboundEvent]) -> set[int]:
-        """Replies, key presses and device confirmations that acknowledge call-outs or report
-        field-task progress; returns the ids of those that did."""
-        answered: set[int] = set()
-        if self._answers is None:
-            return answered
-        replies = [e for e in events if isinstance(e, Reply)]
-        if replies:
-            answers = await self._answers.answer_replies([(e.sender, e.text) for e in replies])
-            answered |= {id(e) for e, a in zip(replies, answers, strict=True) if a.matched}
-        for event in events:
-            if isinstance(event, CallResult) and event.keys:
-                answer = await self._answers.answer_call(channel, event.external_id, event.keys)
-            elif isinstance(event, DeviceConfirmation) and event.played:
-                answer = await self._answers.answer_device(channel, event.external_id, played=True)
-            else:
-                continue
-            if answer.matched:
-                answered.add(id(event))
-        return answered
-
-
-_KIND: dict[type, str] = {
-    DeliveryReceipt: "receipt",
-    CallResult: "call_result",
-    DeviceConfirmation: "device_confirmation",
-    Reply: "reply",
-}
-
-
-def _receipt(event: InboundEvent) -> tuple[str, bool, str] | None:
-    """What an event says of an accepted message: (external id, reached, detail), if anything."""
-    if isinstance(event, DeliveryReceipt):
-        ok = event.status is ReceiptStatus.DELIVERED
-        return event.external_id, ok, f"{event.status.value} {event.detail}".strip()
-    if isinstance(event, CallResult):
-        return event.external_id, event.answered, event.cause or "not answered"
-    if isinstance(event, DeviceConfirmation):
-        return event.external_id, event.played, event.detail or "not played"
-    return None
-
-
-def _payload(event: InboundEvent) -> dict[str, object]:
-    data: dict[str, object] = {"type": type(event).__name__}
-    for name, value in vars(event).items():
-        data[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return data

@@ -50,12 +50,6 @@ _AUDIENCE_SQL = {
 }
 
 
-
-
-
-
-
-
 @dataclass
 class PlanResult:
     warning_id: int

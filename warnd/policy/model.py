@@ -467,7 +467,3 @@ def _red_rings_at_night(where: str, rule: LevelRule) -> None:
             f"{where}.audiences.responder: a red warning must call responders by voice at night "
             "(put 'voice' in channels or night_channels)"
         )
-
-
-
-

@@ -33,12 +33,6 @@ _SENTENCE_END = "。！？!?…；;."
 _TRAILING_SEPARATORS = "，,、；;：: "
 
 
-
-
-
-
-
-
 def _sentence(text: str) -> str:
     """A field as one line ending with sentence punctuation, or empty."""
     text = re.sub(r"\s+", " ", text).strip()

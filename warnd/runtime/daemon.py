@@ -27,12 +27,14 @@ from warnd.core.clock import Clock, ScaledClock, SystemClock
 from warnd.core.config import AppConfig, load_config
 from warnd.core.errors import ConfigError
 from warnd.db import Conn
-from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL
+from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL, Wakeup
 from warnd.db.pool import connect, database_url, open_pool
 from warnd.db.queries import sql
-from warnd.pipeline.callouts import CallOuts
+from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.heartbeat import HeartbeatWatch
+from warnd.pipeline.inbound import Inbound
 from warnd.pipeline.planner import Planner
 from warnd.policy.loader import PolicyHolder
 from warnd.runtime.settings import Settings
@@ -187,15 +189,18 @@ class Daemon:
         pool = services.pool
         planner = Planner(pool, services.current_policy, self.clock, max_chars(self.channels))
         lease = self.settings.lease_seconds
-        callouts = CallOuts(pool, self.clock)
+        recorded = Wakeup()  # a dispatcher recorded sends: early receipts can be matched
+        answers = Answers(pool, self.clock)
+        escalation = Escalation(pool, self.clock)
+        inbound = Inbound(pool, self.clock, self.metrics, answers=answers, recorded=recorded)
         dispatcher = Dispatcher(
             pool,
             self.channels,
             self.clock,
             self.metrics,
             services.send_wakeup,
+            recorded=recorded,
             lease_seconds=lease,
-            answers=callouts,
         )
 
         async def plan_loop() -> None:
@@ -220,6 +225,7 @@ class Daemon:
             while True:
                 await heartbeats.check(self.clock.now())
                 await dispatcher.reclaim_leases()
+                await inbound.match_early_receipts()
                 await pool.execute(sql("expire_warnings"), self.clock.now())
                 await self.clock.sleep(min(5.0, lease / 2))
 
@@ -227,11 +233,11 @@ class Daemon:
             "listen": lambda: self._listen(url, services),
             "plan": plan_loop,
             "housekeeping": housekeeping,
-            "escalate": callouts.run,
+            "escalate": escalation.run,
         }
         for name, channel in self.channels.items():
             loops[f"send:{name}"] = _bind(dispatcher.run_worker, channel)
-            loops[f"inbound:{name}"] = _bind(dispatcher.run_inbound, channel)
+            loops[f"inbound:{name}"] = _bind(inbound.run, channel)
         return [
             asyncio.create_task(supervised(name, loop, self.clock), name=name)
             for name, loop in loops.items()

@@ -7,12 +7,12 @@ own) until one warning opens the call-outs asked for, and real warnings planned 
 production code. Each bench then checks its outcome in the database and fails loudly when it
 measured less work than it claims: a fast benchmark of nothing is a defect.
 
-``acks`` feeds SMS replies through ``Dispatcher.handle_events`` (matching, acknowledging,
+``acks`` feeds SMS replies through ``Inbound.handle_events`` (matching, acknowledging,
 cancelling the other channels' queued attempts, recording every inbound event) in the batches
 the inbound worker takes, and reports replies handled per second.
 
 ``escalation`` moves the call-outs' first escalation step (the repeat call) so that they come due
-spread over a window of real time, runs ``CallOuts.run`` with the system clock as the daemon's
+spread over a window of real time, runs ``Escalation.run`` with the system clock as the daemon's
 escalate stage does, and reports how late each step was committed after its due time, then the
 CPU the scanner costs while nothing is due.
 """
@@ -44,11 +44,11 @@ from warnd.core.errors import WarndError
 from warnd.core.escalate import Snapshot
 from warnd.core.model import Area, NormalisedWarning
 from warnd.core.vocabulary import Level
-from warnd.db.notify import Wakeup
 from warnd.db.pool import database_url, open_pool, recreate_database
 from warnd.ingest.store import store_warning
-from warnd.pipeline.callouts import CallOuts
-from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.answers import Answers
+from warnd.pipeline.escalation import Escalation
+from warnd.pipeline.inbound import Inbound
 from warnd.pipeline.planner import Planner
 from warnd.policy.loader import load_policy
 from warnd.runtime.settings import Settings
@@ -290,11 +290,11 @@ async def acks(
         mix = reply_mix(phones, code, replies)
         await _deliver_first_texts(pool, warning_id)
         clock = SystemClock()
-        dispatcher = Dispatcher(pool, {}, clock, Metrics(), Wakeup(), answers=CallOuts(pool, clock))
+        inbound = Inbound(pool, clock, Metrics(), answers=Answers(pool, clock))
         say(f"feeding {len(mix.replies):,} replies in batches of {batch}")
         started = time.perf_counter()
         for first in range(0, len(mix.replies), batch):
-            await dispatcher.handle_events("bench-sms", mix.replies[first : first + batch])
+            await inbound.handle_events("bench-sms", mix.replies[first : first + batch])
         seconds = time.perf_counter() - started
         check = await pool.fetchrow(
             """SELECT
@@ -347,7 +347,7 @@ class RecordingClock(SystemClock):
         return self.last
 
 
-class CommitTimedCallOuts(CallOuts):
+class CommitTimedEscalation(Escalation):
     """The real scanner, noting when each scan's transaction had committed.
 
     ``callout_events.at`` is when the scan started; its rows become visible (to dispatch, to the
@@ -447,7 +447,7 @@ async def escalation(
         if datetime.now(UTC) > end - timedelta(seconds=window):
             raise BenchError("the set-up ran into the window: raise the lead time")
         clock = RecordingClock()
-        scanner = CommitTimedCallOuts(pool, clock)
+        scanner = CommitTimedEscalation(pool, clock)
         task = asyncio.create_task(scanner.run())
         try:
             await _wait_first_steps(pool, end, lead + window + 1800, task)
@@ -567,7 +567,7 @@ async def _check_escalation(
 
 async def _idle_cpu(pool: asyncpg.Pool, seconds: float) -> tuple[float, float | None]:
     """Percent of one core the scanner loop and its PostgreSQL backends use with nothing due."""
-    task = asyncio.create_task(CallOuts(pool, SystemClock()).run())
+    task = asyncio.create_task(Escalation(pool, SystemClock()).run())
     try:
         await asyncio.sleep(2)  # past start-up
         backends = [

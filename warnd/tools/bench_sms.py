@@ -36,6 +36,7 @@ from warnd.db.notify import Wakeup
 from warnd.db.pool import database_url, open_pool, recreate_database
 from warnd.ingest.store import store_warning
 from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.inbound import Inbound
 from warnd.runtime.daemon import tune_gc
 from warnd.runtime.settings import Settings
 
@@ -237,7 +238,9 @@ async def persisted(target: Target, messages: int, window: int, *, receipts: boo
             started = time.perf_counter()
             tasks = [asyncio.create_task(dispatcher.run_worker(channel))]
             if receipts:
-                tasks.append(asyncio.create_task(dispatcher.run_inbound(channel)))
+                tasks.append(
+                    asyncio.create_task(Inbound(pool, SystemClock(), metrics).run(channel))
+                )
             try:
                 labels = {"channel": channel.name, "state": final}
 

@@ -694,12 +694,6 @@ async def get_warning(request: web.Request) -> web.Response:
     return _json(detail)
 
 
-
-
-
-
-
-
 async def preview_warning(request: web.Request) -> web.Response:
     """What publishing would send, by the policy in force: recipients and deliveries per
     audience, who the area holds but the warning does not reach, and the covered divisions."""

@@ -126,3 +126,32 @@ SELECT $1::text, e.kind, e.sender, e.payload, e.matched, $6::timestamptz
 -- Queued deliveries per channel kind, for metrics and readiness.
 SELECT channel_kind, count(*) AS queued FROM deliveries WHERE state = 'queued'
  GROUP BY channel_kind;
+
+-- name: match_early_receipts
+-- Receipts kept unmatched because they arrived before their send was recorded, applied to the
+-- deliveries that now carry their gateway id; younger than $1 only, at most $2 per call.
+-- $1 oldest receipt time considered, $2 limit, $3 now
+WITH early AS (
+    SELECT e.id, e.channel, e.payload->>'external_id' AS external_id,
+           e.payload->>'status' = 'delivered' AS ok,
+           btrim((e.payload->>'status') || ' ' || coalesce(e.payload->>'detail', '')) AS detail
+      FROM inbound_events e
+     WHERE NOT e.matched AND e.kind = 'receipt' AND e.received_at >= $1::timestamptz
+     ORDER BY e.received_at DESC  -- the early ones are the newest; junk must not starve them
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED
+), applied AS (
+    UPDATE deliveries d
+       SET state = CASE WHEN early.ok THEN 'delivered' ELSE 'failed' END,
+           delivered_at = CASE WHEN early.ok THEN $3::timestamptz ELSE d.delivered_at END,
+           failed_at = CASE WHEN early.ok THEN d.failed_at ELSE $3::timestamptz END,
+           error = CASE WHEN early.ok THEN d.error ELSE early.detail END
+      FROM early
+     WHERE d.channel = early.channel AND d.external_id = early.external_id
+       AND d.state IN ('sent', 'sending')
+    RETURNING early.id, d.channel, early.external_id, early.ok
+)
+UPDATE inbound_events e SET matched = true
+  FROM applied
+ WHERE e.id = applied.id
+RETURNING applied.channel, applied.external_id, applied.ok;

@@ -1,0 +1,223 @@
+"""Inbound: what channels report back — delivery receipts, replies, call results, device
+confirmations — recorded in batches, and answers handed to ``warnd.pipeline.answers``.
+
+A fast network can report a message delivered before the worker that sent it has recorded the
+gateway's id. Such a receipt is kept at once as an unmatched event, and ``match_early_receipts``
+applies it once the id is on its delivery: here as soon as this process's dispatcher records a
+batch, and in housekeeping for receipts another process received or a restart left behind. No
+receipt waits on a timer, and none is lost to the race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import asyncpg
+import structlog
+
+from channels.base import (
+    CallResult,
+    Channel,
+    DeliveryReceipt,
+    DeviceConfirmation,
+    InboundEvent,
+    ReceiptStatus,
+    Reply,
+)
+from warnd.app.metrics import Metrics
+from warnd.core.clock import Clock
+from warnd.db.notify import Wakeup
+from warnd.db.queries import sql
+from warnd.pipeline.answers import Answers
+
+log = structlog.get_logger(__name__)
+
+# How long a receipt may wait for its send to be recorded: far longer than any record takes.
+EARLY_RECEIPT_WINDOW = timedelta(minutes=10)
+EARLY_RECEIPT_BATCH = 5000  # receipts matched per statement; junk must not make one unbounded
+
+
+class Inbound:
+    """Records one channel's inbound events until cancelled; any number may run at once."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        answers: Answers | None = None,
+        recorded: Wakeup | None = None,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._metrics = metrics
+        self._answers = answers
+        self._recorded = recorded  # the dispatcher's: sent rows now carry their gateway ids
+
+    async def run(self, channel: Channel, batch_size: int = 1000) -> None:
+        """Record what one channel reports back, in batches, until cancelled."""
+        queue: asyncio.Queue[InboundEvent] = asyncio.Queue()
+
+        async def pump() -> None:
+            async for event in channel.events():
+                queue.put_nowait(event)
+
+        pump_task = asyncio.create_task(pump())
+        early: dict[str, datetime] = {}  # receipts kept unmatched, by external id: since when
+        try:
+            while True:
+                first = await self._next(queue, waiting_for_record=bool(early))
+                if first is not None:
+                    batch = [first]
+                    while len(batch) < batch_size and not queue.empty():
+                        batch.append(queue.get_nowait())
+                    now = self._clock.now()
+                    for receipt in await self.handle_events(channel.name, batch):
+                        early.setdefault(receipt.external_id, now)
+                    continue
+                for external_id in await self._match(channel.name):
+                    early.pop(external_id, None)
+                oldest = self._clock.now() - EARLY_RECEIPT_WINDOW
+                early = {key: at for key, at in early.items() if at >= oldest}
+        finally:
+            pump_task.cancel()
+            await asyncio.gather(pump_task, return_exceptions=True)
+
+    async def _next(
+        self, queue: asyncio.Queue[InboundEvent], *, waiting_for_record: bool
+    ) -> InboundEvent | None:
+        """The next event; or None when, while receipts wait for their sends, a batch of sends
+        was recorded first."""
+        if not waiting_for_record or self._recorded is None:
+            return await queue.get()
+        getter = asyncio.ensure_future(queue.get())
+        recorded = asyncio.ensure_future(self._recorded.wait(EARLY_RECEIPT_WINDOW.total_seconds()))
+        try:
+            await asyncio.wait({getter, recorded}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            recorded.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        return None
+
+    async def handle_events(
+        self, channel: str, events: Sequence[InboundEvent]
+    ) -> list[DeliveryReceipt]:
+        """Apply inbound events; return the delivery receipts that matched no delivery (yet).
+
+        Matched delivery receipts live on their delivery row only; replies, call results,
+        device confirmations and unmatched receipts are kept in ``inbound_events`` too.
+        """
+        receipts = [(e, fact) for e in events if (fact := _receipt(e)) is not None]
+        matched: set[str] = set()
+        if receipts:
+            rows = await self._pool.fetch(
+                sql("record_receipts"),
+                channel,
+                [fact[0] for _, fact in receipts],
+                [fact[1] for _, fact in receipts],
+                [fact[2] for _, fact in receipts],
+                self._clock.now(),
+            )
+            matched = {r["external_id"] for r in rows}
+            for _, (external_id, ok, _) in receipts:
+                if external_id in matched:
+                    self._metrics.deliveries.labels(channel, "delivered" if ok else "failed").inc()
+        unmatched = [
+            e for e, fact in receipts if isinstance(e, DeliveryReceipt) and fact[0] not in matched
+        ]
+        keep = [
+            e for e in events if not (isinstance(e, DeliveryReceipt) and e.external_id in matched)
+        ]
+        answered = await self._answer(channel, keep)
+        if keep:
+            hits = [
+                id(e) in answered or (not isinstance(e, Reply) and e.external_id in matched)
+                for e in keep
+            ]
+            kinds = [_KIND[type(e)] for e in keep]
+            await self._pool.execute(
+                sql("record_inbound"),
+                channel,
+                kinds,
+                [e.sender if isinstance(e, Reply) else None for e in keep],
+                [_payload(e) for e in keep],
+                hits,
+                self._clock.now(),
+            )
+            for kind, hit in zip(kinds, hits, strict=True):
+                self._metrics.inbound.labels(channel, kind, str(hit).lower()).inc()
+        return unmatched
+
+    async def match_early_receipts(self) -> int:
+        """Apply receipts kept unmatched whose delivery has since been recorded as sent; how
+        many. Receipts older than ``EARLY_RECEIPT_WINDOW`` are left as they are: their message
+        was never ours or was lost, and an officer sees them among the unmatched events."""
+        return len(await self._match(None))
+
+    async def _match(self, channel: str | None) -> list[str]:
+        """Match early receipts (of every channel); the external ids matched for ``channel``."""
+        now = self._clock.now()
+        rows = await self._pool.fetch(
+            sql("match_early_receipts"), now - EARLY_RECEIPT_WINDOW, EARLY_RECEIPT_BATCH, now
+        )
+        for r in rows:
+            self._metrics.deliveries.labels(
+                r["channel"], "delivered" if r["ok"] else "failed"
+            ).inc()
+        if rows:
+            log.info("early_receipts_matched", receipts=len(rows))
+        return [r["external_id"] for r in rows if channel is None or r["channel"] == channel]
+
+    async def _answer(self, channel: str, events: Sequence[InboundEvent]) -> set[int]:
+        """Replies, key presses and device confirmations that acknowledge call-outs or report
+        field-task progress; returns the ids of those that did."""
+        answered: set[int] = set()
+        if self._answers is None:
+            return answered
+        replies = [e for e in events if isinstance(e, Reply)]
+        if replies:
+            answers = await self._answers.answer_replies([(e.sender, e.text) for e in replies])
+            answered |= {id(e) for e, a in zip(replies, answers, strict=True) if a.matched}
+        for event in events:
+            if isinstance(event, CallResult) and event.keys:
+                answer = await self._answers.answer_call(channel, event.external_id, event.keys)
+            elif isinstance(event, DeviceConfirmation) and event.played:
+                answer = await self._answers.answer_device(channel, event.external_id, played=True)
+            else:
+                continue
+            if answer.matched:
+                answered.add(id(event))
+        return answered
+
+
+_KIND: dict[type, str] = {
+    DeliveryReceipt: "receipt",
+    CallResult: "call_result",
+    DeviceConfirmation: "device_confirmation",
+    Reply: "reply",
+}
+
+
+def _receipt(event: InboundEvent) -> tuple[str, bool, str] | None:
+    """What an event says of an accepted message: (external id, reached, detail), if anything."""
+    if isinstance(event, DeliveryReceipt):
+        ok = event.status is ReceiptStatus.DELIVERED
+        return event.external_id, ok, f"{event.status.value} {event.detail}".strip()
+    if isinstance(event, CallResult):
+        return event.external_id, event.answered, event.cause or "not answered"
+    if isinstance(event, DeviceConfirmation):
+        return event.external_id, event.played, event.detail or "not played"
+    return None
+
+
+def _payload(event: InboundEvent) -> dict[str, object]:
+    data: dict[str, object] = {"type": type(event).__name__}
+    for name, value in vars(event).items():
+        data[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return data
