@@ -34,6 +34,15 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+def declared_schema() -> str:
+    """The schema the migrations build, written as one document for readers (``schema.sql``).
+
+    warnd never applies it: databases are built by the migrations alone, and a test proves they
+    build exactly this.
+    """
+    return resources.files("warnd.db").joinpath("schema.sql").read_text("utf-8")
+
+
 async def migrate(conn: Conn) -> list[Migration]:
     """Apply the migrations this database lacks; return those applied."""
     applied: list[Migration] = []
