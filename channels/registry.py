@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
@@ -59,10 +59,16 @@ class _Plugin:
         return f"{self.target} ({self.package})"
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    path = ""
+def error_location(loc: Sequence[int | str], root: str = "") -> str:
+    """Where a pydantic error points, as a path under ``root``: ``(2, "status")`` is
+    ``[2].status``, ``("links", "mobile", "host")`` under ``channels.sms`` is
+    ``channels.sms.links.mobile.host``; empty for an error of the root itself without one."""
+    path = root
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
     return path
 
 
@@ -179,7 +185,7 @@ class ChannelRegistry:
             except ValidationError as exc:
                 # Inputs are left out of the message on purpose: they may be secrets.
                 problems.extend(
-                    f"{at}{_format_loc(error['loc'])}: {error['msg']}"
+                    f"{error_location(error['loc'], at)}: {error['msg']}"
                     for error in exc.errors(include_input=False, include_url=False)
                 )
                 continue

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from channels import registry as registry_module
 from channels.base import Channel, ChannelConfig, ChannelKind, Limits, OutboundMessage, SendResult
-from channels.http_sms import HttpSmsConfig
+from channels.http_sms.channel import HttpSmsConfig
 from channels.log import LogChannel
 from channels.registry import (
     ChannelConfigError,

@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from channels.base import ChannelKind, OutboundMessage, Outcome, Reason
-from channels.http_sms import HttpSmsChannel, HttpSmsConfig, _retry_after
+from channels.http_sms.channel import HttpSmsChannel, HttpSmsConfig, _retry_after
 from channels.registry import ChannelConfigError, build_channels
 from tests.channel_contract import (
     WARNING_TEXT,

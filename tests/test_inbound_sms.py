@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
 from channels.base import DeliveryReceipt, OutboundMessage, Outcome, ReceiptStatus, Reply
-from channels.http_sms import HttpSmsChannel, HttpSmsConfig
+from channels.http_sms.channel import HttpSmsChannel, HttpSmsConfig
+from channels.http_sms.webhook import MAX_EVENTS, InboundBodyError, parse_inbound
 from warnd.app.metrics import Metrics
 from warnd.app.services import Services
 from warnd.core.clock import ManualClock
@@ -31,7 +32,6 @@ from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
 from warnd.web.api import build_app
 from warnd.web.openapi import API
-from warnd.web.webhooks.sms import MAX_EVENTS, InboundBodyError, parse_inbound
 
 from .channel_contract import drain_events
 from .test_fanout import DAYTIME, plan, policy, rainstorm

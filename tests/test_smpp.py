@@ -27,19 +27,11 @@ from channels.base import (
     Reply,
 )
 from channels.registry import ChannelConfigError, build_channels
-from channels.smpp import (
-    DATA_CODING_GSM,
-    DATA_CODING_UCS2,
-    BadInputError,
-    ParsedReceipt,
-    SmppBindError,
-    SmppChannel,
-    SmppConfig,
-    classify_status,
-    decode_text,
-    encode_text,
-    parse_receipt,
-)
+from channels.smpp.channel import SmppChannel
+from channels.smpp.config import SmppConfig
+from channels.smpp.link import SmppBindError
+from channels.smpp.pdu import BadInputError, ParsedReceipt, classify_status, parse_receipt
+from channels.sms_codec import DATA_CODING_GSM, DATA_CODING_UCS2, decode_text, encode_text
 from channels.sms_routing import DEFAULT_ROUTES, PrefixRoutes, national_number
 from tests.channel_contract import (
     WARNING_TEXT,
@@ -660,8 +652,15 @@ async def test_a_long_message_stops_before_its_next_part_when_its_batch_is_given
         await eventually(lambda: len(smsc.submits) == 1)
         sending.cancel()
         await asyncio.gather(sending, return_exceptions=True)
-        await asyncio.sleep(0.5)  # time for the next parts, were they still to go
-    assert len(smsc.submits) == 1  # dispatch hands the row back; it goes again, whole
+        # The only lane finishes a message before it takes the next: once the next is accepted,
+        # any further part of the long one would have been on the wire before it.
+        [after] = await channel.send(batch_of(1, first_key=50, text=SHORT))
+        assert after.outcome is Outcome.ACCEPTED
+    # Only its first part went; dispatch hands the row back and it goes again, whole.
+    assert len(smsc.submits) == 2
+    first, then = smsc.submits
+    assert first.udh is not None and first.udh[2] == 1
+    assert then.udh is None and then.destination.endswith("00000050")
 
 
 async def test_a_message_that_waits_too_long_for_a_lane_goes_back_unsent(smsc: TestSmsc) -> None:
@@ -682,11 +681,13 @@ async def test_a_batch_given_up_is_not_sent_after_all(smsc: TestSmsc) -> None:
         await eventually(lambda: len(smsc.submits) == 1)
         sending.cancel()
         await asyncio.gather(sending, return_exceptions=True)
-        await asyncio.sleep(0.5)  # the lane is free again: nothing of the batch may follow
-        assert len(smsc.submits) == 1
+        # The only lane takes messages in order: what was queued of the batch comes up before
+        # the next message, so were any of it sent, it would be on the wire before that one.
         [result] = await channel.send(batch_of(1, first_key=50, text=SHORT))
         assert result.outcome is Outcome.ACCEPTED
     assert len(smsc.submits) == 2
+    assert smsc.submits[0].destination.endswith("00000001")
+    assert smsc.submits[1].destination.endswith("00000050")
 
 
 # --- end to end through warnd ------------------------------------------------------------------

@@ -27,6 +27,7 @@ from channels.base import (
     Outcome,
     SendResult,
 )
+from channels.pacing import Pacer
 from warnd.app.metrics import Metrics
 from warnd.core.clock import Clock
 from warnd.core.outcomes import Claimed, classify
@@ -44,24 +45,6 @@ AHEAD_BATCHES = 3
 AHEAD_MESSAGES = 3_000
 
 
-class RateLimiter:
-    """A token bucket: at most ``rate`` messages a second, bursts up to one second's worth."""
-
-    def __init__(self, rate: float, clock: Clock) -> None:
-        self._rate = rate
-        self._clock = clock
-        self._tokens = max(rate, 1.0)
-        self._last = clock.now()
-
-    async def acquire(self, n: int) -> None:
-        now = self._clock.now()
-        self._tokens = min(
-            max(self._rate, 1.0), self._tokens + (now - self._last).total_seconds() * self._rate
-        )
-        self._last = now
-        self._tokens -= n
-        if self._tokens < 0:
-            await self._clock.sleep(-self._tokens / self._rate)
 
 
 class Dispatcher:
@@ -99,7 +82,7 @@ class Dispatcher:
             batch_size = max(1, min(rate, AHEAD_MESSAGES) // depth)
         else:
             depth, batch_size = 1, max(1, min(limits.window, rate))
-        bucket = RateLimiter(limits.rate_per_s, self._clock)
+        bucket = Pacer(limits.rate_per_s, self._clock)
         sending: set[asyncio.Task[None]] = set()
         try:
             while True:
@@ -126,9 +109,7 @@ class Dispatcher:
             await asyncio.gather(*sending, return_exceptions=True)
             raise
 
-    async def _send_batch(
-        self, channel: Channel, bucket: RateLimiter, claimed: list[Claimed]
-    ) -> None:
+    async def _send_batch(self, channel: Channel, bucket: Pacer, claimed: list[Claimed]) -> None:
         try:
             await bucket.acquire(len(claimed))
             results = await self._send(channel, claimed)

@@ -29,7 +29,10 @@ import click
 import smpp34
 from pydantic import SecretStr
 
-from channels.smpp import INBOUND_CAPACITY, SmppChannel, SmppConfig, encode_text
+from channels.smpp.channel import SmppChannel
+from channels.smpp.config import SmppConfig
+from channels.smpp.link import INBOUND_CAPACITY
+from channels.sms_codec import encode_text
 from warnd.app.metrics import Metrics
 from warnd.core.clock import SystemClock
 from warnd.db.notify import Wakeup

@@ -1,80 +1,12 @@
-"""The ``http_sms`` channel: a generic HTTP SMS gateway that takes JSON over HTTPS with a token.
-
-Many SMS providers (and operators' own gateways) offer "POST some JSON, get a message id back"
-instead of SMPP. This channel speaks one simple, documented shape; a gateway with another shape
-gets a small adapter in front of it, not a new channel.
-
-Wire format (every request carries ``Authorization: Bearer <token>`` and
-``Content-Type: application/json``; texts are UTF-8 JSON strings, never re-encoded)::
-
-    batch_size = 1: one request per message
-      -> {"to": "+8613900000001", "text": "…", "ref": "42", "from": "12379"}
-      <- 2xx {"message_id": "gw-123"}
-
-    batch_size > 1: one request per up to batch_size messages
-      -> {"messages": [{"to": "…", "text": "…", "ref": "42"}, …], "from": "12379"}
-      <- 2xx {"results": [{"ref": "42", "message_id": "gw-123"},
-                          {"ref": "43", "error": "invalid number"},
-                          {"ref": "44", "error": "queue full", "temporary": true}, …]}
-
-``ref`` is warnd's delivery id as a string, so a gateway can deduplicate a message warnd sends
-again after a crash; ``from`` (the sender id / source number) is present only when configured.
-``message_id`` may be a string or an integer; it is what delivery receipts will name.
-
-How answers become outcomes (one per message, as the channel contract requires)::
-
-    2xx with a message id for the message         ACCEPTED, external id = the message id
-    2xx, batch result {"error": …}                PERMANENT client, the gateway's words
-    2xx, batch result {"error", "temporary"}      TRANSIENT server
-    2xx without an id for the message, not JSON,  PERMANENT server (see below)
-        or larger than 1 MiB
-    429                                           TRANSIENT rate_limited; the channel pauses
-    5xx                                           TRANSIENT server
-    408, or no answer within timeout              TRANSIENT timeout
-    401, 403                                      PERMANENT auth
-    other 4xx                                     PERMANENT client, the gateway's reason
-    3xx (redirects are never followed)            PERMANENT server
-    connection refused, reset, DNS failure        TRANSIENT unreachable
-
-A 2xx that names no id is PERMANENT rather than TRANSIENT on purpose: the gateway said it took
-the request, so the text may well be on its way; sending it again through the same gateway risks a
-duplicate every retry, and without an id no receipt can ever be matched. Failing over to the next
-channel at least reaches the person through a route that reports back.
-
-A 429 (or a 503 with ``Retry-After``) pauses every further request of this channel for the
-seconds ``Retry-After`` names (an integer or an HTTP date; 1 s when absent, at most
-``max_pause``), so a busy gateway is given room instead of being hammered. The pause is taken on
-the channel's clock, so tests can see it without waiting.
-
-Replies and delivery receipts come back by webhook: the gateway POSTs them to warnd's
-``/api/v1/inbound/sms`` with ``Authorization: Bearer <inbound_token>`` (see
-``warnd.web.webhooks.sms``), which hands them to :meth:`Channel.emit` of the channel that token
-belongs to. Without an ``inbound_token`` the channel only sends.
-
-Configuration (``[channels.<name>]``, ``type = "http_sms"``) and defaults::
-
-    url = "https://sms.example.cn/api/send"   # required
-    token = "…"                               # required; keep the file readable by warnd only
-    sender_id = ""                            # the "from" field; empty: the gateway decides
-    batch_size = 1                            # messages per request
-    timeout = 10.0                            # seconds for one request, connect to last byte
-    window = 100                              # messages in flight; requests in flight are
-                                              #   window // batch_size (at least one)
-    rate_per_s = 100.0                        # messages per second, bursts of one second
-    max_text = 670                            # characters per message (10 UCS-2 parts)
-    max_pause = 60.0                          # the longest Retry-After pause honoured
-    inbound_token = "…"                       # optional, 16 characters or more; authenticates
-                                              #   the gateway's webhook calls
-
-Neither token ever appears in a repr, a log line or an error message.
-"""
+"""The ``http_sms`` channel: requests to the gateway, and its answers turned into one result per
+message (see the package docstring for the wire format and the table of outcomes)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -94,6 +26,7 @@ from channels.base import (
     WallClock,
     refusal,
 )
+from channels.pacing import Pacer
 
 # How much of a gateway's error body a detail keeps: enough to read the reason, never a whole page.
 _DETAIL_CHARS = 200
@@ -106,7 +39,7 @@ _READ_CHUNK = 64 * 1024
 
 
 class HttpSmsConfig(ChannelConfig):
-    """Settings of an ``http_sms`` channel (see the module docstring for their meaning)."""
+    """Settings of an ``http_sms`` channel (see the package docstring for their meaning)."""
 
     url: AnyHttpUrl
     token: SecretStr
@@ -117,40 +50,6 @@ class HttpSmsConfig(ChannelConfig):
     max_pause: float = Field(default=60.0, ge=0)
     # A short token could be guessed, and the webhook acknowledges call-outs with what it gets.
     inbound_token: SecretStr | None = Field(default=None, min_length=16)
-
-
-class _Pacer:
-    """A token bucket of ``rate`` messages a second (bursts of one second's worth) that a gateway's
-    Retry-After can hold shut until a given moment."""
-
-    def __init__(self, rate: float, clock: ChannelClock) -> None:
-        self._rate = rate
-        self._burst = max(rate, 1.0)
-        self._clock = clock
-        self._tokens = self._burst
-        self._last = clock.now()
-        self._paused_until: datetime | None = None
-
-    def pause_until(self, until: datetime) -> None:
-        """Send nothing before ``until`` (a later pause wins over an earlier one)."""
-        if self._paused_until is None or until > self._paused_until:
-            self._paused_until = until
-
-    async def acquire(self, count: int) -> None:
-        """Wait until ``count`` messages may go."""
-        while self._paused_until is not None:
-            wait = (self._paused_until - self._clock.now()).total_seconds()
-            if wait <= 0:
-                self._paused_until = None
-                break
-            await self._clock.sleep(wait)
-        now = self._clock.now()
-        elapsed = max((now - self._last).total_seconds(), 0.0)
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
-        self._last = now
-        self._tokens -= count
-        if self._tokens < 0:
-            await self._clock.sleep(-self._tokens / self._rate)
 
 
 def _retry_after(value: str | None, now: datetime) -> float | None:
@@ -208,7 +107,7 @@ class HttpSmsChannel(Channel):
         super().__init__(name, config)
         self._clock: ChannelClock = clock if clock is not None else WallClock()
         self._session: aiohttp.ClientSession | None = None
-        self._pacer = _Pacer(config.rate_per_s, self._clock)
+        self._pacer = Pacer(config.rate_per_s, self._clock)
         self._requests_in_flight = max(1, config.window // config.batch_size)
 
     @property
@@ -223,7 +122,7 @@ class HttpSmsChannel(Channel):
         """Open the HTTP session; a second call does nothing."""
         if self._session is not None:
             return
-        self._pacer = _Pacer(self.config.rate_per_s, self._clock)
+        self._pacer = Pacer(self.config.rate_per_s, self._clock)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._requests_in_flight),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
@@ -317,8 +216,7 @@ class HttpSmsChannel(Channel):
         pause = _retry_after(retry_after, self._clock.now())
         if status == 429 or (status == 503 and pause is not None):
             seconds = min(pause if pause is not None else _DEFAULT_PAUSE_S, self.config.max_pause)
-            now = self._clock.now()
-            self._pacer.pause_until(now + timedelta(seconds=seconds))
+            self._pacer.hold(seconds)
             kind = Reason.RATE_LIMITED if status == 429 else Reason.SERVER
             return _all(chunk, Outcome.TRANSIENT, kind, f"{said}; pausing {seconds:g} s")
         if status >= 500:
