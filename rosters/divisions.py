@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from rosters.queries import sql
 from warnd.db import Conn
 
 CITY_CODE = "370800000000"
@@ -167,24 +168,11 @@ def towns() -> tuple[Division, ...]:
     return tuple(sorted((d for d in real_divisions() if d.level == "town"), key=lambda d: d.code))
 
 
-# Reference rows are upserted: names, parents and coordinates follow the shipped list, while the
-# village flags (which only villages carry) are never touched here.
-_UPSERT_DIVISIONS = """
-INSERT INTO divisions (code, name, level, parent_code, lat, lon)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                     $5::double precision[], $6::double precision[])
-ON CONFLICT (code) DO UPDATE
-   SET name = EXCLUDED.name, level = EXCLUDED.level, parent_code = EXCLUDED.parent_code,
-       lat = EXCLUDED.lat, lon = EXCLUDED.lon
-"""
-
-
 async def load_divisions(conn: Conn) -> int:
     """Insert or update the city, county and town rows; return how many there are (171)."""
     rows = real_divisions()
-    # Parents come first in ``rows`` and one statement checks the foreign key at its end.
     await conn.execute(
-        _UPSERT_DIVISIONS,
+        sql("upsert_reference_divisions"),
         [d.code for d in rows],
         [d.name for d in rows],
         [d.level for d in rows],
@@ -193,3 +181,8 @@ async def load_divisions(conn: Conn) -> int:
         [d.lon for d in rows],
     )
     return len(rows)
+
+
+async def division_levels(conn: Conn) -> dict[str, str]:
+    """The level of every division in the database, by its 12-digit code."""
+    return {r["code"]: r["level"] for r in await conn.fetch(sql("division_levels"))}

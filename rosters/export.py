@@ -29,6 +29,7 @@ from rosters.columns import (
     RecordType,
     zh_value,
 )
+from rosters.queries import sql
 from warnd.db import Conn
 
 Language = Literal["zh", "en"]
@@ -37,27 +38,13 @@ Progress = Callable[[str, int, int], None]
 XLSX_MAX_ROWS = 1_048_575  # data rows per worksheet, below the header
 FETCH_ROWS = 5_000
 
-# Each query returns the record type's columns, named by key; ``formatted_query`` wraps it.
-_QUERIES: dict[str, str] = {
-    DIVISIONS.key: """
-SELECT code, name, 'village' AS level, lat, lon, blind_spot, remote, mountain, flood_storage,
-       low_lying, geo_hazard
-  FROM divisions WHERE level = 'village'""",
-    RESPONDERS.key: """
-SELECT r.ref, r.name, r.phone, r.division_code, r.level, r.role, r.specialities,
-       b.ref AS backup_ref, r.exercise
-  FROM responders r LEFT JOIN responders b ON b.id = r.backup_id""",
-    HOUSEHOLDS.key: """
-SELECT ref, village_code, address, head_name, phones, exercise FROM households""",
-    SPECIAL_PERSONS.key: """
-SELECT s.ref, s.name, s.category, s.village_code, h.ref AS household_ref, s.address, s.phone,
-       r.ref AS helper_ref, s.exercise
-  FROM special_persons s
-  JOIN responders r ON r.id = s.helper_id
-  LEFT JOIN households h ON h.id = s.household_id""",
-    FACILITIES.key: """
-SELECT ref, name, kind, village_code, address, contact_name, contact_phone, exercise
-  FROM facilities""",
+# Blocks of rosters/sql/export.sql, one per record type.
+_STORED_ROWS: dict[str, str] = {
+    DIVISIONS.key: "export_villages",
+    RESPONDERS.key: "export_responders",
+    HOUSEHOLDS.key: "export_households",
+    SPECIAL_PERSONS.key: "export_special_persons",
+    FACILITIES.key: "export_facilities",
 }
 
 # Chinese mobiles as the 11 digits people know; anything else stays E.164.
@@ -108,12 +95,16 @@ def _expression(column: Column, language: Language) -> str:
 
 def formatted_query(record_type: RecordType, language: Language) -> str:
     """The export query of a record type: one text column per file column, named by header."""
+    # Built here rather than written in rosters/sql/: the projection follows ``rosters.columns``
+    # (headers, vocabularies, languages), so a column or word added there is exported without a
+    # second copy of it in SQL that could drift from what import reads.
     columns = ", ".join(
         f'{_expression(c, language)} AS "{c.zh if language == "zh" else c.key}"'
         for c in record_type.columns
     )
     key = record_type.columns[0].key  # ref, or a village's code
-    return f"SELECT {columns} FROM ({_QUERIES[record_type.key]}) t ORDER BY t.{key}"
+    rows = sql(_STORED_ROWS[record_type.key]).removesuffix(";")
+    return f"SELECT {columns} FROM ({rows}) t ORDER BY t.{key}"
 
 
 async def _write_csv(

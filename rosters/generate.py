@@ -35,6 +35,7 @@ from rosters.divisions import (
     towns,
 )
 from rosters.divisions import counties as county_divisions
+from rosters.queries import sql
 from warnd.core.errors import InputError
 from warnd.db import Conn
 
@@ -793,24 +794,19 @@ class GenerateSummary:
         }
 
 
-ROSTER_TABLES = ("special_persons", "facilities", "households", "responders")
-
-
 async def roster_counts(conn: Conn) -> dict[str, int]:
     """Rows in each roster table."""
-    row = await conn.fetchrow(
-        "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in ROSTER_TABLES)
-    )
+    row = await conn.fetchrow(sql("roster_counts"))
     assert row is not None  # a SELECT without FROM returns one row
-    return {t: int(row[t]) for t in ROSTER_TABLES}
+    return {table: int(count) for table, count in row.items()}
 
 
 async def _reserve_ids(conn: Conn, table: str, count: int) -> int:
     """Take ``count`` ids from ``table``'s sequence in one block; return the first."""
-    sequence = await conn.fetchval("SELECT pg_get_serial_sequence($1, 'id')", table)
-    first = int(await conn.fetchval("SELECT nextval($1::regclass)", sequence))
+    sequence = await conn.fetchval(sql("serial_sequence"), table)
+    first = int(await conn.fetchval(sql("next_serial"), sequence))
     if count > 1:
-        await conn.execute("SELECT setval($1::regclass, $2)", sequence, first + count - 1)
+        await conn.execute(sql("end_serial_block"), sequence, first + count - 1)
     return first
 
 
@@ -856,11 +852,7 @@ async def generate(
             progress(stage, done, total)
 
     async with conn.transaction():
-        # Exclusive against other writers of the roster, so the reserved id blocks stay ours.
-        await conn.execute(
-            "LOCK TABLE responders, households, special_persons, facilities "
-            "IN SHARE ROW EXCLUSIVE MODE"
-        )
+        await conn.execute(sql("lock_roster"))
         existing = await roster_counts(conn)
         if any(existing.values()):
             if not replace:
@@ -914,11 +906,7 @@ async def _truncate(conn: Conn) -> None:
     import asyncpg
 
     try:
-        await conn.execute("TRUNCATE special_persons, facilities, households RESTART IDENTITY")
-        # Responders are referenced by call-outs: TRUNCATE would refuse even with no call-outs,
-        # DELETE refuses only when a call-out (history) really points at one.
-        await conn.execute("DELETE FROM responders")
-        await conn.execute("ALTER SEQUENCE responders_id_seq RESTART")
+        await conn.execute(sql("empty_roster"))
     except (asyncpg.FeatureNotSupportedError, asyncpg.ForeignKeyViolationError) as exc:
         # Another table (call-outs, field tasks …) points at the roster: its history must not be
         # wiped as a side effect of regenerating demo data.
@@ -929,34 +917,8 @@ async def _truncate(conn: Conn) -> None:
         ) from exc
 
 
-_UPSERT_VILLAGES = """
-INSERT INTO divisions (code, name, level, parent_code, lat, lon, blind_spot, remote, mountain,
-                       flood_storage, low_lying, geo_hazard)
-SELECT code, name, level, parent_code, lat, lon, blind_spot, remote, mountain,
-       flood_storage, low_lying, geo_hazard
-  FROM roster_new_villages
-ON CONFLICT (code) DO UPDATE
-   SET name = EXCLUDED.name, level = EXCLUDED.level, parent_code = EXCLUDED.parent_code,
-       lat = EXCLUDED.lat, lon = EXCLUDED.lon, blind_spot = EXCLUDED.blind_spot,
-       remote = EXCLUDED.remote, mountain = EXCLUDED.mountain,
-       flood_storage = EXCLUDED.flood_storage, low_lying = EXCLUDED.low_lying,
-       geo_hazard = EXCLUDED.geo_hazard
-"""
-
-# Villages a replaced roster no longer has, unless a warning's resolved area still names them.
-_DELETE_STALE_VILLAGES = """
-DELETE FROM divisions d
- WHERE d.level = 'village'
-   AND NOT EXISTS (SELECT 1 FROM roster_new_villages n WHERE n.code = d.code)
-   AND NOT EXISTS (SELECT 1 FROM warning_villages w WHERE w.village_code = d.code)
-"""
-
-
 async def _write_villages(conn: Conn, the_plan: Plan, *, replace: bool) -> None:
-    await conn.execute("DROP TABLE IF EXISTS pg_temp.roster_new_villages")
-    await conn.execute(
-        "CREATE TEMP TABLE roster_new_villages (LIKE divisions INCLUDING DEFAULTS) ON COMMIT DROP"
-    )
+    await conn.execute(sql("create_new_villages"))
     await conn.copy_records_to_table(
         "roster_new_villages",
         records=[
@@ -978,6 +940,6 @@ async def _write_villages(conn: Conn, the_plan: Plan, *, replace: bool) -> None:
         ],
         columns=VILLAGE_COLUMNS,
     )
-    await conn.execute(_UPSERT_VILLAGES)
+    await conn.execute(sql("upsert_new_villages"))
     if replace:
-        await conn.execute(_DELETE_STALE_VILLAGES)
+        await conn.execute(sql("delete_stale_villages"))

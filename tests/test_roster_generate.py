@@ -155,6 +155,21 @@ async def test_same_seed_same_rows_and_refusal_without_replace(pool: asyncpg.Poo
         assert others == 0
 
 
+async def test_replace_refuses_a_roster_that_history_points_at(pool: asyncpg.Pool) -> None:
+    await _generate(pool)
+    async with pool.acquire() as conn:
+        first = await roster_digest(conn)
+        # Stands in for a call-out or field task: any row that references a responder.
+        await conn.execute(
+            "CREATE TABLE history (responder_id bigint REFERENCES responders (id));"
+            "INSERT INTO history SELECT min(id) FROM responders"
+        )
+        with pytest.raises(InputError, match="cannot be replaced") as refused:
+            await generate(conn, households=10, counties=COUNTIES, replace=True)
+        assert refused.value.code == "roster_referenced"
+        assert await roster_digest(conn) == first
+
+
 def test_plan_does_not_depend_on_the_county_selection() -> None:
     whole = {v.code: (v.name, v.lat, v.households) for v in plan(seed=9).villages}
     one = plan(seed=9, county_codes=["370883"]).villages

@@ -10,7 +10,9 @@ import asyncpg
 import openpyxl
 import pytest
 
-from rosters.importer import Problem, RosterImportError, import_files, recognise
+from rosters.headers import recognise
+from rosters.importer import import_files
+from rosters.problems import Problem, RosterImportError
 from tests.roster.digest import roster_digest
 from warnd.db import Conn
 

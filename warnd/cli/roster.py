@@ -83,7 +83,7 @@ async def _connection() -> AsyncIterator[Conn]:
 
 def _run(work: Callable[[Conn], Awaitable[T]]) -> T:
     """Run ``work`` on a database connection; bad input ends with a message and exit code 1."""
-    from rosters.importer import RosterImportError
+    from rosters.problems import RosterImportError
 
     async def main() -> T:
         async with _connection() as conn:
@@ -100,7 +100,7 @@ def _run(work: Callable[[Conn], Awaitable[T]]) -> T:
 
 
 def _print_problems(exc: object) -> None:
-    from rosters.importer import RosterImportError
+    from rosters.problems import RosterImportError
 
     assert isinstance(exc, RosterImportError)
     table = Table(title=f"名册有 {len(exc.problems)} 个问题，未导入任何数据 (nothing was imported)")
@@ -131,7 +131,8 @@ def roster() -> None:
 )
 def import_command(files: tuple[Path, ...], problems_file: Path | None) -> None:
     """Import roster files (CSV or XLSX): all of them, or nothing if any has an error."""
-    from rosters.importer import ImportSummary, RosterImportError, import_files
+    from rosters.importer import ImportSummary, import_files
+    from rosters.problems import RosterImportError
 
     async def work(conn: Conn) -> ImportSummary:
         with _progress() as progress:
@@ -155,7 +156,7 @@ def import_command(files: tuple[Path, ...], problems_file: Path | None) -> None:
 
 
 def _write_problems(path: Path, exc: object) -> None:
-    from rosters.importer import RosterImportError
+    from rosters.problems import RosterImportError
 
     assert isinstance(exc, RosterImportError)
     with path.open("w", encoding="utf-8-sig", newline="") as f:
