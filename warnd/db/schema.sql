@@ -285,6 +285,9 @@ CREATE TABLE inbound_events (
     payload      jsonb NOT NULL,
     matched      boolean NOT NULL DEFAULT false
 );
+-- Receipts that came before their send was recorded, waiting to be matched (a short window).
+CREATE INDEX inbound_events_unmatched_receipts ON inbound_events (received_at)
+    WHERE NOT matched AND kind = 'receipt';
 
 -- Whether each feed with an expected heartbeat is silent; shared by every warnd process, so an
 -- alarm is raised (and audited) once, by whichever process notices first.
