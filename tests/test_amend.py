@@ -19,7 +19,7 @@ from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import Policy
-from warnd.web.openapi import API
+from warnd.web.routing import API
 
 from . import seed
 from .test_api import APPROVER_TOKEN, OFFICER_TOKEN, Api, app, manual

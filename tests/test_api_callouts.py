@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from warnd.app.metrics import Metrics
 from warnd.app.services import Services
+from warnd.app.views import CALLOUT_CSV_COLUMNS
 from warnd.core.clock import ManualClock
 from warnd.ingest.store import store_warning
 from warnd.pipeline.answers import Answers
@@ -24,8 +25,8 @@ from warnd.pipeline.escalation import Escalation
 from warnd.policy.loader import PolicyHolder
 from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
-from warnd.web.api import build_app
-from warnd.web.openapi import API, CALLOUT_CSV_COLUMNS
+from warnd.web.app import build_app
+from warnd.web.routing import API
 
 from . import seed
 from .test_api import APPROVER_TOKEN, CHIEF_TOKEN, CONFIG, OFFICER_TOKEN, Api

@@ -11,8 +11,9 @@ from typing import Any
 
 import asyncpg
 
+from warnd.app.views import CALLOUT_CSV_COLUMNS
 from warnd.core.clock import ManualClock
-from warnd.web.openapi import API, CALLOUT_CSV_COLUMNS
+from warnd.web.routing import API
 
 from .test_api import (
     COUNTY,

@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from warnd.web.openapi import API, AUDIT_CSV_COLUMNS
+from warnd.app.views import AUDIT_CSV_COLUMNS
+from warnd.web.routing import API
 
 from .test_api import NOW, OFFICER_TOKEN, Api, app, cap_alert, policy
 from .test_api_progress import CALLOUTS, TASKS, insert_callouts, insert_tasks

@@ -15,7 +15,7 @@ from channels.base import (
     SendResult,
 )
 from warnd.app.metrics import ChannelHealth, Metrics
-from warnd.web.api import _channel_out
+from warnd.app.reads import _channel_out
 
 
 class TwoLinks(Channel):

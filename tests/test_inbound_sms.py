@@ -30,8 +30,8 @@ from warnd.pipeline.inbound import Inbound
 from warnd.policy.loader import PolicyHolder
 from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
-from warnd.web.api import build_app
-from warnd.web.openapi import API
+from warnd.web.app import build_app
+from warnd.web.routing import API
 
 from .channel_contract import drain_events
 from .test_fanout import DAYTIME, plan, policy, rainstorm

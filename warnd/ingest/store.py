@@ -13,7 +13,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
-from warnd.core.errors import InputError
+from warnd.core.errors import ConflictError, InputError
 from warnd.core.gate import admit
 from warnd.core.model import Area, Circle, NormalisedWarning
 from warnd.core.references import next_short_code, parse_reference
@@ -26,6 +26,15 @@ log = structlog.get_logger(__name__)
 
 
 SHORT_CODE_LOCK = 0x77A2_C0DE
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """What an officer's cancel or correction ends, and how it is audited."""
+
+    warning_id: int
+    action: str  # warning_cancelled | warning_corrected
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,14 @@ async def store_warning(
     needs_approval: bool = False,
     author: str | None = None,
     override_source: bool = False,
+    amends: Amendment | None = None,
 ) -> Stored:
     """Store a warning once; resolve its area; end what an Update or Cancel references.
 
     ``override_source``: a duty officer's cancel or correction may end another source's warning.
+    ``amends``: an officer's cancel or correction, which must end that warning (``ConflictError``
+    and nothing stored otherwise, e.g. when another officer ended it first) and is audited in
+    the same transaction.
     """
     decision = admit(warning, needs_approval=needs_approval, now=now)
     async with pool.acquire() as conn, conn.transaction():
@@ -88,6 +101,19 @@ async def store_warning(
         ended = await _end_referenced(
             conn, warning_id, warning, source, now, override_source=override_source
         )
+        if amends is not None:
+            if amends.warning_id not in ended:
+                raise ConflictError(
+                    "not_active", f"warning {amends.warning_id} was ended meanwhile"
+                )
+            await conn.execute(
+                sql("audit"),
+                author,
+                amends.action,
+                f"warning:{amends.warning_id}",
+                {"reason": amends.reason, "by_warning": warning_id},
+                now,
+            )
         if decision.state in ("active", "pending_approval"):
             # The code responders may name in a reply when several warnings are open. An
             # Update keeps the code of the warning it supersedes: responders were told to

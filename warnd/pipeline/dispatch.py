@@ -45,8 +45,6 @@ AHEAD_BATCHES = 3
 AHEAD_MESSAGES = 3_000
 
 
-
-
 class Dispatcher:
     """Runs one send worker and one inbound listener per channel."""
 

@@ -144,7 +144,7 @@ class Daemon:
     @asynccontextmanager
     async def running(self, url: str | None = None) -> AsyncIterator[Services]:
         """Start every stage and the HTTP server; stop them all on exit."""
-        from warnd.web.api import build_app
+        from warnd.web.app import build_app
 
         url = url or database_url(self.settings)
         async with open_pool(url, min_size=2, max_size=12) as pool:

@@ -4,7 +4,7 @@
 ``inbound_token`` of one configured channel (an ``http_sms`` channel, or any channel whose config
 declares one) and says which channel the events belong to: receipts are matched to that channel's
 deliveries by the gateway's message id. The body is one JSON object or a list of them (at most
-``MAX_EVENTS``)::
+``channels.http_sms.webhook.MAX_EVENTS``)::
 
     {"from": "+8613900000004", "to": "12379", "text": "1"}                a reply (SMS MO)
     {"message_id": "gw-123", "status": "delivered", "detail": "…"}        a delivery receipt
@@ -28,27 +28,23 @@ import structlog
 from aiohttp import web
 
 from channels.http_sms.webhook import InboundBodyError, channels_for_token, parse_inbound
+from warnd.web.http import SERVICES, ApiError, bearer, json_payload
+from warnd.web.middleware import unauthorised
 
 log = structlog.get_logger(__name__)
 
 
 async def post_inbound_sms(request: web.Request) -> web.Response:
     """Receive replies and receipts from an HTTP SMS gateway (see the module docstring)."""
-    # warnd.web.api registers this handler, so its names are looked up when a request comes.
-    from warnd.web.api import SERVICES, ApiError, _bearer, json_payload
-
     services = request.app[SERVICES]
-    token = _bearer(request)
+    token = bearer(request)
     matches = channels_for_token(services.channels, token) if token else []
     if not matches:
         log.warning("gateway_unauthorized", path=request.path, remote=request.remote)
-        raise ApiError(
-            401,
-            "unauthorized",
+        raise unauthorised(
             "send 'Authorization: Bearer <token>' with the inbound_token of a configured channel"
             if token is None
-            else "the bearer token is not the inbound_token of any configured channel",
-            {"WWW-Authenticate": 'Bearer realm="warnd"'},
+            else "the bearer token is not the inbound_token of any configured channel"
         )
     if len(matches) > 1:
         # Receipts could be matched against the wrong channel's deliveries: refuse, loudly.

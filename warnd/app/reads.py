@@ -1,0 +1,492 @@
+"""What officers read: warnings, previews, progress, deliveries, call-outs, audit trails and
+refused feed messages, as the view models of ``warnd.app.views``.
+
+Long lists come as pages (JSON) or as batches of rows to stream (CSV), both from the same query.
+A warning that does not exist is ``NotFoundError``, whatever is asked about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import asyncpg
+import structlog
+
+from channels.base import Channel
+from warnd.app.services import Services
+from warnd.app.views import (
+    PROGRESS_LEVELS,
+    AreaOut,
+    AuditEntry,
+    AuditPage,
+    CalloutOut,
+    CalloutPage,
+    CalloutSummary,
+    ChannelOut,
+    CircleOut,
+    CoveredDivision,
+    DeliveryOut,
+    DeliveryPage,
+    DivisionProgress,
+    FieldTaskProgress,
+    NormalisedOut,
+    Preview,
+    Progress,
+    ProgressReport,
+    Ready,
+    RejectedList,
+    RejectedOut,
+    WarningDetail,
+    WarningList,
+    WarningSummary,
+)
+from warnd.core.errors import NotFoundError
+from warnd.core.vocabulary import HAZARDS
+from warnd.db import Conn
+from warnd.db.queries import sql
+from warnd.ingest.store import load_warning
+from warnd.pipeline.field_tasks import count_tasks
+from warnd.policy.targeting import add_tasks, decide, reach, task_kinds
+
+log = structlog.get_logger(__name__)
+
+CSV_BATCH: Final = 5000  # rows per query while streaming a whole list
+REJECTED_PREVIEW_CHARS: Final = 2000  # what the rejected list shows of each body
+PROBE_TIMEOUT_S: Final = 2.0  # readiness and metrics must answer even when the database hangs
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def no_warning(warning_id: int) -> NotFoundError:
+    return NotFoundError(f"warning {warning_id} does not exist")
+
+
+async def require_warning(pool: asyncpg.Pool | Conn, warning_id: int) -> None:
+    """``NotFoundError`` unless the warning exists."""
+    if await pool.fetchrow(sql("warning_brief"), warning_id) is None:
+        raise no_warning(warning_id)
+
+
+# --- warnings ----------------------------------------------------------------------------------
+
+
+async def warning_list(
+    services: Services, *, state: str | None, before: int | None, limit: int
+) -> WarningList:
+    rows = await services.pool.fetch(sql("list_warnings"), state, before, limit)
+    warnings = [WarningSummary.model_validate(dict(r)) for r in rows]
+    next_before = warnings[-1].id if len(warnings) == limit else None
+    return WarningList(warnings=warnings, next_before=next_before, simulated=services.simulated)
+
+
+async def warning_detail(services: Services, warning_id: int) -> WarningDetail:
+    async with services.pool.acquire() as conn:
+        row = await conn.fetchrow(sql("get_warning"), warning_id)
+        if row is None:
+            raise no_warning(warning_id)
+        counts = await conn.fetch(sql("delivery_counts"), warning_id)
+        summary = await conn.fetchrow(sql("callout_summary"), warning_id, services.clock.now())
+    assert summary is not None  # an aggregate without GROUP BY always has its row
+    by_state: dict[str, int] = {}
+    by_audience: dict[str, dict[str, int]] = {}
+    sent_times: list[datetime] = []
+    for count in counts:
+        by_state[count["state"]] = by_state.get(count["state"], 0) + count["n"]
+        by_audience.setdefault(count["audience"], {})[count["state"]] = count["n"]
+        sent_times += [t for t in (count["first_sent"], count["last_sent"]) if t is not None]
+    area = row["area"]  # as ``Area.to_json`` stored it
+    normalised = NormalisedOut(
+        sender=row["sender"],
+        identifier=row["identifier"],
+        sent=row["sent"],
+        status=row["status"],
+        msg_type=row["msg_type"],
+        hazard=row["hazard"],
+        level=row["level"],
+        event=row["event"],
+        headline=row["headline"],
+        description=row["description"],
+        instruction=row["instruction"],
+        area_desc=row["area_desc"],
+        area=AreaOut(
+            codes=area.get("codes", []),
+            polygons=area.get("polygons", []),
+            circles=[CircleOut.model_validate(c) for c in area.get("circles", [])],
+        ),
+        references=list(row["refs"]),
+        effective=row["effective"],
+        expires=row["expires"],
+    )
+    return WarningDetail(
+        id=warning_id,
+        source=row["source"],
+        state=row["state"],
+        plan_state=row["plan_state"],
+        plan_error=row["plan_error"],
+        author=row["author"],
+        approver=row["approver"],
+        approved_at=row["approved_at"],
+        received_at=row["received_at"],
+        supersedes_id=row["supersedes_id"],
+        warning=normalised,
+        progress=Progress(
+            total=sum(by_state.values()),
+            by_state=by_state,
+            by_audience=by_audience,
+            first_sent_at=min(sent_times, default=None),
+            last_sent_at=max(sent_times, default=None),
+        ),
+        callouts=CalloutSummary.model_validate(dict(summary)),
+        simulated=services.simulated,
+    )
+
+
+async def preview(services: Services, warning_id: int) -> Preview:
+    """What publishing would send, by the policy in force: recipients and deliveries per
+    audience, who the area holds but the warning does not reach, and the covered divisions."""
+    async with services.pool.acquire() as conn:
+        facts = await conn.fetchrow(sql("preview_facts"), warning_id)
+        if facts is None:
+            raise no_warning(warning_id)
+        warning = await load_warning(conn, warning_id)
+        hazard = HAZARDS.get(warning.hazard)
+        speciality = hazard.speciality if hazard is not None else None
+        exercise = warning.status == "Exercise"
+        counts = await conn.fetch(sql("audience_counts"), warning_id, speciality, exercise)
+        divisions = await conn.fetch(sql("covered_divisions"), warning_id)
+        codes = list(warning.area.codes)
+        unknown = [r["c"] for r in await conn.fetch(sql("unknown_codes"), codes)] if codes else []
+    policy = services.current_policy()
+    now = services.clock.now()
+    available = {c.kind.value for c in services.channels.values()} or None
+    plans = decide(policy, warning, now, available)
+    wanted = plans if available is None else decide(policy, warning, now, None)
+    held = {r["audience"]: (r["recipients"], r["addresses"]) for r in counts}
+    reached = reach(warning, plans, wanted, held)
+    kinds = available or {k for plan in plans.values() for k in plan.kinds}
+    tasks = task_kinds(policy, warning, now, plans, kinds)
+    if tasks:
+        async with services.pool.acquire() as conn:
+            opened = await count_tasks(
+                conn, warning_id, tasks, speciality=speciality, exercise=exercise
+            )
+        add_tasks(reached, tasks, opened)
+    return Preview(
+        warning_id=warning_id,
+        state=facts["state"],
+        hazard=warning.hazard,
+        level=warning.level.value,
+        status=warning.status,
+        reaches_people=warning.reaches_people,
+        recipients=reached.recipients,
+        total_recipients=sum(reached.recipients.values()),
+        channels=reached.channels,
+        deliveries=reached.deliveries,
+        total_deliveries=sum(reached.deliveries.values()),
+        not_reached=reached.not_reached,
+        not_reached_reasons=reached.not_reached_reasons,
+        villages=facts["villages"],
+        divisions=[CoveredDivision.model_validate(dict(d)) for d in divisions],
+        unknown_codes=unknown,
+        simulated=services.simulated,
+    )
+
+
+async def progress(services: Services, warning_id: int, level: str) -> ProgressReport:
+    """Deliveries, call-outs and field tasks rolled up per county, town or village."""
+    now = services.clock.now()
+    async with services.pool.acquire() as conn:
+        await require_warning(conn, warning_id)
+        rows = await conn.fetch(
+            sql("progress_by_division"), warning_id, PROGRESS_LEVELS[level], now
+        )
+    return ProgressReport(
+        warning_id=warning_id,
+        level=level,
+        as_of=now,
+        divisions=[_division_progress(r) for r in rows],
+        simulated=services.simulated,
+    )
+
+
+def _division_progress(row: asyncpg.Record) -> DivisionProgress:
+    return DivisionProgress(
+        code=row["code"],
+        name=row["name"],
+        total=row["total"],
+        queued=row["queued"],
+        sending=row["sending"],
+        sent=row["sent"],
+        delivered=row["delivered"],
+        failed=row["failed"],
+        cancelled=row["cancelled"],
+        callouts=CalloutSummary(
+            total=row["c_total"],
+            acknowledged_on_time=row["c_on_time"],
+            acknowledged_late=row["c_late"],
+            open=row["c_open"],
+            overdue=row["c_overdue"],
+            escalated=row["c_escalated"],
+            closed=row["c_closed"],
+        ),
+        field_tasks=FieldTaskProgress(
+            total=row["t_total"],
+            done=row["t_done"],
+            open=row["t_open"],
+            overdue=row["t_overdue"],
+            persons=row["t_persons"],
+            reached=row["t_reached"],
+        ),
+    )
+
+
+# --- deliveries --------------------------------------------------------------------------------
+
+_RECIPIENT_KIND: Final = {
+    "responder": "responder",
+    "helper": "responder",
+    "facility": "facility",
+    "household": "household",
+    "broadcast": "loudspeaker",
+}
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """Which of a warning's deliveries a list shows."""
+
+    state: str | None = None
+    audience: str | None = None
+
+
+def _delivery(row: asyncpg.Record) -> DeliveryOut:
+    return DeliveryOut.model_validate(
+        {**row, "recipient_kind": _RECIPIENT_KIND.get(row["audience"], row["audience"])}
+    )
+
+
+async def _deliveries(
+    pool: asyncpg.Pool, warning_id: int, after: int, limit: int, where: DeliveryFilter
+) -> list[DeliveryOut]:
+    rows = await pool.fetch(
+        sql("list_deliveries"), warning_id, after, limit, where.state, where.audience
+    )
+    return [_delivery(r) for r in rows]
+
+
+async def deliveries_page(
+    services: Services, warning_id: int, where: DeliveryFilter, *, after: int, limit: int
+) -> DeliveryPage:
+    await require_warning(services.pool, warning_id)
+    deliveries = await _deliveries(services.pool, warning_id, after, limit, where)
+    return DeliveryPage(
+        warning_id=warning_id,
+        deliveries=deliveries,
+        next_after=deliveries[-1].id if len(deliveries) == limit else None,
+        simulated=services.simulated,
+    )
+
+
+async def all_deliveries(
+    services: Services, warning_id: int, where: DeliveryFilter, *, after: int
+) -> AsyncIterator[list[DeliveryOut]]:
+    """Every matching delivery above ``after``, in batches of ``CSV_BATCH``. Check that the
+    warning exists first (``require_warning``): a stream already begun cannot become a 404."""
+    while batch := await _deliveries(services.pool, warning_id, after, CSV_BATCH, where):
+        yield batch
+        if len(batch) < CSV_BATCH:
+            return
+        after = batch[-1].id
+
+
+# --- call-outs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalloutFilter:
+    """Which of a warning's call-outs a list shows; ``overdue_at`` keeps only the open ones past
+    their deadline at that time."""
+
+    states: list[str] | None = None
+    level: str | None = None
+    division: str | None = None
+    overdue_at: datetime | None = None
+    callout_id: int | None = None
+
+
+async def callouts(
+    pool: asyncpg.Pool | Conn, warning_id: int, where: CalloutFilter, *, after: int, limit: int
+) -> list[CalloutOut]:
+    rows = await pool.fetch(
+        sql("list_callouts"),
+        warning_id,
+        after,
+        limit,
+        where.states,
+        where.level,
+        where.division,
+        where.overdue_at,
+        where.callout_id,
+    )
+    return [CalloutOut.model_validate(dict(r)) for r in rows]
+
+
+async def callouts_page(
+    services: Services, warning_id: int, where: CalloutFilter, *, after: int, limit: int
+) -> CalloutPage:
+    await require_warning(services.pool, warning_id)
+    found = await callouts(services.pool, warning_id, where, after=after, limit=limit)
+    return CalloutPage(
+        warning_id=warning_id,
+        callouts=found,
+        next_after=found[-1].id if len(found) == limit else None,
+        simulated=services.simulated,
+    )
+
+
+async def all_callouts(
+    services: Services, warning_id: int, where: CalloutFilter, *, after: int
+) -> AsyncIterator[list[CalloutOut]]:
+    """Every matching call-out above ``after``, in batches of ``CSV_BATCH`` (check that the
+    warning exists first, as for ``all_deliveries``)."""
+    while batch := await callouts(services.pool, warning_id, where, after=after, limit=CSV_BATCH):
+        yield batch
+        if len(batch) < CSV_BATCH:
+            return
+        after = batch[-1].id
+
+
+# --- the audit trail ---------------------------------------------------------------------------
+
+AUDIT_PAGE_MAX: Final = 10_000
+
+
+@dataclass(frozen=True)
+class AuditCursor:
+    """Where an audit page ends: the union of three tables has no single id to page on, so the
+    position is (time, table rank, id), written ``<µs since 1970>.<rank>.<id>``."""
+
+    at: datetime
+    rank: int
+    row_id: int
+
+    @classmethod
+    def parse(cls, text: str) -> AuditCursor:
+        """The cursor ``text`` names; ``ValueError`` if it is not one this API wrote."""
+        try:
+            micros, rank, row_id = (int(part) for part in text.split("."))
+            return cls(EPOCH + timedelta(microseconds=micros), rank, row_id)
+        except (ValueError, OverflowError):
+            raise ValueError(f"{text!r} is not the next_after of an audit page") from None
+
+    def __str__(self) -> str:
+        return f"{(self.at - EPOCH) // timedelta(microseconds=1)}.{self.rank}.{self.row_id}"
+
+
+def _audit_entry(row: asyncpg.Record) -> AuditEntry:
+    return AuditEntry(
+        at=row["at"],
+        source=row["source"],
+        id=row["id"],
+        actor=row["actor"],
+        action=row["action"],
+        subject=row["subject"],
+        detail=row["detail"],
+    )
+
+
+def _audit_start(after: AuditCursor | None) -> tuple[object, object, object]:
+    return (after.at, after.rank, after.row_id) if after is not None else (None, None, None)
+
+
+async def audit_page(
+    services: Services, warning_id: int, *, after: AuditCursor | None, limit: int
+) -> AuditPage:
+    """Everything recorded about a warning in time order, one page."""
+    await require_warning(services.pool, warning_id)
+    rows = await services.pool.fetch(sql("warning_audit"), warning_id, *_audit_start(after), limit)
+    last = rows[-1] if len(rows) == limit else None
+    return AuditPage(
+        warning_id=warning_id,
+        entries=[_audit_entry(r) for r in rows],
+        next_after=str(AuditCursor(last["at"], last["rank"], last["id"])) if last else None,
+    )
+
+
+async def all_audit(
+    services: Services, warning_id: int, *, after: AuditCursor | None
+) -> AsyncIterator[list[AuditEntry]]:
+    """The whole trail in batches, read through one cursor (check the warning exists first)."""
+    # A read-only transaction costs nothing while the file streams, and the union has no
+    # single id to page on cheaply.
+    async with services.pool.acquire() as conn, conn.transaction(readonly=True):
+        cursor = await conn.cursor(sql("warning_audit"), warning_id, *_audit_start(after), None)
+        while batch := await cursor.fetch(CSV_BATCH):
+            yield [_audit_entry(r) for r in batch]
+
+
+# --- refused feed messages ---------------------------------------------------------------------
+
+
+async def rejected_list(services: Services, *, before: int | None, limit: int) -> RejectedList:
+    rows = await services.pool.fetch(sql("list_rejected"), before, limit, REJECTED_PREVIEW_CHARS)
+    rejected = [RejectedOut.model_validate(dict(r)) for r in rows]
+    next_before = rejected[-1].id if len(rejected) == limit else None
+    return RejectedList(rejected=rejected, next_before=next_before)
+
+
+async def rejected_one(services: Services, rejected_id: int) -> RejectedOut:
+    row = await services.pool.fetchrow(sql("get_rejected"), rejected_id)
+    if row is None:
+        raise NotFoundError(f"rejected message {rejected_id} does not exist")
+    return RejectedOut.model_validate(dict(row))
+
+
+# --- probes ------------------------------------------------------------------------------------
+
+
+async def readiness(services: Services) -> Ready:
+    """Whether the database answers; which channels exist and whether they are simulated."""
+    try:
+        await asyncio.wait_for(services.pool.fetchval(sql("ping")), PROBE_TIMEOUT_S)
+        database = "ok"
+    except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        database = f"unreachable: {type(exc).__name__}: {exc}"
+        log.warning("database_not_ready", error=database)
+    return Ready(
+        status="ready" if database == "ok" else "unavailable",
+        database=database,
+        mode="simulated" if services.simulated else "live",
+        channels=[
+            _channel_out(name, channel) for name, channel in sorted(services.channels.items())
+        ],
+    )
+
+
+def _channel_out(name: str, channel: Channel) -> ChannelOut:
+    health = channel.health() or {}
+    links = health.get("links")
+    ready = health.get("ready")
+    return ChannelOut(
+        name=name,
+        kind=str(channel.kind),
+        simulated=channel.simulated,
+        ready=ready if isinstance(ready, bool) else None,
+        links=links if isinstance(links, dict) else None,
+    )
+
+
+async def queue_depth(services: Services) -> Mapping[str, int] | None:
+    """Queued deliveries per channel kind (every configured kind, 0 when none); None when the
+    database does not answer in time."""
+    try:
+        rows = await asyncio.wait_for(services.pool.fetch(sql("queue_depth")), PROBE_TIMEOUT_S)
+    except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        log.warning("queue_depth_unavailable", exc_info=True)
+        return None
+    depth = {str(c.kind): 0 for c in services.channels.values()}
+    depth.update({r["channel_kind"]: r["queued"] for r in rows})
+    return depth

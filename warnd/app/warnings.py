@@ -1,0 +1,208 @@
+"""Use cases on warnings that the API and the console share: receive a feed's CAP message, issue
+a warning by hand, approve, cancel and correct one.
+
+Each checks its state rules, writes the change with its audit entry in one transaction, and
+wakes the planner; each refusal is a ``warnd.core.errors`` error with a stable code, which the
+HTTP layer maps to its status and the console shows as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+import asyncpg
+import structlog
+
+from warnd.app.reads import no_warning
+from warnd.app.services import Services
+from warnd.core.errors import ConflictError, ForbiddenError, InputError
+from warnd.db.notify import PLAN_CHANNEL
+from warnd.db.queries import sql
+from warnd.ingest.amend import CancelRequest, CorrectRequest, cancellation, correction
+from warnd.ingest.cap import CapError, parse_cap
+from warnd.ingest.manual import parse_manual
+from warnd.ingest.store import Amendment, Stored, load_warning, store_warning
+
+log = structlog.get_logger(__name__)
+
+REJECTED_BODY_BYTES: Final = 64 * 1024  # what a rejection keeps of the body, for the officer
+
+
+def text_for_db(data: bytes | str) -> str:
+    """Untrusted bytes as text PostgreSQL accepts: invalid UTF-8 and NUL replaced."""
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    return text.replace("\x00", "\ufffd")
+
+
+async def record_rejection(
+    services: Services, feed: str, code: str, detail: str, body: bytes
+) -> None:
+    """Keep a refused feed message for the duty officer, and count it."""
+    services.metrics.ingest.labels(source=feed, result="rejected", reason=code).inc()
+    log.info("cap_rejected", feed=feed, error=code, detail=detail)
+    try:
+        await services.pool.execute(
+            sql("insert_rejection"),
+            feed,
+            code,
+            text_for_db(detail),
+            text_for_db(body[:REJECTED_BODY_BYTES]),
+        )
+    # The feed still deserves its precise 4xx when the record of it cannot be written.
+    except (asyncpg.PostgresError, OSError):
+        log.exception("rejection_not_stored", feed=feed, error=code)
+
+
+async def receive_cap(services: Services, feed: str, body: bytes) -> Stored:
+    """Store one CAP 1.2 message from a feed, or record why it was refused and raise
+    ``CapError`` / ``InputError`` saying so."""
+    try:
+        # Schema validation is CPU-bound: off the event loop, so other requests keep flowing.
+        warning = await asyncio.to_thread(parse_cap, body, max_bytes=services.max_body_bytes)
+    except CapError as exc:
+        if exc.http_status >= 500:
+            log.exception("cap_parse_failed", feed=feed, detail=exc.detail)
+        await record_rejection(services, feed, exc.code, exc.detail, body)
+        raise
+    policy = services.current_policy()
+    try:
+        stored = await store_warning(
+            services.pool,
+            warning,
+            source=feed,
+            now=services.clock.now(),
+            needs_approval=policy.publish.needs_approval(warning.level, manual=False),
+        )
+    except InputError as exc:  # e.g. a Cancel for another feed's warning: nothing was stored
+        await record_rejection(services, feed, exc.code, exc.detail, body)
+        raise
+    result = "accepted" if stored.created else "duplicate"
+    services.metrics.ingest.labels(source=feed, result=result, reason=stored.state).inc()
+    log.info(
+        "cap_received",
+        warning_id=stored.warning_id,
+        feed=feed,
+        created=stored.created,
+        state=stored.state,
+        unknown_codes=list(stored.unknown_codes),
+    )
+    services.plan_wakeup.set()
+    return stored
+
+
+async def issue(services: Services, officer: str, payload: object) -> Stored:
+    """Issue a manual warning; orange and red wait for a second officer."""
+    now = services.clock.now()
+    warning = parse_manual(payload).to_normalised(officer, now)
+    needs_approval = services.current_policy().publish.needs_approval(warning.level, manual=True)
+    stored = await store_warning(
+        services.pool,
+        warning,
+        source="officer",
+        now=now,
+        needs_approval=needs_approval,
+        author=officer,
+    )
+    services.metrics.ingest.labels(source="officer", result="accepted", reason=stored.state).inc()
+    log.info(
+        "manual_warning_issued",
+        warning_id=stored.warning_id,
+        author=officer,
+        level=warning.level.value,
+        hazard=warning.hazard,
+        state=stored.state,
+    )
+    services.plan_wakeup.set()
+    return stored
+
+
+async def approve(services: Services, approver: str, warning_id: int) -> None:
+    """A second officer releases a warning waiting for approval."""
+    now = services.clock.now()
+    async with services.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(sql("warning_brief"), warning_id)
+        if row is None:
+            raise no_warning(warning_id)
+        if row["author"] == approver:
+            log.warning("self_approval_refused", warning_id=warning_id, user=approver)
+            raise ForbiddenError(
+                "self_approval",
+                f"warning {warning_id} was issued by {approver!r}; "
+                "a second officer must approve it",
+            )
+        if row["state"] != "pending_approval":
+            raise ConflictError(
+                "not_pending", f"warning {warning_id} is {row['state']}, not pending approval"
+            )
+        if row["expires"] is not None and row["expires"] <= now:
+            raise ConflictError(
+                "expired",
+                f"warning {warning_id} expired at {row['expires'].isoformat()}; issue a new one",
+            )
+        approved = await conn.fetchval(sql("approve_warning"), warning_id, approver, now)
+        if approved is None:  # another approver was faster
+            raise ConflictError("not_pending", f"warning {warning_id} is no longer pending")
+        await conn.execute(
+            sql("audit"),
+            approver,
+            "warning_approved",
+            f"warning:{warning_id}",
+            {"author": row["author"], "level": row["level"], "hazard": row["hazard"]},
+            now,
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", PLAN_CHANNEL, str(warning_id))
+    log.info("warning_approved", warning_id=warning_id, approver=approver, author=row["author"])
+    services.plan_wakeup.set()
+
+
+async def cancel(
+    services: Services, officer: str, warning_id: int, request: CancelRequest
+) -> Stored:
+    """Cancel a published or waiting warning: pending sends stop, escalation stops, and everyone
+    it reached is told on the channel that reached them. Also how a waiting warning is refused."""
+    return await _amend(services, officer, warning_id, request)
+
+
+async def correct(
+    services: Services, officer: str, warning_id: int, request: CorrectRequest
+) -> Stored:
+    """Correct a published warning: those it reached get the correction, the rest the warning;
+    open call-outs carry over with their deadlines."""
+    return await _amend(services, officer, warning_id, request)
+
+
+async def _amend(
+    services: Services, officer: str, warning_id: int, request: CancelRequest | CorrectRequest
+) -> Stored:
+    cancelling = isinstance(request, CancelRequest)
+    now = services.clock.now()
+    async with services.pool.acquire() as conn:
+        row = await conn.fetchrow(sql("warning_brief"), warning_id)
+        if row is None:
+            raise no_warning(warning_id)
+        original = await load_warning(conn, warning_id)
+    allowed = ("active", "pending_approval") if cancelling else ("active",)
+    done = "cancelled" if cancelling else "corrected"
+    if row["state"] not in allowed:
+        raise ConflictError(
+            "not_active",
+            f"warning {warning_id} is {row['state']}; only "
+            f"{' or '.join(a.replace('_', ' ') for a in allowed)} warnings can be {done}",
+        )
+    if isinstance(request, CancelRequest):
+        successor = cancellation(original, request, officer=officer, now=now)
+    else:
+        successor = correction(original, request, officer=officer, now=now)
+    stored = await store_warning(
+        services.pool,
+        successor,
+        source="officer",
+        now=now,
+        author=officer,
+        override_source=True,
+        amends=Amendment(warning_id, f"warning_{done}", request.reason),
+    )
+    log.info("warning_amended", action=done, warning_id=warning_id, by=stored.warning_id)
+    services.plan_wakeup.set()
+    return stored

@@ -1,0 +1,125 @@
+"""Officers' operations on warnings: issue, approve, cancel, correct; read one, list them, preview,
+progress, deliveries and the audit trail. Each handler reads the request, calls the use case or
+read query of ``warnd.app`` and writes its answer; the rules live there."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from warnd.app import reads
+from warnd.app import warnings as use_cases
+from warnd.app.views import (
+    AUDIT_CSV_COLUMNS,
+    DELIVERY_CSV_COLUMNS,
+    WarningAccepted,
+    audit_cells,
+    delivery_cells,
+)
+from warnd.ingest.amend import CancelRequest, CorrectRequest, parse_request
+from warnd.web.api.feeds import accepted
+from warnd.web.api.queries import AuditQuery, DeliveriesQuery, ProgressQuery, WarningsQuery
+from warnd.web.http import (
+    SERVICES,
+    USER,
+    json_payload,
+    json_response,
+    path_id,
+    query,
+    stream_csv,
+)
+
+
+async def post_warning(request: web.Request) -> web.Response:
+    """Issue a manual warning; orange and red wait for a second officer."""
+    services = request.app[SERVICES]
+    payload = await json_payload(request)
+    return accepted(services, await use_cases.issue(services, request[USER].name, payload))
+
+
+async def approve_warning(request: web.Request) -> web.Response:
+    """A second officer releases a warning waiting for approval."""
+    services = request.app[SERVICES]
+    warning_id = path_id(request, "warning_id")
+    await use_cases.approve(services, request[USER].name, warning_id)
+    return json_response(
+        WarningAccepted(
+            warning_id=warning_id, status="active", created=False, simulated=services.simulated
+        )
+    )
+
+
+async def cancel_warning(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    warning_id = path_id(request, "warning_id")
+    payload = parse_request(CancelRequest, await json_payload(request))
+    stored = await use_cases.cancel(services, request[USER].name, warning_id, payload)
+    return accepted(services, stored)
+
+
+async def correct_warning(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    warning_id = path_id(request, "warning_id")
+    payload = parse_request(CorrectRequest, await json_payload(request))
+    stored = await use_cases.correct(services, request[USER].name, warning_id, payload)
+    return accepted(services, stored)
+
+
+async def list_warnings(request: web.Request) -> web.Response:
+    q = query(request, WarningsQuery)
+    page = await reads.warning_list(
+        request.app[SERVICES], state=q.state, before=q.before, limit=q.limit
+    )
+    return json_response(page)
+
+
+async def get_warning(request: web.Request) -> web.Response:
+    warning_id = path_id(request, "warning_id")
+    return json_response(await reads.warning_detail(request.app[SERVICES], warning_id))
+
+
+async def preview_warning(request: web.Request) -> web.Response:
+    warning_id = path_id(request, "warning_id")
+    return json_response(await reads.preview(request.app[SERVICES], warning_id))
+
+
+async def warning_progress(request: web.Request) -> web.Response:
+    warning_id = path_id(request, "warning_id")
+    q = query(request, ProgressQuery)
+    return json_response(await reads.progress(request.app[SERVICES], warning_id, q.level))
+
+
+async def list_deliveries(request: web.Request) -> web.StreamResponse:
+    """One page of deliveries as JSON, or every matching delivery streamed as CSV."""
+    services = request.app[SERVICES]
+    warning_id = path_id(request, "warning_id")
+    q = query(request, DeliveriesQuery)
+    where = reads.DeliveryFilter(state=q.state, audience=q.audience)
+    if q.format == "csv":
+        await reads.require_warning(services.pool, warning_id)
+        return await stream_csv(
+            request,
+            f"warning-{warning_id}-deliveries.csv",
+            DELIVERY_CSV_COLUMNS,
+            reads.all_deliveries(services, warning_id, where, after=q.after),
+            delivery_cells,
+        )
+    page = await reads.deliveries_page(services, warning_id, where, after=q.after, limit=q.limit)
+    return json_response(page)
+
+
+async def warning_audit(request: web.Request) -> web.StreamResponse:
+    """Everything recorded about a warning in time order: one page as JSON, or all as CSV."""
+    services = request.app[SERVICES]
+    warning_id = path_id(request, "warning_id")
+    q = query(request, AuditQuery)
+    if q.format == "csv":
+        await reads.require_warning(services.pool, warning_id)
+        return await stream_csv(
+            request,
+            f"warning-{warning_id}-audit.csv",
+            AUDIT_CSV_COLUMNS,
+            reads.all_audit(services, warning_id, after=q.cursor),
+            audit_cells,
+        )
+    page = await reads.audit_page(services, warning_id, after=q.cursor, limit=q.limit)
+    return json_response(page)

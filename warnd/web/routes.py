@@ -1,0 +1,337 @@
+"""The route table: every operation of warnd's HTTP API, once."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from channels.http_sms.webhook import MAX_EVENTS, InboundReceipt, InboundReply
+from warnd.app.callouts import OfficerAck
+from warnd.app.views import (
+    AUDIT_CSV_COLUMNS,
+    CALLOUT_CSV_COLUMNS,
+    DELIVERY_CSV_COLUMNS,
+    AuditPage,
+    CalloutOut,
+    CalloutPage,
+    DeliveryPage,
+    Health,
+    Preview,
+    ProgressReport,
+    Ready,
+    RejectedList,
+    RejectedOut,
+    WarningAccepted,
+    WarningDetail,
+    WarningList,
+)
+from warnd.ingest.amend import CancelRequest, CorrectRequest
+from warnd.ingest.manual import ManualWarning
+from warnd.web.api import callouts, feeds, probes, rejected, warnings
+from warnd.web.api.queries import (
+    AuditQuery,
+    CalloutsQuery,
+    DeliveriesQuery,
+    ProgressQuery,
+    RejectedQuery,
+    WarningsQuery,
+)
+from warnd.web.routing import API, FEED_ROLE, GATEWAY_ROLE, Answer, Route
+from warnd.web.webhooks import sms
+
+OFFICERS: Final = ("officer", "approver")  # who may read
+_CAP_XML: Final = {"type": "string", "description": "a CAP 1.2 <alert> document"}
+_INBOUND_EVENT: Final = {
+    "oneOf": [
+        {"$ref": f"#/components/schemas/{InboundReply.__name__}"},
+        {"$ref": f"#/components/schemas/{InboundReceipt.__name__}"},
+    ]
+}
+_STORED = Answer(201, "Stored", WarningAccepted)
+
+ROUTES: Final[tuple[Route, ...]] = (
+    Route(
+        "POST",
+        f"{API}/cap",
+        feeds.post_cap,
+        FEED_ROLE,
+        "Receive a CAP 1.2 warning from a feed",
+        (_STORED, Answer(200, "Already stored (a duplicate); nothing changed", WarningAccepted)),
+        description=(
+            "Parsed without external entities or entity expansion, validated against the OASIS "
+            "schema and the rules it cannot check. A message is keyed by (sender, identifier, "
+            "sent): the same message again answers 200 with the stored state. Refused messages "
+            "are kept for the duty officer (GET /api/v1/rejected)."
+        ),
+        body_schema=_CAP_XML,
+        body_types=tuple(sorted(feeds.XML_TYPES)),
+    ),
+    Route(
+        "POST",
+        f"{API}/warnings",
+        warnings.post_warning,
+        ("officer",),
+        "Issue a warning by hand",
+        (_STORED,),
+        description=(
+            "Orange and red (and any level the policy names) wait for a second officer: status "
+            "pending_approval until POST /api/v1/warnings/{warning_id}/approve."
+        ),
+        body=ManualWarning,
+    ),
+    Route(
+        "GET",
+        f"{API}/warnings",
+        warnings.list_warnings,
+        OFFICERS,
+        "List warnings, newest first",
+        (Answer(200, "A page", WarningList),),
+        query=WarningsQuery,
+    ),
+    Route(
+        "GET",
+        f"{API}/warnings/{{warning_id}}",
+        warnings.get_warning,
+        OFFICERS,
+        "A warning with its delivery progress",
+        (Answer(200, "The warning", WarningDetail),),
+    ),
+    Route(
+        "POST",
+        f"{API}/warnings/{{warning_id}}/approve",
+        warnings.approve_warning,
+        ("approver",),
+        "Approve a warning waiting for a second officer",
+        (Answer(200, "Approved: now active", WarningAccepted),),
+        description="The approver must not be the author. Planning starts at once.",
+        errors=(409,),
+    ),
+    Route(
+        "POST",
+        f"{API}/warnings/{{warning_id}}/cancel",
+        warnings.cancel_warning,
+        OFFICERS,  # an approver refuses a waiting warning by cancelling it
+        "Cancel a warning (解除), or refuse one waiting for approval",
+        (Answer(201, "The Cancel, stored; its notices are planned", WarningAccepted),),
+        description=(
+            "Stores a Cancel referencing the warning: its unsent messages stop, its call-outs "
+            "and field tasks close, and everyone it reached is told it is lifted, on the channel "
+            "that reached them (the new warning's deliveries). The reason is audited, not sent; "
+            "`message` is. 409 when the warning is no longer active or waiting."
+        ),
+        body=CancelRequest,
+        errors=(409,),
+    ),
+    Route(
+        "POST",
+        f"{API}/warnings/{{warning_id}}/correct",
+        warnings.correct_warning,
+        ("officer",),
+        "Correct an active warning (更正): wording, a lower level, the expiry",
+        (Answer(201, "The Update, stored and published", WarningAccepted),),
+        description=(
+            "Stores an Update referencing the warning and publishes it at once: people the "
+            "warning reached get the corrected text once, people it had not reached yet get the "
+            "whole warning, and open call-outs carry over with their deadlines. A higher level "
+            "or another area is a new warning (422), which a second officer approves. 409 when "
+            "the warning is not active."
+        ),
+        body=CorrectRequest,
+        errors=(409,),
+    ),
+    Route(
+        "GET",
+        f"{API}/warnings/{{warning_id}}/preview",
+        warnings.preview_warning,
+        OFFICERS,
+        "Who the warning reaches: recipients per audience and covered divisions",
+        (Answer(200, "The preview", Preview),),
+    ),
+    Route(
+        "GET",
+        f"{API}/warnings/{{warning_id}}/progress",
+        warnings.warning_progress,
+        OFFICERS,
+        "Deliveries, call-outs and field tasks per county, town or village",
+        (Answer(200, "The roll-up", ProgressReport),),
+        description=(
+            "Per division: deliveries by state; call-outs of the responders in it (total, "
+            "acknowledged on time and late, open, overdue now, escalated: a step has fired, "
+            "closed); field tasks of its villages (done of total, overdue, people reached of "
+            "people concerned). Each counts under the division of the level that contains its "
+            "person; people above the level (a county head in a town roll-up) are in no row."
+        ),
+        query=ProgressQuery,
+    ),
+    Route(
+        "GET",
+        f"{API}/warnings/{{warning_id}}/deliveries",
+        warnings.list_deliveries,
+        OFFICERS,
+        "A warning's deliveries, one page as JSON or all of them as CSV",
+        (
+            Answer(
+                200,
+                "A page (JSON) or every row (CSV)",
+                DeliveryPage,
+                csv_columns=DELIVERY_CSV_COLUMNS,
+            ),
+        ),
+        query=DeliveriesQuery,
+    ),
+    Route(
+        "GET",
+        f"{API}/warnings/{{warning_id}}/callouts",
+        callouts.list_callouts,
+        OFFICERS,
+        "A warning's call-outs (叫应), one page as JSON or all of them as CSV",
+        (
+            Answer(
+                200,
+                "A page (JSON) or every row (CSV)",
+                CalloutPage,
+                csv_columns=CALLOUT_CSV_COLUMNS,
+            ),
+        ),
+        description=(
+            "Each call-out with the responder's name and phone in full, division, level, state, "
+            "deadline, acknowledgement (time, late or not, route, by whom), the escalation "
+            "cursor and the latest event. ?overdue=true is the 未叫应名单: open call-outs past "
+            "their deadline now, to call by hand."
+        ),
+        query=CalloutsQuery,
+    ),
+    Route(
+        "GET",
+        f"{API}/warnings/{{warning_id}}/audit",
+        warnings.warning_audit,
+        OFFICERS,
+        "A warning's audit trail: one page as JSON or all of it as CSV",
+        (
+            Answer(
+                200, "A page (JSON) or every row (CSV)", AuditPage, csv_columns=AUDIT_CSV_COLUMNS
+            ),
+        ),
+        description=(
+            "In time order: audit-log entries about the warning (issue, approval, cancel, "
+            "correction), officers' actions on its call-outs, policy reloads between its arrival "
+            "and its expiry, every event of its call-outs (opened, acknowledged, step_fired, "
+            "step_skipped, closed, …) and of its field tasks. The tables behind it are "
+            "append-only: the database refuses UPDATE and DELETE."
+        ),
+        query=AuditQuery,
+    ),
+    Route(
+        "POST",
+        f"{API}/callouts/{{callout_id}}/ack",
+        callouts.acknowledge_callout,
+        ("officer",),
+        "Record an acknowledgement an officer obtained another way",
+        (Answer(200, "Acknowledged: the call-out as it now stands", CalloutOut),),
+        description=(
+            "For a call-out that is still open (pending, notified or escalated): it becomes "
+            "acknowledged via officer, late when past its deadline, its escalation stops and its "
+            "queued messages on every channel are cancelled. The officer and the reason are kept "
+            "in the call-out's events and the audit log. 409 when it was already acknowledged or "
+            "closed; the detail says which, when and by whom."
+        ),
+        body=OfficerAck,
+        errors=(409,),
+    ),
+    Route(
+        "POST",
+        f"{API}/inbound/sms",
+        sms.post_inbound_sms,
+        GATEWAY_ROLE,
+        "Receive SMS replies and delivery receipts from an HTTP SMS gateway",
+        (
+            Answer(
+                202,
+                "Accepted: handed to the channel's inbound path",
+                schema={
+                    "type": "object",
+                    "required": ["accepted", "channel"],
+                    "properties": {
+                        "accepted": {"type": "integer"},
+                        "channel": {"type": "string"},
+                    },
+                },
+            ),
+        ),
+        description=(
+            f"One event or a list of at most {MAX_EVENTS}. A reply is {{from, to?, text}}; a "
+            "receipt is {message_id, status, detail?} with status delivered, undeliverable, "
+            "expired or rejected (or DELIVRD, UNDELIV, REJECTD, DELETED, failed). The bearer "
+            "token is the inbound_token of the channel the events belong to; receipts match that "
+            "channel's deliveries by message_id, replies acknowledge the sender's open "
+            "call-outs. The whole body is validated first: any invalid event refuses it (400, "
+            "the detail names index and field) and nothing of it is applied."
+        ),
+        body_schema={
+            "oneOf": [
+                _INBOUND_EVENT,
+                {"type": "array", "maxItems": MAX_EVENTS, "items": _INBOUND_EVENT},
+            ]
+        },
+        body_models=(InboundReply, InboundReceipt),
+        invalid=400,
+    ),
+    Route(
+        "GET",
+        f"{API}/rejected",
+        rejected.list_rejected,
+        OFFICERS,
+        "Messages refused from feeds, newest first (bodies cut to a preview)",
+        (Answer(200, "A page", RejectedList),),
+        query=RejectedQuery,
+    ),
+    Route(
+        "GET",
+        f"{API}/rejected/{{rejected_id}}",
+        rejected.get_rejected,
+        OFFICERS,
+        "One refused message with its stored body (first 64 KiB)",
+        (Answer(200, "The message", RejectedOut),),
+        path_descriptions={"rejected_id": "the rejected message's id"},
+    ),
+    Route(
+        "GET",
+        f"{API}/openapi.json",
+        probes.openapi_json,
+        None,
+        "This document",
+        (Answer(200, "OpenAPI 3.1"),),
+    ),
+    # No token on these three: load balancers, orchestrators and Prometheus must reach them,
+    # and they reveal no personal data.
+    Route(
+        "GET",
+        "/healthz",
+        probes.healthz,
+        None,
+        "Liveness: the process answers",
+        (Answer(200, "Up", Health),),
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        probes.readyz,
+        None,
+        "Readiness: the database answers; channels and live/simulated mode",
+        (Answer(200, "Ready", Ready), Answer(503, "Not ready", Ready)),
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        probes.metrics,
+        None,
+        "Prometheus metrics",
+        (
+            Answer(
+                200,
+                "Prometheus text exposition format",
+                schema={"type": "string"},
+                media_type="text/plain",
+            ),
+        ),
+    ),
+)
