@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.base import Channel, ChannelConfig, ChannelKind, Limits, OutboundMessage, SendResult
+from warnd.app import warnings as warning_use_cases
 from warnd.app.metrics import Metrics
 from warnd.app.services import Services
 from warnd.app.views import DELIVERY_CSV_COLUMNS
@@ -27,7 +28,6 @@ from warnd.pipeline.planner import Planner
 from warnd.policy.loader import PolicyHolder, load_policy
 from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
-from warnd.app import warnings as warning_use_cases
 from warnd.web import http as web_http
 from warnd.web.app import build_app
 from warnd.web.routes import ROUTES
