@@ -11,7 +11,9 @@ operator of the feed can fix it without reading warnd's code.
 from __future__ import annotations
 
 import functools
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -19,9 +21,12 @@ from typing import Final, Literal
 from xml.etree.ElementTree import Element, ParseError
 from xml.parsers.expat import ErrorString
 
+import numpy as np
+import shapely
 import xmlschema
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from defusedxml.ElementTree import fromstring
+from numpy.typing import NDArray
 
 from warnd.core.errors import InputError
 from warnd.core.model import HAZARDS, SEVERITY_LEVEL, Area, Circle, Level, NormalisedWarning
@@ -104,8 +109,12 @@ _BEIJING: Final = timedelta(hours=8)
 
 # Each polygon and circle costs a search of the roster at ingest, and a 512 KB message could
 # carry some 19,000 of them; real warnings name a few shapes or a list of division codes.
-_MAX_SHAPES: Final = 64  # polygons and circles together, in the chosen info block
-_MAX_POLYGON_POINTS: Final = 2000  # points in one polygon ring
+MAX_SHAPES: Final = 64  # polygons and circles together, in the chosen info block
+MAX_POLYGON_POINTS: Final = 2000  # points in one polygon ring
+# No place on earth is farther from a centre than half the circumference, 20,015.09 km on the
+# 6371 km sphere the roster search uses: this circle covers the earth, and a larger radius is a
+# unit or typing mistake, not a larger warning.
+MAX_RADIUS_KM: Final = 20_016
 _MAX_GEOCODES: Final = 500  # geocodes in the chosen info block
 
 
@@ -581,6 +590,10 @@ def _polygon(text: str) -> tuple[tuple[float, float], ...]:
         raise _RuleError(
             f"ring is not closed (first point {tokens[0]} differs from last {tokens[-1]})"
         )
+    # A longer ring is refused by the area limits, and is not worth searching for crossings.
+    problem = ring_problem(points) if len(points) <= MAX_POLYGON_POINTS else None
+    if problem:
+        raise _RuleError(problem)
     return tuple(points)
 
 
@@ -598,7 +611,123 @@ def _circle(text: str) -> Circle:
     radius = float(radius_text)
     if radius <= 0:
         raise _RuleError(f"radius {radius_text} km must be greater than 0")
+    if radius > MAX_RADIUS_KM:
+        raise _RuleError(
+            f"radius {_show(radius_text)} km: no place on earth is more than {MAX_RADIUS_KM} km"
+            " from the centre; give the radius in kilometres"
+        )
     return Circle(lat=lat, lon=lon, radius_km=radius)
+
+
+# Points closer than this (in degrees: about 0.1 mm) are one place to the ring checks: decimal
+# coordinates are not exact in binary, and a vertex written onto another edge must not read as
+# a crossing.
+_SAME_PLACE_DEG: Final = 1e-9
+# Edges searched together for crossings: bounds the memory a hostile ring can take, one whose
+# every edge's box overlaps every other's (a star of 2000 points).
+_EDGES_PER_STEP: Final = 256
+
+
+def ring_problem(ring: Sequence[tuple[float, float]], *, first_number: int = 1) -> str | None:
+    """Why a closed ring of (lat, lon) points cannot be a warning's area; None when it can.
+
+    The ring must enclose an area and must not cross itself. A crossing ring (a bow-tie) is
+    nearly always two points given out of order, and the area it encloses is not the one that
+    was meant, so warning the people inside it would be a guess. A ring that only touches itself
+    (a vertex on another edge) encloses a clear area and is accepted. Points are numbered from
+    ``first_number`` in the answer, as the sender numbers them.
+    """
+    distinct = set(ring)
+    if len(distinct) < 3:
+        return (
+            f"ring has {len(distinct)} distinct point{'s' if len(distinct) != 1 else ''};"
+            " a polygon needs at least 3 to enclose an area"
+        )
+    if _on_one_line(distinct, ring[0]):
+        return "all points of the ring lie on one line, so it encloses no area"
+    crossing = _first_crossing(ring)
+    if crossing is None:
+        return None
+    first, second, (lat, lon) = crossing
+
+    def edge(start: int) -> str:
+        # The closing edge ends at the first point (repeated, or added for an officer).
+        end = start + 1 if start + 2 < len(ring) else 0
+        return f"the edge from point {start + first_number} to point {end + first_number}"
+
+    return (
+        f"ring crosses itself: {edge(first)} crosses {edge(second)} near {lat:.5f},{lon:.5f};"
+        " list the points in order around the area"
+    )
+
+
+def _on_one_line(points: set[tuple[float, float]], origin: tuple[float, float]) -> bool:
+    lat0, lon0 = origin
+    far_lat, far_lon = max(points, key=lambda p: math.hypot(p[0] - lat0, p[1] - lon0))
+    dlat, dlon = far_lat - lat0, far_lon - lon0
+    tolerance = _SAME_PLACE_DEG * math.hypot(dlat, dlon)
+    return all(abs(dlat * (lon - lon0) - dlon * (lat - lat0)) <= tolerance for lat, lon in points)
+
+
+def _first_crossing(
+    ring: Sequence[tuple[float, float]],
+) -> tuple[int, int, tuple[float, float]] | None:
+    """The first two edges (by number) that cross, and where (lat, lon); None if none do.
+
+    Edge ``i`` runs from point ``i`` to point ``i + 1``. GEOS settles the usual case, a simple
+    ring, in O(n log n); only a ring it finds invalid, which may merely touch itself, is searched
+    pair by pair, over the pairs of edges whose boxes overlap, in vectorised steps.
+    """
+    xy = np.array([(lon, lat) for lat, lon in ring], dtype=np.float64)
+    if shapely.is_valid(shapely.Polygon(xy)):
+        return None
+    starts, ends = xy[:-1], xy[1:]
+    edges = np.asarray(shapely.linestrings(np.stack([starts, ends], axis=1)))
+    tree = shapely.STRtree(edges)
+    for step in range(0, len(edges), _EDGES_PER_STEP):
+        mine, theirs = tree.query(edges[step : step + _EDGES_PER_STEP])
+        mine = mine + step
+        once = mine < theirs
+        mine, theirs = mine[once], theirs[once]
+        hits = np.flatnonzero(_cross(starts[mine], ends[mine], starts[theirs], ends[theirs]))
+        if hits.size:
+            hit = hits[np.lexsort((theirs[hits], mine[hits]))[0]]
+            first, second = int(mine[hit]), int(theirs[hit])
+            return first, second, _meeting_point(xy, first, second)
+    return None
+
+
+def _cross(
+    a: NDArray[np.float64], b: NDArray[np.float64], c: NDArray[np.float64], d: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """Which segments a→b and c→d cross at a point inside both; touching is not crossing."""
+    ab, cd = b - a, d - c
+    c_side, d_side = _turn(ab, c - a), _turn(ab, d - a)
+    a_side, b_side = _turn(cd, a - c), _turn(cd, b - c)
+    # Each turn is the segment's length times the other point's distance from its line.
+    near_ab = _SAME_PLACE_DEG * np.hypot(ab[:, 0], ab[:, 1])
+    near_cd = _SAME_PLACE_DEG * np.hypot(cd[:, 0], cd[:, 1])
+    crossed: NDArray[np.bool_] = (
+        (np.minimum(np.abs(c_side), np.abs(d_side)) > near_ab)
+        & (np.sign(c_side) != np.sign(d_side))
+        & (np.minimum(np.abs(a_side), np.abs(b_side)) > near_cd)
+        & (np.sign(a_side) != np.sign(b_side))
+    )
+    return crossed
+
+
+def _turn(u: NDArray[np.float64], v: NDArray[np.float64]) -> NDArray[np.float64]:
+    turn: NDArray[np.float64] = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+    return turn
+
+
+def _meeting_point(xy: NDArray[np.float64], first: int, second: int) -> tuple[float, float]:
+    (ax, ay), (bx, by) = xy[first], xy[first + 1]
+    (cx, cy), (dx, dy) = xy[second], xy[second + 1]
+    along = ((cx - ax) * (dy - cy) - (cy - ay) * (dx - cx)) / (
+        (bx - ax) * (dy - cy) - (by - ay) * (dx - cx)
+    )
+    return float(ay + along * (by - ay)), float(ax + along * (bx - ax))
 
 
 # --- mapping -------------------------------------------------------------------------------
@@ -675,16 +804,16 @@ def _area_limit_problems(info: _InfoBlock) -> list[str]:
     """Where the chosen block's area is larger than warnd will search the roster for."""
     problems = []
     shapes = sum(len(block.polygons) + len(block.circles) for block in info.areas)
-    if shapes > _MAX_SHAPES:
+    if shapes > MAX_SHAPES:
         problems.append(
-            f"{info.path}: {shapes} polygons and circles in its areas; at most {_MAX_SHAPES}"
+            f"{info.path}: {shapes} polygons and circles in its areas; at most {MAX_SHAPES}"
             " are accepted (merge shapes, or name the divisions with geocodes)"
         )
     for block in info.areas:
         for polygon, path in zip(block.polygons, block.polygon_paths, strict=True):
-            if len(polygon) > _MAX_POLYGON_POINTS:
+            if len(polygon) > MAX_POLYGON_POINTS:
                 problems.append(
-                    f"{path}: {len(polygon)} points; at most {_MAX_POLYGON_POINTS} are accepted"
+                    f"{path}: {len(polygon)} points; at most {MAX_POLYGON_POINTS} are accepted"
                     " in one polygon (simplify the ring)"
                 )
     geocodes = sum(block.geocodes for block in info.areas)
