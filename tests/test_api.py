@@ -7,51 +7,61 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from channels.base import Channel, ChannelConfig, ChannelKind, Limits, OutboundMessage, SendResult
 from warnd.app import warnings as warning_use_cases
-from warnd.app.metrics import Metrics
-from warnd.app.services import Services
 from warnd.app.views import DELIVERY_CSV_COLUMNS
 from warnd.core.clock import ManualClock
-from warnd.core.config import AppConfig
 from warnd.pipeline.planner import Planner
-from warnd.policy.loader import PolicyHolder, load_policy
 from warnd.policy.model import Policy
-from warnd.runtime.settings import REPO_CONFIG_DIR
 from warnd.web import http as web_http
-from warnd.web.app import build_app
 from warnd.web.routes import ROUTES
 from warnd.web.routing import API
 
-NOW = datetime(2026, 7, 29, 2, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
-
-FEED_TOKEN = "feed-token-cma-0123456789"
-OFFICER_TOKEN = "user-token-zhang-0123456789"  # officer only
-CHIEF_TOKEN = "user-token-li-0123456789abc"  # officer and approver
-APPROVER_TOKEN = "user-token-wang-0123456789"  # approver only
-ADMIN_TOKEN = "user-token-admin-0123456789"
-
-CONFIG = AppConfig.model_validate(
-    {
-        "feeds": {"cma": {"token": FEED_TOKEN}},
-        "users": {
-            "zhang": {"token": OFFICER_TOKEN, "roles": ["officer"]},
-            "li": {"token": CHIEF_TOKEN, "roles": ["officer", "approver"]},
-            "wang": {"token": APPROVER_TOKEN, "roles": ["approver"]},
-            "root": {"token": ADMIN_TOKEN, "roles": ["admin"]},
-        },
-    }
+from .fixtures import (
+    ADMIN_TOKEN,
+    APPROVER_TOKEN,
+    CHIEF_TOKEN,
+    CONFIG,
+    FEED_TOKEN,
+    NOW,
+    OFFICER_TOKEN,
+    Api,
+    cap_alert,
+    manual,
+    policy,
+    preview,
+    serve_api,
 )
+
+# The other API test modules take these from here: the fixtures, this module's roster, and the
+# shared kit of tests/fixtures.py, re-exported.
+__all__ = [
+    "ADMIN_TOKEN",
+    "APPROVER_TOKEN",
+    "CHIEF_TOKEN",
+    "CONFIG",
+    "COUNTY",
+    "NOW",
+    "OFFICER_TOKEN",
+    "OTHER_COUNTY",
+    "TOWN",
+    "VILLAGE_1",
+    "VILLAGE_2",
+    "Api",
+    "app",
+    "cap_alert",
+    "insert_deliveries",
+    "manual",
+    "policy",
+    "simulated_app",
+]
 
 # --- a tiny roster: 任城区 with one town and two villages, and 泗水县 that is never warned ---
 
@@ -130,125 +140,18 @@ class FakeSimulator(Channel):
         return []
 
 
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return load_policy(REPO_CONFIG_DIR / "policy.toml")
-
-
-@dataclass
-class Api:
-    client: TestClient[web.Request, web.Application]
-    services: Services
-    pool: asyncpg.Pool
-
-    async def cap(
-        self, body: bytes | str, *, token: str = FEED_TOKEN, content_type: str = "application/xml"
-    ) -> tuple[int, dict[str, Any]]:
-        data = body.encode() if isinstance(body, str) else body
-        response = await self.client.post(
-            f"{API}/cap",
-            data=data,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
-        )
-        return response.status, await response.json()
-
-    async def call(
-        self, method: str, path: str, token: str | None, json: object = None
-    ) -> tuple[int, dict[str, Any]]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = await self.client.request(method, path, json=json, headers=headers)
-        return response.status, await response.json()
-
-    async def count(self, table: str) -> int:
-        value = await self.pool.fetchval(f"SELECT count(*) FROM {table}")
-        assert isinstance(value, int)
-        return value
-
-
-async def _app(
-    pool: asyncpg.Pool, policy: Policy, channels: dict[str, Channel]
-) -> AsyncIterator[Api]:
-    services = Services(
-        pool=pool,
-        config=CONFIG,
-        policy=PolicyHolder(REPO_CONFIG_DIR / "policy.toml", policy),
-        clock=ManualClock(NOW),
-        metrics=Metrics(),
-        channels=channels,
-        max_body_bytes=64 * 1024,
-    )
-    async with TestClient(TestServer(build_app(services))) as client:
-        yield Api(client, services, pool)
-
-
 @pytest.fixture
 async def app(pool: asyncpg.Pool, policy: Policy) -> AsyncIterator[Api]:
     await seed_roster(pool)
-    async for api in _app(pool, policy, {}):
+    async for api in serve_api(pool, policy, {}):
         yield api
 
 
 @pytest.fixture
 async def simulated_app(pool: asyncpg.Pool, policy: Policy) -> AsyncIterator[Api]:
     channel = FakeSimulator("sim", ChannelConfig(type="fake"))
-    async for api in _app(pool, policy, {"sim": channel}):
+    async for api in serve_api(pool, policy, {"sim": channel}):
         yield api
-
-
-def cap_alert(
-    *,
-    identifier: str = "37080041600000_20260729013000",
-    codes: Sequence[str] = ("370811",),
-    event: str = "暴雨",
-    severity: str = "Extreme",
-    status: str = "Actual",
-    colour: str = "红色",
-    swap_status_and_msg_type: bool = False,
-) -> str:
-    geocodes = "".join(
-        f"<geocode><valueName>行政区划代码</valueName><value>{c}</value></geocode>" for c in codes
-    )
-    head = (
-        f"<msgType>Alert</msgType><status>{status}</status>"
-        if swap_status_and_msg_type
-        else f"<status>{status}</status><msgType>Alert</msgType>"
-    )
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
-  <identifier>{identifier}</identifier>
-  <sender>37080041600000</sender>
-  <sent>2026-07-29T01:30:00+08:00</sent>
-  {head}
-  <scope>Public</scope>
-  <info>
-    <language>zh-CN</language>
-    <category>Met</category>
-    <event>{event}</event>
-    <urgency>Immediate</urgency>
-    <severity>{severity}</severity>
-    <certainty>Likely</certainty>
-    <expires>2026-07-29T13:30:00+08:00</expires>
-    <headline>济宁市气象台发布暴雨{colour}预警信号</headline>
-    <description>预计未来3小时任城区累计雨量可达150毫米以上。</description>
-    <instruction>低洼地带群众立即转移。</instruction>
-    <area><areaDesc>任城区</areaDesc>{geocodes}</area>
-  </info>
-</alert>
-"""
-
-
-def manual(level: str = "red", **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "hazard": "rainstorm",
-        "level": level,
-        "area": {"codes": ["370811"]},
-        "headline": "任城区暴雨预警",
-        "description": "预计未来3小时降雨量100毫米以上",
-        "instruction": "低洼地带群众立即转移",
-        "area_desc": "任城区",
-    }
-    body.update(changes)
-    return body
 
 
 def ingest_count(api: Api, source: str, result: str, reason: str) -> float:
@@ -546,12 +449,6 @@ async def test_a_manual_warning_must_be_json(app: Api) -> None:
 
 
 # --- reading: preview, detail, progress, deliveries --------------------------------------------
-
-
-async def preview(api: Api, warning_id: int) -> dict[str, Any]:
-    status, body = await api.call("GET", f"{API}/warnings/{warning_id}/preview", OFFICER_TOKEN)
-    assert status == 200, body
-    return body
 
 
 async def test_preview_of_a_red_warning_counts_what_will_be_sent(app: Api) -> None:

@@ -24,6 +24,7 @@ from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from defusedxml.ElementTree import fromstring
 
 from warnd.core.errors import InputError
+from warnd.core.geometry import MAX_POLYGON_POINTS, MAX_RADIUS_KM, MAX_SHAPES, ring_problem
 from warnd.core.model import Area, Circle, NormalisedWarning
 from warnd.core.vocabulary import (
     HAZARDS,
@@ -111,10 +112,6 @@ _EXPECTED_TAG: Final = re.compile(r"Tag '(\w+)' expected\.")
 
 _BEIJING: Final = timedelta(hours=8)
 
-# Each polygon and circle costs a search of the roster at ingest, and a 512 KB message could
-# carry some 19,000 of them; real warnings name a few shapes or a list of division codes.
-_MAX_SHAPES: Final = 64  # polygons and circles together, in the chosen info block
-_MAX_POLYGON_POINTS: Final = 2000  # points in one polygon ring
 _MAX_GEOCODES: Final = 500  # geocodes in the chosen info block
 
 
@@ -590,6 +587,10 @@ def _polygon(text: str) -> tuple[tuple[float, float], ...]:
         raise _RuleError(
             f"ring is not closed (first point {tokens[0]} differs from last {tokens[-1]})"
         )
+    # A longer ring is refused by the area limits, and is not worth searching for crossings.
+    problem = ring_problem(points) if len(points) <= MAX_POLYGON_POINTS else None
+    if problem:
+        raise _RuleError(problem)
     return tuple(points)
 
 
@@ -607,6 +608,11 @@ def _circle(text: str) -> Circle:
     radius = float(radius_text)
     if radius <= 0:
         raise _RuleError(f"radius {radius_text} km must be greater than 0")
+    if radius > MAX_RADIUS_KM:
+        raise _RuleError(
+            f"radius {_show(radius_text)} km: no place on earth is more than {MAX_RADIUS_KM} km"
+            " from the centre; give the radius in kilometres"
+        )
     return Circle(lat=lat, lon=lon, radius_km=radius)
 
 
@@ -684,16 +690,16 @@ def _area_limit_problems(info: _InfoBlock) -> list[str]:
     """Where the chosen block's area is larger than warnd will search the roster for."""
     problems = []
     shapes = sum(len(block.polygons) + len(block.circles) for block in info.areas)
-    if shapes > _MAX_SHAPES:
+    if shapes > MAX_SHAPES:
         problems.append(
-            f"{info.path}: {shapes} polygons and circles in its areas; at most {_MAX_SHAPES}"
+            f"{info.path}: {shapes} polygons and circles in its areas; at most {MAX_SHAPES}"
             " are accepted (merge shapes, or name the divisions with geocodes)"
         )
     for block in info.areas:
         for polygon, path in zip(block.polygons, block.polygon_paths, strict=True):
-            if len(polygon) > _MAX_POLYGON_POINTS:
+            if len(polygon) > MAX_POLYGON_POINTS:
                 problems.append(
-                    f"{path}: {len(polygon)} points; at most {_MAX_POLYGON_POINTS} are accepted"
+                    f"{path}: {len(polygon)} points; at most {MAX_POLYGON_POINTS} are accepted"
                     " in one polygon (simplify the ring)"
                 )
     geocodes = sum(block.geocodes for block in info.areas)

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from warnd.core.errors import InputError, describe_errors
+from warnd.core.geometry import MAX_POLYGON_POINTS, MAX_SHAPES, ring_problem
 from warnd.core.model import Area, Circle, NormalisedWarning
 from warnd.core.vocabulary import HAZARDS, Level
 
@@ -44,8 +45,8 @@ def _division_code(value: str) -> str:
 
 
 DivisionCode = Annotated[str, AfterValidator(_division_code)]
-Latitude = Annotated[float, Field(ge=-90, le=90)]
-Longitude = Annotated[float, Field(ge=-180, le=180)]
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 
 
 def _closed_ring(ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -56,10 +57,18 @@ def _closed_ring(ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
         raise PydanticCustomError(
             "polygon_too_small", "a polygon needs at least 3 distinct [lat, lon] points"
         )
+    # Points numbered from 0, as in the field names (area.polygons[0][2]).
+    problem = ring_problem(points, first_number=0)
+    if problem:
+        raise PydanticCustomError("polygon_invalid", "{problem}", {"problem": problem})
     return points
 
 
-Ring = Annotated[list[tuple[Latitude, Longitude]], AfterValidator(_closed_ring)]
+Ring = Annotated[
+    list[tuple[Latitude, Longitude]],
+    Field(max_length=MAX_POLYGON_POINTS),
+    AfterValidator(_closed_ring),
+]
 
 
 class ManualCircle(BaseModel):
@@ -69,7 +78,7 @@ class ManualCircle(BaseModel):
 
     lat: Latitude
     lon: Longitude
-    radius_km: float = Field(gt=0, le=500)
+    radius_km: float = Field(gt=0, le=500, allow_inf_nan=False)
 
 
 class ManualArea(BaseModel):
@@ -83,15 +92,24 @@ class ManualArea(BaseModel):
     )
     polygons: list[Ring] = Field(
         default_factory=list,
+        max_length=MAX_SHAPES,
         description="rings of [lat, lon] points (WGS 84); an open ring is closed for you",
     )
-    circles: list[ManualCircle] = Field(default_factory=list)
+    circles: list[ManualCircle] = Field(default_factory=list, max_length=MAX_SHAPES)
 
     @model_validator(mode="after")
     def _not_empty(self) -> ManualArea:
         if not (self.codes or self.polygons or self.circles):
             raise PydanticCustomError(
                 "area_empty", "give at least one division code, polygon or circle"
+            )
+        shapes = len(self.polygons) + len(self.circles)
+        if shapes > MAX_SHAPES:
+            raise PydanticCustomError(
+                "too_many_shapes",
+                "{shapes} polygons and circles; at most {limit} are accepted (merge shapes, or"
+                " name the divisions with codes)",
+                {"shapes": shapes, "limit": MAX_SHAPES},
             )
         return self
 

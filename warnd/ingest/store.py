@@ -12,6 +12,7 @@ from datetime import datetime
 
 import asyncpg
 import structlog
+from asyncpg.types import Polygon
 
 from warnd.core.errors import ConflictError, InputError
 from warnd.core.gate import admit
@@ -148,8 +149,10 @@ async def resolve_area(conn: Conn, warning_id: int, area: Area) -> tuple[str, ..
     if area.codes:
         await conn.execute(sql("resolve_codes"), warning_id, list(area.codes))
     for ring in area.polygons:
-        points = ",".join(f"({lon},{lat})" for lat, lon in ring)
-        await conn.execute(sql("resolve_polygon"), warning_id, f"({points})")
+        # asyncpg sends a polygon parameter in PostgreSQL's binary form: its own Polygon type,
+        # float8 pairs with x = lon, y = lat. (A text '((lon,lat),…)' is refused by the codec.)
+        polygon = Polygon(*((lon, lat) for lat, lon in ring))
+        await conn.execute(sql("resolve_polygon"), warning_id, polygon)
     for circle in area.circles:
         await conn.execute(
             sql("resolve_circle"), warning_id, circle.lat, circle.lon, circle.radius_km

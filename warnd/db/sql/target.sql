@@ -14,11 +14,12 @@ ON CONFLICT DO NOTHING;
 
 -- name: resolve_polygon
 -- Villages whose coordinates lie inside a polygon (PostgreSQL's own geometry, x = lon, y = lat).
--- $1 warning id, $2 the polygon as text '((lon,lat),(lon,lat),…)'
+-- $1 warning id, $2 the polygon (asyncpg.types.Polygon of (lon, lat) points)
 INSERT INTO warning_villages (warning_id, village_code)
 SELECT $1, v.code
   FROM divisions v
  WHERE v.level = 'village' AND v.lat IS NOT NULL
+   AND box($2::polygon) @> point(v.lon, v.lat)  -- its stored bounding box: O(1), not O(points)
    AND $2::polygon @> point(v.lon, v.lat)
 ON CONFLICT DO NOTHING;
 
