@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from warnd.core.config import AppConfig, Role, load_config, load_config_data, parse_duration
+from warnd.core.config import AppConfig, Role, load_config_data, parse_duration
 from warnd.core.errors import ConfigError
+from warnd.runtime.config import load_config
 from warnd.runtime.settings import REPO_CONFIG_DIR
 
 FEED_TOKEN = "feed-token-0123456789abcdef"

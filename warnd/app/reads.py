@@ -8,7 +8,7 @@ A warning that does not exist is ``NotFoundError``, whatever is asked about it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -49,7 +49,6 @@ from warnd.core.vocabulary import HAZARDS
 from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.ingest.store import load_warning
-from warnd.pipeline.field_tasks import count_tasks
 from warnd.policy.targeting import add_tasks, decide, reach, task_kinds
 
 log = structlog.get_logger(__name__)
@@ -490,3 +489,19 @@ async def queue_depth(services: Services) -> Mapping[str, int] | None:
     depth = {str(c.kind): 0 for c in services.channels.values()}
     depth.update({r["channel_kind"]: r["queued"] for r in rows})
     return depth
+
+
+async def count_tasks(
+    conn: Conn, warning_id: int, kinds: Collection[str], *, speciality: str | None, exercise: bool
+) -> dict[str, int]:
+    """How many tasks of each kind planning would open (for the officer's preview)."""
+    counts = {}
+    if "door_knock" in kinds:
+        counts["door_knock"] = len(
+            await conn.fetch(sql("door_knock_candidates"), warning_id, exercise)
+        )
+    if "gong" in kinds:
+        counts["gong"] = len(
+            await conn.fetch(sql("gong_candidates"), warning_id, speciality, exercise)
+        )
+    return counts

@@ -1,45 +1,24 @@
 """The ``warnd`` command line: run the daemon, the demo, migrations, rosters, warnings, benchmarks.
 
 Errors a person can act on (bad config, bad input, no database) are printed as one clear line and
-exit with status 1 or 2; they are never a traceback.
+exit with status 1 or 2; they are never a traceback. The demo and the benchmarks are tools, not
+part of the daemon: their commands come from the ``warnd.commands`` entry-point group, so nothing
+in warnd imports them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Callable, Coroutine
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from importlib.metadata import entry_points
 
 import click
-from rich.console import Console
 
-from warnd.core.errors import WarndError
-from warnd.runtime.settings import Settings
+from warnd.cli.errors import friendly_errors
+from warnd.cli.officer import warning
+from warnd.cli.roster import roster
+from warnd.runtime.settings import Settings, database_url
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
-err_console = Console(stderr=True)
-
-
-def friendly_errors(fn: Callable[P, T]) -> Callable[P, T]:
-    """Turn warnd's own errors into one readable line and exit status 2."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except WarndError as exc:
-            err_console.print(f"[bold red]warnd:[/] {exc}")
-            sys.exit(2)
-
-    return wrapper
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+COMMANDS_GROUP = "warnd.commands"
 
 
 @click.group()
@@ -62,7 +41,7 @@ def run(simulate: bool) -> None:
 
     daemon = Daemon(Settings(), simulate=simulate)
     tune_gc()
-    run_async(daemon.serve_forever())
+    asyncio.run(daemon.serve_forever())
 
 
 @main.group()
@@ -75,7 +54,7 @@ def db() -> None:
 def db_migrate() -> None:
     """Apply the schema migrations this database lacks."""
     from warnd.db.migrate import migrate
-    from warnd.db.pool import connect, database_url
+    from warnd.db.pool import connect
 
     async def go() -> list[str]:
         conn = await connect(database_url(Settings()))
@@ -84,24 +63,11 @@ def db_migrate() -> None:
         finally:
             await conn.close()
 
-    applied = run_async(go())
+    applied = asyncio.run(go())
     click.echo("applied: " + ", ".join(applied) if applied else "the schema is up to date")
 
 
-def _attach_optional_groups() -> None:
-    from warnd.cli.officer import warning
-    from warnd.cli.roster import roster
-    from warnd.tools.bench_callouts import acks_command, escalation_command
-    from warnd.tools.bench_fanout import bench
-    from warnd.tools.bench_sms import sms
-    from warnd.tools.demo import demo
-
-    for command in (acks_command, escalation_command, sms):
-        bench.add_command(command)
-    main.add_command(roster)
-    main.add_command(warning)
-    main.add_command(demo)
-    main.add_command(bench)
-
-
-_attach_optional_groups()
+main.add_command(roster)
+main.add_command(warning)
+for entry in entry_points(group=COMMANDS_GROUP):
+    main.add_command(entry.load(), entry.name)

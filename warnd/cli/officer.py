@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 from datetime import datetime
 from typing import Any
@@ -20,99 +19,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from warnd.core.errors import WarndError
+from warnd.cli.client import (
+    call_api,
+    download,
+    officer_token,
+    server_option,
+    server_url,
+    token_option,
+)
+from warnd.cli.errors import friendly_errors
 from warnd.core.vocabulary import HAZARDS, Level
-from warnd.runtime.settings import Settings
 
 console = Console()
-
-
-class ApiCallError(WarndError):
-    """The daemon refused the request or could not be reached; the message says why."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        """The HTTP status of a refusal; None when warnd could not be reached at all."""
-
-
-def _server(server: str | None) -> str:
-    if server:
-        return server.rstrip("/")
-    settings = Settings()
-    return f"http://{settings.http_host}:{settings.http_port}"
-
-
-async def call_api(
-    method: str,
-    server: str,
-    path: str,
-    token: str,
-    payload: dict[str, Any] | None = None,
-    *,
-    http: aiohttp.ClientSession | None = None,
-) -> dict[str, Any]:
-    """One request with the officer's token; ``http`` reuses a session across polls."""
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            if http is None:
-                http = await stack.enter_async_context(
-                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-                )
-            response = await stack.enter_async_context(
-                http.request(
-                    method,
-                    f"{server}{path}",
-                    json=payload,
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            )
-            body = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ApiCallError(f"cannot reach warnd at {server}: {exc or 'timed out'}") from None
-    except json.JSONDecodeError:
-        raise ApiCallError(f"{server}{path} did not answer with JSON", response.status) from None
-    if response.status >= 400:
-        if not isinstance(body, dict):
-            raise ApiCallError(f"{response.status}: {body}", response.status)
-        detail = body.get("detail", body)
-        raise ApiCallError(f"{response.status} {body.get('error', '')}: {detail}", response.status)
-    if not isinstance(body, dict):
-        raise ApiCallError(f"{server}{path} answered with an unexpected body", response.status)
-    return body
-
-
-async def _download(server: str, path: str, token: str) -> bytes:
-    """A non-JSON answer (a CSV export) as bytes; refusals raise as in ``call_api``."""
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http,
-            http.get(f"{server}{path}", headers={"Authorization": f"Bearer {token}"}) as response,
-        ):
-            data = await response.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ApiCallError(f"cannot reach warnd at {server}: {exc or 'timed out'}") from None
-    if response.status >= 400:
-        try:
-            body = json.loads(data)
-            message = f"{response.status} {body['error']}: {body['detail']}"
-        except (ValueError, KeyError, TypeError):
-            message = f"{response.status}: {data[:200].decode('utf-8', 'replace')}"
-        raise ApiCallError(message, response.status)
-    return data
-
-
-def _token(token: str | None) -> str:
-    token = token or os.environ.get("WARND_TOKEN")
-    if not token:
-        raise ApiCallError("no officer token: set WARND_TOKEN or pass --token")
-    return token
-
-
-server_option = click.option(
-    "--server", default=None, help="warnd's URL (default from WARND_HTTP_*)"
-)
-token_option = click.option("--token", default=None, help="officer token (default $WARND_TOKEN)")
 
 
 @click.group()
@@ -145,7 +63,6 @@ def issue(
     token: str | None,
 ) -> None:
     """Issue a manual warning. Orange and red wait for a second officer's approval."""
-    from warnd.cli.main import friendly_errors
 
     payload = {
         "hazard": hazard,
@@ -160,7 +77,7 @@ def issue(
 
     def go() -> dict[str, Any]:
         return asyncio.run(
-            call_api("POST", _server(server), "/api/v1/warnings", _token(token), payload)
+            call_api("POST", server_url(server), "/api/v1/warnings", officer_token(token), payload)
         )
 
     body = friendly_errors(go)()
@@ -181,11 +98,10 @@ def issue(
 @token_option
 def approve(warning_id: int, server: str | None, token: str | None) -> None:
     """Approve (release) a warning another officer issued."""
-    from warnd.cli.main import friendly_errors
 
     path = f"/api/v1/warnings/{warning_id}/approve"
     body = friendly_errors(
-        lambda: asyncio.run(call_api("POST", _server(server), path, _token(token)))
+        lambda: asyncio.run(call_api("POST", server_url(server), path, officer_token(token)))
     )()
     console.print(f"warning {warning_id}: [bold green]{body.get('status', 'approved')}[/]")
 
@@ -200,11 +116,10 @@ def preview(warning_id: int, server: str | None, token: str | None) -> None:
 
 
 def _preview(server: str | None, token: str | None, warning_id: int) -> None:
-    from warnd.cli.main import friendly_errors
 
     path = f"/api/v1/warnings/{warning_id}/preview"
     body = friendly_errors(
-        lambda: asyncio.run(call_api("GET", _server(server), path, _token(token)))
+        lambda: asyncio.run(call_api("GET", server_url(server), path, officer_token(token)))
     )()
     table = Table(title=f"warning {warning_id}: who it reaches")
     table.add_column("audience")
@@ -248,14 +163,13 @@ def watch_command(
     token: str | None,
 ) -> None:
     """Live roll-up per county and town with the 未叫应名单 (overdue call-outs)."""
-    from warnd.cli.main import friendly_errors
     from warnd.cli.watch import watch
 
     def go() -> None:
         asyncio.run(
             watch(
-                _server(server),
-                _token(token),
+                server_url(server),
+                officer_token(token),
                 warning_id,
                 console=console,
                 interval=interval,
@@ -278,12 +192,13 @@ AUDIT_SOURCE_ZH = {"audit": "操作", "callout": "叫应", "task": "任务"}
 @token_option
 def audit(warning_id: int, as_csv: bool, server: str | None, token: str | None) -> None:
     """Everything recorded about a warning, in time order (audit log, call-out and task events)."""
-    from warnd.cli.main import friendly_errors
 
     path = f"/api/v1/warnings/{warning_id}/audit"
     if as_csv:
         data = friendly_errors(
-            lambda: asyncio.run(_download(_server(server), f"{path}?format=csv", _token(token)))
+            lambda: asyncio.run(
+                download(server_url(server), f"{path}?format=csv", officer_token(token))
+            )
         )()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -296,9 +211,9 @@ def audit(warning_id: int, as_csv: bool, server: str | None, token: str | None) 
             while True:
                 page = await call_api(
                     "GET",
-                    _server(server),
+                    server_url(server),
                     f"{path}?limit=10000&after={after}",
-                    _token(token),
+                    officer_token(token),
                     http=http,
                 )
                 entries += page.get("entries") or []

@@ -71,8 +71,8 @@ def _progress() -> Iterator[Callable[[str, int, int], None]]:
 
 @asynccontextmanager
 async def _connection() -> AsyncIterator[Conn]:
-    from warnd.db.pool import database_url, open_pool
-    from warnd.runtime.settings import Settings
+    from warnd.db.pool import open_pool
+    from warnd.runtime.settings import Settings, database_url
 
     async with (
         open_pool(database_url(Settings()), min_size=1, max_size=2) as pool,

@@ -22,7 +22,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from warnd.cli.officer import ApiCallError, call_api
+from warnd.cli.client import ApiCallError, call_api
 
 STEP_ZH = {
     "repeat": "重拨本人",

@@ -66,15 +66,6 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 # --- reading TOML and reporting errors -------------------------------------------------------
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """The parsed TOML file; a missing file or a syntax error is a ``ConfigError`` naming it."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return parse_toml(raw, path)
-
-
 def parse_toml(raw: bytes, path: Path) -> dict[str, Any]:
     """``raw`` parsed as TOML; errors name ``path`` and, for syntax, the line and column."""
     try:
@@ -349,14 +340,3 @@ def load_config_data(data: Mapping[str, object], *, source: Path) -> AppConfig:
         return AppConfig.model_validate(dict(data), context={"base": source.parent})
     except ValidationError as exc:
         raise config_error(source, exc, AppConfig) from None
-
-
-def load_config(path: Path | None) -> AppConfig:
-    """The config file at ``path`` (``WARND_CONFIG``); no path gives an empty config.
-
-    Token files are read relative to the config file's folder. Errors are a ``ConfigError``
-    naming the file and key, never the secret.
-    """
-    if path is None:
-        return AppConfig()
-    return load_config_data(read_toml(path), source=path)

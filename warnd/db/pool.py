@@ -11,9 +11,7 @@ import asyncpg
 
 from warnd.core.errors import DatabaseError
 from warnd.db import Conn
-from warnd.db.embedded import embedded_url
 from warnd.db.migrate import migrate
-from warnd.runtime.settings import Settings
 
 SERVER_SETTINGS = {
     # So that the operator at 3 a.m. can tell warnd's sessions apart in pg_stat_activity.
@@ -24,11 +22,6 @@ SERVER_SETTINGS = {
     # 20 ms instead of 4. Planning each run with its real arrays costs well under a millisecond.
     "plan_cache_mode": "force_custom_plan",
 }
-
-
-def database_url(settings: Settings) -> str:
-    """The configured server, or the embedded one started in the data directory."""
-    return settings.database_url or embedded_url(settings.data_dir)
 
 
 async def _init_connection(conn: Conn) -> None:

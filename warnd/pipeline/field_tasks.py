@@ -12,7 +12,7 @@ the channel, and their wording is fixed by practice, not by the issuing office.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -24,22 +24,6 @@ from warnd.core.vocabulary import HAZARDS
 from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.policy.model import FieldTaskRule, LevelRule
-
-
-async def count_tasks(
-    conn: Conn, warning_id: int, kinds: Collection[str], *, speciality: str | None, exercise: bool
-) -> dict[str, int]:
-    """How many tasks of each kind planning would open (for the officer's preview)."""
-    counts = {}
-    if "door_knock" in kinds:
-        counts["door_knock"] = len(
-            await conn.fetch(sql("door_knock_candidates"), warning_id, exercise)
-        )
-    if "gong" in kinds:
-        counts["gong"] = len(
-            await conn.fetch(sql("gong_candidates"), warning_id, speciality, exercise)
-        )
-    return counts
 
 
 async def open_field_tasks(

@@ -24,11 +24,11 @@ from channels.registry import ChannelConfigError, build_channels
 from warnd.app.metrics import ChannelHealth, Metrics
 from warnd.app.services import Services
 from warnd.core.clock import Clock, ScaledClock, SystemClock
-from warnd.core.config import AppConfig, load_config
+from warnd.core.config import AppConfig
 from warnd.core.errors import ConfigError
 from warnd.db import Conn
 from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL, Wakeup
-from warnd.db.pool import connect, database_url, open_pool
+from warnd.db.pool import connect, open_pool
 from warnd.db.queries import sql
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
@@ -37,7 +37,8 @@ from warnd.pipeline.heartbeat import HeartbeatWatch
 from warnd.pipeline.inbound import Inbound
 from warnd.pipeline.planner import Planner
 from warnd.policy.loader import PolicyHolder
-from warnd.runtime.settings import Settings
+from warnd.runtime.config import load_config
+from warnd.runtime.settings import Settings, database_url
 
 log = structlog.get_logger(__name__)
 

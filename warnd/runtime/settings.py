@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from warnd.db.embedded import embedded_url
+
 REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
@@ -41,3 +43,8 @@ class Settings(BaseSettings):
         description="where a scaled clock starts (ISO 8601 with offset); processes sharing it "
         "share one timeline",
     )
+
+
+def database_url(settings: Settings) -> str:
+    """The configured server, or the embedded one started in the data directory."""
+    return settings.database_url or embedded_url(settings.data_dir)

@@ -44,14 +44,14 @@ from warnd.core.errors import WarndError
 from warnd.core.escalate import Snapshot
 from warnd.core.model import Area, NormalisedWarning
 from warnd.core.vocabulary import Level
-from warnd.db.pool import database_url, open_pool, recreate_database
+from warnd.db.pool import open_pool, recreate_database
 from warnd.ingest.store import store_warning
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.inbound import Inbound
 from warnd.pipeline.planner import Planner
 from warnd.policy.loader import load_policy
-from warnd.runtime.settings import Settings
+from warnd.runtime.settings import Settings, database_url
 
 BENCH_DB = "warnd_bench_callouts"
 CITY = "370800000000"
@@ -641,7 +641,7 @@ def _say(as_json: bool) -> Callable[[str], None]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def acks_command(callouts: int, replies: int, batch: int, as_json: bool) -> None:
     """Match and record SMS replies against open call-outs; replies per second."""
-    from warnd.cli.main import friendly_errors
+    from warnd.cli.errors import friendly_errors
     from warnd.tools.bench_fanout import report
 
     run = friendly_errors(lambda: asyncio.run(acks(callouts, replies, batch, say=_say(as_json))))
@@ -659,7 +659,7 @@ def acks_command(callouts: int, replies: int, batch: int, as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def escalation_command(callouts: int, window: float, idle_seconds: float, as_json: bool) -> None:
     """Fire escalation steps due over a window of real time; lateness p50/p99, idle CPU."""
-    from warnd.cli.main import friendly_errors
+    from warnd.cli.errors import friendly_errors
     from warnd.tools.bench_fanout import report
 
     run = friendly_errors(

@@ -27,12 +27,12 @@ from warnd.core.clock import SystemClock
 from warnd.core.model import Area, NormalisedWarning
 from warnd.core.vocabulary import Level
 from warnd.db.notify import Wakeup
-from warnd.db.pool import database_url, open_pool, recreate_database, with_database
+from warnd.db.pool import open_pool, recreate_database, with_database
 from warnd.ingest.store import store_warning
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.planner import Planner
 from warnd.policy.loader import load_policy
-from warnd.runtime.settings import Settings
+from warnd.runtime.settings import Settings, database_url
 
 BENCH_DB = "warnd_bench"
 CITY = "370800000000"
@@ -190,7 +190,7 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def fanout_command(households: int, reuse: bool, as_json: bool) -> None:
     """Plan a red warning over the whole city; compare with a bare INSERT … SELECT."""
-    from warnd.cli.main import friendly_errors
+    from warnd.cli.errors import friendly_errors
 
     result = friendly_errors(lambda: asyncio.run(fanout(households, reuse=reuse)))()
     report("fan-out", result, as_json)

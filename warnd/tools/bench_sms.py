@@ -36,12 +36,12 @@ from channels.sms_codec import encode_text
 from warnd.app.metrics import Metrics
 from warnd.core.clock import SystemClock
 from warnd.db.notify import Wakeup
-from warnd.db.pool import database_url, open_pool, recreate_database
+from warnd.db.pool import open_pool, recreate_database
 from warnd.ingest.store import store_warning
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.inbound import Inbound
 from warnd.runtime.daemon import tune_gc
-from warnd.runtime.settings import Settings
+from warnd.runtime.settings import Settings, database_url
 
 BENCH_DB = "warnd_bench_sms"
 SOURCE = "106573700001"
@@ -348,7 +348,7 @@ def sms(  # noqa: PLR0917 - one parameter per command-line option, as click pass
     as_json: bool,
 ) -> None:
     """SMS throughput through the SMPP channel, persisted in PostgreSQL, next to a bare loop."""
-    from warnd.cli.main import friendly_errors
+    from warnd.cli.errors import friendly_errors
     from warnd.tools.bench_fanout import report
 
     target = _target(smsc, system_id, password)

@@ -43,10 +43,10 @@ from warnd.cli.watch import STEP_ZH, fetch, render
 from warnd.core.clock import ScaledClock
 from warnd.core.config import load_config_data
 from warnd.core.escalate import ACTIONS
-from warnd.db.pool import database_url, open_pool, recreate_database
+from warnd.db.pool import open_pool, recreate_database
 from warnd.db.queries import sql
 from warnd.runtime.daemon import Daemon
-from warnd.runtime.settings import Settings
+from warnd.runtime.settings import Settings, database_url
 
 DEMO_DB = "warnd_demo"
 DEMO_COUNTY = "370831"  # 泗水县: eastern mountains, flash floods, blind spots
@@ -499,7 +499,7 @@ async def run_demo(
 @click.option("--exercise", is_flag=True, help="Run the round as an exercise drill (【演练】).")
 def demo(households: int, speed: float, exercise: bool) -> None:
     """Generate a county and run a red rainstorm warning's call-and-respond round, simulated."""
-    from warnd.cli.main import friendly_errors
+    from warnd.cli.errors import friendly_errors
     from warnd.runtime.logs import configure
 
     configure("warning")  # the demo's own output tells the story; logs only when things go wrong

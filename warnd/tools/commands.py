@@ -1,0 +1,13 @@
+"""The tools' commands, found by the CLI through the ``warnd.commands`` entry points."""
+
+from __future__ import annotations
+
+from warnd.tools.bench_callouts import acks_command, escalation_command
+from warnd.tools.bench_fanout import bench
+from warnd.tools.bench_sms import sms
+from warnd.tools.demo import demo
+
+for command in (acks_command, escalation_command, sms):
+    bench.add_command(command)
+
+__all__ = ["bench", "demo"]
