@@ -8,6 +8,7 @@ from datetime import tzinfo
 import asyncpg
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from structlog.contextvars import bound_contextvars
 
 from warnd.app.reads import CalloutFilter, callouts
 from warnd.app.services import Services
@@ -46,43 +47,44 @@ async def acknowledge(
 ) -> CalloutOut:
     """Record the answer: the call-out is acknowledged via officer (late when past its
     deadline), its escalation stops and its queued messages are cancelled."""
-    now = services.clock.now()
-    async with services.pool.acquire() as conn, conn.transaction():
-        done = await conn.fetchrow(
-            sql("acknowledge_by_officer"), callout_id, officer, ack.reason, now
-        )
-        if done is None:
-            status = await conn.fetchrow(sql("callout_status"), callout_id)
-            if status is None:
-                raise NotFoundError(f"call-out {callout_id} does not exist")
-            raise _not_open(status, services.current_policy().night.zone)
-        await conn.execute(
-            sql("audit"),
-            officer,
+    with bound_contextvars(callout_id=callout_id):  # what this request logs names it
+        now = services.clock.now()
+        async with services.pool.acquire() as conn, conn.transaction():
+            done = await conn.fetchrow(
+                sql("acknowledge_by_officer"), callout_id, officer, ack.reason, now
+            )
+            if done is None:
+                status = await conn.fetchrow(sql("callout_status"), callout_id)
+                if status is None:
+                    raise NotFoundError(f"call-out {callout_id} does not exist")
+                raise _not_open(status, services.current_policy().night.zone)
+            await conn.execute(
+                sql("audit"),
+                officer,
+                "callout_acknowledged",
+                f"callout:{callout_id}",
+                {
+                    "warning_id": done["warning_id"],
+                    "via": "officer",
+                    "reason": ack.reason,
+                    "late": done["ack_late"],
+                    "cancelled_deliveries": done["cancelled"],
+                },
+                now,
+            )
+            found = await callouts(
+                conn, done["warning_id"], CalloutFilter(callout_id=callout_id), after=0, limit=1
+            )
+        log.info(
             "callout_acknowledged",
-            f"callout:{callout_id}",
-            {
-                "warning_id": done["warning_id"],
-                "via": "officer",
-                "reason": ack.reason,
-                "late": done["ack_late"],
-                "cancelled_deliveries": done["cancelled"],
-            },
-            now,
+            callout_id=callout_id,
+            warning_id=done["warning_id"],
+            via="officer",
+            officer=officer,
+            late=done["ack_late"],
+            cancelled=done["cancelled"],
         )
-        found = await callouts(
-            conn, done["warning_id"], CalloutFilter(callout_id=callout_id), after=0, limit=1
-        )
-    log.info(
-        "callout_acknowledged",
-        callout_id=callout_id,
-        warning_id=done["warning_id"],
-        via="officer",
-        officer=officer,
-        late=done["ack_late"],
-        cancelled=done["cancelled"],
-    )
-    return found[0]
+        return found[0]
 
 
 def _not_open(row: asyncpg.Record, zone: tzinfo) -> ConflictError:

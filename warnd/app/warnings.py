@@ -13,6 +13,7 @@ from typing import Final
 
 import asyncpg
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from warnd.app.reads import no_warning
 from warnd.app.services import Services
@@ -119,41 +120,43 @@ async def issue(services: Services, officer: str, payload: object) -> Stored:
 
 async def approve(services: Services, approver: str, warning_id: int) -> None:
     """A second officer releases a warning waiting for approval."""
-    now = services.clock.now()
-    async with services.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(sql("warning_brief"), warning_id)
-        if row is None:
-            raise no_warning(warning_id)
-        if row["author"] == approver:
-            log.warning("self_approval_refused", warning_id=warning_id, user=approver)
-            raise ForbiddenError(
-                "self_approval",
-                f"warning {warning_id} was issued by {approver!r}; "
-                "a second officer must approve it",
+    with bound_contextvars(warning_id=warning_id):  # what this request logs names it
+        now = services.clock.now()
+        async with services.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(sql("warning_brief"), warning_id)
+            if row is None:
+                raise no_warning(warning_id)
+            if row["author"] == approver:
+                log.warning("self_approval_refused", warning_id=warning_id, user=approver)
+                raise ForbiddenError(
+                    "self_approval",
+                    f"warning {warning_id} was issued by {approver!r}; "
+                    "a second officer must approve it",
+                )
+            if row["state"] != "pending_approval":
+                raise ConflictError(
+                    "not_pending", f"warning {warning_id} is {row['state']}, not pending approval"
+                )
+            if row["expires"] is not None and row["expires"] <= now:
+                raise ConflictError(
+                    "expired",
+                    f"warning {warning_id} expired at {row['expires'].isoformat()}; "
+                    "issue a new one",
+                )
+            approved = await conn.fetchval(sql("approve_warning"), warning_id, approver, now)
+            if approved is None:  # another approver was faster
+                raise ConflictError("not_pending", f"warning {warning_id} is no longer pending")
+            await conn.execute(
+                sql("audit"),
+                approver,
+                "warning_approved",
+                f"warning:{warning_id}",
+                {"author": row["author"], "level": row["level"], "hazard": row["hazard"]},
+                now,
             )
-        if row["state"] != "pending_approval":
-            raise ConflictError(
-                "not_pending", f"warning {warning_id} is {row['state']}, not pending approval"
-            )
-        if row["expires"] is not None and row["expires"] <= now:
-            raise ConflictError(
-                "expired",
-                f"warning {warning_id} expired at {row['expires'].isoformat()}; issue a new one",
-            )
-        approved = await conn.fetchval(sql("approve_warning"), warning_id, approver, now)
-        if approved is None:  # another approver was faster
-            raise ConflictError("not_pending", f"warning {warning_id} is no longer pending")
-        await conn.execute(
-            sql("audit"),
-            approver,
-            "warning_approved",
-            f"warning:{warning_id}",
-            {"author": row["author"], "level": row["level"], "hazard": row["hazard"]},
-            now,
-        )
-        await conn.execute("SELECT pg_notify($1, $2)", PLAN_CHANNEL, str(warning_id))
-    log.info("warning_approved", warning_id=warning_id, approver=approver, author=row["author"])
-    services.plan_wakeup.set()
+            await conn.execute("SELECT pg_notify($1, $2)", PLAN_CHANNEL, str(warning_id))
+        log.info("warning_approved", warning_id=warning_id, approver=approver, author=row["author"])
+        services.plan_wakeup.set()
 
 
 async def cancel(
@@ -175,34 +178,35 @@ async def correct(
 async def _amend(
     services: Services, officer: str, warning_id: int, request: CancelRequest | CorrectRequest
 ) -> Stored:
-    cancelling = isinstance(request, CancelRequest)
-    now = services.clock.now()
-    async with services.pool.acquire() as conn:
-        row = await conn.fetchrow(sql("warning_brief"), warning_id)
-        if row is None:
-            raise no_warning(warning_id)
-        original = await load_warning(conn, warning_id)
-    allowed = ("active", "pending_approval") if cancelling else ("active",)
-    done = "cancelled" if cancelling else "corrected"
-    if row["state"] not in allowed:
-        raise ConflictError(
-            "not_active",
-            f"warning {warning_id} is {row['state']}; only "
-            f"{' or '.join(a.replace('_', ' ') for a in allowed)} warnings can be {done}",
+    with bound_contextvars(warning_id=warning_id):  # what this request logs names it
+        cancelling = isinstance(request, CancelRequest)
+        now = services.clock.now()
+        async with services.pool.acquire() as conn:
+            row = await conn.fetchrow(sql("warning_brief"), warning_id)
+            if row is None:
+                raise no_warning(warning_id)
+            original = await load_warning(conn, warning_id)
+        allowed = ("active", "pending_approval") if cancelling else ("active",)
+        done = "cancelled" if cancelling else "corrected"
+        if row["state"] not in allowed:
+            raise ConflictError(
+                "not_active",
+                f"warning {warning_id} is {row['state']}; only "
+                f"{' or '.join(a.replace('_', ' ') for a in allowed)} warnings can be {done}",
+            )
+        if isinstance(request, CancelRequest):
+            successor = cancellation(original, request, officer=officer, now=now)
+        else:
+            successor = correction(original, request, officer=officer, now=now)
+        stored = await store_warning(
+            services.pool,
+            successor,
+            source="officer",
+            now=now,
+            author=officer,
+            override_source=True,
+            amends=Amendment(warning_id, f"warning_{done}", request.reason),
         )
-    if isinstance(request, CancelRequest):
-        successor = cancellation(original, request, officer=officer, now=now)
-    else:
-        successor = correction(original, request, officer=officer, now=now)
-    stored = await store_warning(
-        services.pool,
-        successor,
-        source="officer",
-        now=now,
-        author=officer,
-        override_source=True,
-        amends=Amendment(warning_id, f"warning_{done}", request.reason),
-    )
-    log.info("warning_amended", action=done, warning_id=warning_id, by=stored.warning_id)
-    services.plan_wakeup.set()
-    return stored
+        log.info("warning_amended", action=done, warning_id=warning_id, by=stored.warning_id)
+        services.plan_wakeup.set()
+        return stored

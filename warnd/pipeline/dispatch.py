@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 import structlog
+from structlog.contextvars import bind_contextvars
 
 from channels.base import (
     Channel,
@@ -73,6 +74,8 @@ class Dispatcher:
 
     async def run_worker(self, channel: Channel) -> None:
         """Send for one channel until cancelled (see the module docstring for batch sizes)."""
+        # The worker is a task of its own: what it and its batches log names the channel.
+        bind_contextvars(channel=channel.name)
         limits = channel.limits
         rate = max(1, int(limits.rate_per_s))
         if limits.queues:

@@ -79,7 +79,11 @@ class Escalation:
             except EscalationError as exc:
                 # A broken row must not stop every other one's escalation: park it, visibly.
                 log.warning(
-                    "escalation_snapshot_invalid", table=timers.name, id=row["id"], reason=str(exc)
+                    "escalation_snapshot_invalid",
+                    table=timers.name,
+                    warning_id=row["warning_id"],
+                    **{f"{timers.name}_id": row["id"]},
+                    reason=str(exc),
                 )
                 batch.event(row["id"], "escalation_stopped", {"reason": str(exc)})
                 batch.advance(row["id"], state.cursor, row["state"], None)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
+from structlog.contextvars import bind_contextvars
 
 from channels.base import (
     CallResult,
@@ -59,6 +60,7 @@ class Inbound:
 
     async def run(self, channel: Channel, batch_size: int = 1000) -> None:
         """Record what one channel reports back, in batches, until cancelled."""
+        bind_contextvars(channel=channel.name)  # the listener is a task of its own
         queue: asyncio.Queue[InboundEvent] = asyncio.Queue()
 
         async def pump() -> None:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from warnd.core.clock import Clock
 from warnd.core.model import NormalisedWarning
@@ -132,7 +133,8 @@ class Planner:
             if not await conn.fetchval(sql("lock_plan"), warning_id):
                 continue  # another planner holds it
             try:
-                return await self._step(conn, warning_id)
+                with bound_contextvars(warning_id=warning_id):
+                    return await self._step(conn, warning_id)
             except (asyncpg.PostgresConnectionError, OSError):
                 raise  # the connection is gone: the supervisor reconnects
             except Exception as exc:  # one broken warning must not block every other one
