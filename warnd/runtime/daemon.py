@@ -55,17 +55,31 @@ def make_channels(
     """The configured channels; with ``simulate`` and none configured, simulated ones.
 
     Without ``simulate`` at least one real channel must exist: warnd never pretends to warn.
+    With ``simulate`` none may be real (``check_mode``).
     """
     try:
         channels = build_channels(tables or (SIMULATED_CHANNELS if simulate else {}))
     except ChannelConfigError as exc:
         raise ConfigError(str(exc)) from exc
-    if not simulate and not any(not c.simulated for c in channels.values()):
+    check_mode(channels, simulate=simulate)
+    return channels
+
+
+def check_mode(channels: Mapping[str, Channel], *, simulate: bool) -> None:
+    """Live needs a real channel; simulated allows none: a drill on a fast clock
+    (``WARND_TIME_SCALE``) must never ring a real phone, nor a "simulated" run send real SMS."""
+    real = sorted(name for name, channel in channels.items() if not channel.simulated)
+    if simulate and real:
+        raise ConfigError(
+            f"--simulate uses simulated phones only, but the config has real channels: "
+            f"{', '.join(real)}; remove them from WARND_CONFIG for a simulation, or run "
+            "without --simulate to send for real"
+        )
+    if not simulate and not real:
         raise ConfigError(
             "no real channel is configured: add a [channels.<name>] table with a real type "
             "to the config file (WARND_CONFIG), or run with --simulate to use simulated phones"
         )
-    return channels
 
 
 def max_chars(channels: Mapping[str, Channel]) -> dict[str, int]:
@@ -138,6 +152,8 @@ class Daemon:
             if channels is not None
             else make_channels(self.config.channels, simulate=simulate)
         )
+        if simulate:
+            check_mode(self.channels, simulate=True)
         self.metrics.registry.register(ChannelHealth(self.channels))
         self.services: Services | None = None
         self.port: int | None = None
