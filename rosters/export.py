@@ -30,6 +30,7 @@ from rosters.columns import (
     zh_value,
 )
 from rosters.queries import sql
+from warnd.core.spreadsheet import FORMULA_START, MARK
 from warnd.db import Conn
 
 Language = Literal["zh", "en"]
@@ -93,13 +94,26 @@ def _expression(column: Column, language: Language) -> str:
     return f"NULLIF(({expression})::text, '')"
 
 
-def formatted_query(record_type: RecordType, language: Language) -> str:
+def _as_text(expression: str) -> str:
+    """``expression`` as ``warnd.core.spreadsheet.neutralise`` writes it, in SQL: a value a
+    spreadsheet would run as a formula gets a leading apostrophe (the import drops it)."""
+    starts = ", ".join(_literal(c) for c in FORMULA_START)
+    return (
+        f"CASE WHEN left({expression}, 1) IN ({starts}) "
+        f"THEN {_literal(MARK)} || {expression} ELSE {expression} END"
+    )
+
+
+def formatted_query(record_type: RecordType, language: Language, *, csv: bool = False) -> str:
     """The export query of a record type: one text column per file column, named by header."""
     # Built here rather than written in rosters/sql/: the projection follows ``rosters.columns``
     # (headers, vocabularies, languages), so a column or word added there is exported without a
     # second copy of it in SQL that could drift from what import reads.
+    # A CSV cell has no type: one a spreadsheet would run as a formula is marked as text. XLSX
+    # cells are written as strings, which no spreadsheet runs.
+    safe = _as_text if csv else str
     columns = ", ".join(
-        f'{_expression(c, language)} AS "{c.zh if language == "zh" else c.key}"'
+        f'{safe(_expression(c, language))} AS "{c.zh if language == "zh" else c.key}"'
         for c in record_type.columns
     )
     key = record_type.columns[0].key  # ref, or a village's code
@@ -111,7 +125,7 @@ async def _write_csv(
     conn: Conn, record_type: RecordType, path: Path, language: Language, progress: Progress | None
 ) -> int:
     del progress  # one COPY: PostgreSQL writes the CSV, there is nothing to count on the way
-    query = formatted_query(record_type, language)
+    query = formatted_query(record_type, language, csv=True)
     with path.open("wb") as f:
         f.write(codecs.BOM_UTF8)  # Excel needs it to read UTF-8 Chinese
         status = await conn.copy_from_query(query, output=f, format="csv", header=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rosters.columns import normalise_word
 from rosters.problems import Problem
+from warnd.core.spreadsheet import restore
 
 SKIPPED_SHEETS = ("说明", "填表说明", "readme", "instructions")
 XLSX_SUFFIXES = (".xlsx", ".xlsm")
@@ -62,7 +63,7 @@ def _cell_text(value: object) -> str:
         text = value.isoformat()
     else:
         text = str(value)
-    return text
+    return restore(text)  # a cell an export marked as text reads back as it was
 
 
 def labels(paths: Sequence[Path]) -> list[str]:

@@ -152,7 +152,8 @@ def channels_for_token(channels: Mapping[str, Channel], token: str) -> list[Chan
     nothing about how close a guess came.
     """
     found: list[Channel] = []
-    offered = token.encode()
+    # A header with bytes that are not UTF-8 arrives with them escaped: compare the raw bytes.
+    offered = token.encode("utf-8", "surrogateescape")
     for channel in channels.values():
         expected = getattr(channel.config, "inbound_token", None)
         if not isinstance(expected, SecretStr) or not expected.get_secret_value():

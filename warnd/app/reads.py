@@ -361,6 +361,8 @@ async def all_callouts(
 # --- the audit trail ---------------------------------------------------------------------------
 
 AUDIT_PAGE_MAX: Final = 10_000
+_MAX_RANK: Final = 9  # the union's tables are ranked 0, 1, 2
+_MAX_ID: Final = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -375,11 +377,15 @@ class AuditCursor:
     @classmethod
     def parse(cls, text: str) -> AuditCursor:
         """The cursor ``text`` names; ``ValueError`` if it is not one this API wrote."""
+        wrong = ValueError(f"{text[:60]!r} is not the next_after of an audit page")
         try:
             micros, rank, row_id = (int(part) for part in text.split("."))
-            return cls(EPOCH + timedelta(microseconds=micros), rank, row_id)
+            at = EPOCH + timedelta(microseconds=micros)
         except (ValueError, OverflowError):
-            raise ValueError(f"{text!r} is not the next_after of an audit page") from None
+            raise wrong from None
+        if not (0 <= rank <= _MAX_RANK and 0 <= row_id <= _MAX_ID):
+            raise wrong  # out of the database's range: a 400 now, not a 500 there
+        return cls(at, rank, row_id)
 
     def __str__(self) -> str:
         return f"{(self.at - EPOCH) // timedelta(microseconds=1)}.{self.rank}.{self.row_id}"
@@ -453,8 +459,9 @@ async def readiness(services: Services) -> Ready:
         await asyncio.wait_for(services.pool.fetchval(sql("ping")), PROBE_TIMEOUT_S)
         database = "ok"
     except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        database = f"unreachable: {type(exc).__name__}: {exc}"
-        log.warning("database_not_ready", error=database)
+        # The probe needs no token: the reason (a host, a path) goes to the log, not the answer.
+        database = "unreachable"
+        log.warning("database_not_ready", error=f"{type(exc).__name__}: {exc}")
     return Ready(
         status="ready" if database == "ok" else "unavailable",
         database=database,
@@ -463,6 +470,10 @@ async def readiness(services: Services) -> Ready:
             _channel_out(name, channel) for name, channel in sorted(services.channels.items())
         ],
     )
+
+
+# What an unauthenticated probe may learn of a link: its state, not where it goes or its errors.
+_LINK_STATE: Final = ("bound", "in_flight", "window", "rate_per_s", "configured_rate_per_s")
 
 
 def _channel_out(name: str, channel: Channel) -> ChannelOut:
@@ -474,7 +485,13 @@ def _channel_out(name: str, channel: Channel) -> ChannelOut:
         kind=str(channel.kind),
         simulated=channel.simulated,
         ready=ready if isinstance(ready, bool) else None,
-        links=links if isinstance(links, dict) else None,
+        links={
+            link: {key: facts[key] for key in _LINK_STATE if key in facts}
+            for link, facts in links.items()
+            if isinstance(facts, dict)
+        }
+        if isinstance(links, dict)
+        else None,
     )
 
 

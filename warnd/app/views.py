@@ -389,13 +389,14 @@ class ChannelOut(BaseModel):
         default=None, description="for channels holding connections: at least one link is up"
     )
     links: dict[str, dict[str, Any]] | None = Field(
-        default=None, description="per link: bound, in flight, counters (SMPP)"
+        default=None,
+        description="per link: bound, in flight, window and rate (SMPP); no addresses or errors",
     )
 
 
 class Ready(BaseModel):
     status: str = Field(description="ready, or unavailable")
-    database: str = Field(description="ok, or what went wrong")
+    database: str = Field(description="ok or unreachable (the reason is in warnd's log)")
     mode: str = Field(description="live, or simulated when a channel reaches nobody real")
     channels: list[ChannelOut]
 

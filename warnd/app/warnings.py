@@ -66,6 +66,11 @@ async def receive_cap(services: Services, feed: str, body: bytes) -> Stored:
             log.exception("cap_parse_failed", feed=feed, detail=exc.detail)
         await record_rejection(services, feed, exc.code, exc.detail, body)
         raise
+    refusal = services.config.sender_refusal(feed, warning.sender)
+    if refusal is not None:
+        log.warning("cap_sender_refused", feed=feed, sender=warning.sender)
+        await record_rejection(services, feed, "sender_not_allowed", refusal, body)
+        raise ForbiddenError("sender_not_allowed", refusal)
     policy = services.current_policy()
     try:
         stored = await store_warning(

@@ -217,6 +217,10 @@ class Feed(_Principal):
     expected_heartbeat: Duration | None = Field(
         default=None, description="a feed silent for longer raises an alarm to the duty officer"
     )
+    senders: list[str] = Field(
+        default_factory=list,
+        description="the CAP senders this feed may post as; empty: any that no other feed lists",
+    )
 
 
 def _role(value: object) -> object:
@@ -307,6 +311,34 @@ class AppConfig(_Strict):
             seen.append((where, principal.secret))
         return self
 
+    @model_validator(mode="after")
+    def _senders_owned_once(self) -> AppConfig:
+        # A sender two feeds may use would let either post the other's messages.
+        owner: dict[str, str] = {}
+        for name, feed in self.feeds.items():
+            for sender in feed.senders:
+                if sender in owner:
+                    raise ValueError(
+                        f"feeds.{owner[sender]} and feeds.{name} both list sender {sender!r}"
+                    )
+                owner[sender] = name
+        return self
+
+    def sender_refusal(self, feed: str, sender: str) -> str | None:
+        """Why ``feed`` may not post a message as ``sender``, or None when it may."""
+        own = self.feeds[feed].senders
+        if own:
+            if sender in own:
+                return None
+            return (
+                f"sender {sender!r} is not one of feed {feed!r}'s senders ({', '.join(own)}); "
+                "ask the operators to add it to [feeds.<name>] senders"
+            )
+        for other, entry in self.feeds.items():
+            if sender in entry.senders:
+                return f"sender {sender!r} belongs to feed {other!r}, not to feed {feed!r}"
+        return None
+
     def feed_for_token(self, token: str) -> str | None:
         """The name of the feed this bearer token belongs to, or None."""
         found = _match(self.feeds, token)
@@ -323,7 +355,8 @@ _P = TypeVar("_P", bound=_Principal)
 def _match(principals: Mapping[str, _P], token: str) -> _P | None:
     # Every candidate is compared, and each comparison is constant-time, so the time taken says
     # nothing about how much of a token was right or which entry matched.
-    offered = token.encode("utf-8")
+    # A header with bytes that are not UTF-8 arrives with them escaped: compare the raw bytes.
+    offered = token.encode("utf-8", "surrogateescape")
     found = None
     for principal in principals.values():
         if hmac.compare_digest(principal.secret, offered):

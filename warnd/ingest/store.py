@@ -94,13 +94,19 @@ async def store_warning(
         )
         if warning_id is None:
             row = await conn.fetchrow(
-                sql("find_warning_by_key"), warning.sender, warning.identifier, warning.sent
+                sql("find_warning_by_key"), source, warning.sender, warning.identifier, warning.sent
             )
             assert row is not None  # the conflict that suppressed the insert is this row
             return Stored(row["id"], row["state"], created=False)
         unknown = await resolve_area(conn, warning_id, warning.area)
         ended = await _end_referenced(
-            conn, warning_id, warning, source, now, override_source=override_source
+            conn,
+            warning_id,
+            warning,
+            source,
+            now,
+            override_source=override_source,
+            only=amends.warning_id if amends is not None else None,
         )
         if amends is not None:
             if amends.warning_id not in ended:
@@ -170,6 +176,7 @@ async def _end_referenced(
     now: datetime,
     *,
     override_source: bool = False,
+    only: int | None = None,
 ) -> tuple[int, ...]:
     """An Update supersedes, a Cancel cancels, the warnings it references.
 
@@ -177,7 +184,8 @@ async def _end_referenced(
     live warning, and one feed never cancels another's (a duty officer may: ``override_source``).
     Such a reference refuses the whole message (the transaction rolls back), so the sender learns
     that nothing was ended. References to messages warnd never received are accepted and end
-    nothing.
+    nothing. A reference names a key that several sources may have used: the referencing
+    source's own warning is meant, else (an officer's amendment) the warning ``only`` names.
 
     The ended warnings' open call-outs and field tasks carry over to an Update when their person
     or village is still inside its area, keeping their deadlines and escalation chains; the rest
@@ -190,7 +198,8 @@ async def _end_referenced(
         key = parse_reference(ref)
         if key is None:
             continue
-        row = await conn.fetchrow(sql("find_warning_by_key"), *key)
+        rows = await conn.fetch(sql("find_referenced"), *key, source)
+        row = next((r for r in rows if only is None or r["id"] == only), None)
         if row is None:
             continue
         if (row["source"] != source and not override_source) or row["status"] != warning.status:

@@ -10,12 +10,18 @@ from typing import Any, Final, TextIO
 
 import structlog
 
-# A Chinese mobile, with or without its country code; then any other E.164-looking number
-# (fixed lines such as +865372345678, foreign numbers). Neither may sit inside a longer run of
-# digits, so ids, timestamps and ID-card numbers are left alone.
+# A Chinese mobile, with or without its country code (+86, 0086, 86), written whole or in 3-4-4
+# groups with spaces or dashes, in ASCII or full-width digits; then any other international
+# number (+ or 00 and 8 to 15 digits: fixed lines such as +865372345678, foreign numbers). None
+# may sit inside a longer run of digits, so ids, timestamps and ID-card numbers are left alone.
+_DIGIT: Final = "[0-9\uff10-\uff19]"
+_SEP: Final = "[ \\-\u2010-\u2015\u3000\uff0d]?"
 _PHONE: Final = re.compile(
-    r"(?<![\d+])(?P<cc>\+?86)?(?P<head>1[3-9]\d)\d{4}(?P<tail>\d{4})(?!\d)"
-    r"|(?<![\d+])(?P<e164>\+\d{8,15})(?!\d)"
+    rf"(?<![0-9\uff10-\uff19+\uff0b])"
+    rf"(?P<cc>(?:[+\uff0b]|00|\uff10\uff10)?[8\uff18][6\uff16]{_SEP})?"
+    rf"(?P<head>[1\uff11][3-9\uff13-\uff19]{_DIGIT}){_SEP}{_DIGIT}{{4}}{_SEP}"
+    rf"(?P<tail>{_DIGIT}{{4}})(?!{_DIGIT})"
+    rf"|(?<![0-9\uff10-\uff19+\uff0b])(?P<e164>(?:[+\uff0b]|00){_DIGIT}{{8,15}})(?!{_DIGIT})"
 )
 _E164_HEAD: Final = 5  # characters kept at the start of a number that is not a Chinese mobile
 _TAIL: Final = 4  # digits kept at the end of every number

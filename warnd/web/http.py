@@ -22,7 +22,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from warnd.app.services import Services
 from warnd.core.config import User
-from warnd.core.errors import location
+from warnd.core.errors import InputError, location
+from warnd.core.spreadsheet import neutralise
 
 log = structlog.get_logger(__name__)
 
@@ -138,9 +139,34 @@ async def json_payload(request: web.Request, *, empty: object = None) -> object:
     if request.content_type != "application/json":
         raise unsupported
     try:
-        return json.loads(body)
+        payload = json.loads(body)
     except ValueError as exc:
         raise ApiError(400, "malformed_json", f"body is not JSON: {exc}") from None
+    where = _nul_at(payload)
+    if where is not None:
+        # PostgreSQL's text cannot hold NUL, and no warning, reason or reply needs one.
+        raise InputError(f"{where or 'body'}: contains a NUL character", code="invalid_text")
+    return payload
+
+
+def _nul_at(value: object, path: str = "") -> str | None:
+    """The location of the first string (or key) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return where
+            found = _nul_at(item, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 class QueryModel(BaseModel):
@@ -211,7 +237,8 @@ async def stream_csv(
     cells: Callable[[R, tzinfo], tuple[object, ...]],
 ) -> web.StreamResponse:
     """Every row ``batches`` yields, written as it comes: UTF-8 with a BOM, times in the city's
-    time zone. A failure mid-way cuts the connection (``StreamAbortedError``)."""
+    time zone, no cell a spreadsheet would run as a formula. A failure mid-way cuts the
+    connection (``StreamAbortedError``)."""
     services = request.app[SERVICES]
     response = web.StreamResponse(
         headers={
@@ -231,7 +258,10 @@ async def stream_csv(
         async for batch in batches:
             buffer.seek(0)
             buffer.truncate()
-            writer.writerows(cells(row, zone) for row in batch)
+            writer.writerows(
+                [neutralise(c) if isinstance(c, str) else c for c in cells(row, zone)]
+                for row in batch
+            )
             await response.write(buffer.getvalue().encode("utf-8"))
     except (asyncpg.PostgresError, OSError) as exc:
         log.exception("csv_failed", path=request.path)

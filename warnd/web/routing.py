@@ -63,7 +63,7 @@ class Route:
     @property
     def router_path(self) -> str:
         """The path as aiohttp matches it: ids are digits only, anything else is a 404."""
-        return _ID.sub(r"{\1:\\d+}", self.path)
+        return _ID.sub(r"{\1:[0-9]+}", self.path)
 
     @property
     def path_parameters(self) -> list[str]:

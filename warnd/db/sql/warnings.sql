@@ -11,12 +11,22 @@ INSERT INTO warnings (source, sender, identifier, sent, status, msg_type, refs, 
                       expires, state, author, raw, plan_state, received_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
         $20, $21, $22)
-ON CONFLICT (sender, identifier, sent) DO NOTHING
+ON CONFLICT (source, sender, identifier, sent) DO NOTHING
 RETURNING id;
 
 -- name: find_warning_by_key
--- $1 sender, $2 identifier, $3 sent
-SELECT id, state, source, status FROM warnings WHERE sender = $1 AND identifier = $2 AND sent = $3;
+-- The warning one source stored under a CAP key (its duplicates are that source's alone).
+-- $1 source, $2 sender, $3 identifier, $4 sent
+SELECT id, state, source, status FROM warnings
+ WHERE source = $1 AND sender = $2 AND identifier = $3 AND sent = $4;
+
+-- name: find_referenced
+-- The warnings of any source stored under a CAP key, the given source's first: what an
+-- Update's or Cancel's reference names.
+-- $1 sender, $2 identifier, $3 sent, $4 the referencing source
+SELECT id, state, source, status FROM warnings
+ WHERE sender = $1 AND identifier = $2 AND sent = $3
+ ORDER BY source <> $4, id;
 
 -- name: end_referenced
 -- An Update or Cancel ends the warnings it references: state, and the link to its successor.
