@@ -40,16 +40,19 @@ from warnd.app.views import (
     Ready,
     RejectedList,
     RejectedOut,
+    TextOut,
     WarningDetail,
     WarningList,
     WarningSummary,
 )
 from warnd.core.errors import NotFoundError
+from warnd.core.model import NormalisedWarning
 from warnd.core.vocabulary import HAZARDS
 from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.ingest.store import load_warning
-from warnd.policy.targeting import add_tasks, decide, reach, task_kinds
+from warnd.policy.targeting import add_tasks, decide, place_name, reach, task_kinds
+from warnd.policy.texts import Text, digest, notice_texts, plan_texts
 
 log = structlog.get_logger(__name__)
 
@@ -173,6 +176,8 @@ async def preview(services: Services, warning_id: int) -> Preview:
                 conn, warning_id, tasks, speciality=speciality, exercise=exercise
             )
         add_tasks(reached, tasks, opened)
+    async with services.pool.acquire() as conn:
+        texts = await warning_texts(services, conn, warning_id, warning)
     return Preview(
         warning_id=warning_id,
         state=facts["state"],
@@ -190,8 +195,51 @@ async def preview(services: Services, warning_id: int) -> Preview:
         villages=facts["villages"],
         divisions=[CoveredDivision.model_validate(dict(d)) for d in divisions],
         unknown_codes=unknown,
+        texts=[
+            TextOut(audience=t.key, channel_kind=t.channel_kind, notice=t.notice, body=t.body)
+            for t in sorted(texts)
+        ],
+        texts_sha256=digest(texts),
         simulated=services.simulated,
     )
+
+
+async def warning_texts(
+    services: Services, conn: Conn, warning_id: int, warning: NormalisedWarning
+) -> list[Text]:
+    """Every text the warning sends (or would, once approved), as planning will write them:
+    the policy in force, the configured channel kinds, the place, the reply code, and for an
+    Update or Cancel what the warning it ends reached."""
+    row = await conn.fetchrow(sql("texts_facts"), warning_id)
+    assert row is not None  # the caller found the warning
+    place = warning.area_desc
+    if not place:
+        covered = await conn.fetch(sql("covered_divisions"), warning_id)
+        place = place_name([dict(r) for r in covered], warning.area_desc)
+    policy = services.current_policy()
+    texts: list[Text] = []
+    if warning.msg_type != "Cancel":
+        available = services.max_chars.keys() or None  # no channel yet: every kind
+        plans = decide(policy, warning, services.clock.now(), available)
+        texts += plan_texts(
+            policy,
+            warning,
+            plans,
+            place=place,
+            short_code=row["short_code"],
+            max_chars=services.max_chars,
+        )
+    if row["ended"]:
+        reached = await conn.fetch(sql("reached_kinds"), list(row["ended"]))
+        texts += notice_texts(
+            policy,
+            warning,
+            [(r["audience"], r["channel_kind"]) for r in reached],
+            place=place,
+            short_code=row["short_code"],
+            max_chars=services.max_chars,
+        )
+    return texts
 
 
 async def progress(services: Services, warning_id: int, level: str) -> ProgressReport:

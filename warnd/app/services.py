@@ -35,3 +35,17 @@ class Services:
 
     def current_policy(self) -> Policy:
         return self.policy.current
+
+    @property
+    def max_chars(self) -> dict[str, int]:
+        """Per channel kind, the longest text every channel of that kind can carry."""
+        return max_chars(self.channels)
+
+
+def max_chars(channels: Mapping[str, Channel]) -> dict[str, int]:
+    """Per channel kind, the longest text every channel of that kind can carry."""
+    limits: dict[str, int] = {}
+    for channel in channels.values():
+        kind = channel.kind.value
+        limits[kind] = min(limits.get(kind, channel.limits.max_text), channel.limits.max_text)
+    return limits

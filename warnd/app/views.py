@@ -191,6 +191,18 @@ class CoveredDivision(BaseModel):
     villages: int = Field(description="covered villages inside it")
 
 
+class TextOut(BaseModel):
+    """One text a warning sends."""
+
+    audience: str = Field(
+        description="responder, broadcast, facility, helper, household; notice:cancelled, "
+        "notice:withdrawn, or a correction's audience"
+    )
+    channel_kind: str
+    notice: str = Field(description="correction, withdrawn or cancelled; empty for the warning")
+    body: str
+
+
 class Preview(BaseModel):
     """Who a warning reaches, computed from the roster and the policy in force: shown before an
     officer publishes. It counts what planning would write now (the night window and the
@@ -224,6 +236,14 @@ class Preview(BaseModel):
     villages: int = Field(description="villages the area resolves to")
     divisions: list[CoveredDivision]
     unknown_codes: list[str]
+    texts: list[TextOut] = Field(
+        description="every text the warning sends (field-task texts aside, which list each "
+        "village's people): what a second officer approves"
+    )
+    texts_sha256: str = Field(
+        description="the digest of ``texts``; an approval names it, so that what was read is "
+        "what goes out"
+    )
     simulated: bool
 
 

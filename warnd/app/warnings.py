@@ -13,17 +13,19 @@ from typing import Final
 
 import asyncpg
 import structlog
+from pydantic import BaseModel, ConfigDict, Field
 from structlog.contextvars import bound_contextvars
 
-from warnd.app.reads import no_warning
+from warnd.app.reads import no_warning, warning_texts
 from warnd.app.services import Services
 from warnd.core.errors import ConflictError, ForbiddenError, InputError
-from warnd.db.notify import PLAN_CHANNEL
+from warnd.core.gate import amendment_needs_approval
 from warnd.db.queries import sql
 from warnd.ingest.amend import CancelRequest, CorrectRequest, cancellation, correction
 from warnd.ingest.cap import CapError, parse_cap
 from warnd.ingest.manual import parse_manual
-from warnd.ingest.store import Amendment, Stored, load_warning, store_warning
+from warnd.ingest.store import Amendment, Stored, load_warning, release, store_warning
+from warnd.policy.texts import digest
 
 log = structlog.get_logger(__name__)
 
@@ -123,8 +125,32 @@ async def issue(services: Services, officer: str, payload: object) -> Stored:
     return stored
 
 
-async def approve(services: Services, approver: str, warning_id: int) -> None:
-    """A second officer releases a warning waiting for approval."""
+class ApproveRequest(BaseModel):
+    """``POST /api/v1/warnings/{id}/approve``: the texts the approver read, by their digest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    texts_sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="texts_sha256 of the preview the approver read: approval releases exactly "
+        "those texts, or is refused (409 texts_changed) when they have changed since",
+    )
+
+
+class RejectRequest(BaseModel):
+    """``POST /api/v1/warnings/{id}/reject``: why the warning must not go out."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=2, max_length=500, description="why, for the audit log")
+
+
+async def approve(
+    services: Services, approver: str, warning_id: int, request: ApproveRequest
+) -> Stored:
+    """A second officer releases a warning waiting for approval, with exactly the texts they
+    read: an Update or Cancel ends the warning it is for only now, and the texts are stored
+    (planning keeps them) and audited with the approval, in one transaction."""
     with bound_contextvars(warning_id=warning_id):  # what this request logs names it
         now = services.clock.now()
         async with services.pool.acquire() as conn, conn.transaction():
@@ -132,7 +158,7 @@ async def approve(services: Services, approver: str, warning_id: int) -> None:
             if row is None:
                 raise no_warning(warning_id)
             if row["author"] == approver:
-                log.warning("self_approval_refused", warning_id=warning_id, user=approver)
+                log.warning("self_approval_refused", user=approver)
                 raise ForbiddenError(
                     "self_approval",
                     f"warning {warning_id} was issued by {approver!r}; "
@@ -148,20 +174,68 @@ async def approve(services: Services, approver: str, warning_id: int) -> None:
                     f"warning {warning_id} expired at {row['expires'].isoformat()}; "
                     "issue a new one",
                 )
-            approved = await conn.fetchval(sql("approve_warning"), warning_id, approver, now)
-            if approved is None:  # another approver was faster
-                raise ConflictError("not_pending", f"warning {warning_id} is no longer pending")
+            warning = await load_warning(conn, warning_id)
+            texts = await warning_texts(services, conn, warning_id, warning)
+            if digest(texts) != request.texts_sha256:
+                raise ConflictError(
+                    "texts_changed",
+                    f"the texts of warning {warning_id} are not those you read (the policy, "
+                    "the channels or the warning it amends changed since): read the preview "
+                    "again and approve what it shows",
+                )
+            released = await release(conn, warning_id, approver=approver, now=now)
+            for text in texts:
+                await conn.execute(
+                    sql("upsert_message"), warning_id, text.key, text.channel_kind, text.body
+                )
             await conn.execute(
                 sql("audit"),
                 approver,
                 "warning_approved",
                 f"warning:{warning_id}",
-                {"author": row["author"], "level": row["level"], "hazard": row["hazard"]},
+                {
+                    "author": row["author"],
+                    "level": row["level"],
+                    "hazard": row["hazard"],
+                    "msg_type": warning.msg_type,
+                    "ended": list(released.ended),
+                    "texts_sha256": request.texts_sha256,
+                    "texts": [
+                        {"audience": t.key, "channel_kind": t.channel_kind, "body": t.body}
+                        for t in sorted(texts)
+                    ],
+                },
                 now,
             )
-            await conn.execute("SELECT pg_notify($1, $2)", PLAN_CHANNEL, str(warning_id))
-        log.info("warning_approved", warning_id=warning_id, approver=approver, author=row["author"])
+        log.info("warning_approved", approver=approver, author=row["author"], state=released.state)
         services.plan_wakeup.set()
+        return Stored(warning_id, released.state, False, (), released.ended)
+
+
+async def reject(
+    services: Services, approver: str, warning_id: int, request: RejectRequest
+) -> None:
+    """An approver refuses a warning waiting for approval: it never goes out, and a cancel or
+    correction it was leaves the warning it was for as it is."""
+    with bound_contextvars(warning_id=warning_id):
+        now = services.clock.now()
+        async with services.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(sql("warning_brief"), warning_id)
+            if row is None:
+                raise no_warning(warning_id)
+            if await conn.fetchval(sql("reject_warning"), warning_id) is None:
+                raise ConflictError(
+                    "not_pending", f"warning {warning_id} is {row['state']}, not pending approval"
+                )
+            await conn.execute(
+                sql("audit"),
+                approver,
+                "warning_rejected",
+                f"warning:{warning_id}",
+                {"author": row["author"], "reason": request.reason},
+                now,
+            )
+        log.info("warning_rejected", approver=approver, author=row["author"])
 
 
 async def cancel(
@@ -203,15 +277,27 @@ async def _amend(
             successor = cancellation(original, request, officer=officer, now=now)
         else:
             successor = correction(original, request, officer=officer, now=now)
+        # A waiting warning reached nobody: refusing it by a cancel never waits.
+        guarded = services.current_policy().publish.manual_approval_levels
+        waits = row["state"] == "active" and amendment_needs_approval(
+            original, successor, guarded=guarded
+        )
         stored = await store_warning(
             services.pool,
             successor,
             source="officer",
             now=now,
+            needs_approval=waits,
             author=officer,
             override_source=True,
             amends=Amendment(warning_id, f"warning_{done}", request.reason),
         )
-        log.info("warning_amended", action=done, warning_id=warning_id, by=stored.warning_id)
+        log.info(
+            "warning_amended",
+            action=done,
+            by=stored.warning_id,
+            state=stored.state,
+            waits_for_approval=waits,
+        )
         services.plan_wakeup.set()
         return stored

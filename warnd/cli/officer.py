@@ -94,16 +94,44 @@ def issue(
 
 @warning.command("approve")
 @click.argument("warning_id", type=int)
+@click.option("--yes", is_flag=True, help="approve without asking (the texts are still shown)")
 @server_option
 @token_option
-def approve(warning_id: int, server: str | None, token: str | None) -> None:
-    """Approve (release) a warning another officer issued."""
-
+def approve(warning_id: int, yes: bool, server: str | None, token: str | None) -> None:
+    """Approve (release) a warning another officer issued, after reading its texts."""
+    preview = _preview(server, token, warning_id, texts=True)
+    if not yes and not click.confirm(f"发布预警 #{warning_id}？ Release these texts?"):
+        console.print("not approved")
+        return
     path = f"/api/v1/warnings/{warning_id}/approve"
     body = friendly_errors(
-        lambda: asyncio.run(call_api("POST", server_url(server), path, officer_token(token)))
+        lambda: asyncio.run(
+            call_api(
+                "POST",
+                server_url(server),
+                path,
+                officer_token(token),
+                {"texts_sha256": preview["texts_sha256"]},
+            )
+        )
     )()
     console.print(f"warning {warning_id}: [bold green]{body.get('status', 'approved')}[/]")
+
+
+@warning.command("reject")
+@click.argument("warning_id", type=int)
+@click.option("--reason", required=True, help="why it must not go out (audited)")
+@server_option
+@token_option
+def reject(warning_id: int, reason: str, server: str | None, token: str | None) -> None:
+    """Refuse a warning waiting for a second officer: it never goes out."""
+    path = f"/api/v1/warnings/{warning_id}/reject"
+    body = friendly_errors(
+        lambda: asyncio.run(
+            call_api("POST", server_url(server), path, officer_token(token), {"reason": reason})
+        )
+    )()
+    console.print(f"warning {warning_id}: [bold red]{body.get('status', 'rejected')}[/]")
 
 
 @warning.command("preview")
@@ -115,7 +143,9 @@ def preview(warning_id: int, server: str | None, token: str | None) -> None:
     _preview(server, token, warning_id)
 
 
-def _preview(server: str | None, token: str | None, warning_id: int) -> None:
+def _preview(
+    server: str | None, token: str | None, warning_id: int, *, texts: bool = False
+) -> dict[str, Any]:
 
     path = f"/api/v1/warnings/{warning_id}/preview"
     body = friendly_errors(
@@ -136,6 +166,14 @@ def _preview(server: str | None, token: str | None, warning_id: int) -> None:
         console.print(f"divisions: {names}{more}")
     if body.get("unknown_codes"):
         console.print(f"[red]codes not in the roster: {', '.join(body['unknown_codes'])}[/]")
+    if texts:
+        shown = Table(title=f"warning {warning_id}: the texts that will go out")
+        for column in ("audience", "kind", "text"):
+            shown.add_column(column, overflow="fold")
+        for text in body.get("texts") or []:
+            shown.add_row(str(text["audience"]), str(text["channel_kind"]), str(text["body"]))
+        console.print(shown)
+    return body
 
 
 @warning.command("watch")

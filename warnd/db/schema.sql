@@ -138,7 +138,8 @@ CREATE TABLE warnings (
     effective       timestamptz,
     expires         timestamptz,
     state           text NOT NULL CHECK (state IN ('pending_approval', 'active', 'superseded',
-                                                   'cancelled', 'expired', 'muted')),
+                                                   'cancelled', 'expired', 'muted',
+                                                   'rejected')),  -- rejected: refused approval
     author          text,
     approver        text,
     approved_at     timestamptz,
@@ -156,10 +157,13 @@ CREATE TABLE warnings (
     -- The Update or Cancel that ended this warning: an Update's plan and a Cancel's notices
     -- start from the people the warnings it ended had reached.
     ended_by        bigint REFERENCES warnings (id),
+    -- The warning an officer's cancel or correction is for; a waiting one ends it when approved.
+    amends_id       bigint REFERENCES warnings (id),
     -- Per source: one feed's message cannot make another's real one a "duplicate".
     CONSTRAINT warnings_source_sender_identifier_sent_key UNIQUE (source, sender, identifier, sent)
 );
 CREATE INDEX warnings_key ON warnings (sender, identifier, sent);  -- what references name
+CREATE INDEX warnings_amends ON warnings (amends_id) WHERE amends_id IS NOT NULL;
 CREATE INDEX warnings_plan ON warnings (plan_state) WHERE plan_state IN ('pending', 'planning');
 CREATE INDEX warnings_source ON warnings (source, received_at);
 CREATE UNIQUE INDEX warnings_open_short_code ON warnings (short_code)

@@ -7,6 +7,7 @@ transaction, so a stored warning always has its targets and a duplicate changes 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,7 +64,8 @@ async def store_warning(
     ``override_source``: a duty officer's cancel or correction may end another source's warning.
     ``amends``: an officer's cancel or correction, which must end that warning (``ConflictError``
     and nothing stored otherwise, e.g. when another officer ended it first) and is audited in
-    the same transaction.
+    the same transaction. An Update or Cancel that waits for a second officer ends nothing yet:
+    the warning it is for stays in force until ``release``.
     """
     decision = admit(warning, needs_approval=needs_approval, now=now)
     async with pool.acquire() as conn, conn.transaction():
@@ -91,6 +93,7 @@ async def store_warning(
             warning.raw,
             "pending" if decision.plan else "none",
             now,
+            amends.warning_id if amends is not None else None,
         )
         if warning_id is None:
             row = await conn.fetchrow(
@@ -99,37 +102,29 @@ async def store_warning(
             assert row is not None  # the conflict that suppressed the insert is this row
             return Stored(row["id"], row["state"], created=False)
         unknown = await resolve_area(conn, warning_id, warning.area)
-        ended = await _end_referenced(
-            conn,
-            warning_id,
-            warning,
-            source,
-            now,
-            override_source=override_source,
-            only=amends.warning_id if amends is not None else None,
+        waits = decision.state == "pending_approval"
+        only = amends.warning_id if amends is not None else None
+        # A waiting Update or Cancel checks its references now (a refusal tells the sender at
+        # once) and ends them when released.
+        targets = await _referenced(
+            conn, warning, source, override_source=override_source, only=only
         )
+        ended = () if waits else await _end(conn, warning_id, warning, targets, now)
         if amends is not None:
-            if amends.warning_id not in ended:
+            if amends.warning_id not in (targets if waits else ended):
                 raise ConflictError(
                     "not_active", f"warning {amends.warning_id} was ended meanwhile"
                 )
             await conn.execute(
                 sql("audit"),
                 author,
-                amends.action,
+                amends.action if not waits else f"{amends.action}_requested",
                 f"warning:{amends.warning_id}",
                 {"reason": amends.reason, "by_warning": warning_id},
                 now,
             )
-        if decision.state in ("active", "pending_approval"):
-            # The code responders may name in a reply when several warnings are open. An
-            # Update keeps the code of the warning it supersedes: responders were told to
-            # reply with it, and their call-outs carry over.
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", SHORT_CODE_LOCK)
-            used = {r["short_code"] for r in await conn.fetch(sql("open_short_codes"))}
-            inherited = await conn.fetchval(sql("inherited_short_code"), list(ended))
-            code = inherited if inherited and inherited not in used else next_short_code(used)
-            await conn.execute(sql("set_short_code"), warning_id, code)
+        if decision.state == "active" or (waits and warning.msg_type == "Alert"):
+            await _assign_short_code(conn, warning_id, ended)
         await conn.execute(
             sql("audit"),
             author or f"feed:{source}",
@@ -150,6 +145,61 @@ async def store_warning(
     return Stored(warning_id, decision.state, True, unknown, ended)
 
 
+async def _assign_short_code(conn: Conn, warning_id: int, ended: Sequence[int]) -> None:
+    """The code responders may name in a reply when several warnings are open. An Update keeps
+    the code of the warning it supersedes: responders were told to reply with it, and their
+    call-outs carry over."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", SHORT_CODE_LOCK)
+    used = {r["short_code"] for r in await conn.fetch(sql("open_short_codes"))}
+    inherited = await conn.fetchval(sql("inherited_short_code"), list(ended))
+    code = inherited if inherited and inherited not in used else next_short_code(used)
+    await conn.execute(sql("set_short_code"), warning_id, code)
+
+
+@dataclass(frozen=True)
+class Released:
+    """A warning a second officer approved: the state it took, and what it ended."""
+
+    state: str
+    plan: bool
+    ended: tuple[int, ...]
+
+
+async def release(conn: Conn, warning_id: int, *, approver: str, now: datetime) -> Released:
+    """Publish a warning waiting for approval, in the caller's transaction: it takes the state
+    the gate gives it, and an Update or Cancel ends what it is for now. ``ConflictError`` when
+    it is no longer waiting, or when what it amends was ended meanwhile."""
+    row = await conn.fetchrow(sql("warning_for_release"), warning_id)
+    if row is None or row["state"] != "pending_approval":
+        raise ConflictError("not_pending", f"warning {warning_id} is no longer pending")
+    warning = await load_warning(conn, warning_id)
+    decision = admit(warning, needs_approval=False, now=now)
+    ended: tuple[int, ...] = ()
+    if warning.msg_type in ("Update", "Cancel"):
+        targets = await _referenced(
+            conn,
+            warning,
+            row["source"],
+            override_source=row["amends_id"] is not None,
+            only=row["amends_id"],
+        )
+        ended = await _end(conn, warning_id, warning, targets, now)
+        if row["amends_id"] is not None and row["amends_id"] not in ended:
+            raise ConflictError(
+                "not_active", f"warning {row['amends_id']} it amends was ended meanwhile"
+            )
+    approved = await conn.fetchval(
+        sql("approve_warning"), warning_id, approver, now, decision.state, decision.plan
+    )
+    if approved is None:  # another approver was faster
+        raise ConflictError("not_pending", f"warning {warning_id} is no longer pending")
+    if decision.state == "active" and warning.msg_type != "Alert":
+        await _assign_short_code(conn, warning_id, ended)
+    if decision.plan:
+        await conn.execute("SELECT pg_notify($1, $2)", PLAN_CHANNEL, str(warning_id))
+    return Released(decision.state, decision.plan, ended)
+
+
 async def resolve_area(conn: Conn, warning_id: int, area: Area) -> tuple[str, ...]:
     """Write the villages the area covers; return the division codes the roster does not know."""
     if area.codes:
@@ -168,28 +218,21 @@ async def resolve_area(conn: Conn, warning_id: int, area: Area) -> tuple[str, ..
     return tuple(r["c"] for r in await conn.fetch(sql("unknown_codes"), list(area.codes)))
 
 
-async def _end_referenced(
+async def _referenced(
     conn: Conn,
-    warning_id: int,
     warning: NormalisedWarning,
     source: str,
-    now: datetime,
     *,
     override_source: bool = False,
     only: int | None = None,
 ) -> tuple[int, ...]:
-    """An Update supersedes, a Cancel cancels, the warnings it references.
-
-    Only warnings of the same source and status may be ended: a Test or an Exercise never ends a
-    live warning, and one feed never cancels another's (a duty officer may: ``override_source``).
-    Such a reference refuses the whole message (the transaction rolls back), so the sender learns
-    that nothing was ended. References to messages warnd never received are accepted and end
-    nothing. A reference names a key that several sources may have used: the referencing
-    source's own warning is meant, else (an officer's amendment) the warning ``only`` names.
-
-    The ended warnings' open call-outs and field tasks carry over to an Update when their person
-    or village is still inside its area, keeping their deadlines and escalation chains; the rest
-    are closed at once. Notices to the people already reached are the planner's job.
+    """The warnings an Update or Cancel references, checked: only warnings of the same source
+    and status may be ended. A Test or an Exercise never ends a live warning, and one feed never
+    cancels another's (a duty officer may: ``override_source``). Such a reference refuses the
+    whole message (the transaction rolls back), so the sender learns that nothing was ended.
+    References to messages warnd never received are accepted and end nothing. A reference names
+    a key that several sources may have used: the referencing source's own warning is meant,
+    else (an officer's amendment) the warning ``only`` names.
     """
     if warning.msg_type not in ("Update", "Cancel"):
         return ()
@@ -210,8 +253,29 @@ async def _end_referenced(
                 code="rule_violation",
             )
         ids.append(row["id"])
+    return tuple(ids)
+
+
+async def _end(
+    conn: Conn,
+    warning_id: int,
+    warning: NormalisedWarning,
+    targets: Sequence[int],
+    now: datetime,
+) -> tuple[int, ...]:
+    """An Update supersedes, a Cancel cancels, the ``targets`` still in force.
+
+    The ended warnings' open call-outs and field tasks carry over to an Update when their person
+    or village is still inside its area, keeping their deadlines and escalation chains; the rest
+    are closed at once. Notices to the people already reached are the planner's job.
+    """
+    if not targets:
+        return ()
     new_state = "superseded" if warning.msg_type == "Update" else "cancelled"
-    ended = [r["id"] for r in await conn.fetch(sql("end_referenced"), ids, new_state, warning_id)]
+    ended = [
+        r["id"]
+        for r in await conn.fetch(sql("end_referenced"), list(targets), new_state, warning_id)
+    ]
     if ended:
         await conn.execute(
             "UPDATE warnings SET supersedes_id = $2 WHERE id = $1", warning_id, ended[0]

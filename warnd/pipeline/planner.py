@@ -26,8 +26,8 @@ from warnd.pipeline.callouts import open_callouts
 from warnd.pipeline.field_tasks import open_field_tasks
 from warnd.pipeline.notices import write_notices
 from warnd.policy.model import LevelRule, Policy
-from warnd.policy.render import render
 from warnd.policy.targeting import AudiencePlan, decide, place_name, task_kinds
+from warnd.policy.texts import audience_text
 
 log = structlog.get_logger(__name__)
 
@@ -285,16 +285,17 @@ class Planner:
     async def _message(
         self, conn: Conn, warning_id: int, context: _Context, audience: Audience, kind: str
     ) -> int:
-        body = render(
+        text = audience_text(
             self._policy(),
             context.warning,
             audience,
             kind,
             place=context.place,
-            max_chars=self._max_chars.get(kind),
-            reply_code=f"1{context.short_code or ''}",
+            short_code=context.short_code,
+            max_chars=self._max_chars,
         )
+        # An approved warning's texts are stored already: the upsert keeps them.
         message_id: int = await conn.fetchval(
-            sql("upsert_message"), warning_id, audience.value, kind, body
+            sql("upsert_message"), warning_id, text.key, kind, text.body
         )
         return message_id

@@ -22,7 +22,7 @@ from aiohttp import web
 from channels.base import Channel
 from channels.registry import ChannelConfigError, build_channels
 from warnd.app.metrics import ChannelHealth, Metrics
-from warnd.app.services import Services
+from warnd.app.services import Services, max_chars
 from warnd.core.clock import Clock, ScaledClock, SystemClock
 from warnd.core.config import AppConfig
 from warnd.core.errors import ConfigError
@@ -80,15 +80,6 @@ def check_mode(channels: Mapping[str, Channel], *, simulate: bool) -> None:
             "no real channel is configured: add a [channels.<name>] table with a real type "
             "to the config file (WARND_CONFIG), or run with --simulate to use simulated phones"
         )
-
-
-def max_chars(channels: Mapping[str, Channel]) -> dict[str, int]:
-    """Per channel kind, the longest text every channel of that kind can carry."""
-    limits: dict[str, int] = {}
-    for channel in channels.values():
-        kind = channel.kind.value
-        limits[kind] = min(limits.get(kind, channel.limits.max_text), channel.limits.max_text)
-    return limits
 
 
 async def supervised(name: str, loop: Callable[[], Awaitable[None]], clock: Clock) -> None:

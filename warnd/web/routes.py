@@ -24,6 +24,7 @@ from warnd.app.views import (
     WarningDetail,
     WarningList,
 )
+from warnd.app.warnings import ApproveRequest, RejectRequest
 from warnd.ingest.amend import CancelRequest, CorrectRequest
 from warnd.ingest.manual import ManualWarning
 from warnd.web.api import callouts, feeds, probes, rejected, warnings
@@ -100,23 +101,50 @@ ROUTES: Final[tuple[Route, ...]] = (
         f"{API}/warnings/{{warning_id}}/approve",
         warnings.approve_warning,
         ("approver",),
-        "Approve a warning waiting for a second officer",
-        (Answer(200, "Approved: now active", WarningAccepted),),
-        description="The approver must not be the author. Planning starts at once.",
+        "Approve a warning waiting for a second officer, with the texts read",
+        (
+            Answer(
+                200, "Approved: now active (a Cancel: muted, its notices planned)", WarningAccepted
+            ),
+        ),
+        description=(
+            "The approver must not be the author, and names the texts_sha256 of the preview "
+            "they read: the approval releases exactly those texts (stored with it and in the "
+            "audit log), or is refused with 409 texts_changed when they changed since. An "
+            "officer's cancel or correction of an orange or red warning waits here too, and "
+            "ends the warning it is for only when approved. Planning starts at once."
+        ),
+        body=ApproveRequest,
+        errors=(409,),
+    ),
+    Route(
+        "POST",
+        f"{API}/warnings/{{warning_id}}/reject",
+        warnings.reject_warning,
+        ("approver",),
+        "Refuse a warning waiting for a second officer",
+        (Answer(200, "Refused: it never goes out", WarningAccepted),),
+        description=(
+            "A refused cancel or correction leaves the warning it was for as it is. The reason "
+            "is audited. 409 when the warning is not waiting."
+        ),
+        body=RejectRequest,
         errors=(409,),
     ),
     Route(
         "POST",
         f"{API}/warnings/{{warning_id}}/cancel",
         warnings.cancel_warning,
-        OFFICERS,  # an approver refuses a waiting warning by cancelling it
-        "Cancel a warning (解除), or refuse one waiting for approval",
+        ("officer",),  # an approver refuses a waiting warning with /reject
+        "Cancel a warning (解除), or withdraw one waiting for approval",
         (Answer(201, "The Cancel, stored; its notices are planned", WarningAccepted),),
         description=(
             "Stores a Cancel referencing the warning: its unsent messages stop, its call-outs "
             "and field tasks close, and everyone it reached is told it is lifted, on the channel "
             "that reached them (the new warning's deliveries). The reason is audited, not sent; "
-            "`message` is. 409 when the warning is no longer active or waiting."
+            "`message` is. The cancel of an active orange or red warning waits for a second "
+            "officer (status pending_approval; the warning stays in force until approved). 409 "
+            "when the warning is no longer active or waiting."
         ),
         body=CancelRequest,
         errors=(409,),
@@ -132,8 +160,10 @@ ROUTES: Final[tuple[Route, ...]] = (
             "Stores an Update referencing the warning and publishes it at once: people the "
             "warning reached get the corrected text once, people it had not reached yet get the "
             "whole warning, and open call-outs carry over with their deadlines. A higher level "
-            "or another area is a new warning (422), which a second officer approves. 409 when "
-            "the warning is not active."
+            "or another area is a new warning (422), which a second officer approves. Of an "
+            "orange or red warning, a correction with new words or a later expiry waits for a "
+            "second officer (status pending_approval); an earlier expiry or a lower level alone "
+            "goes at once. 409 when the warning is not active."
         ),
         body=CorrectRequest,
         errors=(409,),

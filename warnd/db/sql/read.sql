@@ -296,3 +296,18 @@ SELECT count(*) AS total,
        coalesce(sum(least(done, targets)), 0) AS reached
   FROM field_tasks
  WHERE warning_id = $1;
+
+-- name: texts_facts
+-- What a warning's texts depend on beyond the warning itself: the code responders reply with
+-- (a waiting Update takes the one of the warning it amends, as it will when released), and the
+-- warnings whose reached people its notices go to (those it ended; waiting: the one it amends).
+-- $1 warning id
+SELECT coalesce(w.short_code,
+                CASE WHEN w.msg_type = 'Update' THEN a.short_code END) AS short_code,
+       coalesce(nullif(ARRAY(SELECT e.id FROM warnings e WHERE e.ended_by = w.id ORDER BY e.id),
+                       '{}'),
+                CASE WHEN w.amends_id IS NOT NULL THEN ARRAY[w.amends_id] END,
+                '{}') AS ended
+  FROM warnings w
+  LEFT JOIN warnings a ON a.id = w.amends_id
+ WHERE w.id = $1;

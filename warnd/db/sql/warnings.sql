@@ -5,12 +5,13 @@
 -- or nothing for a duplicate.
 -- $1 source, $2 sender, $3 identifier, $4 sent, $5 status, $6 msg_type, $7 refs, $8 hazard,
 -- $9 level, $10 event, $11 headline, $12 description, $13 instruction, $14 area_desc, $15 area,
--- $16 effective, $17 expires, $18 state, $19 author, $20 raw, $21 plan_state, $22 received_at
+-- $16 effective, $17 expires, $18 state, $19 author, $20 raw, $21 plan_state, $22 received_at,
+-- $23 amends_id (an officer's cancel or correction: the warning it is for)
 INSERT INTO warnings (source, sender, identifier, sent, status, msg_type, refs, hazard, level,
                       event, headline, description, instruction, area_desc, area, effective,
-                      expires, state, author, raw, plan_state, received_at)
+                      expires, state, author, raw, plan_state, received_at, amends_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22)
+        $20, $21, $22, $23)
 ON CONFLICT (source, sender, identifier, sent) DO NOTHING
 RETURNING id;
 
@@ -53,11 +54,19 @@ UPDATE deliveries SET state = 'cancelled', cancelled_at = $3, error = $2
 SELECT * FROM warnings WHERE id = $1;
 
 -- name: approve_warning
--- A second officer approves a warning waiting for approval; it is then planned.
--- $1 warning id, $2 approver, $3 now
+-- A second officer approves a warning waiting for approval: it takes the state the gate gives
+-- it (active; muted for a Cancel) and is planned if that says so.
+-- $1 warning id, $2 approver, $3 now, $4 new state, $5 planned (bool)
 UPDATE warnings
-   SET state = 'active', approver = $2, approved_at = $3, plan_state = 'pending'
+   SET state = $4, approver = $2, approved_at = $3,
+       plan_state = CASE WHEN $5::bool THEN 'pending' ELSE 'none' END
  WHERE id = $1 AND state = 'pending_approval'
+RETURNING id;
+
+-- name: reject_warning
+-- An approver refuses a warning waiting for approval: it never goes out.
+-- $1 warning id
+UPDATE warnings SET state = 'rejected' WHERE id = $1 AND state = 'pending_approval'
 RETURNING id;
 
 -- name: insert_rejection
@@ -134,3 +143,8 @@ SELECT short_code FROM warnings
 -- name: set_short_code
 -- $1 warning id, $2 short code
 UPDATE warnings SET short_code = $2 WHERE id = $1;
+
+-- name: warning_for_release
+-- A waiting warning about to be approved, locked: its state, source and what it amends.
+-- $1 warning id
+SELECT state, source, amends_id FROM warnings WHERE id = $1 FOR UPDATE;

@@ -37,13 +37,23 @@ async def post_warning(request: web.Request) -> web.Response:
 
 
 async def approve_warning(request: web.Request) -> web.Response:
-    """A second officer releases a warning waiting for approval."""
+    """A second officer releases a warning waiting for approval, naming the texts they read."""
     services = request.app[SERVICES]
     warning_id = path_id(request, "warning_id")
-    await use_cases.approve(services, request[USER].name, warning_id)
+    body = parse_request(use_cases.ApproveRequest, await json_payload(request))
+    stored = await use_cases.approve(services, request[USER].name, warning_id, body)
+    return accepted(services, stored)
+
+
+async def reject_warning(request: web.Request) -> web.Response:
+    """An approver refuses a warning waiting for approval."""
+    services = request.app[SERVICES]
+    warning_id = path_id(request, "warning_id")
+    body = parse_request(use_cases.RejectRequest, await json_payload(request))
+    await use_cases.reject(services, request[USER].name, warning_id, body)
     return json_response(
         WarningAccepted(
-            warning_id=warning_id, status="active", created=False, simulated=services.simulated
+            warning_id=warning_id, status="rejected", created=False, simulated=services.simulated
         )
     )
 
