@@ -29,7 +29,9 @@ log = structlog.get_logger(__name__)
 class Answer:
     """What became of one inbound answer, for metrics, logs and the officer's inbox."""
 
-    kind: str  # ack | progress | unrecognised | unknown_number | unknown_code | rate_limited
+    # ack | progress | unrecognised | unknown_number | unknown_code | rate_limited | ambiguous
+    # (a plain answer from a number with a live and an exercise call-out open: it names neither)
+    kind: str
     callouts: tuple[int, ...] = ()
     late: bool = False
     tasks: tuple[int, ...] = ()  # field tasks whose progress it reported
@@ -165,12 +167,18 @@ class Answers:
             list(only) if only is not None else [None] * len(asks),
         )
         for r in rows:
+            if r["id"] is None:  # a live and an exercise call-out open: it answered neither
+                result[r["phone"]] = Answer("ambiguous")
+                continue
             before = result[r["phone"]]
             result[r["phone"]] = Answer(
                 "ack", (*before.callouts, r["id"]), late=before.late or r["ack_late"]
             )
-        if rows:
-            log.info("callouts_acknowledged", callouts=[r["id"] for r in rows], via=via)
+        acknowledged = [r["id"] for r in rows if r["id"] is not None]
+        if acknowledged:
+            log.info("callouts_acknowledged", callouts=acknowledged, via=via)
+        if len(acknowledged) < len(rows):
+            log.info("answer_ambiguous", via=via, numbers=len(rows) - len(acknowledged))
         return result
 
 

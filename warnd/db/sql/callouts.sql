@@ -45,8 +45,11 @@ SELECT count(*) FROM opened;
 
 -- name: acknowledge
 -- Answer open call-outs, for a batch of answers at once: by the number that answered (the callee,
--- or someone an escalation step called for that call-out), limited to one warning when the reply
--- named its code. Returns each call-out answered with the number that answered it.
+-- or a stand-in an escalation step reached for that call-out: its message was sent), limited to
+-- one warning when the reply named its code. A plain answer from a number with both a live and
+-- an exercise call-out open answers neither: a drill must never close a live call-out, nor the
+-- reverse; such numbers come back with a NULL id (the answer was ambiguous).
+-- Returns each call-out answered with the number that answered it.
 -- $1 text[] phones, $2 bigint[] warning ids (NULL: every open call-out of the number),
 -- $3 via (sms | voice), $4 now, $5 bigint[] only these call-outs (NULL: any)
 WITH answers AS (
@@ -61,17 +64,27 @@ matches AS (
     SELECT d.callout_id, a.phone, a.warning_id, a.only_id
       FROM answers a
       JOIN deliveries d ON d.audience = 'escalation' AND d.address = a.phone
+                       AND d.state IN ('sent', 'delivered')
 ),
-targets AS (
-    SELECT DISTINCT ON (c.id) c.id, m.phone
+candidates AS (
+    SELECT DISTINCT ON (c.id) c.id, m.phone,
+           m.warning_id IS NULL AND m.only_id IS NULL AS plain, w.status = 'Exercise' AS exercise
       FROM matches m
       JOIN callouts c ON c.id = m.id
+      JOIN warnings w ON w.id = c.warning_id
      WHERE c.state IN ('pending', 'notified', 'escalated')
        AND (m.warning_id IS NULL OR c.warning_id = m.warning_id)
        AND (m.only_id IS NULL OR c.id = m.only_id)
      ORDER BY c.id, m.phone
 ),
-
+ambiguous AS (
+    SELECT phone FROM candidates WHERE plain
+     GROUP BY phone HAVING bool_or(exercise) AND NOT bool_and(exercise)
+),
+targets AS (
+    SELECT id, phone FROM candidates
+     WHERE NOT (plain AND phone IN (SELECT phone FROM ambiguous))
+),
 answered AS (
     UPDATE callouts c
        SET state = 'acknowledged', acknowledged_at = $4::timestamptz,
@@ -97,7 +110,9 @@ events AS (
       FROM answered a
     RETURNING id
 )
-SELECT id, ack_late, phone FROM answered;
+SELECT id, ack_late, phone FROM answered
+UNION ALL
+SELECT NULL, NULL, phone FROM ambiguous;
 
 -- name: warnings_by_code
 -- The open warnings some replies' short codes name. $1 text[] short codes
