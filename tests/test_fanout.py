@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import pytest
 
 from channels.base import (
+    CallResult,
     Channel,
     ChannelKind,
     DeliveryReceipt,
@@ -23,84 +22,24 @@ from channels.base import (
     SendResult,
 )
 from tests import seed
+from tests.fixtures import DAYTIME, LIMITS, RecordingChannel, cancel_of, plan, rainstorm
 from tests.waiting import equals, until
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
 from warnd.core.errors import InputError
-from warnd.core.model import Area, NormalisedWarning
+from warnd.core.model import NormalisedWarning
 from warnd.core.outcomes import Claimed, classify
 from warnd.core.vocabulary import Audience, Level
 from warnd.db import Conn
 from warnd.db.notify import Wakeup
 from warnd.db.queries import sql
 from warnd.ingest.store import store_warning
+from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import AHEAD_BATCHES, Dispatcher
 from warnd.pipeline.inbound import EARLY_RECEIPT_WINDOW, Inbound
 from warnd.pipeline.planner import Planner, PlanResult
-from warnd.policy.loader import load_policy
 from warnd.policy.model import Policy
 from warnd.policy.targeting import decide
-from warnd.runtime.settings import REPO_CONFIG_DIR
-
-DAYTIME = datetime(2026, 7, 29, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
-LIMITS = {"sms": 335, "voice": 500, "broadcast": 500}
-
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return load_policy(REPO_CONFIG_DIR / "policy.toml")
-
-
-def rainstorm(
-    level: Level = Level.RED, *, status: str = "Actual", codes: tuple[str, ...] = (seed.RENCHENG,)
-) -> NormalisedWarning:
-    return NormalisedWarning(
-        sender="jnqxt@sd.cma.cn",
-        identifier=f"test-{level}-{status}-{'-'.join(codes)}",
-        sent=DAYTIME,
-        status=status,
-        msg_type="Alert",
-        hazard="rainstorm",
-        level=level,
-        area=Area(codes=codes),
-        event=f"暴雨{level.zh}预警",
-        headline="任城区气象台发布暴雨预警信号",
-        description="预计未来3小时降雨量将达100毫米以上。",
-        instruction="请立即转移低洼地带群众。",
-    )
-
-
-class RecordingChannel(Channel):
-    """A test double of a gateway: accepts everything and remembers the order it was given."""
-
-    def __init__(self, name: str, kind: ChannelKind, fail_prefix: str = "") -> None:
-        super().__init__(name, self.config_model(type="recording"))
-        self.kind = kind
-        self.sent: list[OutboundMessage] = []
-        self.fail_prefix = fail_prefix
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(rate_per_s=10_000, window=50, max_text=500)
-
-    async def send(self, batch: list[OutboundMessage]) -> list[SendResult]:  # type: ignore[override]
-        results = []
-        for m in batch:
-            if self.fail_prefix and m.address.startswith(self.fail_prefix):
-                results.append(SendResult(m.key, Outcome.PERMANENT, reason=Reason.CLIENT))
-            else:
-                self.sent.append(m)
-                results.append(SendResult(m.key, Outcome.ACCEPTED, external_id=f"x-{m.key}"))
-        return results
-
-
-async def plan(pool: asyncpg.Pool, policy: Policy, warning: NormalisedWarning) -> int:
-    async with pool.acquire() as conn:
-        await seed.seed(conn)
-    stored = await store_warning(pool, warning, source="test", now=DAYTIME)
-    planner = Planner(pool, lambda: policy, ManualClock(DAYTIME), LIMITS, villages_per_chunk=1)
-    await planner.plan_pending()
-    return stored.warning_id
 
 
 async def deliveries(pool: asyncpg.Pool, warning_id: int) -> list[asyncpg.Record]:
@@ -171,18 +110,6 @@ async def test_duplicate_is_stored_once(pool: asyncpg.Pool, policy: Policy) -> N
     assert await pool.fetchval("SELECT count(*) FROM warnings") == 1
 
 
-def cancel_of(original: NormalisedWarning) -> NormalisedWarning:
-    return NormalisedWarning(
-        **{
-            **original.__dict__,
-            "identifier": f"cancel-{original.identifier}",
-            "msg_type": "Cancel",
-            "sent": DAYTIME + timedelta(minutes=5),
-            "references": (f"{original.sender},{original.identifier},{original.sent.isoformat()}",),
-        }
-    )
-
-
 async def test_cancel_stops_queued_deliveries(pool: asyncpg.Pool, policy: Policy) -> None:
     warning_id = await plan(pool, policy, rainstorm())
     stored = await store_warning(pool, cancel_of(rainstorm()), source="test", now=DAYTIME)
@@ -245,19 +172,50 @@ class GatedChannel(RecordingChannel):
         self.peak = 0
         self.sizes: list[int] = []
         self.let_through = 0  # batches that pass without waiting for the gate
+        self.senders: list[asyncio.Task[object]] = []  # the task that handed over each batch
+        self.changed = asyncio.Condition()
 
     @property
     def limits(self) -> Limits:
         return Limits(rate_per_s=6, window=4, max_text=500, queues=self.queues)
 
     async def send(self, batch: list[OutboundMessage]) -> list[SendResult]:  # type: ignore[override]
+        sender = asyncio.current_task()
+        assert sender is not None
+        self.senders.append(sender)
         self.sizes.append(len(batch))
-        if len(self.sizes) > self.let_through:
+        held = len(self.sizes) > self.let_through
+        if held:
             self.holding += 1
             self.peak = max(self.peak, self.holding)
+        async with self.changed:
+            self.changed.notify_all()
+        if held:
             await self.gate.wait()
             self.holding -= 1
         return await super().send(batch)
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, checked whenever a batch is handed over."""
+        async with asyncio.timeout(10), self.changed:
+            await self.changed.wait_for(predicate)
+
+
+class CountedClaims:
+    """Wraps a dispatcher's ``claim`` to count the worker's calls, optionally holding one back."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.calls = 0
+        self.before: dict[int, Callable[[], Awaitable[object]]] = {}  # call number -> wait
+        self._claim = dispatcher.claim
+        dispatcher.claim = self  # type: ignore[method-assign]
+
+    async def __call__(self, channel: Channel, limit: int) -> list[Claimed]:
+        self.calls += 1
+        wait = self.before.get(self.calls)
+        if wait is not None:
+            await wait()
+        return await self._claim(channel, limit)
 
 
 @pytest.mark.parametrize("queues", [True, False])
@@ -269,27 +227,33 @@ async def test_a_queueing_channel_is_handed_batches_ahead_a_plain_one_a_batch_at
     dispatcher = Dispatcher(
         pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup(), poll_seconds=0.01
     )
+    claims = CountedClaims(dispatcher)
     worker = asyncio.create_task(dispatcher.run_worker(sms))
     # A queueing channel: up to a second of its rate in AHEAD_BATCHES batches (6 / 3); a plain
     # one: one batch of at most its window.
     expected = AHEAD_BATCHES if queues else 1
     try:
-        async with asyncio.timeout(10):
-            while sms.holding < expected:  # noqa: ASYNC110 - the double has no event for this
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)  # time enough to claim more, if it were allowed to
-            assert sms.peak == expected
-            assert set(sms.sizes) == ({6 // AHEAD_BATCHES} if queues else {4})
-            sms.gate.set()
-            while await pool.fetchval(  # noqa: ASYNC110 - a database state has no event
-                "SELECT count(*) FROM deliveries WHERE warning_id = $1 AND channel_kind = 'sms'"
-                " AND state <> 'sent'",
-                warning_id,
-            ):
-                await asyncio.sleep(0.01)
+        await sms.until(lambda: sms.holding >= expected)
+        # A claimed batch reaches the channel only once the worker awaits: had the worker been
+        # allowed another batch, it would have called claim again before the last of these was
+        # held. And every row claimed so far is one the channel holds: none claimed on the side.
+        assert claims.calls == expected
+        sending = await pool.fetchval(
+            "SELECT count(*) FROM deliveries WHERE channel_kind = 'sms' AND state = 'sending'"
+        )
+        assert sending == sum(sms.sizes)
+        assert sms.peak == expected
+        assert set(sms.sizes) == ({6 // AHEAD_BATCHES} if queues else {4})
+        sms.gate.set()
+        unsent = (
+            "SELECT count(*) = 0 FROM deliveries WHERE warning_id = $1 AND channel_kind = 'sms'"
+            " AND state <> 'sent'"
+        )
+        await until(lambda: pool.fetchval(unsent, warning_id), what="every sms row sent")
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
+    assert sms.peak == expected  # never more at once, after the gate opened either
     sent = [m.key for m in sms.sent]
     assert len(sent) == len(set(sent))  # every row once, although batches overlapped
     rows = [r for r in await deliveries(pool, warning_id) if r["channel_kind"] == "sms"]
@@ -318,15 +282,24 @@ async def test_a_batch_that_fails_to_record_leaves_the_others_on_the_wire_to_fin
         await record(channel, claimed, results)
 
     dispatcher.record = database_gone_once  # type: ignore[method-assign]
+    claims = CountedClaims(dispatcher)
+
+    async def first_batch_failed() -> None:
+        await sms.until(lambda: bool(sms.senders))
+        async with asyncio.timeout(10):
+            await asyncio.wait(sms.senders[:1])
+        assert failed
+
+    # The second claim returns only once the first batch has failed to record: the worker
+    # finds the failure right after it, before the batch it claimed reaches the channel.
+    claims.before[2] = first_batch_failed
     worker = asyncio.create_task(dispatcher.run_worker(sms))
-    async with asyncio.timeout(10):
-        while not (failed and sms.holding):  # noqa: ASYNC110 - the double has no event for this
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)  # the worker has seen the failure and is stopping
-        assert not worker.done()  # …but waits for the batch still on the wire
-        sms.gate.set()
-        with pytest.raises(OSError, match="database lost"):
-            await worker
+    await sms.until(lambda: sms.holding >= 1)
+    assert not worker.done()  # the worker has seen the failure, but waits for the batch on the wire
+    sms.gate.set()
+    with pytest.raises(OSError, match="database lost"):
+        await worker
+    assert claims.calls == 2  # …and claimed nothing after it
     given = {m.key for m in sms.sent}
     states = {r["id"]: r["state"] for r in await deliveries(pool, warning_id) if r["id"] in given}
     assert set(failed) < set(states)  # more than the failed batch went out
@@ -393,7 +366,8 @@ async def test_receipts_mark_deliveries(pool: asyncpg.Pool, policy: Policy) -> N
     bad = DeliveryReceipt(f"x-{claimed[1].id}", ReceiptStatus.UNDELIVERABLE)
     unknown = DeliveryReceipt("nope", ReceiptStatus.DELIVERED)
     inbound = Inbound(pool, ManualClock(DAYTIME), Metrics())
-    assert await inbound.handle_events("sms", [ok, bad, unknown]) == [unknown]
+    unmatched = await inbound.handle_events("sms", [ok, bad, unknown])
+    assert [e.event for e in unmatched] == [unknown]
     states = {
         r["id"]: r["state"]
         for r in await deliveries(pool, warning_id)
@@ -419,7 +393,8 @@ async def test_a_receipt_before_its_send_is_recorded_is_kept_and_applied_later(
         DeliveryReceipt(f"x-{claimed[0].id}", ReceiptStatus.DELIVERED),
         DeliveryReceipt(f"x-{claimed[1].id}", ReceiptStatus.UNDELIVERABLE, detail="no signal"),
     ]
-    assert await inbound.handle_events("sms", early) == early  # nothing to match yet
+    kept = await inbound.handle_events("sms", early)
+    assert [e.event for e in kept] == early  # nothing to match yet
     assert await inbound.match_early_receipts() == 0
     await dispatcher.record("sms", claimed, results)
     clock.advance(1)
@@ -460,6 +435,30 @@ async def test_the_inbound_stage_applies_an_early_receipt_once_its_send_is_recor
         await asyncio.gather(running, return_exceptions=True)
     assert await pool.fetchval("SELECT count(*) FROM inbound_events WHERE NOT matched") == 0
     assert warning_id
+
+
+async def test_a_key_press_reported_before_its_call_was_recorded_still_answers(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """A call answered with "1" and reported before the worker recorded the call: the answer
+    used to be lost as an unknown call; it is kept and applied once the call is recorded."""
+    warning_id = await plan(pool, policy, rainstorm())
+    voice = RecordingChannel("voice", ChannelKind.VOICE)
+    clock = ManualClock(DAYTIME)
+    dispatcher = Dispatcher(pool, {"voice": voice}, clock, Metrics(), Wakeup())
+    inbound = Inbound(pool, clock, Metrics(), answers=Answers(pool, clock))
+    claimed = [c for c in await dispatcher.claim(voice, 50) if c.address == "+8613900000001"]
+    assert claimed, "the county head is called"
+    results = await voice.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    press = CallResult(f"x-{claimed[0].id}", answered=True, keys="1")
+    kept = await inbound.handle_events("voice", [press])
+    assert [e.event for e in kept] == [press]
+    state = "SELECT state FROM callouts WHERE warning_id = $1 AND phone = '+8613900000001'"
+    assert await pool.fetchval(state, warning_id) != "acknowledged"
+    await dispatcher.record("voice", claimed, results)
+    assert await inbound.retry("voice", kept) == []
+    assert await pool.fetchval(state, warning_id) == "acknowledged"
+    assert await pool.fetchval("SELECT bool_and(matched) FROM inbound_events") is True
 
 
 async def test_an_early_receipt_older_than_the_window_is_left_unmatched(

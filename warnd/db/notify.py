@@ -18,9 +18,10 @@ class Wakeup:
         self._event.set()
 
     async def wait(self, at_most: float) -> None:
+        """Until woken, or ``at_most`` seconds. A wake-up is consumed only by a wait that saw
+        it: one cancelled or timed out leaves it for the next."""
         try:
             await asyncio.wait_for(self._event.wait(), at_most)
         except TimeoutError:
             return
-        finally:
-            self._event.clear()
+        self._event.clear()

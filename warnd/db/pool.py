@@ -41,16 +41,26 @@ async def connect(url: str) -> asyncpg.Connection:
 
 @asynccontextmanager
 async def open_pool(
-    url: str, *, min_size: int = 2, max_size: int = 10, run_migrations: bool = True
+    url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    run_migrations: bool = True,
+    role: str | None = None,
 ) -> AsyncIterator[asyncpg.Pool]:
-    """Open the pool (migrating first unless told not to) and close it on exit."""
+    """Open the pool (migrating first unless told not to) and close it on exit.
+
+    ``role``: every connection acts as this role from its start (``warnd.db.roles``): the login
+    must be a member of it, and the session cannot leave it (``RESET ROLE`` returns to it).
+    """
+    settings = {**SERVER_SETTINGS, "role": role} if role else SERVER_SETTINGS
     try:
         pool = await asyncpg.create_pool(
             url,
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
-            server_settings=SERVER_SETTINGS,
+            server_settings=settings,
         )
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc

@@ -441,3 +441,27 @@ CREATE TABLE schema_migrations (
     checksum   text NOT NULL,              -- sha256 of the file, so an edited migration is refused
     applied_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- =============================================================================================
+-- The role warnd runs as (migration 007): it writes warnings and the outbox but owns nothing,
+-- so it cannot change the schema, disable the append-only triggers, truncate a table or rewrite
+-- history. Migrations, roster replacement and benchmarks run as the owner.
+-- =============================================================================================
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'warnd_app') THEN
+        CREATE ROLE warnd_app NOLOGIN;
+    END IF;
+END
+$$;
+
+GRANT USAGE ON SCHEMA public TO warnd_app;
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON divisions, responders, households, special_persons, facilities TO warnd_app;
+GRANT SELECT, INSERT, UPDATE
+    ON warnings, rejected_messages, warning_villages, messages, deliveries, inbound_events,
+       feed_health, callouts, field_tasks TO warnd_app;
+GRANT SELECT, INSERT ON audit_log, callout_events, field_task_events TO warnd_app;
+GRANT SELECT ON schema_migrations TO warnd_app;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO warnd_app;

@@ -1,17 +1,18 @@
 """Inbound: what channels report back — delivery receipts, replies, call results, device
 confirmations — recorded in batches, and answers handed to ``warnd.pipeline.answers``.
 
-A fast network can report a message delivered before the worker that sent it has recorded the
-gateway's id. Such a receipt is kept at once as an unmatched event, and ``match_early_receipts``
-applies it once the id is on its delivery: here as soon as this process's dispatcher records a
-batch, and in housekeeping for receipts another process received or a restart left behind. No
-receipt waits on a timer, and none is lost to the race.
+A fast network can report a message delivered (or a call answered) before the worker that sent
+it has recorded the gateway's id. Such a report is kept at once as an unmatched event, and tried
+again as soon as this process's dispatcher records a batch; receipts another process received or
+a restart left behind are matched by housekeeping (``match_early_receipts``). No report waits on
+a timer, and none is lost to the race.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -38,6 +39,15 @@ log = structlog.get_logger(__name__)
 # How long a receipt may wait for its send to be recorded: far longer than any record takes.
 EARLY_RECEIPT_WINDOW = timedelta(minutes=10)
 EARLY_RECEIPT_BATCH = 5000  # receipts matched per statement; junk must not make one unbounded
+
+
+@dataclass(frozen=True)
+class Early:
+    """A report on a send not yet recorded when it came: its stored row, and since when."""
+
+    event: DeliveryReceipt | CallResult | DeviceConfirmation | Reply
+    row_id: int
+    since: datetime
 
 
 class Inbound:
@@ -68,7 +78,7 @@ class Inbound:
                 queue.put_nowait(event)
 
         pump_task = asyncio.create_task(pump())
-        early: dict[str, datetime] = {}  # receipts kept unmatched, by external id: since when
+        early: list[Early] = []  # reports on sends not yet recorded: tried again after a record
         try:
             while True:
                 first = await self._next(queue, waiting_for_record=bool(early))
@@ -76,14 +86,10 @@ class Inbound:
                     batch = [first]
                     while len(batch) < batch_size and not queue.empty():
                         batch.append(queue.get_nowait())
-                    now = self._clock.now()
-                    for receipt in await self.handle_events(channel.name, batch):
-                        early.setdefault(receipt.external_id, now)
+                    early += await self.handle_events(channel.name, batch)
                     continue
-                for external_id in await self._match(channel.name):
-                    early.pop(external_id, None)
                 oldest = self._clock.now() - EARLY_RECEIPT_WINDOW
-                early = {key: at for key, at in early.items() if at >= oldest}
+                early = await self.retry(channel.name, [e for e in early if e.since >= oldest])
         finally:
             pump_task.cancel()
             await asyncio.gather(pump_task, return_exceptions=True)
@@ -91,7 +97,7 @@ class Inbound:
     async def _next(
         self, queue: asyncio.Queue[InboundEvent], *, waiting_for_record: bool
     ) -> InboundEvent | None:
-        """The next event; or None when, while receipts wait for their sends, a batch of sends
+        """The next event; or None when, while reports wait for their sends, a batch of sends
         was recorded first."""
         if not waiting_for_record or self._recorded is None:
             return await queue.get()
@@ -107,63 +113,86 @@ class Inbound:
             return getter.result()
         return None
 
-    async def handle_events(
-        self, channel: str, events: Sequence[InboundEvent]
-    ) -> list[DeliveryReceipt]:
-        """Apply inbound events; return the delivery receipts that matched no delivery (yet).
+    async def handle_events(self, channel: str, events: Sequence[InboundEvent]) -> list[Early]:
+        """Apply inbound events; return the reports (receipts, call results, device
+        confirmations) that matched no delivery yet, to try again once more sends are recorded.
 
         Matched delivery receipts live on their delivery row only; replies, call results,
-        device confirmations and unmatched receipts are kept in ``inbound_events`` too.
+        device confirmations and unmatched receipts are kept in ``inbound_events`` too, at once:
+        nothing a channel reported waits in memory alone.
         """
-        receipts = [(e, fact) for e in events if (fact := _receipt(e)) is not None]
-        matched: set[str] = set()
-        if receipts:
-            rows = await self._pool.fetch(
-                sql("record_receipts"),
-                channel,
-                [fact[0] for _, fact in receipts],
-                [fact[1] for _, fact in receipts],
-                [fact[2] for _, fact in receipts],
-                self._clock.now(),
-            )
-            matched = {r["external_id"] for r in rows}
-            for _, (external_id, ok, _) in receipts:
-                if external_id in matched:
-                    self._metrics.deliveries.labels(channel, "delivered" if ok else "failed").inc()
-        unmatched = [
-            e for e, fact in receipts if isinstance(e, DeliveryReceipt) and fact[0] not in matched
-        ]
+        matched = await self._record_reports(channel, events)
         keep = [
             e for e in events if not (isinstance(e, DeliveryReceipt) and e.external_id in matched)
         ]
         answered = await self._answer(channel, keep)
-        if keep:
-            hits = [
-                id(e) in answered or (not isinstance(e, Reply) and e.external_id in matched)
-                for e in keep
-            ]
-            kinds = [_KIND[type(e)] for e in keep]
-            await self._pool.execute(
-                sql("record_inbound"),
-                channel,
-                kinds,
-                [e.sender if isinstance(e, Reply) else None for e in keep],
-                [_payload(e) for e in keep],
-                hits,
-                self._clock.now(),
-            )
-            for kind, hit in zip(kinds, hits, strict=True):
-                self._metrics.inbound.labels(channel, kind, str(hit).lower()).inc()
-        return unmatched
+        if not keep:
+            return []
+        hits = [
+            id(e) in answered or (not isinstance(e, Reply) and e.external_id in matched)
+            for e in keep
+        ]
+        kinds = [_KIND[type(e)] for e in keep]
+        ids = await self._pool.fetch(
+            sql("record_inbound"),
+            channel,
+            kinds,
+            [e.sender if isinstance(e, Reply) else None for e in keep],
+            [_payload(e) for e in keep],
+            hits,
+            self._clock.now(),
+        )
+        for kind, hit in zip(kinds, hits, strict=True):
+            self._metrics.inbound.labels(channel, kind, str(hit).lower()).inc()
+        now = self._clock.now()
+        return [
+            Early(e, row["id"], now)
+            for e, hit, row in zip(keep, hits, ids, strict=True)
+            if not hit and not isinstance(e, Reply)
+        ]
+
+    async def retry(self, channel: str, early: Sequence[Early]) -> list[Early]:
+        """Try reports again whose sends were not recorded when they came; the ones still
+        unmatched. A report that matches now is marked matched on its stored row."""
+        if not early:
+            return []
+        events = [e.event for e in early]
+        matched = await self._record_reports(channel, events)
+        answered = await self._answer(channel, events)
+        done = [
+            e
+            for e in early
+            if id(e.event) in answered
+            or (not isinstance(e.event, Reply) and e.event.external_id in matched)
+        ]
+        if done:
+            await self._pool.execute(sql("mark_inbound_matched"), [e.row_id for e in done])
+            log.info("early_reports_matched", reports=len(done))
+        return [e for e in early if e not in done]
+
+    async def _record_reports(self, channel: str, events: Sequence[InboundEvent]) -> set[str]:
+        """Mark the deliveries these reports are about; the external ids that matched one."""
+        receipts = [fact for e in events if (fact := _receipt(e)) is not None]
+        if not receipts:
+            return set()
+        rows = await self._pool.fetch(
+            sql("record_receipts"),
+            channel,
+            [fact[0] for fact in receipts],
+            [fact[1] for fact in receipts],
+            [fact[2] for fact in receipts],
+            self._clock.now(),
+        )
+        matched = {r["external_id"] for r in rows}
+        for external_id, ok, _ in receipts:
+            if external_id in matched:
+                self._metrics.deliveries.labels(channel, "delivered" if ok else "failed").inc()
+        return matched
 
     async def match_early_receipts(self) -> int:
         """Apply receipts kept unmatched whose delivery has since been recorded as sent; how
         many. Receipts older than ``EARLY_RECEIPT_WINDOW`` are left as they are: their message
         was never ours or was lost, and an officer sees them among the unmatched events."""
-        return len(await self._match(None))
-
-    async def _match(self, channel: str | None) -> list[str]:
-        """Match early receipts (of every channel); the external ids matched for ``channel``."""
         now = self._clock.now()
         rows = await self._pool.fetch(
             sql("match_early_receipts"), now - EARLY_RECEIPT_WINDOW, EARLY_RECEIPT_BATCH, now
@@ -174,7 +203,7 @@ class Inbound:
             ).inc()
         if rows:
             log.info("early_receipts_matched", receipts=len(rows))
-        return [r["external_id"] for r in rows if channel is None or r["channel"] == channel]
+        return len(rows)
 
     async def _answer(self, channel: str, events: Sequence[InboundEvent]) -> set[int]:
         """Replies, key presses and device confirmations that acknowledge call-outs or report

@@ -27,9 +27,11 @@ from warnd.core.clock import Clock, ScaledClock, SystemClock
 from warnd.core.config import AppConfig
 from warnd.core.errors import ConfigError
 from warnd.db import Conn
+from warnd.db.migrate import migrate
 from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL, Wakeup
 from warnd.db.pool import connect, open_pool
 from warnd.db.queries import sql
+from warnd.db.roles import RUNTIME_LOGIN, RUNTIME_ROLE, as_user, ensure_runtime_login
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.escalation import Escalation
@@ -154,8 +156,12 @@ class Daemon:
         """Start every stage and the HTTP server; stop them all on exit."""
         from warnd.web.app import build_app
 
+        embedded = url is None and self.settings.database_url is None
         url = url or database_url(self.settings)
-        async with open_pool(url, min_size=2, max_size=12) as pool:
+        url = await self._prepare_database(url, embedded=embedded)
+        async with open_pool(
+            url, min_size=2, max_size=12, run_migrations=False, role=RUNTIME_ROLE
+        ) as pool:
             services = Services(
                 pool=pool,
                 config=self.config,
@@ -192,6 +198,23 @@ class Daemon:
                 for channel in self.channels.values():
                     await channel.stop()
                 log.info("warnd_stopped")
+
+    async def _prepare_database(self, owner_url: str, *, embedded: bool) -> str:
+        """Migrate as the owner; the URL to serve with, as a role that owns nothing.
+
+        The embedded server gets its own runtime login; a configured server is served through
+        ``WARND_RUNTIME_DATABASE_URL``, else through the owner's login acting as ``warnd_app``.
+        """
+        conn = await connect(owner_url)
+        try:
+            await migrate(conn)
+            if embedded:
+                await ensure_runtime_login(conn)
+        finally:
+            await conn.close()
+        if self.settings.runtime_database_url:
+            return self.settings.runtime_database_url
+        return as_user(owner_url, RUNTIME_LOGIN) if embedded else owner_url
 
     def _start_stages(self, url: str, services: Services) -> list[asyncio.Task[None]]:
         pool = services.pool

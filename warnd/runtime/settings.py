@@ -19,7 +19,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WARND_", extra="ignore")
 
     database_url: str | None = Field(
-        default=None, description="PostgreSQL URL; without it an embedded server is started"
+        default=None,
+        description="PostgreSQL URL of the schema's owner (migrations, rosters); without it an "
+        "embedded server is started",
+    )
+    runtime_database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL the daemon serves with: a login that is a member of "
+        "warnd_app and owns nothing; without it the daemon serves on database_url as warnd_app",
     )
     data_dir: Path = Field(default=Path.home() / ".local" / "share" / "warnd")
     http_host: str = "127.0.0.1"

@@ -116,11 +116,14 @@ RETURNING d.external_id;
 
 -- name: record_inbound
 -- Keep inbound events a person may need to see: replies, call results, device confirmations
--- and receipts that matched no delivery.
+-- and receipts that matched no delivery; their ids, in the order given.
 -- $1 channel, $2 text[] kinds, $3 text[] senders, $4 jsonb[] payloads, $5 bool[] matched, $6 now
 INSERT INTO inbound_events (channel, kind, sender, payload, matched, received_at)
 SELECT $1::text, e.kind, e.sender, e.payload, e.matched, $6::timestamptz
-  FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::bool[]) AS e(kind, sender, payload, matched);
+  FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::bool[])
+       WITH ORDINALITY AS e(kind, sender, payload, matched, n)
+ ORDER BY e.n
+RETURNING id;
 
 -- name: queue_depth
 -- Queued deliveries per channel kind, for metrics and readiness.
@@ -155,3 +158,7 @@ UPDATE inbound_events e SET matched = true
   FROM applied
  WHERE e.id = applied.id
 RETURNING applied.channel, applied.external_id, applied.ok;
+
+-- name: mark_inbound_matched
+-- Reports kept as unmatched that a later try matched. $1 bigint[] inbound event ids
+UPDATE inbound_events SET matched = true WHERE id = ANY($1::bigint[]);
