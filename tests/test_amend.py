@@ -9,6 +9,20 @@ from datetime import timedelta
 import asyncpg
 
 from channels.base import ChannelKind
+from tests import seed
+from tests.fixtures import (
+    APPROVER_TOKEN,
+    DAYTIME,
+    LIMITS,
+    OFFICER_TOKEN,
+    Api,
+    RecordingChannel,
+    cancel_of,
+    manual,
+    plan,
+    preview,
+    rainstorm,
+)
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
 from warnd.core.model import Area, NormalisedWarning
@@ -20,12 +34,6 @@ from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import Policy
 from warnd.web.routing import API
-
-from . import seed
-from .test_api import APPROVER_TOKEN, OFFICER_TOKEN, Api, app, manual
-from .test_fanout import DAYTIME, LIMITS, RecordingChannel, cancel_of, plan, policy, rainstorm
-
-__all__ = ["app", "policy"]
 
 LATER = DAYTIME + timedelta(minutes=5)
 R1_PHONES = {"+8613800000001", "+8613800000002", "+8613800000003", "+8613800000004"}
@@ -219,17 +227,21 @@ async def test_an_officer_cancels_a_warning_once_with_a_reason(app: Api) -> None
     assert await app.count("warnings") == 2
 
 
-async def test_an_approver_refuses_a_waiting_warning_by_cancelling_it(app: Api) -> None:
+async def test_an_approver_refuses_a_waiting_warning(app: Api) -> None:
     status, body = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("red"))
     assert status == 201 and body["status"] == "pending_approval"
     status, _ = await app.call(
-        "POST", f"{API}/warnings/{body['warning_id']}/cancel", APPROVER_TOKEN, {"reason": "不实"}
+        "POST", f"{API}/warnings/{body['warning_id']}/reject", APPROVER_TOKEN, {"reason": "不实"}
     )
-    assert status == 201
+    assert status == 200
     state = await app.pool.fetchval("SELECT state FROM warnings WHERE id = $1", body["warning_id"])
-    assert state == "cancelled"
+    assert state == "rejected"
+    read = await preview(app, body["warning_id"])
     status, _ = await app.call(
-        "POST", f"{API}/warnings/{body['warning_id']}/approve", APPROVER_TOKEN
+        "POST",
+        f"{API}/warnings/{body['warning_id']}/approve",
+        APPROVER_TOKEN,
+        {"texts_sha256": read["texts_sha256"]},
     )
     assert status == 409
 

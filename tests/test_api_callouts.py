@@ -15,10 +15,24 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests import seed
+from tests.fixtures import (
+    APPROVER_TOKEN,
+    CHIEF_TOKEN,
+    CONFIG,
+    DAYTIME,
+    OFFICER_TOKEN,
+    Api,
+    cancel_of,
+    escalate_until,
+    plan,
+    rainstorm,
+)
 from warnd.app.metrics import Metrics
 from warnd.app.services import Services
 from warnd.app.views import CALLOUT_CSV_COLUMNS
 from warnd.core.clock import ManualClock
+from warnd.core.spreadsheet import restore
 from warnd.ingest.store import store_warning
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.escalation import Escalation
@@ -27,13 +41,6 @@ from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
 from warnd.web.app import build_app
 from warnd.web.routing import API
-
-from . import seed
-from .test_api import APPROVER_TOKEN, CHIEF_TOKEN, CONFIG, OFFICER_TOKEN, Api
-from .test_callouts import escalate_until
-from .test_fanout import DAYTIME, cancel_of, plan, policy, rainstorm
-
-__all__ = ["policy"]  # the fixture, shared with test_fanout
 
 CITY_ZONE = ZoneInfo("Asia/Shanghai")
 VILLAGE_HEAD = "+8613900000004"  # 张书记, 张庄村: deadline 10 min
@@ -363,10 +370,12 @@ async def test_the_overdue_list_as_csv(warned: Warned) -> None:
     assert rows and tuple(rows[0]) == CALLOUT_CSV_COLUMNS
     stored = await warned.callouts()
     now = warned.clock.now()
-    assert {r["phone"] for r in rows} == {
+    # Phone numbers are marked as text: a spreadsheet would read +86… as a number.
+    assert all(r["phone"].startswith("'+86") for r in rows)
+    assert {restore(r["phone"]) for r in rows} == {
         p for p, r in stored.items() if r["state"] in OPEN and r["deadline"] < now
     }
-    county = next(r for r in rows if r["phone"] == COUNTY_HEAD)
+    county = next(r for r in rows if restore(r["phone"]) == COUNTY_HEAD)
     assert (county["name"], county["division_name"], county["state"]) == (
         "任区长",
         "任城区",

@@ -5,162 +5,30 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
-
-from warnd.app.views import CALLOUT_CSV_COLUMNS
-from warnd.core.clock import ManualClock
-from warnd.web.routing import API
-
-from .test_api import (
+from tests.fixtures import (
+    CALLOUTS,
     COUNTY,
     NOW,
     OFFICER_TOKEN,
     OTHER_COUNTY,
+    TASKS,
     TOWN,
     VILLAGE_1,
     VILLAGE_2,
     Api,
-    app,
     cap_alert,
+    insert_callouts,
     insert_deliveries,
-    policy,
+    insert_tasks,
 )
-
-__all__ = ["app", "policy"]  # the fixtures, shared with test_api
+from warnd.app.views import CALLOUT_CSV_COLUMNS
+from warnd.core.clock import ManualClock
+from warnd.web.routing import API
 
 OTHER_TOWN = "370831001000"
-
-
-def snapshot(*steps: tuple[str, str]) -> dict[str, object]:
-    """A frozen chain as the list reads it: (action, target name) per step."""
-    return {"steps": [{"action": a, "target_name": n} for a, n in steps]}
-
-
-@dataclass(frozen=True)
-class Callout:
-    """One call-out to write by hand: whose, in which state, due when (minutes from NOW)."""
-
-    ref: str
-    state: str
-    deadline_min: float
-    ack_late: bool | None = None
-    events: tuple[str, ...] = ()  # kinds after "opened"
-    cursor: int = 0
-
-
-async def insert_callouts(
-    pool: asyncpg.Pool, warning_id: int, callouts: list[Callout]
-) -> dict[str, int]:
-    """Write the call-outs and their events; return call-out id by responder ref."""
-    ids: dict[str, int] = {}
-    chain = snapshot(("repeat", "本人"), ("backup", "王备岗"), ("superior", "任区长"))
-    async with pool.acquire() as conn:
-        for c in callouts:
-            row = await conn.fetchrow(
-                "SELECT id, phone, level FROM responders WHERE ref = $1", c.ref
-            )
-            assert row is not None
-            acknowledged = c.state == "acknowledged"
-            callout_id = await conn.fetchval(
-                """INSERT INTO callouts (warning_id, responder_id, phone, level, state, opened_at,
-                                         deadline, acknowledged_at, ack_late, ack_via, ack_by,
-                                         snapshot, cursor, closed_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                   RETURNING id""",
-                warning_id,
-                row["id"],
-                row["phone"],
-                row["level"],
-                c.state,
-                NOW - timedelta(minutes=10),
-                NOW + timedelta(minutes=c.deadline_min),
-                NOW - timedelta(minutes=1) if acknowledged else None,
-                c.ack_late,
-                "sms" if acknowledged else None,
-                row["phone"] if acknowledged else None,
-                chain,
-                c.cursor,
-                NOW if c.state == "closed" else None,
-            )
-            ids[c.ref] = callout_id
-            for minute, kind in enumerate(("opened", *c.events)):
-                await conn.execute(
-                    "INSERT INTO callout_events (callout_id, at, kind, detail) "
-                    "VALUES ($1, $2, $3, $4)",
-                    callout_id,
-                    NOW - timedelta(minutes=10 - minute),
-                    kind,
-                    {"step": minute - 1} if kind.startswith("step_") else {},
-                )
-    return ids
-
-
-@dataclass(frozen=True)
-class Task:
-    kind: str
-    village: str
-    assignee_ref: str
-    targets: int
-    done: int
-    state: str
-    deadline_min: float
-
-
-async def insert_tasks(pool: asyncpg.Pool, warning_id: int, tasks: list[Task]) -> list[int]:
-    """Write field tasks with an "opened" event each (and "done" for finished ones)."""
-    ids = []
-    async with pool.acquire() as conn:
-        for t in tasks:
-            task_id = await conn.fetchval(
-                """INSERT INTO field_tasks (warning_id, kind, village_code, assignee_id, phone,
-                                            targets, done, state, opened_at, deadline, snapshot)
-                   SELECT $1, $2, $3, r.id, r.phone, $5, $6, $7, $8, $9, '{}'::jsonb
-                     FROM responders r WHERE r.ref = $4
-                   RETURNING id""",
-                warning_id,
-                t.kind,
-                t.village,
-                t.assignee_ref,
-                t.targets,
-                t.done,
-                t.state,
-                NOW - timedelta(minutes=10),
-                NOW + timedelta(minutes=t.deadline_min),
-            )
-            assert task_id is not None
-            ids.append(task_id)
-            kinds = ["opened"] + (["done"] if t.state == "done" else [])
-            for minute, kind in enumerate(kinds):
-                await conn.execute(
-                    "INSERT INTO field_task_events (task_id, at, kind, actor, detail) "
-                    "VALUES ($1, $2, $3, $4, $5)",
-                    task_id,
-                    NOW - timedelta(minutes=9 - minute),
-                    kind,
-                    "system" if kind == "opened" else "+8613900000004",
-                    {"done": t.done} if kind == "done" else {},
-                )
-    return ids
-
-
-# Every state a call-out can be in, across two counties, one town and two villages.
-CALLOUTS = [
-    Callout("r-county", "acknowledged", 5, ack_late=False),
-    Callout("r-county-geo", "notified", -1, events=("step_fired",), cursor=1),
-    Callout("r-town", "acknowledged", -2, ack_late=True, events=("step_fired", "acknowledged")),
-    Callout("r-v1", "pending", 5, events=("step_skipped",), cursor=1),  # skipped: not escalated
-    Callout("r-v2", "escalated", -3, events=("step_fired", "step_fired"), cursor=2),
-    Callout("s-county", "closed", -4, events=("closed",)),
-]
-TASKS = [
-    Task("door_knock", VILLAGE_1, "r-v1", 5, 5, "done", 10),
-    Task("gong", VILLAGE_1, "r-v1", 1, 0, "open", -1),
-    Task("door_knock", VILLAGE_2, "r-v2", 3, 2, "escalated", 10),
-]
 
 
 async def warned(app: Api) -> int:

@@ -12,13 +12,18 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.fixtures import (
+    CALLOUTS,
+    NOW,
+    OFFICER_TOKEN,
+    TASKS,
+    Api,
+    cap_alert,
+    insert_callouts,
+    insert_tasks,
+)
 from warnd.app.views import AUDIT_CSV_COLUMNS
 from warnd.web.routing import API
-
-from .test_api import NOW, OFFICER_TOKEN, Api, app, cap_alert, policy
-from .test_api_progress import CALLOUTS, TASKS, insert_callouts, insert_tasks
-
-__all__ = ["app", "policy"]  # the fixtures, shared with test_api
 
 
 async def trail(app: Api) -> tuple[int, int]:

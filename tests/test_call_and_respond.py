@@ -23,23 +23,25 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 
+from tests import seed
+from tests.fixtures import (
+    FEED_TOKEN,
+    free_port,
+    post_cap,
+    rainstorm_cap,
+    start_worker,
+)
+from tests.waiting import until_while_running
 from warnd.core.clock import ScaledClock
 from warnd.db.pool import connect, open_pool
 from warnd.pipeline.answers import Answers
 from warnd.runtime.settings import REPO_CONFIG_DIR
-
-from . import seed
-from .test_daemon import FEED_TOKEN, cap, free_port, post_cap, seeded, start_worker
-
-__all__ = ["seeded"]
 
 SPEED = 60.0  # a minute of the round in a second; the tightest margin below is 2 s
 # The default policy, with door-knocking due in 16 minutes instead of 30 so the drill is shorter.
@@ -101,20 +103,14 @@ def drill_env(seeded: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     }
 
 
-async def wait_for(conn: asyncpg.Connection, query: str, what: str, seconds: float = 120) -> None:
-    """Poll until ``query`` returns true; the failure says what never happened."""
-    deadline = time.monotonic() + seconds
-    while not await conn.fetchval(query):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def callout_of(phone: str) -> str:
     return f"(SELECT c FROM callouts c WHERE c.phone = '{phone}')"
 
 
+# A drill of 26 minutes at 60 times speed: about 27 s of wall-clock time, with warnd started twice
+# as a child process (up to a minute each on a loaded machine).
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 async def test_a_red_round_escalates_exactly_as_the_policy_says_through_a_kill_9(
     drill_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -124,35 +120,45 @@ async def test_a_red_round_escalates_exactly_as_the_policy_says_through_a_kill_9
     conn = await connect(drill_env["WARND_DATABASE_URL"])
     try:
         status, body = await post_cap(
-            int(drill_env["WARND_HTTP_PORT"]), cap("drill-1", clock.now().replace(microsecond=0))
+            int(drill_env["WARND_HTTP_PORT"]),
+            rainstorm_cap("drill-1", clock.now().replace(microsecond=0)),
         )
         assert status == 201, body
         # In the middle of it: the superiors have been called (8 minutes in), the county head
         # has answered for the town; then the process dies without warning.
-        await wait_for(
-            conn,
+        superiors = (
             f"SELECT {callout_of('+8613900000006')}.cursor >= 3 "
-            f"AND {callout_of('+8613900000003')}.state = 'acknowledged'",
-            "the superior steps",
+            f"AND {callout_of('+8613900000003')}.state = 'acknowledged'"
+        )
+        await until_while_running(
+            process, log, lambda: conn.fetchval(superiors), within=60, what="the superior steps"
         )
         process.send_signal(signal.SIGKILL)
         await asyncio.wait_for(process.wait(), 10)
         process = await start_worker(drill_env, log)
         # 李庄村's head answers after the duty officer was told, and after the gong reminder.
-        await wait_for(
-            conn,
+        duty_officer = (
             f"SELECT {callout_of('+8613900000006')}.cursor = 4 AND (SELECT cursor >= 1 "
-            "FROM field_tasks WHERE kind = 'gong')",
-            "the duty officer step and the gong reminder",
+            "FROM field_tasks WHERE kind = 'gong')"
+        )
+        await until_while_running(
+            process,
+            log,
+            lambda: conn.fetchval(duty_officer),
+            within=60,
+            what="the duty officer step and the gong reminder",
         )
         async with open_pool(drill_env["WARND_DATABASE_URL"], min_size=1, max_size=1) as pool:
             answer = await Answers(pool, clock).answer_sms("+8613900000006", "收到A1，已鸣锣")
         assert answer.kind == "ack" and answer.callouts and answer.tasks
         # The door-knocking task runs its whole chain (26 minutes in).
-        await wait_for(
-            conn,
-            "SELECT cursor = 4 FROM field_tasks WHERE kind = 'door_knock'",
-            "the door-knocking task's last step",
+        door_knocking = "SELECT cursor = 4 FROM field_tasks WHERE kind = 'door_knock'"
+        await until_while_running(
+            process,
+            log,
+            lambda: conn.fetchval(door_knocking),
+            within=60,
+            what="the door-knocking task's last step",
         )
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)

@@ -9,6 +9,16 @@ from datetime import timedelta
 import asyncpg
 
 from channels.base import CallResult, ChannelKind, OutboundMessage, Reply
+from tests.fixtures import (
+    DAYTIME,
+    LIMITS,
+    RecordingChannel,
+    callouts,
+    cancel_of,
+    escalate_until,
+    plan,
+    rainstorm,
+)
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
 from warnd.core.references import next_short_code
@@ -21,10 +31,6 @@ from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.inbound import Inbound
 from warnd.policy.model import Policy
 
-from .test_fanout import DAYTIME, RecordingChannel, cancel_of, plan, policy, rainstorm
-
-__all__ = ["policy"]  # the fixture, shared with test_fanout
-
 CALLEES = {  # responder phone → level, for the red rainstorm on 任城区
     "+8613900000000": "city",
     "+8613900000001": "county",
@@ -33,11 +39,6 @@ CALLEES = {  # responder phone → level, for the red rainstorm on 任城区
     "+8613900000005": "village",
     "+8613900000006": "village",
 }
-
-
-async def callouts(pool: asyncpg.Pool, warning_id: int) -> dict[str, asyncpg.Record]:
-    rows = await pool.fetch("SELECT * FROM callouts WHERE warning_id = $1", warning_id)
-    return {r["phone"]: r for r in rows}
 
 
 async def events(pool: asyncpg.Pool, callout_id: int) -> list[str]:
@@ -132,8 +133,6 @@ async def test_a_code_acknowledges_only_its_warning(pool: asyncpg.Pool, policy: 
     second = (await store_warning(pool, second_warning, source="test", now=DAYTIME)).warning_id
     from warnd.pipeline.planner import Planner
 
-    from .test_fanout import LIMITS
-
     await Planner(pool, lambda: policy, ManualClock(DAYTIME), LIMITS).plan_pending()
     code = await pool.fetchval("SELECT short_code FROM warnings WHERE id = $1", second)
     assert code == "A2"
@@ -164,13 +163,6 @@ async def test_pressing_one_on_the_call_acknowledges_through_dispatch(
     assert (row["state"], row["ack_via"]) == ("acknowledged", "voice")
     matched = await pool.fetch("SELECT kind, matched FROM inbound_events ORDER BY id")
     assert [(r["kind"], r["matched"]) for r in matched] == [("call_result", True), ("reply", False)]
-
-
-async def escalate_until(scanner: Escalation, clock: ManualClock, minutes: int) -> None:
-    for _ in range(minutes * 6):  # every 10 s of simulated time
-        while await scanner.scan():
-            pass
-        clock.advance(10)
 
 
 async def test_an_unanswered_callout_escalates_step_by_step_exactly_once(

@@ -16,28 +16,24 @@ from typing import Any
 import asyncpg
 import pytest
 
-from warnd.core.clock import ManualClock
-from warnd.pipeline.planner import Planner
-from warnd.policy.model import Policy
-from warnd.web.routing import API
-
-from . import seed
-from .fixtures import (
+from tests import seed
+from tests.fixtures import (
     APPROVER_TOKEN,
+    LIMITS,
     NOW,
     OFFICER_TOKEN,
     Api,
     cap_alert,
     manual,
-    policy,
     preview,
     serve_api,
 )
-
-__all__ = ["policy"]  # the fixture, from tests/fixtures.py
+from warnd.core.clock import ManualClock
+from warnd.pipeline.planner import Planner
+from warnd.policy.model import Policy
+from warnd.web.routing import API
 
 R1, R2, S1 = seed.VILLAGE_R1, seed.VILLAGE_R2, seed.VILLAGE_S1
-LIMITS = {"sms": 335, "voice": 500, "broadcast": 500}
 
 # Shapes in CAP's notation (lat,lon pairs; "lat,lon radius_km").
 SQUARE_R1 = "35.425,116.605 35.425,116.615 35.435,116.615 35.435,116.605 35.425,116.605"
@@ -233,7 +229,13 @@ async def test_a_manual_area_reaches_exactly_its_villages(
     assert status == 201, body
     assert body["status"] == "pending_approval"
     warning_id = body["warning_id"]
-    status, body = await app.call("POST", f"{API}/warnings/{warning_id}/approve", APPROVER_TOKEN)
+    read = await preview(app, warning_id)
+    status, body = await app.call(
+        "POST",
+        f"{API}/warnings/{warning_id}/approve",
+        APPROVER_TOKEN,
+        {"texts_sha256": read["texts_sha256"]},
+    )
     assert (status, body["status"]) == (200, "active")
     await assert_reaches_only(app, policy, warning_id, villages, recipients)
 

@@ -32,8 +32,9 @@ from tests.channel_contract import (
     ChannelFactory,
     batch_of,
     collect_events,
-    drain_events,
+    events_so_far,
 )
+from tests.waiting import until
 
 T0 = datetime(2025, 7, 20, 2, 0, tzinfo=UTC)
 
@@ -71,11 +72,9 @@ async def send_and_collect(
 ) -> tuple[dict[int, SendResult], list[InboundEvent]]:
     """Send on a started channel and gather every event it then plays back."""
     results = {result.key: result for result in await channel.send(batch)}
-    events: list[InboundEvent] = []
-    while channel.pending_events:
-        events += await drain_events(channel, quiet=0.005)
-    events += await drain_events(channel, quiet=0.005)
-    return results, events
+    # On the virtual clock the timeline plays out at once; an event leaves it as it is emitted.
+    await until(lambda: channel.pending_events == 0, what="the timeline to play out")
+    return results, await events_so_far(channel)
 
 
 # Everything answers at once: the contract needs events, not realism.
@@ -353,6 +352,18 @@ async def test_behaviours_script_single_addresses() -> None:
     assert confirmed == {results[1].external_id, results[2].external_id}, "never: silent speaker"
 
 
+class NappingWallClock(WallClock):
+    """The real clock, telling when a sleep of a minute or more begins."""
+
+    def __init__(self) -> None:
+        self.napping = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds >= 60:
+            self.napping.set()
+        await super().sleep(seconds)
+
+
 async def test_an_earlier_event_wakes_the_timeline_on_the_real_clock() -> None:
     # Real clock, real scale: one responder answers in ten minutes, another at once. The
     # channel must not sleep towards the late event and hold back the early one.
@@ -362,11 +373,13 @@ async def test_an_earlier_event_wakes_the_timeline_on_the_real_clock() -> None:
         receipt_delay_s=(0.0, 0.0),
         behaviours={late: "late", fast: "fast"},
     )
-    channel = SimulatorChannel("sim", config, clock=WallClock())
+    clock = NappingWallClock()
+    channel = SimulatorChannel("sim", config, clock=clock)
     await channel.start()
     try:
         await channel.send([OutboundMessage(1, late, "预警")])
-        await asyncio.sleep(0.01)  # the timeline now sleeps towards the late reply
+        async with asyncio.timeout(5):
+            await clock.napping.wait()  # the timeline now sleeps towards the late reply
         await channel.send([OutboundMessage(2, fast, "预警")])
         events = await collect_events(channel, 3, within=0.2)
         assert {type(e) for e in events} == {DeliveryReceipt, Reply}

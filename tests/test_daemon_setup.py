@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import structlog
 
+from warnd.app.services import max_chars
 from warnd.core.errors import ConfigError
-from warnd.runtime.daemon import make_channels, max_chars
+from warnd.runtime.daemon import make_channels
 from warnd.runtime.logs import configure, mask_phones
 
 

@@ -14,7 +14,7 @@ from warnd.core.escalate import ACTIONS
 from warnd.db.pool import open_pool
 from warnd.tools.demo import BEHAVIOUR_MIX, RoundSummary, behaviour_of, print_summary, run_round
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # each test runs a whole round of the demo in real time
 
 
 async def check_against_database(pool: asyncpg.Pool, summary: RoundSummary) -> None:
@@ -67,6 +67,8 @@ async def check_against_database(pool: asyncpg.Pool, summary: RoundSummary) -> N
     assert sum(int(str(r["deliveries"])) for r in summary.deliveries) == counted
 
 
+# A whole round with 300 households: about 50 s of wall-clock time at speed 120.
+@pytest.mark.timeout(180)
 async def test_a_round_answers_on_time_late_and_never_and_escalates(db_url: str) -> None:
     out = io.StringIO()
     console = Console(file=out, width=160)
@@ -114,6 +116,8 @@ async def test_a_round_answers_on_time_late_and_never_and_escalates(db_url: str)
     assert "重拨本人 repeat" in text and "field tasks" in text
 
 
+# A round that reaches only exercise people: about 15 s of wall-clock time, more when loaded.
+@pytest.mark.timeout(120)
 async def test_an_exercise_round_is_marked_and_reaches_only_exercise_people(db_url: str) -> None:
     out = io.StringIO()
     summary = await run_round(

@@ -12,23 +12,19 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import time
 from pathlib import Path
 
-import asyncpg
 import pytest
 
+from tests import seed
+from tests.fixtures import DAYTIME, LIMITS, rainstorm
+from tests.waiting import until_while_running
 from warnd.core.clock import ManualClock, SystemClock
 from warnd.db.pool import connect, open_pool
 from warnd.ingest.store import store_warning
 from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import Policy
-
-from . import seed
-from .test_fanout import DAYTIME, LIMITS, policy, rainstorm
-
-__all__ = ["policy"]  # the fixture, shared with test_fanout
 
 REPO = Path(__file__).resolve().parent.parent
 # Pairs of village responders (each the other's B角 one way) added to the seed roster: enough
@@ -56,24 +52,6 @@ async def start_scanner(url: str, log: Path) -> asyncio.subprocess.Process:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
         )
-
-
-async def wait_for(
-    conn: asyncpg.Connection,
-    query: str,
-    *,
-    done: str,
-    seconds: float,
-    process: asyncio.subprocess.Process,
-    log: Path,
-) -> None:
-    """Poll ``query`` until it returns true; a generous deadline, since CI machines are loaded."""
-    deadline = time.monotonic() + seconds
-    while not await conn.fetchval(query):
-        if process.returncode is not None or time.monotonic() > deadline:
-            output = await asyncio.to_thread(log.read_text)
-            raise AssertionError(f"{done} did not happen; scanner said: {output[-2000:]}")
-        await asyncio.sleep(0.02)
 
 
 async def open_many_callouts(db_url: str, policy: Policy) -> int:
@@ -107,7 +85,10 @@ async def open_many_callouts(db_url: str, policy: Policy) -> int:
         return stored.warning_id
 
 
+# Starts the scanner twice as a child process (up to a minute each on a loaded machine); the
+# whole test takes about 2 s on an idle one.
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 async def test_kill_9_during_an_escalation_scan_fires_every_step_exactly_once(
     db_url: str, policy: Policy, tmp_path: Path
 ) -> None:
@@ -124,16 +105,17 @@ async def test_kill_9_during_an_escalation_scan_fires_every_step_exactly_once(
 
         first = await start_scanner(db_url, log)
         # Kill once a scan has committed and the next one is inside its transaction.
-        await wait_for(
-            conn,
-            """SELECT (SELECT count(*) FROM callout_events WHERE kind = 'step_fired') > 0
-                  AND EXISTS (SELECT 1 FROM pg_stat_activity
-                               WHERE datname = current_database() AND pid <> pg_backend_pid()
-                                 AND xact_start IS NOT NULL)""",
-            done="a committed scan followed by an open one",
-            seconds=60,
-            process=first,
-            log=log,
+        in_the_next_scan = """
+            SELECT (SELECT count(*) FROM callout_events WHERE kind = 'step_fired') > 0
+               AND EXISTS (SELECT 1 FROM pg_stat_activity
+                            WHERE datname = current_database() AND pid <> pg_backend_pid()
+                              AND xact_start IS NOT NULL)"""
+        await until_while_running(
+            first,
+            log,
+            lambda: conn.fetchval(in_the_next_scan),
+            within=60,
+            what="a committed scan followed by an open one",
         )
         first.send_signal(signal.SIGKILL)
         await asyncio.wait_for(first.wait(), 10)
@@ -144,13 +126,13 @@ async def test_kill_9_during_an_escalation_scan_fires_every_step_exactly_once(
 
         second = await start_scanner(db_url, log)
         try:
-            await wait_for(
-                conn,
-                "SELECT NOT EXISTS (SELECT 1 FROM callouts WHERE next_check_at IS NOT NULL)",
-                done="every chain finished",
-                seconds=120,
-                process=second,
-                log=log,
+            finished = "SELECT NOT EXISTS (SELECT 1 FROM callouts WHERE next_check_at IS NOT NULL)"
+            await until_while_running(
+                second,
+                log,
+                lambda: conn.fetchval(finished),
+                within=90,
+                what="every chain finished",
             )
         finally:
             second.terminate()

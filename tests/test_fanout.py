@@ -31,7 +31,7 @@ from warnd.core.model import NormalisedWarning
 from warnd.core.outcomes import Claimed, classify
 from warnd.core.vocabulary import Audience, Level
 from warnd.db import Conn
-from warnd.db.notify import Wakeup
+from warnd.db.notify import Signal, Wakeup
 from warnd.db.queries import sql
 from warnd.ingest.store import store_warning
 from warnd.pipeline.answers import Answers
@@ -417,7 +417,7 @@ async def test_the_inbound_stage_applies_an_early_receipt_once_its_send_is_recor
     warning_id = await plan(pool, policy, rainstorm())
     sms = RecordingChannel("sms", ChannelKind.SMS)
     clock = ManualClock(DAYTIME)
-    recorded = Wakeup()
+    recorded = Signal()
     dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup(), recorded=recorded)
     inbound = Inbound(pool, clock, Metrics(), recorded=recorded)
     claimed = await dispatcher.claim(sms, 1)

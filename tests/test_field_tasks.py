@@ -10,6 +10,16 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from channels.base import ChannelKind, DeviceConfirmation, OutboundMessage
+from tests import seed
+from tests.fixtures import (
+    DAYTIME,
+    LIMITS,
+    RecordingChannel,
+    callouts,
+    escalate_until,
+    plan,
+    rainstorm,
+)
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
 from warnd.core.reply_limiter import ReplyLimiter
@@ -21,12 +31,6 @@ from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.inbound import Inbound
 from warnd.policy.model import Policy
-
-from . import seed
-from .test_callouts import callouts, escalate_until
-from .test_fanout import DAYTIME, RecordingChannel, plan, policy, rainstorm
-
-__all__ = ["policy"]
 
 NIGHT = datetime(2026, 7, 29, 23, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -84,8 +88,6 @@ async def test_tasks_follow_the_level_and_the_night(pool: asyncpg.Pool, policy: 
     night_warning = rainstorm(Level.YELLOW, codes=(seed.VILLAGE_R1,))
     from warnd.ingest.store import store_warning
     from warnd.pipeline.planner import Planner
-
-    from .test_fanout import LIMITS
 
     stored = await store_warning(pool, night_warning, source="test", now=NIGHT)
     await Planner(pool, lambda: policy, ManualClock(NIGHT), LIMITS).plan_pending()

@@ -11,16 +11,11 @@ import asyncio
 import json
 import logging
 import socket
-import threading
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
-from aiohttp import web
 from pydantic import SecretStr
 
 from channels.base import ChannelKind, OutboundMessage, Outcome, Reason
@@ -34,138 +29,11 @@ from tests.channel_contract import (
     assert_one_result_each,
     batch_of,
 )
+from tests.fixtures import Answer, Body, Gateway
 
 TOKEN = "gw-secret-token-0123456789abcdef"
 INBOUND_TOKEN = "gw-inbound-token-fedcba9876543210"
 T0 = datetime(2026, 7, 29, 2, 0, tzinfo=UTC)
-
-Body = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One scripted answer; ``body`` may be computed from the request's JSON."""
-
-    status: int = 200
-    body: object | Callable[[Body], object] = None
-    headers: dict[str, str] = field(default_factory=dict)
-    hang: bool = False  # never answer (until the gateway stops): the client times out
-    raw: bytes | None = None  # send these bytes instead of JSON
-
-
-@dataclass(frozen=True)
-class Received:
-    authorization: str | None
-    content_type: str
-    body: Body
-
-
-def accept_all(body: Body) -> object:
-    """A well-behaved gateway: an id for the message, or for each message of a batch."""
-    if "messages" in body:
-        return {
-            "results": [{"ref": m["ref"], "message_id": f"gw-{m['ref']}"} for m in body["messages"]]
-        }
-    return {"message_id": f"gw-{body['ref']}"}
-
-
-class Gateway:
-    """An HTTP SMS gateway on 127.0.0.1, a random port, in its own thread."""
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        self.script: deque[Answer] = deque()
-        self.in_flight = 0
-        self.most_in_flight = 0
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._release: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-        self._failure: BaseException | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/sms/send"
-
-    def answer(self, *answers: Answer) -> None:
-        """Answer the next requests so, in order; after them, accept everything."""
-        with self._lock:
-            self.script.extend(answers)
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        with self._lock:
-            self.received.append(
-                Received(request.headers.get("Authorization"), request.content_type, body)
-            )
-            answer = self.script.popleft() if self.script else Answer(body=accept_all)
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            # Let other requests of the same send arrive, so the window is really exercised.
-            await asyncio.sleep(0.001)
-            if answer.hang:
-                assert self._release is not None
-                await self._release.wait()
-            if answer.raw is not None:
-                return web.Response(body=answer.raw, status=answer.status, headers=answer.headers)
-            content = answer.body(body) if callable(answer.body) else answer.body
-            return web.json_response(content, status=answer.status, headers=answer.headers)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
-
-    def start(self) -> None:
-        ready = threading.Event()
-
-        def run() -> None:
-            try:
-                serve()
-            # Any failure to start is handed to start(), which raises it in the test's thread.
-            except Exception as exc:  # noqa: BLE001
-                self._failure = exc
-                ready.set()
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/sms/send", self._handle)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-
-            async def up() -> None:
-                self._release = asyncio.Event()
-                await runner.setup()
-                await web.TCPSite(runner, "127.0.0.1", 0).start()
-                self.port = int(runner.addresses[0][1])
-
-            loop.run_until_complete(up())
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="test-gateway", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if self._failure is not None:
-            raise RuntimeError("the test gateway did not start") from self._failure
-
-    def stop(self) -> None:
-        loop, release = self._loop, self._release
-        assert loop is not None and release is not None and self._thread is not None
-        loop.call_soon_threadsafe(release.set)
-        loop.call_soon_threadsafe(loop.stop)
-        self._thread.join()
-
-
-@pytest.fixture
-def gateway() -> Iterator[Gateway]:
-    peer = Gateway()
-    peer.start()
-    yield peer
-    peer.stop()
 
 
 class StepClock:

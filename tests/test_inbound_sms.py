@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,6 +19,9 @@ from structlog.testing import capture_logs
 from channels.base import DeliveryReceipt, OutboundMessage, Outcome, ReceiptStatus, Reply
 from channels.http_sms.channel import HttpSmsChannel, HttpSmsConfig
 from channels.http_sms.webhook import MAX_EVENTS, InboundBodyError, parse_inbound
+from tests.channel_contract import events_so_far
+from tests.fixtures import DAYTIME, Gateway, plan, rainstorm
+from tests.waiting import until
 from warnd.app.metrics import Metrics
 from warnd.app.services import Services
 from warnd.core.clock import ManualClock
@@ -32,12 +35,6 @@ from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
 from warnd.web.app import build_app
 from warnd.web.routing import API
-
-from .channel_contract import drain_events
-from .test_fanout import DAYTIME, plan, policy, rainstorm
-from .test_http_sms import Gateway, gateway
-
-__all__ = ["gateway", "policy"]  # fixtures shared with test_http_sms and test_fanout
 
 PATH = f"{API}/inbound/sms"
 GW_TOKEN = "inbound-token-of-gw-0123456789"
@@ -111,13 +108,6 @@ class Webhook:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    """Wait until ``check`` holds: the inbound path applies events a moment after the 202."""
-    async with asyncio.timeout(within):
-        while not await check():  # noqa: ASYNC110 - the database offers no event to await
-            await asyncio.sleep(0.01)
-
-
 def http_sms(name: str, url: str, inbound_token: str) -> HttpSmsChannel:
     config = HttpSmsConfig.model_validate(
         {
@@ -173,7 +163,7 @@ async def test_a_reply_from_a_responder_acknowledges_their_callout(webhook: Webh
         async def recorded() -> bool:  # the reply is kept after it has acknowledged
             return bool(await webhook.pool.fetchval("SELECT count(*) FROM inbound_events"))
 
-        await eventually(recorded)
+        await until(recorded, what="the reply to be kept")
     after = await webhook.callout_states()
     assert after[RESPONDER] == ("acknowledged", "sms")
     assert {phone: s for phone, s in after.items() if phone != RESPONDER} == {
@@ -208,7 +198,7 @@ async def test_receipts_mark_their_deliveries(webhook: Webhook) -> None:
             )
             return {r["state"] for r in rows} == {"delivered", "failed"}
 
-        await eventually(applied)
+        await until(applied, what="both receipts applied")
     rows = await webhook.pool.fetch(
         "SELECT external_id, state, error, delivered_at, channel FROM deliveries "
         "WHERE external_id = ANY($1::text[])",
@@ -243,7 +233,7 @@ async def test_the_token_decides_which_channel_a_receipt_belongs_to(webhook: Web
             count = await webhook.pool.fetchval("SELECT count(*) FROM inbound_events")
             return bool(count)
 
-        await eventually(kept_unmatched)
+        await until(kept_unmatched, what="the receipt to be kept")
     kept = await webhook.pool.fetchrow("SELECT channel, kind, matched FROM inbound_events")
     assert kept is not None
     assert (kept["channel"], kept["kind"], kept["matched"]) == ("other", "receipt", False)
@@ -262,18 +252,20 @@ async def test_valid_events_flow_into_the_channel_as_inbound_events(webhook: Web
         ]
     )
     assert (status, body["accepted"]) == (202, 3)
-    events = await drain_events(webhook.gw)
+    # The webhook hands its events to the channel before it answers: once the answer is here,
+    # what the channel has emitted is all the request will ever emit.
+    events = await events_so_far(webhook.gw)
     assert events == [
         Reply(RESPONDER, "1", to="", at=NOW),
         DeliveryReceipt("12345", ReceiptStatus.EXPIRED, at=NOW),
         DeliveryReceipt("gw-9", ReceiptStatus.REJECTED, at=NOW, detail="blacklisted"),
     ]
-    assert await drain_events(webhook.other) == []
+    assert await events_so_far(webhook.other) == []
 
 
 async def test_an_empty_list_is_accepted_as_nothing(webhook: Webhook) -> None:
     assert await webhook.post([]) == (202, {"accepted": 0, "channel": "gw"})
-    assert await drain_events(webhook.gw) == []
+    assert await events_so_far(webhook.gw) == []
 
 
 # --- refusals change nothing -----------------------------------------------------------------
@@ -306,8 +298,8 @@ async def test_a_wrong_token_is_401_and_changes_nothing(
     assert not token or token not in repr(logged)
     assert (await response.json())["error"] == "unauthorized"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert await drain_events(webhook.gw) == []
-    assert await drain_events(webhook.other) == []
+    assert await events_so_far(webhook.gw) == []
+    assert await events_so_far(webhook.other) == []
     assert await webhook.snapshot() == before
 
 
@@ -353,7 +345,7 @@ async def test_a_malformed_body_is_400_naming_the_field_and_changes_nothing(
     assert words in answer["detail"]
     assert RESPONDER not in answer["detail"]  # details name fields, never echo phone numbers
     # Emitting into the channel is the only way an event is applied: nothing was emitted.
-    assert await drain_events(webhook.gw) == []
+    assert await events_so_far(webhook.gw) == []
     assert await webhook.snapshot() == before
 
 
@@ -375,7 +367,7 @@ async def test_the_body_must_be_declared_json(webhook: Webhook) -> None:
     )
     assert response.status == 415
     assert (await response.json())["error"] == "unsupported_media_type"
-    assert await drain_events(webhook.gw) == []
+    assert await events_so_far(webhook.gw) == []
 
 
 async def test_a_token_two_channels_share_is_refused(webhook: Webhook) -> None:
@@ -383,7 +375,7 @@ async def test_a_token_two_channels_share_is_refused(webhook: Webhook) -> None:
     status, answer = await webhook.post(GOOD_REPLY)
     assert (status, answer["error"]) == (500, "misconfigured")
     assert GW_TOKEN not in answer["detail"]
-    assert await drain_events(webhook.gw) == [] and await drain_events(webhook.other) == []
+    assert await events_so_far(webhook.gw) == [] and await events_so_far(webhook.other) == []
 
 
 async def test_the_webhook_is_in_the_openapi_document(webhook: Webhook) -> None:

@@ -12,22 +12,20 @@ import aiohttp
 from click.testing import CliRunner, Result
 from rich.console import Console
 
-from warnd.cli.main import main
-from warnd.cli.watch import fetch, render
-
-from .test_api import (
+from tests.fixtures import (
     ADMIN_TOKEN,
     APPROVER_TOKEN,
+    CALLOUTS,
     OFFICER_TOKEN,
+    TASKS,
     Api,
-    app,
     cap_alert,
+    insert_callouts,
     insert_deliveries,
-    policy,
+    insert_tasks,
 )
-from .test_api_progress import CALLOUTS, TASKS, insert_callouts, insert_tasks
-
-__all__ = ["app", "policy"]  # the fixtures, shared with test_api
+from warnd.cli.main import main
+from warnd.cli.watch import fetch, render
 
 
 async def warned(app: Api) -> int:

@@ -25,3 +25,37 @@ class Wakeup:
         except TimeoutError:
             return
         self._event.clear()
+
+    async def until_set(self) -> None:
+        """Until woken, without taking the wake-up: cancelling this never loses one (a wait
+        cancelled as it returns can have taken it already)."""
+        await self._event.wait()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def take(self) -> bool:
+        """Whether it was woken; takes the wake-up."""
+        woken = self._event.is_set()
+        self._event.clear()
+        return woken
+
+
+class Signal:
+    """Wakes every loop that listens, each through a ``Wakeup`` of its own: one loop taking its
+    wake-up takes nothing from the others."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Wakeup] = []
+
+    def listen(self) -> Wakeup:
+        wakeup = Wakeup()
+        self._listeners.append(wakeup)
+        return wakeup
+
+    def forget(self, wakeup: Wakeup) -> None:
+        self._listeners.remove(wakeup)
+
+    def set(self) -> None:
+        for wakeup in self._listeners:
+            wakeup.set()

@@ -32,7 +32,7 @@ from channels.pacing import Pacer
 from warnd.app.metrics import Metrics
 from warnd.core.clock import Clock
 from warnd.core.outcomes import Claimed, classify
-from warnd.db.notify import DELIVERIES_CHANNEL, Wakeup
+from warnd.db.notify import DELIVERIES_CHANNEL, Signal, Wakeup
 from warnd.db.queries import columns, sql
 
 log = structlog.get_logger(__name__)
@@ -57,7 +57,7 @@ class Dispatcher:
         metrics: Metrics,
         wakeup: Wakeup,
         *,
-        recorded: Wakeup | None = None,
+        recorded: Signal | None = None,
         lease_seconds: float = 120.0,
         max_attempts: int = 5,
         poll_seconds: float = 1.0,

@@ -30,7 +30,7 @@ from channels.base import (
 )
 from warnd.app.metrics import Metrics
 from warnd.core.clock import Clock
-from warnd.db.notify import Wakeup
+from warnd.db.notify import Signal, Wakeup
 from warnd.db.queries import sql
 from warnd.pipeline.answers import Answers
 
@@ -60,7 +60,7 @@ class Inbound:
         metrics: Metrics,
         *,
         answers: Answers | None = None,
-        recorded: Wakeup | None = None,
+        recorded: Signal | None = None,
     ) -> None:
         self._pool = pool
         self._clock = clock
@@ -79,39 +79,51 @@ class Inbound:
 
         pump_task = asyncio.create_task(pump())
         early: list[Early] = []  # reports on sends not yet recorded: tried again after a record
+        recorded = self._recorded.listen() if self._recorded is not None else None
         try:
             while True:
-                first = await self._next(queue, waiting_for_record=bool(early))
+                first, woken = await self._next(queue, recorded if early else None)
                 if first is not None:
                     batch = [first]
                     while len(batch) < batch_size and not queue.empty():
                         batch.append(queue.get_nowait())
                     early += await self.handle_events(channel.name, batch)
-                    continue
-                oldest = self._clock.now() - EARLY_RECEIPT_WINDOW
-                early = await self.retry(channel.name, [e for e in early if e.since >= oldest])
+                if woken:
+                    oldest = self._clock.now() - EARLY_RECEIPT_WINDOW
+                    early = await self.retry(channel.name, [e for e in early if e.since >= oldest])
         finally:
+            if recorded is not None and self._recorded is not None:
+                self._recorded.forget(recorded)
             pump_task.cancel()
             await asyncio.gather(pump_task, return_exceptions=True)
 
     async def _next(
-        self, queue: asyncio.Queue[InboundEvent], *, waiting_for_record: bool
-    ) -> InboundEvent | None:
-        """The next event; or None when, while reports wait for their sends, a batch of sends
-        was recorded first."""
-        if not waiting_for_record or self._recorded is None:
-            return await queue.get()
-        getter = asyncio.ensure_future(queue.get())
-        recorded = asyncio.ensure_future(self._recorded.wait(EARLY_RECEIPT_WINDOW.total_seconds()))
-        try:
-            await asyncio.wait({getter, recorded}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            recorded.cancel()
-            if not getter.done():
-                getter.cancel()
-        if getter.done() and not getter.cancelled():
-            return getter.result()
-        return None
+        self, queue: asyncio.Queue[InboundEvent], recorded: Wakeup | None
+    ) -> tuple[InboundEvent | None, bool]:
+        """The next event, and whether a batch of sends was recorded meanwhile (only looked
+        for while reports wait for their sends, ``recorded`` given); at least one of the two,
+        or neither when the reports' window passed without either."""
+        if recorded is None:
+            return await queue.get(), False
+        event = None
+        if queue.empty() and not recorded.is_set():
+            getter = asyncio.ensure_future(queue.get())
+            waiter = asyncio.ensure_future(recorded.until_set())
+            try:
+                await asyncio.wait(
+                    {getter, waiter},
+                    timeout=EARLY_RECEIPT_WINDOW.total_seconds(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                waiter.cancel()
+                if not getter.done():
+                    getter.cancel()
+            if getter.done() and not getter.cancelled():
+                event = getter.result()
+        elif not queue.empty():
+            event = queue.get_nowait()
+        return event, recorded.take() or event is None
 
     async def handle_events(self, channel: str, events: Sequence[InboundEvent]) -> list[Early]:
         """Apply inbound events; return the reports (receipts, call results, device
@@ -145,10 +157,12 @@ class Inbound:
         for kind, hit in zip(kinds, hits, strict=True):
             self._metrics.inbound.labels(channel, kind, str(hit).lower()).inc()
         now = self._clock.now()
+        # A report whose delivery was not found is tried again, even when an answer it carried
+        # was applied meanwhile: the delivery must still learn it was delivered.
         return [
             Early(e, row["id"], now)
-            for e, hit, row in zip(keep, hits, ids, strict=True)
-            if not hit and not isinstance(e, Reply)
+            for e, row in zip(keep, ids, strict=True)
+            if not isinstance(e, Reply) and e.external_id not in matched
         ]
 
     async def retry(self, channel: str, early: Sequence[Early]) -> list[Early]:
@@ -158,12 +172,9 @@ class Inbound:
             return []
         events = [e.event for e in early]
         matched = await self._record_reports(channel, events)
-        answered = await self._answer(channel, events)
+        await self._answer(channel, events)  # a key press its call's record now lets count
         done = [
-            e
-            for e in early
-            if id(e.event) in answered
-            or (not isinstance(e.event, Reply) and e.event.external_id in matched)
+            e for e in early if not isinstance(e.event, Reply) and e.event.external_id in matched
         ]
         if done:
             await self._pool.execute(sql("mark_inbound_matched"), [e.row_id for e in done])

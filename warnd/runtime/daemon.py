@@ -28,7 +28,7 @@ from warnd.core.config import AppConfig
 from warnd.core.errors import ConfigError
 from warnd.db import Conn
 from warnd.db.migrate import migrate
-from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL, Wakeup
+from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL, Signal
 from warnd.db.pool import connect, open_pool
 from warnd.db.queries import sql
 from warnd.db.roles import RUNTIME_LOGIN, RUNTIME_ROLE, as_user, ensure_runtime_login
@@ -220,7 +220,7 @@ class Daemon:
         pool = services.pool
         planner = Planner(pool, services.current_policy, self.clock, max_chars(self.channels))
         lease = self.settings.lease_seconds
-        recorded = Wakeup()  # a dispatcher recorded sends: early receipts can be matched
+        recorded = Signal()  # a dispatcher recorded sends: early reports can be matched
         answers = Answers(pool, self.clock)
         escalation = Escalation(pool, self.clock)
         inbound = Inbound(pool, self.clock, self.metrics, answers=answers, recorded=recorded)
