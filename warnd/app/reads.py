@@ -50,7 +50,7 @@ from warnd.core.model import NormalisedWarning
 from warnd.core.vocabulary import HAZARDS
 from warnd.db import Conn
 from warnd.db.queries import sql
-from warnd.ingest.store import load_warning
+from warnd.ingest.store import load_warning, warning_from_row
 from warnd.policy.targeting import add_tasks, decide, place_name, reach, task_kinds
 from warnd.policy.texts import Text, digest, notice_texts, plan_texts
 
@@ -99,28 +99,30 @@ async def warning_detail(services: Services, warning_id: int) -> WarningDetail:
         by_state[count["state"]] = by_state.get(count["state"], 0) + count["n"]
         by_audience.setdefault(count["audience"], {})[count["state"]] = count["n"]
         sent_times += [t for t in (count["first_sent"], count["last_sent"]) if t is not None]
-    area = row["area"]  # as ``Area.to_json`` stored it
+    warning = warning_from_row(row)
     normalised = NormalisedOut(
-        sender=row["sender"],
-        identifier=row["identifier"],
-        sent=row["sent"],
-        status=row["status"],
-        msg_type=row["msg_type"],
-        hazard=row["hazard"],
-        level=row["level"],
-        event=row["event"],
-        headline=row["headline"],
-        description=row["description"],
-        instruction=row["instruction"],
-        area_desc=row["area_desc"],
+        sender=warning.sender,
+        identifier=warning.identifier,
+        sent=warning.sent,
+        status=warning.status,
+        msg_type=warning.msg_type,
+        hazard=warning.hazard,
+        level=warning.level.value,
+        event=warning.event,
+        headline=warning.headline,
+        description=warning.description,
+        instruction=warning.instruction,
+        area_desc=warning.area_desc,
         area=AreaOut(
-            codes=area.get("codes", []),
-            polygons=area.get("polygons", []),
-            circles=[CircleOut.model_validate(c) for c in area.get("circles", [])],
+            codes=list(warning.area.codes),
+            polygons=[list(ring) for ring in warning.area.polygons],
+            circles=[
+                CircleOut(lat=c.lat, lon=c.lon, radius_km=c.radius_km) for c in warning.area.circles
+            ],
         ),
-        references=list(row["refs"]),
-        effective=row["effective"],
-        expires=row["expires"],
+        references=list(warning.references),
+        effective=warning.effective,
+        expires=warning.expires,
     )
     return WarningDetail(
         id=warning_id,

@@ -295,7 +295,12 @@ async def load_warning(conn: Conn, warning_id: int) -> NormalisedWarning:
     row = await conn.fetchrow(sql("get_warning"), warning_id)
     if row is None:
         raise LookupError(f"no warning {warning_id}")
-    area = row["area"]
+    return warning_from_row(row)
+
+
+def warning_from_row(row: asyncpg.Record) -> NormalisedWarning:
+    """A row of ``get_warning`` in normalised form."""
+    area = row["area"]  # as ``Area.to_json`` stored it
     return NormalisedWarning(
         sender=row["sender"],
         identifier=row["identifier"],
