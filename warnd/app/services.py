@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -27,11 +28,18 @@ class Services:
     plan_wakeup: Wakeup = field(default_factory=Wakeup)  # nudges the in-process planner
     send_wakeup: Wakeup = field(default_factory=Wakeup)  # nudges the in-process workers
     max_body_bytes: int = 512 * 1024
+    # One CAP parse at a time per feed (a thread each): a feed that sends costly messages
+    # waits for itself, and the others' parses go on.
+    _parse_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
 
     @property
     def simulated(self) -> bool:
         """True when any channel reaches no real phone or speaker: every view must say so."""
         return any(c.simulated for c in self.channels.values())
+
+    def parse_slot(self, feed: str) -> asyncio.Semaphore:
+        """The one CAP parse a feed may have running at a time."""
+        return self._parse_slots.setdefault(feed, asyncio.Semaphore(1))
 
     def current_policy(self) -> Policy:
         return self.policy.current

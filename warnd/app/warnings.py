@@ -61,8 +61,10 @@ async def receive_cap(services: Services, feed: str, body: bytes) -> Stored:
     """Store one CAP 1.2 message from a feed, or record why it was refused and raise
     ``CapError`` / ``InputError`` saying so."""
     try:
-        # Schema validation is CPU-bound: off the event loop, so other requests keep flowing.
-        warning = await asyncio.to_thread(parse_cap, body, max_bytes=services.max_body_bytes)
+        # Schema validation is CPU-bound: off the event loop, so other requests keep flowing,
+        # and one at a time per feed, so a feed's costly messages hold up only that feed.
+        async with services.parse_slot(feed):
+            warning = await asyncio.to_thread(parse_cap, body, max_bytes=services.max_body_bytes)
     except CapError as exc:
         if exc.http_status >= 500:
             log.exception("cap_parse_failed", feed=feed, detail=exc.detail)

@@ -72,13 +72,19 @@ class CapError(InputError):
 
 
 CAP_NAMESPACE: Final = "urn:oasis:names:tc:emergency:cap:1.2"
-_ALERT_TAG: Final = f"{{{CAP_NAMESPACE}}}alert"
+_CAP_PREFIX: Final = f"{{{CAP_NAMESPACE}}}"
+_ALERT_TAG: Final = f"{_CAP_PREFIX}alert"
 _CAP_11_NAMESPACE: Final = "urn:oasis:names:tc:emergency:cap:1.1"
 
 # CAP itself nests five deep (alert/info/area/geocode/value) and an XML signature a few more;
 # anything far deeper is hostile, and xmlschema's recursive validator would hit Python's
 # recursion limit on it long before the byte limit is reached.
 _MAX_DEPTH: Final = 32
+# Only an XML signature (<ds:Signature>) may carry attributes in CAP, and it carries a few.
+_MAX_ATTRIBUTES: Final = 1000
+# XML Schema's own attributes, which any element may carry (xsi:schemaLocation, a hint that
+# is never fetched); the schema judges them.
+_XML_ATTRIBUTES: Final = ("{http://www.w3.org/2001/XMLSchema-instance}",)
 
 # Schema errors beyond the first few are usually consequences of the first; keep details short.
 _MAX_REPORTED: Final = 3
@@ -230,8 +236,28 @@ def _element_paths(root: Element) -> dict[int, str]:
     """
     paths = {id(root): "alert"}
     stack: list[tuple[Element, str, int]] = [(root, "", 1)]
+    attributes = 0
     while stack:
         parent, prefix, depth = stack.pop()
+        # Checked before the schema, whose validator builds an error per unknown attribute
+        # quadratically: 20,000 attributes cost it 40 s of CPU, a stall for every feed.
+        if parent.attrib:
+            where = paths[id(parent)]
+            own = [a for a in parent.attrib if not a.startswith(_XML_ATTRIBUTES)]
+            if own and parent.tag.startswith(_CAP_PREFIX):
+                names = ", ".join(_show(_local(a), 30) for a in own[:3])
+                raise CapError(
+                    "schema_invalid",
+                    f"{where}: CAP elements carry no attributes; this one has "
+                    f"{len(own)} ({names}{', …' if len(own) > 3 else ''})",
+                )
+            attributes += len(parent.attrib)
+            if attributes > _MAX_ATTRIBUTES:
+                raise CapError(
+                    "schema_invalid",
+                    f"{where}: more than {_MAX_ATTRIBUTES} attributes in the message; an XML "
+                    "signature needs a few dozen",
+                )
         if depth > _MAX_DEPTH:
             raise CapError(
                 "schema_invalid",
