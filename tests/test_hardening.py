@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import asyncpg
 import pytest
 
-from tests.fixtures import cap_alert
+from channels.base import DeliveryReceipt, ReceiptStatus, Reply
+from tests.fixtures import DAYTIME, cap_alert, plan, rainstorm
+from warnd.app.metrics import Metrics
+from warnd.core.clock import ManualClock
 from warnd.ingest.cap import CapError, parse_cap
+from warnd.pipeline.answers import Answers
+from warnd.pipeline.inbound import Inbound
+from warnd.policy.model import Policy
 from warnd.runtime.logs import mask_phones
 
 
@@ -40,3 +49,65 @@ def test_attributes_on_cap_elements_are_refused_before_the_schema() -> None:
     assert refused.value.detail.startswith(
         "info[1]/headline: CAP elements carry no attributes; this one has 20000 ('a0', 'a1'"
     )
+
+
+# --- the inbound stage loses nothing -----------------------------------------------------------
+
+
+class Refusing:
+    """The pool, but PostgreSQL refuses any statement whose arguments hold "POISON" (except the
+    record of a refused event): what one malformed event from a channel used to do to a batch."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    def _check(self, args: tuple[object, ...]) -> None:
+        if "POISON" in repr(args) and "'refused'" not in repr(args):
+            raise asyncpg.DataError("invalid input")
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        self._check(args)
+        return await self._pool.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        self._check(args)
+        return await self._pool.fetchrow(query, *args)
+
+    async def execute(self, query: str, *args: object) -> str:
+        self._check(args)
+        return await self._pool.execute(query, *args)
+
+
+async def test_one_bad_event_does_not_take_its_batch_with_it(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """A receipt the database refused used to crash the inbound stage, and a genuine "1" in
+    the same batch was lost with it."""
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME + timedelta(minutes=1))
+    refusing = Refusing(pool)
+    inbound = Inbound(refusing, clock, Metrics(), answers=Answers(refusing, clock))  # type: ignore[arg-type]
+    await inbound.handle_events(
+        "sms",
+        [
+            DeliveryReceipt("POISON", ReceiptStatus.DELIVERED),
+            Reply("+8613900000001", "1"),
+        ],
+    )
+    state = await pool.fetchval(
+        "SELECT state FROM callouts WHERE warning_id = $1 AND phone = '+8613900000001'",
+        warning_id,
+    )
+    assert state == "acknowledged"
+    kinds = [r["kind"] for r in await pool.fetch("SELECT kind FROM inbound_events ORDER BY id")]
+    assert kinds == ["refused", "reply"]
+
+
+async def test_nul_characters_from_a_channel_are_kept_readable(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    await plan(pool, policy, rainstorm())
+    inbound = Inbound(pool, ManualClock(DAYTIME), Metrics())
+    await inbound.handle_events("sms", [Reply("+8613900000001", "收到\x00")])
+    text = await pool.fetchval("SELECT payload->>'text' FROM inbound_events")
+    assert text == "收到\ufffd"

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 import structlog
@@ -131,8 +132,42 @@ class Inbound:
 
         Matched delivery receipts live on their delivery row only; replies, call results,
         device confirmations and unmatched receipts are kept in ``inbound_events`` too, at once:
-        nothing a channel reported waits in memory alone.
+        nothing a channel reported waits in memory alone. An event the database refuses is set
+        aside with its reason and does not take the rest of its batch with it.
         """
+        events = [_clean(e) for e in events]
+        try:
+            return await self._handle(channel, events)
+        except (asyncpg.PostgresConnectionError, OSError):
+            raise  # the database is gone: the supervisor restarts the stage
+        except asyncpg.PostgresError:
+            if len(events) == 1:
+                await self._set_aside(channel, events[0])
+                return []
+            log.exception("inbound_batch_failed", events=len(events))
+        early: list[Early] = []
+        for event in events:  # one at a time, so that only the bad one is set aside
+            early += await self.handle_events(channel, [event])
+        return early
+
+    async def _set_aside(self, channel: str, event: InboundEvent) -> None:
+        """Keep an event the database refused, as what was received and why, for an officer."""
+        log.exception("inbound_event_refused", kind=_KIND[type(event)])
+        try:
+            await self._pool.execute(
+                sql("record_inbound"),
+                channel,
+                ["refused"],
+                [None],
+                [{"type": type(event).__name__, "received": repr(event)[:4000]}],
+                [False],
+                self._clock.now(),
+            )
+        except asyncpg.PostgresError:
+            log.exception("inbound_event_lost", kind=_KIND[type(event)])
+        self._metrics.inbound.labels(channel, "refused", "false").inc()
+
+    async def _handle(self, channel: str, events: Sequence[InboundEvent]) -> list[Early]:
         matched = await self._record_reports(channel, events)
         keep = [
             e for e in events if not (isinstance(e, DeliveryReceipt) and e.external_id in matched)
@@ -263,3 +298,14 @@ def _payload(event: InboundEvent) -> dict[str, object]:
     for name, value in vars(event).items():
         data[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
     return data
+
+
+def _clean(event: InboundEvent) -> InboundEvent:
+    """The event with NUL characters replaced: PostgreSQL's text and jsonb hold none, and a
+    gateway or a phone may send them."""
+    changes: dict[str, Any] = {
+        name: value.replace("\x00", "\ufffd")
+        for name, value in vars(event).items()
+        if isinstance(value, str) and "\x00" in value
+    }
+    return replace(event, **changes) if changes else event
