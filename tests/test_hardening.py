@@ -111,3 +111,15 @@ async def test_nul_characters_from_a_channel_are_kept_readable(
     await inbound.handle_events("sms", [Reply("+8613900000001", "收到\x00")])
     text = await pool.fetchval("SELECT payload->>'text' FROM inbound_events")
     assert text == "收到\ufffd"
+
+
+async def test_the_reply_limit_holds_across_processes(pool: asyncpg.Pool, policy: Policy) -> None:
+    """Two warnd processes used to count a looping number's replies each in its own memory."""
+    await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    one, other = Answers(pool, clock, reply_limit=3), Answers(pool, clock, reply_limit=3)
+    kinds = [
+        (await process.answer_sms("+8613900000004", "自动回复：我正在开会")).kind
+        for process in (one, other, one, other)
+    ]
+    assert kinds == ["unrecognised", "unrecognised", "unrecognised", "rate_limited"]

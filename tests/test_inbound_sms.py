@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from channels.base import DeliveryReceipt, OutboundMessage, Outcome, ReceiptStatus, Reply
+from channels.base import DeliveryReceipt, OutboundMessage, Outcome, ReceiptStatus
 from channels.http_sms.channel import HttpSmsChannel, HttpSmsConfig
 from channels.http_sms.webhook import MAX_EVENTS, InboundBodyError, parse_inbound
 from tests.channel_contract import events_so_far
@@ -34,6 +34,7 @@ from warnd.policy.loader import PolicyHolder
 from warnd.policy.model import Policy
 from warnd.runtime.settings import REPO_CONFIG_DIR
 from warnd.web.app import build_app
+from warnd.web.http import SERVICES
 from warnd.web.routing import API
 
 PATH = f"{API}/inbound/sms"
@@ -140,6 +141,7 @@ async def webhook(pool: asyncpg.Pool, policy: Policy, gateway: Gateway) -> Async
     )
     dispatcher = Dispatcher(pool, channels, clock, metrics, Wakeup())
     inbound = Inbound(pool, clock, metrics, answers=Answers(pool, clock))
+    services.inbound = inbound.handle_events  # as the daemon wires it
     for channel in channels.values():
         await channel.start()
     try:
@@ -243,7 +245,9 @@ async def test_the_token_decides_which_channel_a_receipt_belongs_to(webhook: Web
     assert state == "sent"
 
 
-async def test_valid_events_flow_into_the_channel_as_inbound_events(webhook: Webhook) -> None:
+async def test_valid_events_are_stored_before_the_answer(webhook: Webhook) -> None:
+    """A gateway told 202 never sends the batch again: what it was told is accepted is in the
+    database by then, whatever happens to the process after."""
     status, body = await webhook.post(
         [
             {"from": RESPONDER, "text": "1"},
@@ -252,15 +256,42 @@ async def test_valid_events_flow_into_the_channel_as_inbound_events(webhook: Web
         ]
     )
     assert (status, body["accepted"]) == (202, 3)
-    # The webhook hands its events to the channel before it answers: once the answer is here,
-    # what the channel has emitted is all the request will ever emit.
-    events = await events_so_far(webhook.gw)
-    assert events == [
-        Reply(RESPONDER, "1", to="", at=NOW),
-        DeliveryReceipt("12345", ReceiptStatus.EXPIRED, at=NOW),
-        DeliveryReceipt("gw-9", ReceiptStatus.REJECTED, at=NOW, detail="blacklisted"),
+    rows = await webhook.pool.fetch("SELECT channel, kind, payload FROM inbound_events ORDER BY id")
+    assert [(r["channel"], r["kind"]) for r in rows] == [
+        ("gw", "reply"),
+        ("gw", "receipt"),
+        ("gw", "receipt"),
     ]
-    assert await events_so_far(webhook.other) == []
+    assert [r["payload"].get("external_id") for r in rows] == [None, "12345", "gw-9"]
+    assert (await webhook.callout_states())[RESPONDER][0] == "acknowledged"
+    # Nothing waits in a channel's memory.
+    assert await events_so_far(webhook.gw) == [] and await events_so_far(webhook.other) == []
+
+
+async def test_a_flood_is_asked_to_come_back_and_nothing_of_it_is_kept(
+    webhook: Webhook,
+) -> None:
+    slots = webhook.client.app[SERVICES].inbound_slots if webhook.client.app else None
+    assert slots is not None
+    taken = 0
+    while not slots.locked():  # every batch slot busy, as under a flood
+        await slots.acquire()
+        taken += 1
+    try:
+        response = await webhook.client.post(
+            f"{API}/inbound/sms",
+            json={"from": RESPONDER, "text": "1"},
+            headers={"Authorization": f"Bearer {GW_TOKEN}"},
+        )
+        assert response.status == 429
+        assert response.headers["Retry-After"] == "1"
+        assert (await response.json())["error"] == "busy"
+        assert await webhook.pool.fetchval("SELECT count(*) FROM inbound_events") == 0
+    finally:
+        for _ in range(taken):
+            slots.release()
+    status, _ = await webhook.post({"from": RESPONDER, "text": "1"})
+    assert status == 202
 
 
 async def test_an_empty_list_is_accepted_as_nothing(webhook: Webhook) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 
-from channels.base import Channel
+from channels.base import Channel, InboundEvent
 from warnd.app.metrics import Metrics
 from warnd.core.clock import Clock
 from warnd.core.config import AppConfig
@@ -28,6 +28,11 @@ class Services:
     plan_wakeup: Wakeup = field(default_factory=Wakeup)  # nudges the in-process planner
     send_wakeup: Wakeup = field(default_factory=Wakeup)  # nudges the in-process workers
     max_body_bytes: int = 512 * 1024
+    # Applies inbound events at once (the pipeline's inbound stage); None in a process without
+    # one, where a webhook hands them to its channel's listener instead.
+    inbound: Callable[[str, Sequence[InboundEvent]], Awaitable[object]] | None = None
+    # Webhook batches applied at once: past that a gateway is asked to retry (429).
+    inbound_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     # One CAP parse at a time per feed (a thread each): a feed that sends costly messages
     # waits for itself, and the others' parses go on.
     _parse_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)

@@ -442,6 +442,15 @@ CREATE TABLE schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Replies per number and minute (migration 008): the cap on an auto-replying phone or a looping
+-- gateway, held across every warnd process. Old minutes are pruned by housekeeping.
+CREATE TABLE reply_counts (
+    phone   text NOT NULL,
+    minute  timestamptz NOT NULL,
+    n       integer NOT NULL,
+    PRIMARY KEY (phone, minute)
+);
+
 -- =============================================================================================
 -- The role warnd runs as (migration 007): it writes warnings and the outbox but owns nothing,
 -- so it cannot change the schema, disable the append-only triggers, truncate a table or rewrite
@@ -464,4 +473,5 @@ GRANT SELECT, INSERT, UPDATE
        feed_health, callouts, field_tasks TO warnd_app;
 GRANT SELECT, INSERT ON audit_log, callout_events, field_task_events TO warnd_app;
 GRANT SELECT ON schema_migrations TO warnd_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON reply_counts TO warnd_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO warnd_app;

@@ -19,10 +19,11 @@ from warnd.core.clock import Clock
 from warnd.core.errors import InputError
 from warnd.core.phones import normalise_phone
 from warnd.core.replies import parse_reply
-from warnd.core.reply_limiter import ReplyLimiter
 from warnd.db.queries import sql
 
 log = structlog.get_logger(__name__)
+
+REPLY_LIMIT = 10  # replies a number may send a minute; the rest are recorded, not read
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,10 @@ class Answer:
 class Answers:
     """Applies answers to call-outs and field tasks; any number may run at once."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, clock: Clock, *, limiter: ReplyLimiter | None = None
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock, *, reply_limit: int = REPLY_LIMIT) -> None:
         self._pool = pool
         self._clock = clock
-        self._limiter = limiter or ReplyLimiter()
+        self._reply_limit = reply_limit
 
     async def answer_sms(self, sender: str, text: str) -> Answer:
         """One SMS reply (see ``answer_replies``)."""
@@ -63,13 +62,14 @@ class Answers:
         by_code = await self._warnings_by_code(
             {r.code for _, r in parsed if r.kind != "unrecognised" and r.code}
         )
+        allowed = await self._within_limit([phone for phone, _ in parsed], now)
         answers: list[Answer | None] = []
         asks: list[tuple[str, int | None]] = []
         reports: list[tuple[int, str, int | None, int | None, bool]] = []  # (index, …)
         for index, (phone, reply) in enumerate(parsed):
             if phone is None:
                 answers.append(Answer("unknown_number"))
-            elif not self._limiter.allow(phone, now):
+            elif not allowed[index]:
                 answers.append(Answer("rate_limited"))
             elif reply.kind == "unrecognised":
                 answers.append(Answer(reply.kind))
@@ -93,6 +93,28 @@ class Answers:
                 if tasks.get(index):
                     result[index] = replace(result[index], tasks=tasks[index])
         return result
+
+    async def _within_limit(self, phones: Sequence[str | None], now: datetime) -> list[bool]:
+        """Per reply, whether its number is within the limit of replies a minute.
+
+        An auto-replying phone answering our repeat calls, or a broken gateway looping, must not
+        turn into a stream of database work; warnd itself never answers a reply, so it cannot
+        feed such a loop. Counted in the database, so the limit is one for every process.
+        """
+        known = [p for p in phones if p is not None]
+        if not known:
+            return [False] * len(phones)
+        minute = now.replace(second=0, microsecond=0)
+        rows = await _fetch_retrying_deadlocks(self._pool, sql("count_replies"), known, minute)
+        seen = {r["phone"]: r["before"] for r in rows}
+        allowed = []
+        for phone in phones:
+            if phone is None:
+                allowed.append(False)
+                continue
+            allowed.append(seen[phone] < self._reply_limit)
+            seen[phone] += 1
+        return allowed
 
     async def _warnings_by_code(self, codes: set[str]) -> dict[str, int]:
         """The open warnings the replies' short codes name."""

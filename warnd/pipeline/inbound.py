@@ -140,9 +140,9 @@ class Inbound:
             return await self._handle(channel, events)
         except (asyncpg.PostgresConnectionError, OSError):
             raise  # the database is gone: the supervisor restarts the stage
-        except asyncpg.PostgresError:
+        except asyncpg.PostgresError as exc:
             if len(events) == 1:
-                await self._set_aside(channel, events[0])
+                await self._set_aside(channel, events[0], exc)
                 return []
             log.exception("inbound_batch_failed", events=len(events))
         early: list[Early] = []
@@ -150,16 +150,23 @@ class Inbound:
             early += await self.handle_events(channel, [event])
         return early
 
-    async def _set_aside(self, channel: str, event: InboundEvent) -> None:
+    async def _set_aside(self, channel: str, event: InboundEvent, why: Exception) -> None:
         """Keep an event the database refused, as what was received and why, for an officer."""
-        log.exception("inbound_event_refused", kind=_KIND[type(event)])
+        reason = f"{type(why).__name__}: {why}"[:500]
+        log.error("inbound_event_refused", kind=_KIND[type(event)], reason=reason)
         try:
             await self._pool.execute(
                 sql("record_inbound"),
                 channel,
                 ["refused"],
                 [None],
-                [{"type": type(event).__name__, "received": repr(event)[:4000]}],
+                [
+                    {
+                        "type": type(event).__name__,
+                        "received": repr(event)[:4000],
+                        "refused": reason,
+                    }
+                ],
                 [False],
                 self._clock.now(),
             )

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -224,6 +225,7 @@ class Daemon:
         answers = Answers(pool, self.clock)
         escalation = Escalation(pool, self.clock)
         inbound = Inbound(pool, self.clock, self.metrics, answers=answers, recorded=recorded)
+        services.inbound = inbound.handle_events
         dispatcher = Dispatcher(
             pool,
             self.channels,
@@ -258,6 +260,9 @@ class Daemon:
                 await dispatcher.reclaim_leases()
                 await inbound.match_early_receipts()
                 await pool.execute(sql("expire_warnings"), self.clock.now())
+                await pool.execute(
+                    sql("prune_reply_counts"), self.clock.now() - timedelta(minutes=10)
+                )
                 await self.clock.sleep(min(5.0, lease / 2))
 
         loops: dict[str, Callable[[], Awaitable[None]]] = {

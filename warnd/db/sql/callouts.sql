@@ -291,3 +291,23 @@ SELECT id, hazard, level, status, short_code FROM warnings WHERE id = ANY($1::bi
 -- When the earliest call-out or field-task timer comes due (two index lookups).
 SELECT min(due) FROM (SELECT min(next_check_at) AS due FROM callouts
                       UNION ALL SELECT min(next_check_at) FROM field_tasks) AS timers;
+
+-- name: count_replies
+-- Count a batch's replies against each number's minute; returns per number how many it had sent
+-- in that minute before this batch.
+-- $1 text[] phones (one per reply), $2 the minute (truncated to the minute)
+WITH batch AS (
+    SELECT phone, count(*)::integer AS n FROM unnest($1::text[]) AS r(phone) GROUP BY phone
+),
+counted AS (
+    -- In phone order: two batches locking the same numbers in another order would deadlock.
+    INSERT INTO reply_counts (phone, minute, n)
+    SELECT phone, $2::timestamptz, n FROM batch ORDER BY phone
+    ON CONFLICT (phone, minute) DO UPDATE SET n = reply_counts.n + excluded.n
+    RETURNING phone, n
+)
+SELECT c.phone, c.n - b.n AS before FROM counted c JOIN batch b USING (phone);
+
+-- name: prune_reply_counts
+-- Forget the reply counts of minutes long past. $1 older than this
+DELETE FROM reply_counts WHERE minute < $1;

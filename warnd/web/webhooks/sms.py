@@ -16,10 +16,10 @@ lost.
 
 The whole body is validated before anything is applied: one bad event refuses the request with
 400 naming the index and field (``[2].status: …``), and nothing of it is kept, so the gateway can
-fix and resend it whole. Valid events are handed to the channel's :meth:`Channel.emit` and flow
-from there through dispatch's inbound path like events of any channel (receipts mark deliveries,
-replies acknowledge call-outs); the answer is 202 with the count, because that path applies them
-moments later.
+fix and resend it whole. Valid events are applied by the inbound stage like events of any channel
+(receipts mark deliveries, replies acknowledge call-outs) and stored before the answer, 202 with
+the count: a gateway told 202 never has to send them again. While warnd applies a few batches
+already, a further one is answered 429 with Retry-After, and nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from warnd.web.http import SERVICES, ApiError, bearer, json_payload
 from warnd.web.middleware import unauthorised
 
 log = structlog.get_logger(__name__)
+
+RETRY_AFTER_S = 1  # what a gateway waits before sending a batch again when warnd is busy
 
 
 async def post_inbound_sms(request: web.Request) -> web.Response:
@@ -63,7 +65,21 @@ async def post_inbound_sms(request: web.Request) -> web.Response:
     except InboundBodyError as exc:
         log.info("inbound_sms_rejected", channel=channel.name, detail=str(exc))
         raise ApiError(400, "invalid_inbound", str(exc)) from None
-    for event in events:
-        channel.emit(event)
+    if services.inbound is None:
+        for event in events:
+            channel.emit(event)
+    else:
+        # Applied and stored before the answer, so that what a gateway was told is accepted
+        # survives any crash after it; bounded, so that a flood is asked to come back later.
+        if services.inbound_slots.locked():
+            log.warning("inbound_sms_busy", channel=channel.name, events=len(events))
+            raise ApiError(
+                429,
+                "busy",
+                "warnd is applying other batches of replies and receipts; send this one again",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
+        async with services.inbound_slots:
+            await services.inbound(channel.name, events)
     log.info("inbound_sms_received", channel=channel.name, events=len(events))
     return web.json_response({"accepted": len(events), "channel": channel.name}, status=202)
