@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
 
 import asyncpg
 import pytest
 
 from channels.base import DeliveryReceipt, ReceiptStatus, Reply
-from tests.fixtures import DAYTIME, cap_alert, plan, rainstorm
+from tests.fixtures import DAYTIME, OFFICER_TOKEN, Api, cap_alert, manual, plan, rainstorm
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
 from warnd.ingest.cap import CapError, parse_cap
@@ -16,6 +18,7 @@ from warnd.pipeline.answers import Answers
 from warnd.pipeline.inbound import Inbound
 from warnd.policy.model import Policy
 from warnd.runtime.logs import mask_phones
+from warnd.web.routing import API
 
 
 @pytest.mark.parametrize(
@@ -123,3 +126,56 @@ async def test_the_reply_limit_holds_across_processes(pool: asyncpg.Pool, policy
         for process in (one, other, one, other)
     ]
     assert kinds == ["unrecognised", "unrecognised", "unrecognised", "rate_limited"]
+
+
+# --- odd requests get a clear 4xx --------------------------------------------------------------
+
+
+async def raw_request(api: Api, head: bytes) -> tuple[int, bytes]:
+    """A request as bytes, for what an HTTP client library refuses to send."""
+    server = api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(head + b"\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer.partition(b"\r\n\r\n")[2]
+
+
+async def test_a_token_that_is_not_utf8_is_401(app: Api) -> None:
+    status, body = await raw_request(
+        app,
+        b"GET " + API.encode() + b"/warnings HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer \xff\xfe\xe4\xb8",
+    )
+    assert status == 401, body
+    assert json.loads(body)["error"] == "unauthorized"
+
+
+async def test_route_ids_are_ascii_digits_only(app: Api) -> None:
+    status, body = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("blue"))
+    assert body["warning_id"] == 1
+    status, _ = await app.call("GET", f"{API}/warnings/1", OFFICER_TOKEN)
+    assert status == 200
+    status, body = await app.call("GET", f"{API}/warnings/\u0661", OFFICER_TOKEN)  # Arabic 1
+    assert status == 404, body
+
+
+@pytest.mark.parametrize(
+    "after", ["1.99.1", "1.1.99999999999999999999", "99999999999999999999999.0.1", "x.1.1"]
+)
+async def test_an_audit_cursor_out_of_range_is_400(app: Api, after: str) -> None:
+    status, body = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("blue"))
+    path = f"{API}/warnings/{body['warning_id']}/audit?after={after}"
+    status, body = await app.call("GET", path, OFFICER_TOKEN)
+    assert (status, body["error"]) == (400, "invalid_parameter"), body
+
+
+async def test_readiness_names_no_host_when_the_database_is_down(app: Api) -> None:
+    await app.services.pool.close()  # the database went away
+    status, body = await app.call("GET", "/readyz", None)
+    assert status == 503
+    assert body["database"] == "unreachable"
