@@ -258,10 +258,31 @@ ChannelTable = Annotated[dict[str, object], AfterValidator(_has_type)]
 
 
 class HttpConfig(_Strict):
-    """Overrides of the HTTP listener settings (``WARND_HTTP_HOST`` / ``WARND_HTTP_PORT``)."""
+    """The HTTP listener: overrides of ``WARND_HTTP_HOST`` / ``WARND_HTTP_PORT``, and TLS."""
 
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
+    tls_cert: Path | None = Field(
+        default=None, description="PEM certificate chain; with tls_key, warnd serves HTTPS"
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> HttpConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        return self
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _beside_the_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Relative to the config file's folder, as token files are.
+        if value is None or value.is_absolute():
+            return value
+        base = Path()
+        if isinstance(info.context, dict):
+            base = info.context.get("base", base)
+        return base / value
 
 
 class AppConfig(_Strict):

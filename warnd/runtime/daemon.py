@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import ssl
 from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ from channels.registry import ChannelConfigError, build_channels
 from warnd.app.metrics import ChannelHealth, Metrics
 from warnd.app.services import Services, max_chars
 from warnd.core.clock import Clock, ScaledClock, SystemClock
-from warnd.core.config import AppConfig
+from warnd.core.config import AppConfig, HttpConfig
 from warnd.core.errors import ConfigError
 from warnd.db import Conn
 from warnd.db.migrate import migrate
@@ -179,13 +180,16 @@ class Daemon:
                     raise ConfigError(f"channels.{channel.name}: {exc}") from exc
             runner = web.AppRunner(build_app(services), access_log=None)
             await runner.setup()
-            site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
+            host = self.config.http.host or self.settings.http_host
+            port = self.config.http.port or self.settings.http_port
+            tls = tls_context(self.config.http)
+            site = web.TCPSite(runner, host, port, ssl_context=tls)
             await site.start()
             self.port = _bound_port(runner)
             tasks = self._start_stages(url, services)
             log.info(
                 "warnd_started",
-                http=f"{self.settings.http_host}:{self.port}",
+                http=f"{'https' if tls else 'http'}://{host}:{self.port}",
                 channels=sorted(self.channels),
                 simulated=services.simulated,
             )
@@ -334,6 +338,26 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
         async with self.running():
             await stop.wait()
+
+
+def tls_context(http: HttpConfig) -> ssl.SSLContext | None:
+    """The server's TLS context from ``[http] tls_cert`` and ``tls_key``; None for plain HTTP.
+
+    TLS 1.2 at least, Python's default ciphers. A file that cannot be read or does not hold a
+    certificate and its key is a ``ConfigError`` naming the key, before warnd listens.
+    """
+    if http.tls_cert is None or http.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(http.tls_cert, http.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"http.tls_cert / http.tls_key: cannot load {http.tls_cert} with {http.tls_key}: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    return context
 
 
 def _bind(
