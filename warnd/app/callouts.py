@@ -14,6 +14,7 @@ from warnd.app.reads import CalloutFilter, callouts
 from warnd.app.services import Services
 from warnd.app.views import CalloutOut, csv_time
 from warnd.core.errors import ConflictError, InputError, NotFoundError, describe_errors
+from warnd.core.texts import VISIBLE
 from warnd.db.queries import sql
 
 log = structlog.get_logger(__name__)
@@ -27,6 +28,7 @@ class OfficerAck(BaseModel):
     reason: str = Field(
         min_length=1,
         max_length=500,
+        pattern=VISIBLE,
         description="how the answer was obtained, e.g. 电话联系本人确认已收到",
     )
 

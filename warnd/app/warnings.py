@@ -20,6 +20,7 @@ from warnd.app.reads import no_warning, warning_texts
 from warnd.app.services import Services
 from warnd.core.errors import ConflictError, ForbiddenError, InputError
 from warnd.core.gate import amendment_needs_approval
+from warnd.core.texts import TWO_VISIBLE
 from warnd.db.queries import sql
 from warnd.ingest.amend import CancelRequest, CorrectRequest, cancellation, correction
 from warnd.ingest.cap import CapError, parse_cap
@@ -144,7 +145,9 @@ class RejectRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str = Field(min_length=2, max_length=500, description="why, for the audit log")
+    reason: str = Field(
+        min_length=2, max_length=500, pattern=TWO_VISIBLE, description="why, for the audit log"
+    )
 
 
 async def approve(

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 from warnd.core.vocabulary import EXERCISE_MARK
 
+# What a text field must hold once surrounding whitespace is stripped, as JSON Schema patterns:
+# the request models strip it, and the API document must say what is then accepted.
+VISIBLE = r"\S"  # at least one character that is not a space
+TWO_VISIBLE = r"\S[\s\S]*\S"  # at least two, first and last not spaces
+
 
 def text_length(text: str) -> int:
     """Length in UTF-16 code units: what one UCS-2 SMS part counts (70 for Chinese)."""

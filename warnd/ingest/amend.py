@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from warnd.core.errors import InputError, describe_errors
 from warnd.core.model import NormalisedWarning
+from warnd.core.texts import TWO_VISIBLE, VISIBLE
 from warnd.core.vocabulary import HAZARDS, Level
 
 
@@ -28,7 +29,9 @@ class CancelRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str = Field(min_length=2, max_length=500, description="why, for the audit log")
+    reason: str = Field(
+        min_length=2, max_length=500, pattern=TWO_VISIBLE, description="why, for the audit log"
+    )
     message: str = Field(
         default="",
         max_length=200,
@@ -39,14 +42,28 @@ class CancelRequest(BaseModel):
 class CorrectRequest(BaseModel):
     """``POST /api/v1/warnings/{id}/correct``: only what changes; the rest stays as it was."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        # At least one thing to correct, as the document states it.
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name]}
+                for name in ("headline", "description", "instruction", "level", "expires")
+            ]
+        },
+    )
 
-    reason: str = Field(min_length=2, max_length=500, description="why, for the audit log")
-    headline: str | None = Field(default=None, min_length=1, max_length=200)
+    reason: str = Field(
+        min_length=2, max_length=500, pattern=TWO_VISIBLE, description="why, for the audit log"
+    )
+    headline: str | None = Field(default=None, min_length=1, max_length=200, pattern=VISIBLE)
     description: str | None = Field(default=None, max_length=4000)
     instruction: str | None = Field(default=None, max_length=2000)
     level: Level | None = Field(default=None, description="the same or a lower level")
-    expires: AwareDatetime | None = None
+    expires: AwareDatetime | None = Field(
+        default=None, description="a new end of validity: after now, with a UTC offset"
+    )
 
 
 T = TypeVar("T", bound=BaseModel)

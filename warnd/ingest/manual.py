@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 from warnd.core.errors import InputError, describe_errors
 from warnd.core.geometry import MAX_POLYGON_POINTS, MAX_SHAPES, ring_problem
 from warnd.core.model import Area, Circle, NormalisedWarning
+from warnd.core.texts import VISIBLE
 from warnd.core.vocabulary import HAZARDS, Level
 
 # Division codes by level: county (6), town (9), village (12); stored padded to 12 digits.
@@ -66,7 +67,7 @@ def _closed_ring(ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 Ring = Annotated[
     list[tuple[Latitude, Longitude]],
-    Field(max_length=MAX_POLYGON_POINTS),
+    Field(min_length=3, max_length=MAX_POLYGON_POINTS),
     AfterValidator(_closed_ring),
 ]
 
@@ -84,7 +85,15 @@ class ManualCircle(BaseModel):
 class ManualArea(BaseModel):
     """Where the warning applies: division codes, polygons and circles (any mix, at least one)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"minItems": 1}}}
+                for name in ("codes", "polygons", "circles")
+            ]
+        },
+    )
 
     codes: list[DivisionCode] = Field(
         default_factory=list,
@@ -93,7 +102,8 @@ class ManualArea(BaseModel):
     polygons: list[Ring] = Field(
         default_factory=list,
         max_length=MAX_SHAPES,
-        description="rings of [lat, lon] points (WGS 84); an open ring is closed for you",
+        description="rings of [lat, lon] points (WGS 84); an open ring is closed for you; at "
+        "least 3 distinct points, not all on one line, no two edges crossing",
     )
     circles: list[ManualCircle] = Field(default_factory=list, max_length=MAX_SHAPES)
 
@@ -119,13 +129,18 @@ class ManualWarning(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    hazard: str = Field(description="hazard code, e.g. rainstorm, flash_flood, geological")
+    hazard: str = Field(
+        description="hazard code, e.g. rainstorm, flash_flood, geological",
+        json_schema_extra={"enum": list(HAZARDS)},
+    )
     level: Level
     area: ManualArea
-    headline: str = Field(min_length=1, max_length=200)
+    headline: str = Field(min_length=1, max_length=200, pattern=VISIBLE)
     description: str = Field(default="", max_length=4000)
     instruction: str = Field(default="", max_length=2000)
-    area_desc: str = Field(min_length=1, max_length=500, description="the place, in words")
+    area_desc: str = Field(
+        min_length=1, max_length=500, pattern=VISIBLE, description="the place, in words"
+    )
     status: Literal["Actual", "Exercise"] = Field(
         default="Actual", description="Exercise reaches only people marked for exercises"
     )

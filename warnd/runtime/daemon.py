@@ -12,9 +12,9 @@ import contextlib
 import gc
 import signal
 import ssl
-from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import asyncpg

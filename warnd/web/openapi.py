@@ -175,7 +175,8 @@ def document(routes: Sequence[Route]) -> dict[str, Any]:
                 '{"error": code, "detail": sentence}. /healthz, /readyz and /metrics take no '
                 "token because load balancers, orchestrators and Prometheus probe them; they "
                 "reveal no personal data. Everything under /api/v1 needs a bearer token except "
-                "this document."
+                "this document. No string in a JSON body may hold a NUL (U+0000) character "
+                "(422 invalid_text): PostgreSQL's text holds none, and no warning needs one."
             ),
         },
         "servers": [{"url": "/"}],

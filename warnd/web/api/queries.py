@@ -58,7 +58,9 @@ def _audit_cursor(value: str | None) -> str | None:
 class AuditQuery(QueryModel):
     limit: Annotated[int, Field(ge=1, le=AUDIT_PAGE_MAX, description="page size")] = 1000
     after: Annotated[str | None, AfterValidator(_audit_cursor)] = Field(
-        default=None, description="next_after of the previous page"
+        default=None,
+        pattern=r"^[0-9]{1,20}\.[0-9]\.[0-9]{1,19}$",
+        description="next_after of the previous page",
     )
     format: Format = "json"
 
