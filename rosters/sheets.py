@@ -46,7 +46,8 @@ def _csv_rows(path: Path) -> Iterator[list[str]]:
         first = f.readline()
         f.seek(0)  # the codec resets too, and skips a BOM again
         delimiter = "\t" if "\t" in first and "," not in first else ","
-        yield from csv.reader(f, delimiter=delimiter)
+        for row in csv.reader(f, delimiter=delimiter):
+            yield [restore(cell) for cell in row]  # a cell an export marked reads back as it was
 
 
 def _cell_text(value: object) -> str:
@@ -63,7 +64,7 @@ def _cell_text(value: object) -> str:
         text = value.isoformat()
     else:
         text = str(value)
-    return restore(text)  # a cell an export marked as text reads back as it was
+    return text
 
 
 def labels(paths: Sequence[Path]) -> list[str]:

@@ -65,3 +65,28 @@ async def test_export_writes_chinese_headers_and_values(pool: asyncpg.Pool, tmp_
     book.close()
     assert header == ("ref", "village_code", "address", "head_name", "phones", "exercise")
     assert isinstance(first[1], str) and len(first[1]) == 12  # codes stay text
+
+
+async def test_a_cell_a_spreadsheet_would_run_is_exported_as_text_and_read_back(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A household address written as a formula would run on the officer's machine that opens
+    the export: it is written with a leading apostrophe, and read back as it was."""
+    async with pool.acquire() as conn:
+        await generate(conn, households=20, counties=["370831"], seed=3)
+        formula = '=HYPERLINK("http://evil.example","点击")'
+        ref = await conn.fetchval(
+            "UPDATE households SET address = $1 WHERE id = (SELECT min(id) FROM households) "
+            "RETURNING ref",
+            formula,
+        )
+        before = await roster_digest(conn)
+        paths = await export(conn, tmp_path)
+        text = next(p for p in paths if p.name == "households.csv").read_text("utf-8-sig")
+        assert "'" + formula.replace('"', '""') in text
+        assert "\n=" not in text and ",=" not in text
+        await clear_roster(conn)
+        await import_files(conn, paths)
+        address = await conn.fetchval("SELECT address FROM households WHERE ref = $1", ref)
+        assert address == formula
+        assert await roster_digest(conn) == before
