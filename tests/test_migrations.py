@@ -22,6 +22,7 @@ DECLARED_TABLES = {
     "messages",
     "deliveries",
     "inbound_events",
+    "reply_counts",
     "audit_log",
     "feed_health",
     "callouts",

@@ -67,7 +67,9 @@ def _closed_ring(ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 Ring = Annotated[
     list[tuple[Latitude, Longitude]],
-    Field(min_length=3, max_length=MAX_POLYGON_POINTS),
+    # Fewer than 3 points are refused with the ring's own words (_closed_ring); the document
+    # states it as a minimum.
+    Field(max_length=MAX_POLYGON_POINTS, json_schema_extra={"minItems": 3}),
     AfterValidator(_closed_ring),
 ]
 
