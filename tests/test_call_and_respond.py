@@ -43,7 +43,9 @@ from warnd.db.pool import connect, open_pool
 from warnd.pipeline.answers import Answers
 from warnd.runtime.settings import REPO_CONFIG_DIR
 
-SPEED = 60.0  # a minute of the round in a second; the tightest margin below is 2 s
+# Half a minute of the round in a second: the tightest margin below is 4 s of real time (at 60
+# times it was 2 s, and a loaded CI machine once missed it).
+SPEED = 30.0
 # The default policy, with door-knocking due in 16 minutes instead of 30 so the drill is shorter.
 DOOR_KNOCK_WITHIN = "16m"
 
@@ -107,10 +109,10 @@ def callout_of(phone: str) -> str:
     return f"(SELECT c FROM callouts c WHERE c.phone = '{phone}')"
 
 
-# A drill of 26 minutes at 60 times speed: about 27 s of wall-clock time, with warnd started twice
+# A drill of 26 minutes at 30 times speed: about 55 s of wall-clock time, with warnd started twice
 # as a child process (up to a minute each on a loaded machine).
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 async def test_a_red_round_escalates_exactly_as_the_policy_says_through_a_kill_9(
     drill_env: dict[str, str], tmp_path: Path
 ) -> None:
