@@ -70,7 +70,7 @@ def assert_essentials(text: str, audience: Audience, kind: str) -> None:
     if kind == "sms":
         assert text.startswith(SIGNATURE)
     if audience is Audience.RESPONDER:
-        assert text.endswith("收到请回复1" if kind == "sms" else "确认收到请按1")
+        assert text.endswith("收到请回复1" if kind == "sms" else "确认收到请按1，重听请按2")
 
 
 @pytest.mark.parametrize(("audience", "kind"), PAIRS)

@@ -92,6 +92,6 @@ def stand_in_text(
     else:
         what = f"未确认{hazard}{level}预警"
         ask = "请您立即联系落实防范。" + (
-            f"收到请回复1{code}" if channel_kind != "voice" else "确认收到请按1"
+            f"收到请回复1{code}" if channel_kind != "voice" else "确认收到请按1，重听请按2"
         )
     return prefix + who + what + "，" + ask

@@ -66,6 +66,9 @@ def _local_time(at: datetime | None, zone: ZoneInfo) -> str:
     return f"{local.month}月{local.day}日{local.hour}时{local.minute:02d}分"
 
 
+VOICE_KEYS = "确认收到请按1，重听请按2"
+
+
 def reply_instruction(audience: Audience, channel_kind: str, reply_code: str) -> str:
     """How a responder answers on this kind of channel; empty for everyone else."""
     if audience is not Audience.RESPONDER:
@@ -73,7 +76,9 @@ def reply_instruction(audience: Audience, channel_kind: str, reply_code: str) ->
     if channel_kind == "sms":
         return f"收到请回复{reply_code}"
     if channel_kind == "voice":
-        return "确认收到请按1"  # the call itself identifies the warning: no per-warning code
+        # The call itself identifies the warning: no per-warning code. "2" says it again, for
+        # someone woken by the ring who missed the start.
+        return VOICE_KEYS
     return ""
 
 
