@@ -238,6 +238,11 @@ class Channel(ABC):
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Close connections; pending sends may be abandoned (dispatch re-queues them)."""
 
+    async def prepare(self, texts: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Get ready to send these texts, ahead of their messages: a voice channel renders their
+        speech, so that no call waits for it. Called when a warning is planned; the default
+        needs nothing."""
+
     @abstractmethod
     async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         """Send a batch; return exactly one result per message, in any order, keyed by ``key``."""

@@ -667,3 +667,29 @@ async def test_a_warning_that_fails_to_plan_does_not_block_the_others(
     rows = {r["id"]: r for r in await pool.fetch("SELECT id, plan_state, plan_error FROM warnings")}
     assert rows[fine.warning_id]["plan_state"] == "done"
     assert rows[broken.warning_id]["plan_error"] == "RuntimeError: template exploded"
+
+
+async def test_planning_hands_each_voice_and_loudspeaker_text_to_its_channels_once(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """Speech is rendered when a warning is planned, never while a callee waits: the planner
+    hands every text but SMS to the channels of its kind, each text once."""
+    async with pool.acquire() as conn:
+        await seed.seed(conn)
+    handed: list[tuple[str, str]] = []
+
+    async def prepare(kind: str, texts: Sequence[str]) -> None:
+        handed.extend((kind, text) for text in texts)
+
+    stored = await store_warning(pool, rainstorm(), source="test", now=DAYTIME)
+    planner = Planner(
+        pool, lambda: policy, ManualClock(DAYTIME), LIMITS, villages_per_chunk=1, prepare=prepare
+    )
+    await planner.plan_pending()
+    stored_texts = await pool.fetch(
+        "SELECT channel_kind, body FROM messages WHERE warning_id = $1 AND channel_kind <> 'sms'",
+        stored.warning_id,
+    )
+    assert sorted(handed) == sorted((r["channel_kind"], r["body"]) for r in stored_texts)
+    assert {kind for kind, _ in handed} == {"voice", "broadcast"}
+    assert len(handed) == len(set(handed))

@@ -233,7 +233,9 @@ def test_a_stand_in_is_told_whom_they_cover_and_how_to_answer() -> None:
         signature="【济宁市应急管理局】",
         exercise=True,
     )
-    assert call.startswith("【演练】这里是济宁市应急管理局。") and call.endswith("确认收到请按1，重听请按2")
+    assert call.startswith("【演练】这里是济宁市应急管理局。") and call.endswith(
+        "确认收到请按1，重听请按2"
+    )
 
 
 async def test_an_answer_aborted_by_a_deadlock_is_applied_on_retry(

@@ -7,8 +7,8 @@ planner that dies mid-way is resumed from the next step by whichever process pic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -51,6 +51,11 @@ _AUDIENCE_SQL = {
 }
 
 
+# Hands a channel kind's texts to its channels ahead of sending (speech rendered for calls and
+# loudspeakers); returns at once, the channels work in the background.
+Prepare = Callable[[str, Sequence[str]], Awaitable[None]]
+
+
 @dataclass
 class PlanResult:
     warning_id: int
@@ -82,6 +87,7 @@ class _Context:
     short_code: str | None  # named in responders' texts: "收到请回复1A7"
     steps: list[list[_Part]]
     tasks: dict[str, tuple[str, ...]]  # field-task kinds opened, with their messages' kinds
+    prepared: set[int] = field(default_factory=set)  # messages handed to their channels
 
 
 class Planner:
@@ -96,8 +102,10 @@ class Planner:
         *,
         villages_per_chunk: int = VILLAGES_PER_CHUNK,
         retry_seconds: float = 30.0,
+        prepare: Prepare | None = None,
     ) -> None:
         self._pool = pool
+        self._prepare = prepare
         self._policy = policy
         self._clock = clock
         self._max_chars = max_chars
@@ -243,7 +251,21 @@ class Planner:
             await conn.execute(sql("plan_step_done"), warning_id, number, done, now)
             await conn.execute("SELECT pg_notify($1, $2)", DELIVERIES_CHANNEL, str(warning_id))
         log.debug("plan_step_written", warning_id=warning_id, step=number, deliveries=written)
+        await self._prepare_texts(conn, warning_id, context)
         return PlanResult(warning_id, 1, written, done=done)
+
+    async def _prepare_texts(self, conn: Conn, warning_id: int, context: _Context) -> None:
+        """Hand the texts this step stored to the channels that send them (speech is rendered
+        when a warning is planned, never while a callee waits)."""
+        if self._prepare is None:
+            return
+        rows = await conn.fetch(sql("texts_to_prepare"), warning_id, sorted(context.prepared))
+        by_kind: dict[str, list[str]] = {}
+        for row in rows:
+            context.prepared.add(row["id"])
+            by_kind.setdefault(row["channel_kind"], []).append(row["body"])
+        for kind, texts in by_kind.items():
+            await self._prepare(kind, texts)
 
     async def _special(
         self, conn: Conn, warning_id: int, context: _Context, part: _Part, now: datetime

@@ -12,7 +12,7 @@ import contextlib
 import gc
 import signal
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -152,6 +152,7 @@ class Daemon:
         self.metrics.registry.register(ChannelHealth(self.channels))
         self.services: Services | None = None
         self.port: int | None = None
+        self._preparing: set[asyncio.Task[None]] = set()  # channels rendering texts ahead
 
     @asynccontextmanager
     async def running(self, url: str | None = None) -> AsyncIterator[Services]:
@@ -196,9 +197,9 @@ class Daemon:
             try:
                 yield services
             finally:
-                for task in tasks:
+                for task in [*tasks, *self._preparing]:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, *self._preparing, return_exceptions=True)
                 await runner.cleanup()
                 for channel in self.channels.values():
                     await channel.stop()
@@ -223,7 +224,13 @@ class Daemon:
 
     def _start_stages(self, url: str, services: Services) -> list[asyncio.Task[None]]:
         pool = services.pool
-        planner = Planner(pool, services.current_policy, self.clock, max_chars(self.channels))
+        planner = Planner(
+            pool,
+            services.current_policy,
+            self.clock,
+            max_chars(self.channels),
+            prepare=self._prepare,
+        )
         lease = self.settings.lease_seconds
         recorded = Signal()  # a dispatcher recorded sends: early reports can be matched
         answers = Answers(pool, self.clock)
@@ -282,6 +289,23 @@ class Daemon:
             asyncio.create_task(supervised(name, loop, self.clock), name=name)
             for name, loop in loops.items()
         ]
+
+    async def _prepare(self, kind: str, texts: Sequence[str]) -> None:
+        """Hand a warning's texts to the channels of their kind, to work on in the background
+        (speech rendered before any call needs it); a failure is logged, and the channel tries
+        again when it sends."""
+
+        async def prepare(channel: Channel) -> None:
+            try:
+                await channel.prepare(texts)
+            except Exception:  # a plugin's failure here must not stop planning; it is logged
+                log.exception("channel_prepare_failed", channel=channel.name, texts=len(texts))
+
+        for channel in self.channels.values():
+            if channel.kind.value == kind:
+                task = asyncio.create_task(prepare(channel))
+                self._preparing.add(task)
+                task.add_done_callback(self._preparing.discard)
 
     async def _listen(self, url: str, services: Services) -> None:
         """Turn NOTIFY from any warnd process into wake-ups of this one's stages."""

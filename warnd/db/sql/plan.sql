@@ -154,3 +154,10 @@ UPDATE warnings
        planned_at = CASE WHEN $3 THEN $4::timestamptz ELSE planned_at END,
        plan_error = NULL, plan_retry_at = NULL
  WHERE id = $1;
+
+-- name: texts_to_prepare
+-- A warning's texts not yet handed to their channels ahead of sending (calls and loudspeakers:
+-- their speech is rendered then), SMS aside.
+-- $1 warning id, $2 bigint[] ids already handed over
+SELECT id, channel_kind, body FROM messages
+ WHERE warning_id = $1 AND channel_kind <> 'sms' AND id <> ALL($2::bigint[]);
