@@ -2,6 +2,9 @@
 # Without WARND_DATABASE_URL it starts the embedded PostgreSQL in /var/lib/warnd (a volume).
 FROM python:3.11-slim
 
+# Speech for calls and loudspeakers: espeak-ng (the offline default, voice cmn) and sox.
+RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng sox \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --home-dir /var/lib/warnd --shell /usr/sbin/nologin warnd
 WORKDIR /app
 COPY pyproject.toml README.md ./
