@@ -8,6 +8,7 @@
   channel double that records what it is given, call-outs read back and escalated on a clock;
 - warnd as a child process: CAP over HTTP, a free port, waiting for what it writes;
 - an HTTP SMS gateway on 127.0.0.1 that records requests and answers as scripted.
+- a voice-notification gateway likewise, which also posts call results back to warnd.
 
 Test modules import from here, never from one another.
 """
@@ -725,3 +726,58 @@ class Gateway:
         loop.call_soon_threadsafe(release.set)
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join()
+
+
+# --- an HTTP voice-notification gateway ----------------------------------------------------------
+
+
+def accept_calls(body: Body) -> object:
+    """A well-behaved voice gateway: a call id for the call, or for each call of a batch."""
+    if "calls" in body:
+        return {"results": [{"ref": c["ref"], "call_id": f"vc-{c['ref']}"} for c in body["calls"]]}
+    return {"call_id": f"vc-{body['ref']}"}
+
+
+class VoiceGateway(Gateway):
+    """A carrier's voice-notification API on 127.0.0.1: the SMS gateway's recording, scripting
+    and threading, answering what is not scripted with call ids, and posting call results back
+    to warnd from its own event loop, as a carrier's platform does."""
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        with self._lock:
+            self.received.append(
+                Received(request.headers.get("Authorization"), request.content_type, body)
+            )
+            answer = self.script.popleft() if self.script else Answer(body=accept_calls)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.001)  # let the other requests of one send arrive meanwhile
+            if answer.hang:
+                assert self._release is not None
+                await self._release.wait()
+            if answer.raw is not None:
+                return web.Response(body=answer.raw, status=answer.status, headers=answer.headers)
+            content = answer.body(body) if callable(answer.body) else answer.body
+            return web.json_response(content, status=answer.status, headers=answer.headers)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def report(self, url: str, token: str, results: object) -> tuple[int, dict[str, Any]]:
+        """POST call results to ``url`` with ``token`` from the gateway's thread; the status and
+        JSON body warnd answered with."""
+        loop = self._loop
+        assert loop is not None
+
+        async def post() -> tuple[int, dict[str, Any]]:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    url, json=results, headers={"Authorization": f"Bearer {token}"}
+                ) as response,
+            ):
+                return response.status, await response.json()
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(post(), loop))

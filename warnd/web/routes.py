@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Final
 
 from channels.http_sms.webhook import MAX_EVENTS, InboundReceipt, InboundReply
+from channels.http_voice.webhook import MAX_EVENTS as MAX_CALL_RESULTS
+from channels.http_voice.webhook import InboundCallResult
 from warnd.app.callouts import OfficerAck
 from warnd.app.views import (
     AUDIT_CSV_COLUMNS,
@@ -37,7 +39,7 @@ from warnd.web.api.queries import (
     WarningsQuery,
 )
 from warnd.web.routing import API, FEED_ROLE, GATEWAY_ROLE, Answer, Route
-from warnd.web.webhooks import sms
+from warnd.web.webhooks import sms, voice
 
 OFFICERS: Final = ("officer", "approver")  # who may read
 _CAP_XML: Final = {"type": "string", "description": "a CAP 1.2 <alert> document"}
@@ -47,7 +49,17 @@ _INBOUND_EVENT: Final = {
         {"$ref": f"#/components/schemas/{InboundReceipt.__name__}"},
     ]
 }
+_CALL_RESULT: Final = {"$ref": f"#/components/schemas/{InboundCallResult.__name__}"}
 _STORED = Answer(201, "Stored", WarningAccepted)
+_INBOUND_ACCEPTED = Answer(
+    202,
+    "Accepted: handed to the channel's inbound path",
+    schema={
+        "type": "object",
+        "required": ["accepted", "channel"],
+        "properties": {"accepted": {"type": "integer"}, "channel": {"type": "string"}},
+    },
+)
 
 ROUTES: Final[tuple[Route, ...]] = (
     Route(
@@ -273,20 +285,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         sms.post_inbound_sms,
         GATEWAY_ROLE,
         "Receive SMS replies and delivery receipts from an HTTP SMS gateway",
-        (
-            Answer(
-                202,
-                "Accepted: handed to the channel's inbound path",
-                schema={
-                    "type": "object",
-                    "required": ["accepted", "channel"],
-                    "properties": {
-                        "accepted": {"type": "integer"},
-                        "channel": {"type": "string"},
-                    },
-                },
-            ),
-        ),
+        (_INBOUND_ACCEPTED,),
         description=(
             f"One event or a list of at most {MAX_EVENTS}. A reply is {{from, to?, text}}; a "
             "receipt is {message_id, status, detail?} with status delivered, undeliverable, "
@@ -303,6 +302,33 @@ ROUTES: Final[tuple[Route, ...]] = (
             ]
         },
         body_models=(InboundReply, InboundReceipt),
+        invalid=400,
+    ),
+    Route(
+        "POST",
+        f"{API}/inbound/voice",
+        voice.post_inbound_voice,
+        GATEWAY_ROLE,
+        "Receive call results and pressed keys from a voice-notification gateway",
+        (_INBOUND_ACCEPTED,),
+        description=(
+            f"One call result or a list of at most {MAX_CALL_RESULTS}: {{call_id, status, "
+            "keys?, detail?}, status answered, no_answer, busy, declined, failed or unreachable "
+            "(or completed, no-answer, timeout, rejected, powered_off…), keys the keys the "
+            "callee pressed (an answered call only). The bearer token is the inbound_token of "
+            "the voice channel that placed the calls; results match that channel's deliveries "
+            'by call_id. "1" among the keys acknowledges the call-out the call was made for; '
+            "a call not answered marks its delivery failed with the status as the cause. The "
+            "whole body is validated first: any invalid result refuses it (400, the detail "
+            "names index and field) and nothing of it is applied."
+        ),
+        body_schema={
+            "oneOf": [
+                _CALL_RESULT,
+                {"type": "array", "maxItems": MAX_CALL_RESULTS, "items": _CALL_RESULT},
+            ]
+        },
+        body_models=(InboundCallResult,),
         invalid=400,
     ),
     Route(

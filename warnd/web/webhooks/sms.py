@@ -27,59 +27,22 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from channels.http_sms.webhook import InboundBodyError, channels_for_token, parse_inbound
-from warnd.web.http import SERVICES, ApiError, bearer, json_payload
-from warnd.web.middleware import unauthorised
+from channels.http_sms.webhook import InboundBodyError, parse_inbound
+from warnd.web.http import SERVICES, ApiError, json_payload
+from warnd.web.webhooks.gateway import apply_events, gateway_channel
 
 log = structlog.get_logger(__name__)
-
-RETRY_AFTER_S = 1  # what a gateway waits before sending a batch again when warnd is busy
 
 
 async def post_inbound_sms(request: web.Request) -> web.Response:
     """Receive replies and receipts from an HTTP SMS gateway (see the module docstring)."""
-    services = request.app[SERVICES]
-    token = bearer(request)
-    matches = channels_for_token(services.channels, token) if token else []
-    if not matches:
-        log.warning("gateway_unauthorized", path=request.path, remote=request.remote)
-        raise unauthorised(
-            "send 'Authorization: Bearer <token>' with the inbound_token of a configured channel"
-            if token is None
-            else "the bearer token is not the inbound_token of any configured channel"
-        )
-    if len(matches) > 1:
-        # Receipts could be matched against the wrong channel's deliveries: refuse, loudly.
-        names = sorted(c.name for c in matches)
-        log.error("inbound_token_shared", channels=names)
-        raise ApiError(
-            500,
-            "misconfigured",
-            "this inbound_token is configured for more than one channel; "
-            "the operators must give each gateway its own token",
-        )
-    channel = matches[0]
+    channel = gateway_channel(request)
     payload = await json_payload(request)
     try:
-        events = parse_inbound(payload, services.clock.now())
+        events = parse_inbound(payload, request.app[SERVICES].clock.now())
     except InboundBodyError as exc:
         log.info("inbound_sms_rejected", channel=channel.name, detail=str(exc))
         raise ApiError(400, "invalid_inbound", str(exc)) from None
-    if services.inbound is None:
-        for event in events:
-            channel.emit(event)
-    else:
-        # Applied and stored before the answer, so that what a gateway was told is accepted
-        # survives any crash after it; bounded, so that a flood is asked to come back later.
-        if services.inbound_slots.locked():
-            log.warning("inbound_sms_busy", channel=channel.name, events=len(events))
-            raise ApiError(
-                429,
-                "busy",
-                "warnd is applying other batches of replies and receipts; send this one again",
-                {"Retry-After": str(RETRY_AFTER_S)},
-            )
-        async with services.inbound_slots:
-            await services.inbound(channel.name, events)
+    await apply_events(request, channel, events, "replies and receipts")
     log.info("inbound_sms_received", channel=channel.name, events=len(events))
     return web.json_response({"accepted": len(events), "channel": channel.name}, status=202)
