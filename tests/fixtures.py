@@ -640,6 +640,9 @@ def accept_all(body: Body) -> object:
 class Gateway:
     """An HTTP SMS gateway on 127.0.0.1, a random port, in its own thread."""
 
+    # What the gateway answers when no answer is scripted.
+    default: Callable[[Body], object] = staticmethod(accept_all)
+
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.script: deque[Answer] = deque()
@@ -667,7 +670,7 @@ class Gateway:
             self.received.append(
                 Received(request.headers.get("Authorization"), request.content_type, body)
             )
-            answer = self.script.popleft() if self.script else Answer(body=accept_all)
+            answer = self.script.popleft() if self.script else Answer(body=self.default)
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
@@ -743,27 +746,7 @@ class VoiceGateway(Gateway):
     and threading, answering what is not scripted with call ids, and posting call results back
     to warnd from its own event loop, as a carrier's platform does."""
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        with self._lock:
-            self.received.append(
-                Received(request.headers.get("Authorization"), request.content_type, body)
-            )
-            answer = self.script.popleft() if self.script else Answer(body=accept_calls)
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            await asyncio.sleep(0.001)  # let the other requests of one send arrive meanwhile
-            if answer.hang:
-                assert self._release is not None
-                await self._release.wait()
-            if answer.raw is not None:
-                return web.Response(body=answer.raw, status=answer.status, headers=answer.headers)
-            content = answer.body(body) if callable(answer.body) else answer.body
-            return web.json_response(content, status=answer.status, headers=answer.headers)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
+    default = staticmethod(accept_calls)
 
     async def report(self, url: str, token: str, results: object) -> tuple[int, dict[str, Any]]:
         """POST call results to ``url`` with ``token`` from the gateway's thread; the status and

@@ -19,7 +19,8 @@ import structlog
 from pydantic import SecretStr
 
 from channels.base import ChannelKind, OutboundMessage, Outcome, Reason
-from channels.http_sms.channel import HttpSmsChannel, HttpSmsConfig, _retry_after
+from channels.http_gateway import retry_after_seconds
+from channels.http_sms.channel import HttpSmsChannel, HttpSmsConfig
 from channels.registry import ChannelConfigError, build_channels
 from tests.channel_contract import (
     WARNING_TEXT,
@@ -317,12 +318,12 @@ async def test_a_429_without_retry_after_pauses_a_second(gateway: Gateway) -> No
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
-    assert _retry_after("120", T0) == 120.0
-    assert _retry_after(" 5 ", T0) == 5.0
-    assert _retry_after("Wed, 29 Jul 2026 02:00:30 GMT", T0) == 30.0
-    assert _retry_after("Wed, 29 Jul 2026 01:00:00 GMT", T0) == 0.0  # already past
-    assert _retry_after("soon", T0) is None
-    assert _retry_after(None, T0) is None
+    assert retry_after_seconds("120", T0) == 120.0
+    assert retry_after_seconds(" 5 ", T0) == 5.0
+    assert retry_after_seconds("Wed, 29 Jul 2026 02:00:30 GMT", T0) == 30.0
+    assert retry_after_seconds("Wed, 29 Jul 2026 01:00:00 GMT", T0) == 0.0  # already past
+    assert retry_after_seconds("soon", T0) is None
+    assert retry_after_seconds(None, T0) is None
 
 
 async def test_the_rate_paces_requests(gateway: Gateway) -> None:

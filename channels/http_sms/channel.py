@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -26,16 +24,18 @@ from channels.base import (
     WallClock,
     refusal,
 )
+from channels.http_gateway import (
+    DETAIL_CHARS,
+    MAX_ANSWER_BYTES,
+    gateway_reason,
+    message_id,
+    read_capped,
+    retry_after_seconds,
+)
 from channels.pacing import Pacer
 
-# How much of a gateway's error body a detail keeps: enough to read the reason, never a whole page.
-_DETAIL_CHARS = 200
 # The pause after a 429 that names no Retry-After.
 _DEFAULT_PAUSE_S = 1.0
-# The most of an answer read: a thousand batch results fit many times over, and a gateway gone
-# wrong cannot make warnd buffer an endless body.
-_MAX_ANSWER_BYTES = 1024 * 1024
-_READ_CHUNK = 64 * 1024
 
 
 class HttpSmsConfig(ChannelConfig):
@@ -50,47 +50,6 @@ class HttpSmsConfig(ChannelConfig):
     max_pause: float = Field(default=60.0, ge=0)
     # A short token could be guessed, and the webhook acknowledges call-outs with what it gets.
     inbound_token: SecretStr | None = Field(default=None, min_length=16)
-
-
-def _retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), if readable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is GMT by definition
-        when = when.replace(tzinfo=UTC)
-    return max((when - now).total_seconds(), 0.0)
-
-
-def _gateway_reason(body: bytes) -> str:
-    """The gateway's own words for a refusal: an ``error``/``detail``/``message`` field, or the
-    start of the body."""
-    text = body.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        for key in ("error", "detail", "message", "reason"):
-            if isinstance(data.get(key), str | int) and str(data[key]).strip():
-                text = str(data[key]).strip()
-                break
-    return text[:_DETAIL_CHARS]
-
-
-def _message_id(value: object) -> str | None:
-    """A gateway's message id as text, or None when it is missing or not an id at all."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) or (isinstance(value, str) and value.strip()):
-        return str(value).strip()
-    return None
 
 
 class HttpSmsChannel(Channel):
@@ -192,7 +151,7 @@ class HttpSmsChannel(Channel):
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                body, whole = await _read_capped(response)
+                body, whole = await read_capped(response)
         except TimeoutError:
             return _all(chunk, Outcome.TRANSIENT, Reason.TIMEOUT, "no answer within timeout")
         except aiohttp.ClientConnectionError as exc:
@@ -203,7 +162,7 @@ class HttpSmsChannel(Channel):
             return _all(chunk, Outcome.TRANSIENT, Reason.SERVER, f"{type(exc).__name__}: {exc}")
         if 200 <= status < 300:
             if not whole:
-                detail = f"2xx answer is larger than {_MAX_ANSWER_BYTES} bytes"
+                detail = f"2xx answer is larger than {MAX_ANSWER_BYTES} bytes"
                 return _all(chunk, Outcome.PERMANENT, Reason.SERVER, detail)
             return self._accepted(chunk, body)
         return self._refused(chunk, status, body, retry_after)
@@ -211,9 +170,9 @@ class HttpSmsChannel(Channel):
     def _refused(
         self, chunk: Sequence[OutboundMessage], status: int, body: bytes, retry_after: str | None
     ) -> list[SendResult]:
-        reason = _gateway_reason(body)
+        reason = gateway_reason(body)
         said = f"HTTP {status}" + (f": {reason}" if reason else "")
-        pause = _retry_after(retry_after, self._clock.now())
+        pause = retry_after_seconds(retry_after, self._clock.now())
         if status == 429 or (status == 503 and pause is not None):
             seconds = min(pause if pause is not None else _DEFAULT_PAUSE_S, self.config.max_pause)
             self._pacer.hold(seconds)
@@ -237,7 +196,7 @@ class HttpSmsChannel(Channel):
         except ValueError:
             return _all(chunk, Outcome.PERMANENT, Reason.SERVER, "2xx answer is not JSON")
         if self.config.batch_size == 1:
-            found = _message_id(data.get("message_id")) if isinstance(data, dict) else None
+            found = message_id(data.get("message_id")) if isinstance(data, dict) else None
             if found is None:
                 return _all(chunk, Outcome.PERMANENT, Reason.SERVER, "2xx answer has no message_id")
             return [SendResult(chunk[0].key, Outcome.ACCEPTED, external_id=found)]
@@ -250,34 +209,22 @@ class HttpSmsChannel(Channel):
         return [_batch_result(message, by_ref.get(str(message.key))) for message in chunk]
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-    """The answer's body up to ``_MAX_ANSWER_BYTES``, and whether that was all of it."""
-    parts: list[bytes] = []
-    size = 0
-    async for part in response.content.iter_chunked(_READ_CHUNK):
-        parts.append(part)
-        size += len(part)
-        if size > _MAX_ANSWER_BYTES:
-            return b"".join(parts)[:_MAX_ANSWER_BYTES], False
-    return b"".join(parts), True
-
-
 def _batch_result(message: OutboundMessage, item: Mapping[str, object] | None) -> SendResult:
     if item is None:
         return SendResult(
             message.key, Outcome.PERMANENT, reason=Reason.SERVER, detail="2xx answer has no result"
         )
-    found = _message_id(item.get("message_id"))
+    found = message_id(item.get("message_id"))
     if found is not None:
         return SendResult(message.key, Outcome.ACCEPTED, external_id=found)
     error = item.get("error")
     if isinstance(error, str) and error.strip():
         if item.get("temporary") is True:
             return SendResult(
-                message.key, Outcome.TRANSIENT, reason=Reason.SERVER, detail=error[:_DETAIL_CHARS]
+                message.key, Outcome.TRANSIENT, reason=Reason.SERVER, detail=error[:DETAIL_CHARS]
             )
         return SendResult(
-            message.key, Outcome.PERMANENT, reason=Reason.CLIENT, detail=error[:_DETAIL_CHARS]
+            message.key, Outcome.PERMANENT, reason=Reason.CLIENT, detail=error[:DETAIL_CHARS]
         )
     return SendResult(
         message.key,

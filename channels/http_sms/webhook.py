@@ -18,14 +18,13 @@ Pure reading and the constant-time token match; the HTTP endpoint is warnd's
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from channels.base import Channel, DeliveryReceipt, InboundEvent, ReceiptStatus, Reply
+from channels.base import DeliveryReceipt, InboundEvent, ReceiptStatus, Reply
 from channels.registry import error_location
 
 MAX_EVENTS: Final = 1000  # per request; a gateway with more sends several requests
@@ -143,21 +142,3 @@ def parse_inbound(payload: object, now: datetime) -> list[InboundEvent]:
     if problems:
         raise InboundBodyError("; ".join(problems))
     return events
-
-
-def channels_for_token(channels: Mapping[str, Channel], token: str) -> list[Channel]:
-    """The channels whose ``inbound_token`` is ``token`` (normally one; none when it is wrong).
-
-    Every configured token is compared, each in constant time, so the answer's timing says
-    nothing about how close a guess came.
-    """
-    found: list[Channel] = []
-    # A header with bytes that are not UTF-8 arrives with them escaped: compare the raw bytes.
-    offered = token.encode("utf-8", "surrogateescape")
-    for channel in channels.values():
-        expected = getattr(channel.config, "inbound_token", None)
-        if not isinstance(expected, SecretStr) or not expected.get_secret_value():
-            continue
-        if hmac.compare_digest(offered, expected.get_secret_value().encode()):
-            found.append(channel)
-    return found

@@ -27,23 +27,19 @@ from channels.base import (
     WallClock,
     refusal,
 )
-
-# The HTTP gateway's answers are read exactly as http_sms reads them (same statuses, same
-# Retry-After, same cap on what is buffered): one reading, not a copy that could drift.
-from channels.http_sms.channel import (
-    _MAX_ANSWER_BYTES,
-    _gateway_reason,
-    _message_id,
-    _read_capped,
-    _retry_after,
+from channels.http_gateway import (
+    MAX_ANSWER_BYTES,
+    gateway_reason,
+    message_id,
+    read_capped,
+    retry_after_seconds,
 )
 from channels.pacing import Pacer
 
-DEFAULT_MENU_PROMPT: Final = "确认收到请按1，重听请按2"
 CONFIRM_KEY: Final = "1"  # what warnd's acknowledgement reads (warnd.pipeline.answers)
 AUDIO_FIELDS: Final = frozenset({"ref", "text_sha256"})
 
-_DETAIL_CHARS = 200  # of a gateway's error: enough to read the reason, never a whole page
+DETAIL_CHARS = 200  # of a gateway's error: enough to read the reason, never a whole page
 _DEFAULT_PAUSE_S = 1.0  # after a 429 that names no Retry-After
 _HTTP_URL: Final = TypeAdapter(AnyHttpUrl)
 
@@ -55,7 +51,9 @@ class HttpVoiceConfig(ChannelConfig):
     token: SecretStr
     caller: str = Field(default="", max_length=32, pattern=r"^(\+?[0-9]+)?$")
     audio_url: str = Field(default="", max_length=2000)
-    menu_prompt: str = Field(default=DEFAULT_MENU_PROMPT, max_length=200)
+    # warnd's voice scripts end with the key prompt already (确认收到请按1，重听请按2); a gateway
+    # that says a menu prompt of its own after the script would say it twice.
+    menu_prompt: str = Field(default="", max_length=200)
     replay_key: str = Field(default="2", pattern=r"^[02-9*#]?$")
     ring_timeout: int = Field(default=45, ge=5, le=180)
     repeats: int = Field(default=2, ge=1, le=5)
@@ -214,7 +212,7 @@ class HttpVoiceChannel(Channel):
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                body, whole = await _read_capped(response)
+                body, whole = await read_capped(response)
         except TimeoutError:
             return _all(chunk, Outcome.TRANSIENT, Reason.TIMEOUT, "no answer within timeout")
         except aiohttp.ClientConnectionError as exc:
@@ -223,7 +221,7 @@ class HttpVoiceChannel(Channel):
             return _all(chunk, Outcome.TRANSIENT, Reason.SERVER, f"{type(exc).__name__}: {exc}")
         if 200 <= status < 300:
             if not whole:
-                detail = f"2xx answer is larger than {_MAX_ANSWER_BYTES} bytes"
+                detail = f"2xx answer is larger than {MAX_ANSWER_BYTES} bytes"
                 return _all(chunk, Outcome.PERMANENT, Reason.SERVER, detail)
             return self._accepted(chunk, body)
         return self._refused(chunk, status, body, retry_after)
@@ -231,9 +229,9 @@ class HttpVoiceChannel(Channel):
     def _refused(
         self, chunk: Sequence[OutboundMessage], status: int, body: bytes, retry_after: str | None
     ) -> list[SendResult]:
-        reason = _gateway_reason(body)
+        reason = gateway_reason(body)
         said = f"HTTP {status}" + (f": {reason}" if reason else "")
-        pause = _retry_after(retry_after, self._clock.now())
+        pause = retry_after_seconds(retry_after, self._clock.now())
         if status == 429 or (status == 503 and pause is not None):
             seconds = min(pause if pause is not None else _DEFAULT_PAUSE_S, self.config.max_pause)
             self._pacer.hold(seconds)
@@ -257,7 +255,7 @@ class HttpVoiceChannel(Channel):
         except ValueError:
             return _all(chunk, Outcome.PERMANENT, Reason.SERVER, "2xx answer is not JSON")
         if self.config.batch_size == 1:
-            found = _message_id(data.get("call_id")) if isinstance(data, dict) else None
+            found = message_id(data.get("call_id")) if isinstance(data, dict) else None
             if found is None:
                 return _all(chunk, Outcome.PERMANENT, Reason.SERVER, "2xx answer has no call_id")
             return [SendResult(chunk[0].key, Outcome.ACCEPTED, external_id=found)]
@@ -275,7 +273,7 @@ def _batch_result(message: OutboundMessage, item: Mapping[str, object] | None) -
         return SendResult(
             message.key, Outcome.PERMANENT, reason=Reason.SERVER, detail="2xx answer has no result"
         )
-    found = _message_id(item.get("call_id"))
+    found = message_id(item.get("call_id"))
     if found is not None:
         return SendResult(message.key, Outcome.ACCEPTED, external_id=found)
     error = item.get("error")
@@ -285,7 +283,7 @@ def _batch_result(message: OutboundMessage, item: Mapping[str, object] | None) -
             message.key,
             Outcome.TRANSIENT if temporary else Outcome.PERMANENT,
             reason=Reason.SERVER if temporary else Reason.CLIENT,
-            detail=error.strip()[:_DETAIL_CHARS],
+            detail=error.strip()[:DETAIL_CHARS],
         )
     return SendResult(
         message.key,

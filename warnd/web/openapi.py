@@ -25,6 +25,7 @@ _ERROR_WORDS: Final = {
     413: "The body is larger than the limit",
     415: "The body is not of a media type this operation accepts",
     422: "The content is well-formed but invalid; detail names the field",
+    429: "Busy: send the same request again after Retry-After seconds; nothing of it was kept",
     500: "warnd failed; the detail says where, the log says why",
     503: "Not ready",
 }

@@ -303,6 +303,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         },
         body_models=(InboundReply, InboundReceipt),
         invalid=400,
+        errors=(429,),
     ),
     Route(
         "POST",
@@ -330,6 +331,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         },
         body_models=(InboundCallResult,),
         invalid=400,
+        errors=(429,),
     ),
     Route(
         "GET",

@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from channels.base import Channel, ChannelKind, InboundEvent
-from channels.http_sms.webhook import channels_for_token
+from channels.http_gateway import channels_for_token
 from warnd.web.http import SERVICES, ApiError, bearer
 from warnd.web.middleware import unauthorised
 

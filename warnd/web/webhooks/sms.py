@@ -27,6 +27,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from channels.base import ChannelKind
 from channels.http_sms.webhook import InboundBodyError, parse_inbound
 from warnd.web.http import SERVICES, ApiError, json_payload
 from warnd.web.webhooks.gateway import apply_events, gateway_channel
@@ -36,7 +37,7 @@ log = structlog.get_logger(__name__)
 
 async def post_inbound_sms(request: web.Request) -> web.Response:
     """Receive replies and receipts from an HTTP SMS gateway (see the module docstring)."""
-    channel = gateway_channel(request)
+    channel = gateway_channel(request, ChannelKind.SMS)
     payload = await json_payload(request)
     try:
         events = parse_inbound(payload, request.app[SERVICES].clock.now())
