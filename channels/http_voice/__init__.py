@@ -14,7 +14,7 @@ Wire format (every request carries ``Authorization: Bearer <token>`` and
       -> {"to": "+8613900000001", "ref": "42", "text": "这里是济宁市应急管理局…确认收到请按1",
           "audio_url": "https://tts.example.cn/audio/42.wav",      (only when configured)
           "caller": "12379",                                       (only when configured)
-          "menu": {"prompt": "确认收到请按1，重听请按2", "confirm": "1", "replay": "2"},
+          "menu": {"confirm": "1", "replay": "2"},  (+ "prompt" when menu_prompt is set)
           "ring_timeout": 45, "repeats": 2}
       <- 2xx {"call_id": "vc-123"}
 
