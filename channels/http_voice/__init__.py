@@ -75,7 +75,7 @@ Configuration (``[channels.<name>]``, ``type = "http_voice"``) and defaults::
     caller = ""                                # the number callees see; empty: the gateway's
     audio_url = ""                             # a recording to play instead of text-to-speech:
                                                #   "https://…/{text_sha256}.wav" or "…/{ref}.wav"
-    menu_prompt = "确认收到请按1，重听请按2"      # said while waiting for a key; "" for none
+    menu_prompt = ""            # said while waiting for a key (warnd's scripts end with one)
     replay_key = "2"                           # the key that says the script again; "" for none
     ring_timeout = 45                          # seconds the phone rings (5 to 180)
     repeats = 2                                # times the script is said without a key (1 to 5)
