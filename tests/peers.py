@@ -201,10 +201,15 @@ class Sipp:
 
 
 @contextlib.asynccontextmanager
-async def running_sipp(scenario: str, workdir: Path, *extra: str) -> AsyncIterator[Sipp]:
-    """A sipp UAS for the length of the block."""
+async def running_sipp(
+    scenario: str, workdir: Path, *extra: str, presses: Sequence[tuple[str, float]] = ()
+) -> AsyncIterator[Sipp]:
+    """A sipp UAS for the length of the block; with ``presses``, the keys its scenario plays
+    as ``keys.pcap`` (see :func:`key_presses`; sipp reads it when it starts)."""
     require("sipp")
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    if presses:
+        await asyncio.to_thread(key_presses, workdir / "keys.pcap", presses)
     sipp = Sipp(scenario, workdir, extra=extra)
     await sipp.start()
     try:

@@ -336,6 +336,7 @@ class Worker:
         config.regConfig.registerOnAdd = bool(settings.registrar_uri)
         config.regConfig.timeoutSec = settings.register_expires
         config.regConfig.retryIntervalSec = 30
+        config.regConfig.unregWaitMsec = 1500  # on stop: say goodbye, but do not linger for it
         media = config.mediaConfig
         media.lockCodecEnabled = False  # no re-INVITE after the answer to settle on one codec
         media.transportConfig.port = settings.rtp_port
@@ -377,6 +378,9 @@ class Worker:
         next_alive = 0.0
         while not self.quitting:
             self.endpoint.libHandleEvents(_POLL_MS)
+            # Calls that ended are released before new ones are placed: the daemon counts a
+            # line free as soon as it hears "ended".
+            self.reap()
             self.obey()
             now = time.monotonic()
             for call in list(self.calls.values()):
