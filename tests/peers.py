@@ -74,6 +74,12 @@ def udp_bound(port: int) -> bool:
         return False
 
 
+def tcp_listening(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1 ``port``."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wav_seconds(path: Path) -> float:
     """The length of a WAV file from its header."""
     with wave.open(str(path), "rb") as audio:
@@ -148,13 +154,14 @@ class Sipp:
     media_port: int = 0
     process: asyncio.subprocess.Process | None = None
     extra: tuple[str, ...] = ()
+    tcp: bool = False  # SIP over TCP (one connection per call) instead of UDP
 
     @property
     def proxy(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.port = free_udp_port()
+        self.port = free_tcp_port() if self.tcp else free_udp_port()
         self.media_port = free_udp_port()
         self.process = await asyncio.create_subprocess_exec(
             "sipp",
@@ -172,6 +179,7 @@ class Sipp:
             "-trace_err",
             "-trace_logs",
             "-trace_msg",
+            *(("-t", "t1") if self.tcp else ()),
             *self.extra,
             cwd=self.workdir,
             stdin=asyncio.subprocess.DEVNULL,
@@ -183,7 +191,7 @@ class Sipp:
         async def listening() -> bool:
             if process.returncode is not None:
                 raise AssertionError(f"sipp ended at once (exit status {process.returncode})")
-            return udp_bound(self.port)
+            return tcp_listening(self.port) if self.tcp else udp_bound(self.port)
 
         await until(listening, 10, what="sipp to listen")
 
@@ -202,7 +210,11 @@ class Sipp:
 
 @contextlib.asynccontextmanager
 async def running_sipp(
-    scenario: str, workdir: Path, *extra: str, presses: Sequence[tuple[str, float]] = ()
+    scenario: str,
+    workdir: Path,
+    *extra: str,
+    presses: Sequence[tuple[str, float]] = (),
+    tcp: bool = False,
 ) -> AsyncIterator[Sipp]:
     """A sipp UAS for the length of the block; with ``presses``, the keys its scenario plays
     as ``keys.pcap`` (see :func:`key_presses`; sipp reads it when it starts)."""
@@ -210,7 +222,7 @@ async def running_sipp(
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     if presses:
         await asyncio.to_thread(key_presses, workdir / "keys.pcap", presses)
-    sipp = Sipp(scenario, workdir, extra=extra)
+    sipp = Sipp(scenario, workdir, extra=extra, tcp=tcp)
     await sipp.start()
     try:
         yield sipp

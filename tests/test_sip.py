@@ -87,7 +87,8 @@ async def started(
     file, channel settings), given with :func:`scenario`."""
     scenario, settings = request.param
     presses = settings.pop("presses", ())
-    async with running_sipp(scenario, tmp_path / "sipp", presses=presses) as sipp:
+    tcp = settings.get("transport") == "tcp"
+    async with running_sipp(scenario, tmp_path / "sipp", presses=presses, tcp=tcp) as sipp:
         channel = make_channel(sipp.proxy, tts_cache, **settings)
         await channel.start()
         try:
@@ -109,10 +110,20 @@ def scenario(file: str, **settings: object) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("started", [(file, settings)], indirect=True, ids=[file])
 
 
+def scenarios(file: str, *variants: dict[str, object]) -> pytest.MarkDecorator:
+    """Run the test once per variant of the channel's settings, against sipp playing ``file``."""
+    return pytest.mark.parametrize(
+        "started",
+        [(file, dict(variant)) for variant in variants],
+        indirect=True,
+        ids=[str(variant.get("transport", "udp")) for variant in variants],
+    )
+
+
 # --- the far end answers -----------------------------------------------------------------------
 
 
-@scenario("answer_press_1.xml")
+@scenarios("answer_press_1.xml", {}, {"transport": "tcp"})
 async def test_answered_and_1_pressed_acknowledges(started: tuple[SipChannel, Sipp]) -> None:
     channel, sipp = started
     _, result = await one_call(channel)
@@ -301,6 +312,49 @@ async def test_a_worker_killed_mid_call_loses_no_call_and_comes_back(
         again.external_id,
         "stopped: the channel stopped during the call",
     )
+
+
+@scenario("answer_no_key.xml", max_calls=8, repeat_prompt=3)
+async def test_only_the_calls_of_the_killed_worker_are_lost(
+    started: tuple[SipChannel, Sipp],
+) -> None:
+    channel, _ = started
+    first, second = channel.engine_pids()
+    batch = [OutboundMessage(key=k, address=f"+86138000000{k:02d}", text=PROMPT) for k in range(4)]
+    placed = await channel.send(batch)
+    assert all(r.outcome is Outcome.ACCEPTED for r in placed)
+    await until(lambda: trunk(channel)["answered"] == 4, what="four calls to be answered")
+    os.kill(first, signal.SIGKILL)
+    lost = await collect_events(channel, 2, within=10)
+    assert all(
+        isinstance(e, CallResult) and e.cause.startswith("engine lost: worker 0 was killed")
+        for e in lost
+    ), lost
+    # The least busy worker took every other call: the other two go on, on the other worker.
+    assert trunk(channel)["in_flight"] == 2
+    assert second in channel.engine_pids()
+    await channel.stop()
+    stopped = await collect_events(channel, 2, within=5)
+    assert all(isinstance(e, CallResult) and e.cause.startswith("stopped") for e in stopped)
+    ids = {e.external_id for e in [*lost, *stopped] if isinstance(e, CallResult)}
+    assert ids == {r.external_id for r in placed}, "every call is reported exactly once"
+
+
+@scenario("answer_no_key.xml", max_calls=1, repeat_prompt=3)
+async def test_a_worker_that_falls_silent_is_killed_and_its_call_reported(
+    started: tuple[SipChannel, Sipp],
+) -> None:
+    channel, _ = started
+    (pid,) = channel.engine_pids()
+    (placed,) = await channel.send([OutboundMessage(key=1, address=NUMBER, text=PROMPT)])
+    await until(lambda: trunk(channel)["answered"] == 1, what="the call to be answered")
+    os.kill(pid, signal.SIGSTOP)  # alive, but stuck: it says nothing any more
+    (lost,) = await collect_events(channel, 1, within=20)
+    assert isinstance(lost, CallResult)
+    assert lost.external_id == placed.external_id
+    assert lost.cause == "engine lost: worker 0 stopped answering (answered, no key yet)"
+    await until(lambda: trunk(channel)["workers_up"] == 1, what="a new worker", within=15)
+    assert pid not in channel.engine_pids()
 
 
 # --- start-up ----------------------------------------------------------------------------------
