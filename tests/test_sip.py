@@ -247,7 +247,7 @@ async def test_a_call_that_finds_no_line_in_time_goes_back_unsent(
     first, second = await channel.send(batch)
     assert first.outcome is Outcome.ACCEPTED
     assert (second.outcome, second.reason) == (Outcome.TRANSIENT, Reason.RATE_LIMITED)
-    assert second.detail == "all 1 lines busy for 1 s"
+    assert second.detail == "all 1 lines busy"
 
 
 @scenario("answer_press_1.xml")
@@ -402,6 +402,21 @@ async def test_a_registrar_refusing_the_password_stops_the_start(
         "the registrar refused us (403 Forbidden): check registrar, username and password"
     )
     assert "wrong" not in str(raised.value)
+
+
+async def test_a_registrar_that_does_not_answer_leaves_the_channel_up_but_not_ready(
+    tts_cache: Path, monkeypatch: pytest.MonkeyPatch, peers: None
+) -> None:
+    monkeypatch.setattr("channels.sip.engine.REGISTER_WAIT_S", 0.5)
+    silent = f"127.0.0.1:{free_udp_port()}"
+    channel = make_channel(silent, tts_cache, registrar=silent, username="warnd", password="x")
+    await channel.start()
+    try:
+        facts = trunk(channel)
+        assert (facts["registered"], facts["workers_up"], facts["bound"]) == (False, 1, False)
+        assert channel.health()["ready"] is False
+    finally:
+        await channel.stop()
 
 
 # --- the shared contract -----------------------------------------------------------------------

@@ -18,8 +18,9 @@ worker processes. Both candidates were tried against sipp and baresip on this ma
   serves instead as the independent test phone.
 
 Behaviour. ``send`` places one call per message, in order, each on the least busy worker with a
-free line (waiting up to ``max_queue_wait_s`` for one, then TRANSIENT ``rate_limited``, unsent),
-paced at ``calls_per_s``. It is ACCEPTED, with the call's SIP Call-ID as the external id, once
+free line, paced at ``calls_per_s``; a batch waits at most ``max_queue_wait_s`` in all for free
+lines (well inside dispatch's lease), and what finds none by then goes back TRANSIENT
+``rate_limited``, unsent. It is ACCEPTED, with the call's SIP Call-ID as the external id, once
 the INVITE is on its way; how the call ended arrives later as a :class:`CallResult` event. The
 text's audio (:mod:`channels.tts`) is normally rendered when the warning is planned
 (:meth:`SipChannel.prepare`); a text nobody prepared is rendered before dialling, never while a

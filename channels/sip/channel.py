@@ -3,6 +3,7 @@ docstring for the behaviour, the causes and the configuration)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -140,16 +141,20 @@ class SipChannel(Channel):
 
     async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         """Place a call per message, in order: ACCEPTED with the SIP Call-ID once the INVITE is
-        on its way; the outcome follows as a CallResult. A message waits up to
-        ``max_queue_wait_s`` for a free line, then goes back TRANSIENT unsent.
+        on its way; the outcome follows as a CallResult. The batch waits up to
+        ``max_queue_wait_s`` in all for free lines; what finds none by then goes back TRANSIENT
+        unsent.
 
         Raises RuntimeError when the channel is not started.
         """
         if self._engine is None:
             raise RuntimeError(f"sip channel {self.name!r} is not started")
-        return [await self._call(message) for message in batch]
+        # One budget for the whole batch, so that a batch never outlasts dispatch's lease.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.max_queue_wait_s
+        return [await self._call(message, max(deadline - loop.time(), 0.0)) for message in batch]
 
-    async def _call(self, message: OutboundMessage) -> SendResult:
+    async def _call(self, message: OutboundMessage, wait: float) -> SendResult:
         refused = refusal(message, self.config.max_text)
         if refused is not None:
             return refused
@@ -176,7 +181,7 @@ class SipChannel(Channel):
                 key_wait=config.key_wait,
                 replays=REPLAYS,
             ),
-            config.max_queue_wait_s,
+            wait,
         )
         if isinstance(placed, NotPlaced):
             if placed.busy:

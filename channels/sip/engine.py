@@ -40,8 +40,9 @@ from channels.sip.protocol import (
 
 log = structlog.get_logger(__name__)
 
-# How long start() waits for every worker to come up (and, with a registrar, to register).
+# How long start() waits for every worker to come up, then for the registrar's first answers.
 START_TIMEOUT_S: Final = 15.0
+REGISTER_WAIT_S: Final = 10.0
 # How long stop() lets workers hang up and report before they are killed.
 STOP_TIMEOUT_S: Final = 10.0
 _RESTART_FIRST_S: Final = 0.5
@@ -362,12 +363,13 @@ class Engine:
 
     async def start(self) -> None:
         """Start every worker; raises EngineStartError (after stopping them) when one cannot
-        set up, or the registrar refuses us."""
+        set up, or the registrar refuses us. A registrar that does not answer in time is no
+        reason to stay down: the workers go on trying, and health() shows it."""
         for worker in self.workers:
             worker.start()
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
-                await self._until_up()
+                await self._until(self._up)
         except TimeoutError:
             await self.stop()
             raise EngineStartError(
@@ -376,42 +378,45 @@ class Engine:
         except EngineStartError:
             await self.stop()
             raise
-
-    async def _until_up(self) -> None:
-        async with self._changed:
-            while True:
-                failed = [w for w in self.workers if w.failed is not None]
-                if failed:
-                    raise EngineStartError(f"the SIP engine cannot start: {failed[0].failed}")
-                refused = [
-                    w.registration
-                    for w in self.workers
-                    if w.registration is not None and w.registration.code in _REFUSING_REGISTRATION
-                ]
-                if refused:
-                    raise EngineStartError(
-                        f"the registrar refused us ({refused[0].code} {refused[0].reason}): "
-                        "check registrar, username and password"
-                    )
-                up = all(w.ready for w in self.workers)
-                registered = not self._registering or all(
-                    w.registration is not None for w in self.workers
-                )
-                if up and registered:
-                    self._log_registration()
-                    return
-                await self._changed.wait()
-
-    def _log_registration(self) -> None:
+        if not self._registering:
+            return
+        try:
+            async with asyncio.timeout(REGISTER_WAIT_S):
+                await self._until(self._registered_or_refused)
+        except TimeoutError:
+            log.warning("sip_registration_pending", waited_s=REGISTER_WAIT_S)
+        except EngineStartError:
+            await self.stop()
+            raise
         for worker in self.workers:
             if worker.registration is not None and not worker.registration.ok:
-                # Not fatal: PJSIP registers again every 30 s; health() shows it meanwhile.
                 log.warning(
                     "sip_not_registered",
                     worker=worker.index,
                     code=worker.registration.code,
                     reason=worker.registration.reason,
                 )
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        async with self._changed:
+            while not done():
+                await self._changed.wait()
+
+    def _up(self) -> bool:
+        failed = next((w.failed for w in self.workers if w.failed is not None), None)
+        if failed is not None:
+            raise EngineStartError(f"the SIP engine cannot start: {failed}")
+        return all(w.ready for w in self.workers)
+
+    def _registered_or_refused(self) -> bool:
+        for worker in self.workers:
+            registration = worker.registration
+            if registration is not None and registration.code in _REFUSING_REGISTRATION:
+                raise EngineStartError(
+                    f"the registrar refused us ({registration.code} {registration.reason}): "
+                    "check registrar, username and password"
+                )
+        return all(w.registration is not None for w in self.workers)
 
     def _errors(self) -> str:
         errors = [w.last_error for w in self.workers if w.last_error]
@@ -455,8 +460,8 @@ class Engine:
         except TimeoutError:
             if any(w.ready for w in self.workers):
                 lines = sum(w.capacity for w in self.workers)
-                return NotPlaced(f"all {lines} lines busy for {wait:g} s", busy=True)
-            return NotPlaced(f"no SIP engine worker up for {wait:g} s{self._errors()}")
+                return NotPlaced(f"all {lines} lines busy", busy=True)
+            return NotPlaced(f"no SIP engine worker up{self._errors()}")
         finally:
             self.waiting -= 1
 

@@ -50,6 +50,9 @@ from channels.sip.sdp import with_event_payload
 _POLL_MS: Final = 10
 # An answered call whose audio path is not up by then is hung up: nobody would hear anything.
 _MEDIA_WAIT_S: Final = 5.0
+# A call hung up this long ago that PJSIP has not reported over is reported over anyway.
+_HANGUP_WAIT_S: Final = 40.0
+_GONE: Final = "gone"
 # On quit, how long hung-up calls get to finish their BYE or CANCEL before the stack goes.
 _QUIT_WAIT_S: Final = 3.0
 
@@ -156,22 +159,26 @@ class OutboundCall(pj.Call):  # type: ignore[misc]  # pjsua2 has no type informa
             if self.media is not None:  # the audio path came up with early media
                 self.play()
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.over:
-            self.over = True
-            self.say(
-                {
-                    "ev": "ended",
-                    "ref": self.request.ref,
-                    "answered": self.answered,
-                    "keys": self.keys,
-                    "code": int(info.lastStatusCode),
-                    "reason": str(info.lastReason),
-                    "why": self.why,
-                    "phase": self.phase,
-                    "rang": self.rang,
-                    "plays": self.plays,
-                }
-            )
-            self.worker.finished(self)
+            self.finish(int(info.lastStatusCode), str(info.lastReason))
+
+    def finish(self, code: int, reason: str) -> None:
+        """Report the call over, with its facts; it is released outside PJSIP's callbacks."""
+        self.over = True
+        self.say(
+            {
+                "ev": "ended",
+                "ref": self.request.ref,
+                "answered": self.answered,
+                "keys": self.keys,
+                "code": code,
+                "reason": reason,
+                "why": self.why,
+                "phase": self.phase,
+                "rang": self.rang,
+                "plays": self.plays,
+            }
+        )
+        self.worker.finished(self)
 
     def onCallSdpCreated(self, prm: Any) -> None:  # noqa: N802 - pjsua2's callback name
         if prm.remSdp.wholeSdp:
@@ -219,8 +226,15 @@ class OutboundCall(pj.Call):  # type: ignore[misc]  # pjsua2 has no type informa
         """Say the prompt from its beginning (a "2" does not use up one of the plays)."""
         self.stop_playing()
         player = pj.AudioMediaPlayer()
-        player.createPlayer(self.request.wav, pj.PJMEDIA_FILE_NO_LOOP)
-        player.startTransmit(self.media)
+        try:
+            player.createPlayer(self.request.wav, pj.PJMEDIA_FILE_NO_LOOP)
+            player.startTransmit(self.media)
+        except pj.Error as exc:
+            self.worker.log(
+                "error", f"call {self.request.ref}: the prompt cannot play: {exc.info()}"
+            )
+            self.end(WHY_NO_MEDIA)
+            return
         self.player = player
         self.plays += 1
         if not requested:
@@ -248,6 +262,11 @@ class OutboundCall(pj.Call):  # type: ignore[misc]  # pjsua2 has no type informa
                 self._at(now + self.request.key_wait, WHY_NO_KEY)
         elif self.on_due == "play":
             self.play()
+        elif self.on_due == _GONE:
+            # Hung up long ago and PJSIP never said the call was over: report it anyway, so
+            # the line is not held for ever.
+            self.worker.log("warning", f"call {self.request.ref} did not end after hang-up")
+            self.finish(0, "no end after hang-up")
         else:
             self.end(self.on_due)
 
@@ -256,7 +275,7 @@ class OutboundCall(pj.Call):  # type: ignore[misc]  # pjsua2 has no type informa
         if self.why or self.over:
             return
         self.why = why
-        self._at(float("inf"), "")
+        self._at(time.monotonic() + _HANGUP_WAIT_S, _GONE)
         self.stop_playing()
         try:
             self.hangup(pj.CallOpParam(True))
