@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -38,14 +39,23 @@ SCENARIOS: Final = Path(__file__).parent / "sip"
 DTMF_RECORDINGS: Final = Path("/usr/share/sip-tester")
 
 
+def _missing(message: str) -> None:
+    if os.environ.get("WARND_REQUIRE_PEERS") == "1":
+        pytest.fail(f"{message}; WARND_REQUIRE_PEERS=1 makes a missing peer a failure")
+    pytest.skip(message)
+
+
 def require(*programs: str) -> None:
     """Skip the test (fail it under WARND_REQUIRE_PEERS=1) unless every program is installed."""
     for program in programs:
         if shutil.which(program) is None:
-            message = f"{program} is not installed (Debian package {PACKAGES.get(program, '?')})"
-            if os.environ.get("WARND_REQUIRE_PEERS") == "1":
-                pytest.fail(f"{message}; WARND_REQUIRE_PEERS=1 makes a missing peer a failure")
-            pytest.skip(message)
+            _missing(f"{program} is not installed (Debian package {PACKAGES.get(program, '?')})")
+
+
+def require_pjsua2() -> None:
+    """The same for PJSIP's Python binding, which has wheels for Linux x86-64 only."""
+    if importlib.util.find_spec("pjsua2") is None:
+        _missing("pjsua2 is not installed (pip install pjsua2-python)")
 
 
 def free_udp_port() -> int:

@@ -24,7 +24,14 @@ from tests.channel_contract import (
     assert_one_result_each,
     collect_events,
 )
-from tests.peers import Sipp, free_udp_port, require, running_sipp, wav_seconds
+from tests.peers import (
+    Sipp,
+    free_udp_port,
+    require,
+    require_pjsua2,
+    running_sipp,
+    wav_seconds,
+)
 from tests.waiting import until
 
 # About nine seconds of speech with its pads: long enough for keys pressed into its middle.
@@ -42,8 +49,16 @@ def tts_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def peers() -> None:
-    require("sipp", "espeak-ng", "sox")
+def speech() -> None:
+    """What every call needs: PJSIP, and the programs that make its audio."""
+    require_pjsua2()
+    require("espeak-ng", "sox")
+
+
+@pytest.fixture
+def peers(speech: None) -> None:
+    """And sipp as the far end."""
+    require("sipp")
 
 
 def make_channel(proxy: str, tts_cache: Path, **settings: object) -> SipChannel:
@@ -188,6 +203,7 @@ async def test_the_callee_hanging_up_mid_prompt(started: tuple[SipChannel, Sipp]
 async def test_refusals_come_back_with_their_status(
     scenario: str, cause: str, counter: str, tts_cache: Path, tmp_path: Path
 ) -> None:
+    require_pjsua2()
     require("sipp", "espeak-ng", "sox")
     async with running_sipp(scenario, tmp_path / "sipp") as sipp:
         channel = make_channel(sipp.proxy, tts_cache)
@@ -211,7 +227,7 @@ async def test_a_phone_that_rings_out_is_no_answer(started: tuple[SipChannel, Si
     assert trunk(channel)["no_answer"] == 1
 
 
-async def test_a_trunk_that_never_answers_is_unreachable(tts_cache: Path, peers: None) -> None:
+async def test_a_trunk_that_never_answers_is_unreachable(tts_cache: Path, speech: None) -> None:
     channel = make_channel(f"127.0.0.1:{free_udp_port()}", tts_cache, ring_timeout=5)
     await channel.start()
     try:
@@ -268,7 +284,7 @@ async def test_what_cannot_be_called_is_refused_before_dialling(
 
 
 async def test_prepare_renders_ahead_so_calls_find_their_audio(
-    tts_cache: Path, tmp_path: Path, peers: None
+    tts_cache: Path, tmp_path: Path, speech: None
 ) -> None:
     channel = make_channel("127.0.0.1:5060", tmp_path / "fresh-cache")
     paths = await channel.prepare([PROMPT, SHORT, PROMPT])
@@ -361,7 +377,7 @@ async def test_a_worker_that_falls_silent_is_killed_and_its_call_reported(
 
 
 async def test_a_worker_that_cannot_set_up_stops_the_start_with_pjsips_words(
-    tts_cache: Path, peers: None
+    tts_cache: Path, speech: None
 ) -> None:
     # An address of TEST-NET-1, which no interface of this machine has: binding it fails.
     channel = make_channel("127.0.0.1:5060", tts_cache, local_address="192.0.2.123")
@@ -405,7 +421,7 @@ async def test_a_registrar_refusing_the_password_stops_the_start(
 
 
 async def test_a_registrar_that_does_not_answer_leaves_the_channel_up_but_not_ready(
-    tts_cache: Path, monkeypatch: pytest.MonkeyPatch, peers: None
+    tts_cache: Path, monkeypatch: pytest.MonkeyPatch, speech: None
 ) -> None:
     monkeypatch.setattr("channels.sip.engine.REGISTER_WAIT_S", 0.5)
     silent = f"127.0.0.1:{free_udp_port()}"

@@ -13,7 +13,7 @@ from channels.base import CallResult, OutboundMessage, Outcome
 from channels.sip.channel import SipChannel
 from channels.sip.config import SipConfig
 from tests.channel_contract import collect_events
-from tests.peers import require, running_baresip, sox_stat, wav_seconds
+from tests.peers import require, require_pjsua2, running_baresip, sox_stat, wav_seconds
 from tests.waiting import until
 
 NUMBER = "+8613800000001"
@@ -30,6 +30,7 @@ def recorded_seconds(recordings: list[Path]) -> float:
 
 
 async def test_baresip_hears_the_whole_prompt_and_its_1_acknowledges(tmp_path: Path) -> None:
+    require_pjsua2()
     require("baresip", "espeak-ng", "sox")
     async with running_baresip(NUMBER, tmp_path / "phone") as phone:
         channel = SipChannel(
