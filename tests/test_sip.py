@@ -189,6 +189,23 @@ async def test_the_callee_hanging_up_mid_prompt(started: tuple[SipChannel, Sipp]
     assert trunk(channel)["hung_up"] == 1
 
 
+@scenario("answer_info_1.xml", dtmf="both")
+async def test_keys_may_come_as_sip_info_when_configured(started: tuple[SipChannel, Sipp]) -> None:
+    channel, sipp = started
+    _, result = await one_call(channel)
+    assert (result.answered, result.keys) == (True, "1"), sipp.errors()
+
+
+@scenario("answer_info_1.xml", key_wait=0.5)
+async def test_sip_info_keys_are_ignored_unless_configured(
+    started: tuple[SipChannel, Sipp],
+) -> None:
+    channel, _ = started
+    _, result = await one_call(channel, SHORT)
+    assert (result.answered, result.keys) == (True, "")
+    assert result.cause == "answered, no key (prompt said once)"
+
+
 # --- the far end does not answer ---------------------------------------------------------------
 
 
