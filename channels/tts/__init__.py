@@ -26,7 +26,7 @@ Configuration, as the ``tts`` sub-table of a channel (``[channels.voice.tts]``):
 
     engine = "espeak"          # or "http"
     cache_dir = ""             # default: $XDG_CACHE_HOME/warnd/tts or ~/.cache/warnd/tts
-    timeout = 60.0             # seconds one rendering (or one HTTP request) may take
+    timeout = 60.0             # seconds a rendering may take (http: 30.0, per request)
     # espeak
     voice = "cmn"
     speed = 150                # words per minute
