@@ -233,8 +233,8 @@ async def running_sipp(
     if presses:
         await asyncio.to_thread(key_presses, workdir / "keys.pcap", presses)
     sipp = Sipp(scenario, workdir, extra=extra, tcp=tcp)
-    await sipp.start()
     try:
+        await sipp.start()  # inside: a sipp that started but never listened is ended too
         yield sipp
     finally:
         await sipp.stop()
