@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import ClassVar, Protocol, get_args
+from typing import ClassVar, Final, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -205,6 +205,10 @@ class ChannelConfig(BaseModel):
         return result
 
 
+LINK_LEVELS: Final = frozenset({"in_flight", "window", "workers", "workers_up", "waiting"})
+"""Keys of a link's health that are current levels (gauges), not counts since start."""
+
+
 class Channel(ABC):
     """A configured channel instance. Constructed from its config table, started with the daemon."""
 
@@ -232,7 +236,8 @@ class Channel(ABC):
     def health(self) -> dict[str, object] | None:
         """Link state for /readyz and /metrics, for channels that hold connections:
         ``{"ready": bool, "links": {name: {"bound": bool, "in_flight": int, counters…}}}``,
-        counters being cumulative numbers or ``{label: number}`` tables. None: nothing to say."""
+        counters being cumulative numbers or ``{label: number}`` tables, except the levels named
+        in LINK_LEVELS (numbers that go up and down). None: nothing to say."""
         return None
 
     async def stop(self) -> None:  # noqa: B027 - optional hook

@@ -46,6 +46,16 @@ class TwoLinks(Channel):
                     "last_error": "",
                 },
                 "unicom": {"bound": False, "in_flight": 0, "submitted": 0, "last_error": "refused"},
+                "trunk": {  # the sip channel's shape
+                    "bound": True,
+                    "in_flight": 3,
+                    "registered": None,
+                    "registration": "",
+                    "workers": 2,
+                    "workers_up": 1,
+                    "waiting": 4,
+                    "placed": 10,
+                },
             },
         }
 
@@ -68,6 +78,16 @@ def test_links_are_exported_per_channel_and_link() -> None:
         line = f'warnd_channel_link_events_total{{channel="smsc",event="{event}",link="mobile"}}'
         assert f"{line} {value}" in text, event
     assert "last_error" not in text and "rate_per_s" not in text
+    for link, level, value in (
+        ("mobile", "window", "50.0"),
+        ("trunk", "workers", "2.0"),
+        ("trunk", "workers_up", "1.0"),
+        ("trunk", "waiting", "4.0"),
+    ):
+        line = f'warnd_channel_link_level{{channel="smsc",level="{level}",link="{link}"}}'
+        assert f"{line} {value}" in text, level
+    assert 'event="placed",link="trunk"} 10.0' in text
+    assert 'event="workers' not in text and 'event="waiting' not in text  # levels, not counts
 
 
 def test_readiness_shows_each_links_state_but_not_its_errors() -> None:
@@ -75,6 +95,14 @@ def test_readiness_shows_each_links_state_but_not_its_errors() -> None:
     out = _channel_out("smsc", TwoLinks("smsc", ChannelConfig(type="two")))
     assert out.ready is True and out.links is not None
     assert out.links["unicom"] == {"bound": False, "in_flight": 0}
+    assert out.links["trunk"] == {
+        "bound": True,
+        "in_flight": 3,
+        "registered": None,
+        "workers": 2,
+        "workers_up": 1,
+        "waiting": 4,
+    }
     assert "last_error" not in out.links["mobile"] and "where" not in out.links["mobile"]
     plain = _channel_out("log", _Plain("log", ChannelConfig(type="log")))
     assert (plain.ready, plain.links) == (None, None)

@@ -76,6 +76,7 @@ class Webhook:
     sms: HttpSmsChannel
     gateway: VoiceGateway
     dispatcher: Dispatcher
+    metrics: Metrics
     warning_id: int
 
     async def post(
@@ -184,7 +185,7 @@ async def webhook(
         await channel.start()
     try:
         async with TestClient(TestServer(build_app(services))) as client:
-            yield Webhook(client, pool, phone, sms, voice_gateway, dispatcher, warning_id)
+            yield Webhook(client, pool, phone, sms, voice_gateway, dispatcher, metrics, warning_id)
     finally:
         for channel in channels.values():
             await channel.stop()
@@ -223,6 +224,11 @@ async def test_pressing_1_acknowledges_the_callout_via_voice(webhook: Webhook) -
     assert (kept["channel"], kept["kind"], kept["matched"]) == ("phone", "call_result", True)
     assert (kept["payload"]["external_id"], kept["payload"]["keys"]) == (calls[PRESSES_1], "1")
     assert await events_so_far(webhook.phone) == []  # nothing waits in the channel's memory
+    # /metrics: one key-to-acknowledgement latency observed, as a call result
+    registry = webhook.metrics.registry
+    count = "warnd_answer_latency_seconds_count"
+    assert registry.get_sample_value(count, {"kind": "call_result"}) == 1
+    assert registry.get_sample_value(count, {"kind": "reply"}) is None
 
 
 async def test_busy_and_unanswered_calls_fail_their_delivery_and_leave_the_callout_open(

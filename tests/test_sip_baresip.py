@@ -48,7 +48,7 @@ async def test_baresip_hears_the_whole_prompt_and_its_1_acknowledges(tmp_path: P
                 }
             ),
         )
-        prompt_path = (await channel.prepare([PROMPT]))[PROMPT]
+        prompt_path = await channel.speech.audio(PROMPT)
         prompt = wav_seconds(prompt_path)
         await channel.start()
         try:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Final
 
 import structlog
@@ -109,10 +108,10 @@ class SipChannel(Channel):
             await engine.stop()
         await self.speech.close()
 
-    async def prepare(self, texts: Iterable[str]) -> dict[str, Path]:
+    async def prepare(self, texts: Sequence[str]) -> None:
         """Render the audio of ``texts`` now (when a warning is planned), so that no call waits
         for speech. Raises SpeechError."""
-        return await self.speech.prepare(texts)
+        await self.speech.prepare(texts)
 
     def _worker_settings(self, index: int, capacity: int) -> WorkerSettings:
         config = self.config

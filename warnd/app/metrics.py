@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from channels.base import Channel
+from channels.base import LINK_LEVELS, Channel
 
 
 class Metrics:
@@ -50,6 +50,14 @@ class Metrics:
             ["feed"],
             registry=self.registry,
         )
+        self.answer_latency = Histogram(
+            "warnd_answer_latency_seconds",
+            "From a key press, reply or device confirmation reaching warnd to its acknowledgement "
+            "committed in PostgreSQL, by kind",
+            ["kind"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
         self.inbound = Counter(
             "warnd_inbound_events_total",
             "Inbound events by channel, kind and whether they matched a delivery",
@@ -59,8 +67,9 @@ class Metrics:
 
 
 class ChannelHealth(Collector):
-    """Per-link metrics of channels that hold connections (SMPP): read from ``Channel.health()``
-    at each scrape, so the numbers are the channel's own and nothing is counted twice."""
+    """Per-link metrics of channels that hold connections (SMPP, SIP): read from
+    ``Channel.health()`` at each scrape, so the numbers are the channel's own and nothing is
+    counted twice."""
 
     def __init__(self, channels: Mapping[str, Channel]) -> None:
         self._channels = channels
@@ -70,6 +79,11 @@ class ChannelHealth(Collector):
         up = GaugeMetricFamily("warnd_channel_link_up", "1 while the link is bound", labels=labels)
         in_flight = GaugeMetricFamily(
             "warnd_channel_link_in_flight", "Messages sent and not yet answered", labels=labels
+        )
+        levels = GaugeMetricFamily(
+            "warnd_channel_link_level",
+            "Link levels by name (window, workers, workers_up, calls waiting for a line…)",
+            labels=[*labels, "level"],
         )
         events = CounterMetricFamily(
             "warnd_channel_link_events",
@@ -84,7 +98,11 @@ class ChannelHealth(Collector):
                 up.add_metric([name, link], 1.0 if facts.get("bound") else 0.0)
                 in_flight.add_metric([name, link], float(facts.get("in_flight") or 0))
                 for key, value in facts.items():
-                    if key in ("bound", "in_flight", "window") or "rate" in key:
+                    if key in ("bound", "in_flight") or "rate" in key:
+                        continue
+                    if key in LINK_LEVELS:
+                        if isinstance(value, int | float) and not isinstance(value, bool):
+                            levels.add_metric([name, link, key], float(value))
                         continue
                     table = value if isinstance(value, dict) else {"": value}
                     for label, number in table.items():
@@ -93,4 +111,5 @@ class ChannelHealth(Collector):
                             events.add_metric([name, link, event], float(number))
         yield up
         yield in_flight
+        yield levels
         yield events

@@ -523,7 +523,17 @@ async def readiness(services: Services) -> Ready:
 
 
 # What an unauthenticated probe may learn of a link: its state, not where it goes or its errors.
-_LINK_STATE: Final = ("bound", "in_flight", "window", "rate_per_s", "configured_rate_per_s")
+_LINK_STATE: Final = (
+    "bound",
+    "in_flight",
+    "window",
+    "rate_per_s",
+    "configured_rate_per_s",
+    "registered",  # SIP: None without a registrar
+    "workers",
+    "workers_up",
+    "waiting",
+)
 
 
 def _channel_out(name: str, channel: Channel) -> ChannelOut:

@@ -410,7 +410,8 @@ class ChannelOut(BaseModel):
     )
     links: dict[str, dict[str, Any]] | None = Field(
         default=None,
-        description="per link: bound, in flight, window and rate (SMPP); no addresses or errors",
+        description="per link: bound, in flight, window and rate (SMPP); registered, workers up "
+        "and calls waiting (SIP); no addresses or errors",
     )
 
 

@@ -268,6 +268,7 @@ class Inbound:
         if replies:
             answers = await self._answers.answer_replies([(e.sender, e.text) for e in replies])
             answered |= {id(e) for e, a in zip(replies, answers, strict=True) if a.matched}
+            self._observe_latency([e for e, a in zip(replies, answers, strict=True) if a.matched])
         for event in events:
             if isinstance(event, CallResult) and event.keys:
                 answer = await self._answers.answer_call(channel, event.external_id, event.keys)
@@ -277,7 +278,16 @@ class Inbound:
                 continue
             if answer.matched:
                 answered.add(id(event))
+                self._observe_latency([event])
         return answered
+
+    def _observe_latency(self, events: Sequence[InboundEvent]) -> None:
+        """Key (or reply) to acknowledgement committed: the event's time is the channel's, on the
+        same injected clock as ours."""
+        now = self._clock.now()
+        for event in events:
+            seconds = max((now - event.at).total_seconds(), 0.0)
+            self._metrics.answer_latency.labels(_KIND[type(event)]).observe(seconds)
 
 
 _KIND: dict[type, str] = {
