@@ -577,15 +577,18 @@ async def post_cap(port: int, body: bytes) -> tuple[int, dict[str, object]]:
         return response.status, await response.json()
 
 
-async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    """Start ``warnd run --simulate`` as its own process and wait until it answers /healthz."""
+async def start_worker(
+    env: dict[str, str], log: Path, *, simulate: bool = True
+) -> asyncio.subprocess.Process:
+    """Start ``warnd run --simulate`` (``warnd run`` when not ``simulate``: the config has a real
+    channel) as its own process and wait until it answers /healthz."""
     with log.open("ab") as stderr:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "warnd",
             "run",
-            "--simulate",
+            *(("--simulate",) if simulate else ()),
             env=env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr,
