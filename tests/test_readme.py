@@ -1,0 +1,53 @@
+"""The README's channel examples are configs warnd accepts: each ``toml`` block that configures a
+channel builds, with its secrets (``"…"`` and ``*_file`` paths under /etc) stood in for."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from channels.registry import build_channels
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+SECRET = "readme-secret-0123456789"
+
+
+def channel_blocks() -> list[str]:
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text("utf-8"), flags=re.DOTALL)
+    return [block for block in blocks if "[channels." in block]
+
+
+def with_stand_ins(table: dict[str, Any], secrets: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            result[key] = with_stand_ins(value, secrets)
+        elif value == "…":
+            result[key] = SECRET
+        elif key.endswith("_file") and isinstance(value, str) and value.startswith("/etc/"):
+            stand_in = secrets / Path(value).name
+            stand_in.write_text(SECRET)
+            result[key] = str(stand_in)
+        else:
+            result[key] = value
+    return result
+
+
+def test_the_readme_has_channel_examples_for_sms_and_voice() -> None:
+    types = {
+        channel.get("type")
+        for block in channel_blocks()
+        for channel in tomllib.loads(block)["channels"].values()
+    }
+    assert {"smpp", "http_sms", "sip", "http_voice"} <= types
+
+
+@pytest.mark.parametrize("block", channel_blocks(), ids=lambda block: block.splitlines()[0])
+def test_each_channel_example_in_the_readme_builds(block: str, tmp_path: Path) -> None:
+    channels = with_stand_ins(tomllib.loads(block), tmp_path)["channels"]
+    built = build_channels(channels)
+    assert set(built) == set(channels)
