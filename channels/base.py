@@ -143,7 +143,23 @@ class DeviceConfirmation:
     at: datetime = field(default_factory=_now)
 
 
-InboundEvent = DeliveryReceipt | Reply | CallResult | DeviceConfirmation
+@dataclass(frozen=True)
+class DeviceStatus:
+    """A device (a loudspeaker) reports its state: online or offline (the broker's Last Will
+    says offline for it), or a heartbeat with its readings. ``heartbeat`` is true for a periodic
+    report, false for a change of state. Readings a device does not report are None."""
+
+    device_id: str
+    online: bool
+    heartbeat: bool = False
+    power: str | None = None  # "mains" | "battery" | "solar" …, as the device says
+    battery: int | None = None  # percent
+    volume: int | None = None  # percent
+    detail: str = ""
+    at: datetime = field(default_factory=_now)
+
+
+InboundEvent = DeliveryReceipt | Reply | CallResult | DeviceConfirmation | DeviceStatus
 
 
 class ChannelClock(Protocol):

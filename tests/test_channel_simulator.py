@@ -272,7 +272,7 @@ async def test_everything_it_emits_is_labelled_simulated() -> None:
             elif isinstance(event, CallResult):
                 assert event.cause.startswith("simulated")
             else:
-                assert event.to == "simulator"
+                assert isinstance(event, Reply) and event.to == "simulator"
 
 
 async def test_delays_follow_the_configured_ranges_on_the_injected_clock() -> None:

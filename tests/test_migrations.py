@@ -22,6 +22,7 @@ DECLARED_TABLES = {
     "messages",
     "deliveries",
     "inbound_events",
+    "speakers",
     "reply_counts",
     "audit_log",
     "feed_health",

@@ -451,6 +451,26 @@ CREATE TABLE reply_counts (
     PRIMARY KEY (phone, minute)
 );
 
+-- The loudspeakers' state as their broadcast channel last reported it (migration 009): online,
+-- heartbeat, readings, last play. A speaker's id is its village's code.
+CREATE TABLE speakers (
+    channel        text NOT NULL,
+    id             text NOT NULL,
+    division_code  text REFERENCES divisions (code) ON DELETE SET NULL,  -- its village, if known
+    online         boolean NOT NULL,
+    state_at       timestamptz NOT NULL,   -- when the state above was reported
+    heartbeat_at   timestamptz,
+    power          text,
+    battery        smallint CHECK (battery BETWEEN 0 AND 100),
+    volume         smallint CHECK (volume BETWEEN 0 AND 100),
+    detail         text NOT NULL DEFAULT '',
+    played_at      timestamptz,            -- the last play confirmation
+    played         boolean,
+    played_detail  text,
+    PRIMARY KEY (channel, id)
+);
+CREATE INDEX speakers_division ON speakers (division_code);
+
 -- =============================================================================================
 -- The role warnd runs as (migration 007): it writes warnings and the outbox but owns nothing,
 -- so it cannot change the schema, disable the append-only triggers, truncate a table or rewrite
@@ -474,4 +494,5 @@ GRANT SELECT, INSERT, UPDATE
 GRANT SELECT, INSERT ON audit_log, callout_events, field_task_events TO warnd_app;
 GRANT SELECT ON schema_migrations TO warnd_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON reply_counts TO warnd_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON speakers TO warnd_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO warnd_app;

@@ -1,5 +1,6 @@
 """Inbound: what channels report back — delivery receipts, replies, call results, device
-confirmations — recorded in batches, and answers handed to ``warnd.pipeline.answers``.
+confirmations, loudspeakers' states — recorded in batches, and answers handed to
+``warnd.pipeline.answers``.
 
 A fast network can report a message delivered (or a call answered) before the worker that sent
 it has recorded the gateway's id. Such a report is kept at once as an unmatched event, and tried
@@ -25,6 +26,7 @@ from channels.base import (
     Channel,
     DeliveryReceipt,
     DeviceConfirmation,
+    DeviceStatus,
     InboundEvent,
     ReceiptStatus,
     Reply,
@@ -130,10 +132,12 @@ class Inbound:
         """Apply inbound events; return the reports (receipts, call results, device
         confirmations) that matched no delivery yet, to try again once more sends are recorded.
 
-        Matched delivery receipts live on their delivery row only; replies, call results,
-        device confirmations and unmatched receipts are kept in ``inbound_events`` too, at once:
-        nothing a channel reported waits in memory alone. An event the database refuses is set
-        aside with its reason and does not take the rest of its batch with it.
+        Matched delivery receipts live on their delivery row only, devices' states on their
+        ``speakers`` row (heartbeats are many and say nothing an officer must read later);
+        replies, call results, device confirmations and unmatched receipts are kept in
+        ``inbound_events`` too, at once: nothing a channel reported waits in memory alone. An
+        event the database refuses is set aside with its reason and does not take the rest of
+        its batch with it.
         """
         events = [_clean(e) for e in events]
         try:
@@ -175,9 +179,11 @@ class Inbound:
         self._metrics.inbound.labels(channel, "refused", "false").inc()
 
     async def _handle(self, channel: str, events: Sequence[InboundEvent]) -> list[Early]:
-        matched = await self._record_reports(channel, events)
+        await self._record_states(channel, [e for e in events if isinstance(e, DeviceStatus)])
+        reports = [e for e in events if not isinstance(e, DeviceStatus)]
+        matched = await self._record_reports(channel, reports)
         keep = [
-            e for e in events if not (isinstance(e, DeliveryReceipt) and e.external_id in matched)
+            e for e in reports if not (isinstance(e, DeliveryReceipt) and e.external_id in matched)
         ]
         answered = await self._answer(channel, keep)
         if not keep:
@@ -237,10 +243,38 @@ class Inbound:
             self._clock.now(),
         )
         matched = {r["external_id"] for r in rows}
+        plays = [e for e in events if isinstance(e, DeviceConfirmation)]
+        if plays:
+            await self._pool.execute(
+                sql("record_speaker_plays"),
+                channel,
+                [e.external_id for e in plays],
+                [e.played for e in plays],
+                [e.detail for e in plays],
+                [e.at for e in plays],
+            )
         for external_id, ok, _ in receipts:
             if external_id in matched:
                 self._metrics.deliveries.labels(channel, "delivered" if ok else "failed").inc()
         return matched
+
+    async def _record_states(self, channel: str, states: Sequence[DeviceStatus]) -> None:
+        """Keep what devices said of themselves on their ``speakers`` rows."""
+        if not states:
+            return
+        await self._pool.execute(
+            sql("record_speaker_states"),
+            channel,
+            [e.device_id for e in states],
+            [e.online for e in states],
+            [e.heartbeat for e in states],
+            [e.power for e in states],
+            [_percent(e.battery) for e in states],
+            [_percent(e.volume) for e in states],
+            [e.detail[:500] for e in states],
+            [e.at for e in states],
+        )
+        self._metrics.inbound.labels(channel, "device_status", "true").inc(len(states))
 
     async def match_early_receipts(self) -> int:
         """Apply receipts kept unmatched whose delivery has since been recorded as sent; how
@@ -294,8 +328,14 @@ _KIND: dict[type, str] = {
     DeliveryReceipt: "receipt",
     CallResult: "call_result",
     DeviceConfirmation: "device_confirmation",
+    DeviceStatus: "device_status",
     Reply: "reply",
 }
+
+
+def _percent(value: int | None) -> int | None:
+    """A reading in percent, or None when the device sent none that makes sense."""
+    return value if value is not None and 0 <= value <= 100 else None
 
 
 def _receipt(event: InboundEvent) -> tuple[str, bool, str] | None:

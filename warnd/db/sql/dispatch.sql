@@ -162,3 +162,38 @@ RETURNING applied.channel, applied.external_id, applied.ok;
 -- name: mark_inbound_matched
 -- Reports kept as unmatched that a later try matched. $1 bigint[] inbound event ids
 UPDATE inbound_events SET matched = true WHERE id = ANY($1::bigint[]);
+
+-- name: record_speaker_states
+-- What speakers reported of themselves, the latest report per speaker kept (a report older than
+-- the kept one changes nothing: the broker may deliver a queued heartbeat late).
+-- $1 channel, $2 ids, $3 online, $4 heartbeat, $5 power, $6 battery, $7 volume, $8 detail, $9 at
+INSERT INTO speakers AS s (channel, id, division_code, online, state_at, heartbeat_at,
+                           power, battery, volume, detail)
+SELECT DISTINCT ON (r.id) $1::text, r.id, d.code, r.online, r.at,
+       CASE WHEN r.heartbeat THEN r.at END, r.power, r.battery, r.volume, r.detail
+  FROM unnest($2::text[], $3::bool[], $4::bool[], $5::text[], $6::smallint[], $7::smallint[],
+              $8::text[], $9::timestamptz[]) AS r(id, online, heartbeat, power, battery, volume,
+                                                  detail, at)
+  LEFT JOIN divisions d ON d.code = r.id
+ ORDER BY r.id, r.at DESC
+ON CONFLICT (channel, id) DO UPDATE
+   SET online = excluded.online,
+       state_at = excluded.state_at,
+       heartbeat_at = coalesce(excluded.heartbeat_at, s.heartbeat_at),
+       power = coalesce(excluded.power, s.power),
+       battery = coalesce(excluded.battery, s.battery),
+       volume = coalesce(excluded.volume, s.volume),
+       detail = excluded.detail
+ WHERE excluded.state_at >= s.state_at;
+
+-- name: record_speaker_plays
+-- The last play confirmation of each speaker whose command these external ids name.
+-- $1 channel, $2 external ids, $3 played, $4 detail, $5 at
+UPDATE speakers s
+   SET played_at = p.at, played = p.played, played_detail = p.detail
+  FROM (SELECT DISTINCT ON (d.address) d.address, r.played, r.detail, r.at
+          FROM unnest($2::text[], $3::bool[], $4::text[], $5::timestamptz[])
+               AS r(external_id, played, detail, at)
+          JOIN deliveries d ON d.channel = $1 AND d.external_id = r.external_id
+         ORDER BY d.address, r.at DESC) p
+ WHERE s.channel = $1 AND s.id = p.address AND (s.played_at IS NULL OR p.at >= s.played_at);

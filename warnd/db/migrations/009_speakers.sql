@@ -1,0 +1,21 @@
+-- 009: the loudspeakers' state as their broadcast channel last reported it (online, heartbeat,
+-- readings, last play), for the preview, the progress roll-up, the speaker list and the alarm
+-- on a county whose speakers are going silent. A speaker's id is its village's code.
+CREATE TABLE speakers (
+    channel        text NOT NULL,
+    id             text NOT NULL,
+    division_code  text REFERENCES divisions (code) ON DELETE SET NULL,  -- its village, if known
+    online         boolean NOT NULL,
+    state_at       timestamptz NOT NULL,   -- when the state above was reported
+    heartbeat_at   timestamptz,
+    power          text,
+    battery        smallint CHECK (battery BETWEEN 0 AND 100),
+    volume         smallint CHECK (volume BETWEEN 0 AND 100),
+    detail         text NOT NULL DEFAULT '',
+    played_at      timestamptz,            -- the last play confirmation
+    played         boolean,
+    played_detail  text,
+    PRIMARY KEY (channel, id)
+);
+CREATE INDEX speakers_division ON speakers (division_code);
+GRANT SELECT, INSERT, UPDATE, DELETE ON speakers TO warnd_app;
