@@ -55,12 +55,28 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class WarningContext:
+    """What a channel may need to know of the warning a message is about: a loudspeaker cuts
+    into what it plays for red and earthquake, drops a command past the warning's expiry, and
+    marks an exercise as one. Shared by every message of the warning in a batch."""
+
+    warning_id: int
+    hazard: str  # warnd's hazard name: rainstorm, earthquake, flood …
+    level: str  # blue | yellow | orange | red
+    exercise: bool  # a drill (CAP status Exercise): never to be taken for a real warning
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class OutboundMessage:
-    """One text to one address; ``key`` is the delivery id warnd tracks it by."""
+    """One text to one address; ``key`` is the delivery id warnd tracks it by. ``priority`` is
+    dispatch's order (lower goes first); ``warning`` is set for messages warnd dispatches."""
 
     key: int
     address: str
     text: str
+    priority: int = 0
+    warning: WarningContext | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from channels.base import CallResult, ChannelKind, OutboundMessage, Reply
+from channels.base import CallResult, ChannelKind, Reply
 from tests.fixtures import (
     DAYTIME,
     LIMITS,
@@ -153,7 +153,7 @@ async def test_pressing_one_on_the_call_acknowledges_through_dispatch(
     dispatcher = Dispatcher(pool, {"voice": voice}, clock, Metrics(), Wakeup())
     inbound = Inbound(pool, clock, Metrics(), answers=Answers(pool, clock))
     claimed = await dispatcher.claim(voice, 1)
-    results = await voice.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    results = await voice.send([c.message() for c in claimed])
     await dispatcher.record("voice", claimed, results)
     call = CallResult(f"x-{claimed[0].id}", answered=True, keys="1")
     await inbound.handle_events("voice", [call, Reply("+8613111111111", "1")])

@@ -20,6 +20,7 @@ from channels.base import (
     Reason,
     ReceiptStatus,
     SendResult,
+    WarningContext,
 )
 from tests import seed
 from tests.fixtures import DAYTIME, LIMITS, RecordingChannel, cancel_of, plan, rainstorm
@@ -126,7 +127,7 @@ async def test_responders_are_sent_before_households(pool: asyncpg.Pool, policy:
     sms = RecordingChannel("sms", ChannelKind.SMS)
     dispatcher = Dispatcher(pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup())
     while claimed := await dispatcher.claim(sms, 3):
-        results = await sms.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+        results = await sms.send([c.message() for c in claimed])
         await dispatcher.record("sms", claimed, results)
     audiences = await pool.fetch(
         "SELECT audience FROM deliveries WHERE id = ANY($1::bigint[])",
@@ -325,7 +326,7 @@ async def test_permanent_failure_fails_over_to_the_next_kind(
         await dispatcher.record(
             "sms",
             claimed,
-            await sms.send([OutboundMessage(c.id, c.address, c.body) for c in claimed]),
+            await sms.send([c.message() for c in claimed]),
         )
     row = await pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", household["id"])
     assert row is not None
@@ -359,9 +360,7 @@ async def test_receipts_mark_deliveries(pool: asyncpg.Pool, policy: Policy) -> N
     sms = RecordingChannel("sms", ChannelKind.SMS)
     dispatcher = Dispatcher(pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup())
     claimed = await dispatcher.claim(sms, 2)
-    await dispatcher.record(
-        "sms", claimed, await sms.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
-    )
+    await dispatcher.record("sms", claimed, await sms.send([c.message() for c in claimed]))
     ok = DeliveryReceipt(f"x-{claimed[0].id}", ReceiptStatus.DELIVERED)
     bad = DeliveryReceipt(f"x-{claimed[1].id}", ReceiptStatus.UNDELIVERABLE)
     unknown = DeliveryReceipt("nope", ReceiptStatus.DELIVERED)
@@ -388,7 +387,7 @@ async def test_a_receipt_before_its_send_is_recorded_is_kept_and_applied_later(
     dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup())
     inbound = Inbound(pool, clock, Metrics())
     claimed = await dispatcher.claim(sms, 2)
-    results = await sms.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    results = await sms.send([c.message() for c in claimed])
     early = [
         DeliveryReceipt(f"x-{claimed[0].id}", ReceiptStatus.DELIVERED),
         DeliveryReceipt(f"x-{claimed[1].id}", ReceiptStatus.UNDELIVERABLE, detail="no signal"),
@@ -421,7 +420,7 @@ async def test_the_inbound_stage_applies_an_early_receipt_once_its_send_is_recor
     dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup(), recorded=recorded)
     inbound = Inbound(pool, clock, Metrics(), recorded=recorded)
     claimed = await dispatcher.claim(sms, 1)
-    results = await sms.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    results = await sms.send([c.message() for c in claimed])
     running = asyncio.create_task(inbound.run(sms))
     try:
         sms.emit(DeliveryReceipt(f"x-{claimed[0].id}", ReceiptStatus.DELIVERED))
@@ -449,7 +448,7 @@ async def test_a_key_press_reported_before_its_call_was_recorded_still_answers(
     inbound = Inbound(pool, clock, Metrics(), answers=Answers(pool, clock))
     claimed = [c for c in await dispatcher.claim(voice, 50) if c.address == "+8613900000001"]
     assert claimed, "the county head is called"
-    results = await voice.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    results = await voice.send([c.message() for c in claimed])
     press = CallResult(f"x-{claimed[0].id}", answered=True, keys="1")
     kept = await inbound.handle_events("voice", [press])
     assert [e.event for e in kept] == [press]
@@ -470,7 +469,7 @@ async def test_an_early_receipt_older_than_the_window_is_left_unmatched(
     dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup())
     inbound = Inbound(pool, clock, Metrics())
     claimed = await dispatcher.claim(sms, 1)
-    results = await sms.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    results = await sms.send([c.message() for c in claimed])
     await inbound.handle_events(
         "sms", [DeliveryReceipt(f"x-{claimed[0].id}", ReceiptStatus.DELIVERED)]
     )
@@ -488,7 +487,7 @@ def test_decide_replaces_a_kind_nobody_configured(policy: Policy) -> None:
 
 async def send_all(dispatcher: Dispatcher, channel: RecordingChannel, size: int = 10) -> None:
     while claimed := await dispatcher.claim(channel, size):
-        results = await channel.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+        results = await channel.send([c.message() for c in claimed])
         await dispatcher.record(channel.name, claimed, results)
 
 
@@ -693,3 +692,25 @@ async def test_planning_hands_each_voice_and_loudspeaker_text_to_its_channels_on
     assert sorted(handed) == sorted((r["channel_kind"], r["body"]) for r in stored_texts)
     assert {kind for kind, _ in handed} == {"voice", "broadcast"}
     assert len(handed) == len(set(handed))
+
+
+async def test_a_channel_is_told_the_warning_and_priority_of_each_message(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """A loudspeaker needs the level, the hazard, the expiry and the exercise flag of what it is
+    commanded to play; dispatch hands them with every message, one context per warning."""
+    warning = rainstorm(status="Exercise")
+    warning_id = await plan(pool, policy, warning)
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    dispatcher = Dispatcher(pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup())
+    claimed = await dispatcher.claim(sms, 50)
+    assert claimed, "the exercise's responders"
+    priorities = dict(
+        await pool.fetch("SELECT id, priority FROM deliveries WHERE warning_id = $1", warning_id)
+    )
+    messages = [c.message() for c in claimed]
+    assert {m.priority for m in messages} == {priorities[m.key] for m in messages}
+    contexts = {m.warning for m in messages}
+    assert contexts == {
+        WarningContext(warning_id, "rainstorm", "red", exercise=True, expires_at=warning.expires)
+    }

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from channels.base import ChannelKind, DeviceConfirmation, OutboundMessage
+from channels.base import ChannelKind, DeviceConfirmation
 from tests import seed
 from tests.fixtures import (
     DAYTIME,
@@ -170,7 +170,7 @@ async def test_a_device_confirmation_acknowledges_its_callout(
     dispatcher = Dispatcher(pool, {"voice": voice}, clock, Metrics(), Wakeup())
     inbound = Inbound(pool, clock, Metrics(), answers=Answers(pool, clock))
     claimed = await dispatcher.claim(voice, 50)
-    results = await voice.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+    results = await voice.send([c.message() for c in claimed])
     await dispatcher.record("voice-1", claimed, results)
     town = (await callouts(pool, warning_id))["+8613900000003"]
     external = await pool.fetchval(

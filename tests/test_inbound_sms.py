@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from channels.base import DeliveryReceipt, OutboundMessage, Outcome, ReceiptStatus
+from channels.base import DeliveryReceipt, Outcome, ReceiptStatus
 from channels.http_sms.channel import HttpSmsChannel, HttpSmsConfig
 from channels.http_sms.webhook import MAX_EVENTS, InboundBodyError, parse_inbound
 from tests.channel_contract import events_so_far
@@ -89,7 +89,7 @@ class Webhook:
         """Dispatch's own claim, send and record for the gw channel: address -> gateway id."""
         claimed = await self.dispatcher.claim(self.gw, 500)
         assert claimed
-        results = await self.gw.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+        results = await self.gw.send([c.message() for c in claimed])
         await self.dispatcher.record(self.gw.name, claimed, results)
         assert all(r.outcome is Outcome.ACCEPTED for r in results)
         by_key = {r.key: r.external_id or "" for r in results}

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from channels.base import CallResult, Channel, OutboundMessage, Outcome
+from channels.base import CallResult, Channel, Outcome
 from channels.http_sms.channel import HttpSmsChannel, HttpSmsConfig
 from channels.http_voice.channel import HttpVoiceChannel, HttpVoiceConfig
 from channels.http_voice.webhook import (
@@ -100,7 +100,7 @@ class Webhook:
         the call id by responder's phone."""
         claimed = await self.dispatcher.claim(self.phone, 500)
         assert claimed
-        results = await self.phone.send([OutboundMessage(c.id, c.address, c.body) for c in claimed])
+        results = await self.phone.send([c.message() for c in claimed])
         await self.dispatcher.record(self.phone.name, claimed, results)
         assert all(r.outcome is Outcome.ACCEPTED for r in results)
         by_key = {r.key: r.external_id or "" for r in results}

@@ -722,7 +722,7 @@ async def test_a_red_warning_over_smpp_is_delivered_and_answered(
             for _ in range(50):
                 claimed = await dispatcher.claim(channel, 10)
                 if claimed:
-                    batch = [OutboundMessage(c.id, c.address, c.body) for c in claimed]
+                    batch = [c.message() for c in claimed]
                     await dispatcher.record("sms", claimed, await channel.send(batch))
                     continue
                 waiting = await pool.fetchval(

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from tenacity import RetryCallState, Retrying, wait_exponential_jitter
 
-from channels.base import Outcome, SendResult
+from channels.base import OutboundMessage, Outcome, SendResult, WarningContext
 
 _BACKOFF = wait_exponential_jitter(multiplier=2, max=300, exp_base=2, jitter=2)
 
@@ -34,6 +34,12 @@ class Claimed(NamedTuple):
     attempts: int
     fallback: tuple[str, ...]
     body: str
+    priority: int = 0
+    warning: WarningContext | None = None
+
+    def message(self) -> OutboundMessage:
+        """The message a channel is handed for this row."""
+        return OutboundMessage(self.id, self.address, self.body, self.priority, self.warning)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,7 @@ import asyncpg
 import structlog
 from structlog.contextvars import bind_contextvars
 
-from channels.base import (
-    Channel,
-    OutboundMessage,
-    Outcome,
-    SendResult,
-)
+from channels.base import Channel, Outcome, SendResult, WarningContext
 from channels.pacing import Pacer
 from warnd.app.metrics import Metrics
 from warnd.core.clock import Clock
@@ -130,21 +125,32 @@ class Dispatcher:
             self._clock.now(),
             self._lease,
         )
-        return [
-            Claimed(
-                r["id"],
-                r["warning_id"],
-                r["address"],
-                r["attempts"],
-                tuple(r["fallback"]),
-                r["body"],
+        contexts: dict[int, WarningContext] = {}  # one per warning, shared by its rows
+        claimed = []
+        for r in rows:
+            if r["state"] != "sending":  # it belonged to an ended warning: now cancelled
+                continue
+            warning = contexts.get(r["warning_id"])
+            if warning is None:
+                warning = contexts[r["warning_id"]] = WarningContext(
+                    r["warning_id"], r["hazard"], r["level"], r["exercise"], r["expires"]
+                )
+            claimed.append(
+                Claimed(
+                    r["id"],
+                    r["warning_id"],
+                    r["address"],
+                    r["attempts"],
+                    tuple(r["fallback"]),
+                    r["body"],
+                    r["priority"],
+                    warning,
+                )
             )
-            for r in rows
-            if r["state"] == "sending"  # the others belonged to ended warnings: now cancelled
-        ]
+        return claimed
 
     async def _send(self, channel: Channel, claimed: Sequence[Claimed]) -> list[SendResult]:
-        batch = [OutboundMessage(c.id, c.address, c.body) for c in claimed]
+        batch = [c.message() for c in claimed]
         try:
             return await channel.send(batch)
         except asyncio.CancelledError:

@@ -118,9 +118,7 @@ async def fanout(households: int, *, reuse: bool) -> dict[str, float | int]:
             while channel.first_batch_at is None:
                 claimed = await dispatcher.claim(channel, 100)
                 if claimed:
-                    results = await channel.send(
-                        [OutboundMessage(c.id, c.address, c.body) for c in claimed]
-                    )
+                    results = await channel.send([c.message() for c in claimed])
                     await dispatcher.record(channel.name, claimed, results)
                 else:
                     await asyncio.sleep(0.005)

@@ -9,7 +9,8 @@
 -- $1 channel kind, $2 channel instance name, $3 how many, $4 now, $5 lease seconds
 WITH due AS (
     -- A Cancel's notices go out although the Cancel itself is muted (it alarms nobody).
-    SELECT d.id, w.state = 'active' OR (w.msg_type = 'Cancel' AND w.state = 'muted') AS live
+    SELECT d.id, w.state = 'active' OR (w.msg_type = 'Cancel' AND w.state = 'muted') AS live,
+           w.hazard, w.level, w.status = 'Exercise' AS exercise, w.expires
       FROM deliveries d JOIN warnings w ON w.id = d.warning_id
      WHERE d.state = 'queued' AND d.channel_kind = $1::text AND d.due_at <= $4::timestamptz
      ORDER BY d.priority, d.id
@@ -26,7 +27,8 @@ UPDATE deliveries d
        lease_until = CASE WHEN due.live THEN $4::timestamptz + make_interval(secs => $5::float8) END
   FROM due, messages m
  WHERE d.id = due.id AND m.id = d.message_id
-RETURNING d.id, d.warning_id, d.address, d.attempts, d.fallback, d.state, m.body;
+RETURNING d.id, d.warning_id, d.address, d.attempts, d.fallback, d.state, m.body, d.priority,
+          due.hazard, due.level, due.exercise, due.expires;
 
 -- name: record_sent
 -- Accepted by the gateway; a call-out whose first message went out is now "notified".
