@@ -705,9 +705,8 @@ async def test_a_channel_is_told_the_warning_and_priority_of_each_message(
     dispatcher = Dispatcher(pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup())
     claimed = await dispatcher.claim(sms, 50)
     assert claimed, "the exercise's responders"
-    priorities = dict(
-        await pool.fetch("SELECT id, priority FROM deliveries WHERE warning_id = $1", warning_id)
-    )
+    rows = await pool.fetch("SELECT id, priority FROM deliveries WHERE warning_id = $1", warning_id)
+    priorities = {r["id"]: r["priority"] for r in rows}
     messages = [c.message() for c in claimed]
     assert {m.priority for m in messages} == {priorities[m.key] for m in messages}
     contexts = {m.warning for m in messages}
