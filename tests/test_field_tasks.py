@@ -29,6 +29,7 @@ from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.inbound import Inbound
+from warnd.pipeline.planner import Planner
 from warnd.policy.model import Policy
 
 NIGHT = datetime(2026, 7, 29, 23, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -259,3 +260,60 @@ async def test_an_answer_aborted_by_a_deadlock_is_applied_on_retry(
     assert answer["+8613900000004"].callouts
     row = (await callouts(pool, warning_id))["+8613900000004"]
     assert row["state"] == "acknowledged"
+
+
+async def test_a_silent_loudspeaker_gets_its_village_a_gong_task_once(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """张庄村's speaker is offline: its command fails for good (PERMANENT unreachable, the
+    broadcast channel's answer for an offline speaker) and the village's responsible person gets
+    a gong task, like a blind-spot village's, once however often the planner looks."""
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    speakers = RecordingChannel("speakers", ChannelKind.BROADCAST, fail_prefix=seed.VILLAGE_R1)
+    dispatcher = Dispatcher(pool, {"speakers": speakers}, clock, Metrics(), Wakeup())
+    claimed = await dispatcher.claim(speakers, 50)
+    assert [c.address for c in claimed] == [seed.VILLAGE_R1]
+    await dispatcher.record(
+        "speakers", claimed, await speakers.send([c.message() for c in claimed])
+    )
+    failed = "SELECT state FROM deliveries WHERE warning_id = $1 AND audience = 'broadcast'"
+    assert await pool.fetchval(failed, warning_id) == "failed"
+
+    planner = Planner(pool, lambda: policy, clock, LIMITS)
+    assert await planner.gongs_for_silent_speakers() == 1
+    assert await planner.gongs_for_silent_speakers() == 0
+    gongs = await pool.fetch(
+        "SELECT village_code, phone FROM field_tasks WHERE warning_id = $1 AND kind = 'gong' "
+        "ORDER BY village_code",
+        warning_id,
+    )
+    # 李庄村 is a blind spot (its gong was planned); 张庄村's speaker failed: its head's gong.
+    assert [(g["village_code"], g["phone"]) for g in gongs] == [
+        (seed.VILLAGE_R1, "+8613900000004"),
+        (seed.VILLAGE_R2, "+8613900000006"),
+    ]
+    body = await pool.fetchval(
+        "SELECT m.body FROM deliveries d JOIN messages m ON m.id = d.message_id "
+        "JOIN field_tasks t ON t.id = d.task_id "
+        "WHERE t.village_code = $1 AND t.kind = 'gong' AND d.state = 'queued'",
+        seed.VILLAGE_R1,
+    )
+    assert "张庄村" in body and "鸣锣吹哨" in body
+
+
+async def test_no_gong_for_a_silent_loudspeaker_where_the_policy_orders_none(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    orange = rainstorm(Level.ORANGE)
+    only_red = policy.field_tasks.gong.model_copy(update={"levels": [Level.RED]})
+    no_gongs = policy.model_copy(
+        update={"field_tasks": policy.field_tasks.model_copy(update={"gong": only_red})}
+    )
+    warning_id = await plan(pool, policy, orange)
+    await pool.execute(
+        "UPDATE deliveries SET state = 'failed' WHERE warning_id = $1 AND audience = 'broadcast'",
+        warning_id,
+    )
+    planner = Planner(pool, lambda: no_gongs, ManualClock(DAYTIME), LIMITS)
+    assert await planner.gongs_for_silent_speakers() == 0

@@ -579,6 +579,6 @@ async def count_tasks(
         )
     if "gong" in kinds:
         counts["gong"] = len(
-            await conn.fetch(sql("gong_candidates"), warning_id, speciality, exercise)
+            await conn.fetch(sql("gong_candidates"), warning_id, speciality, exercise, None)
         )
     return counts

@@ -279,6 +279,9 @@ CREATE INDEX deliveries_callout ON deliveries (callout_id) WHERE callout_id IS N
 CREATE INDEX deliveries_escalation_address ON deliveries (address) WHERE audience = 'escalation';
 CREATE INDEX deliveries_notice ON deliveries (warning_id, address) WHERE notice IS NOT NULL;
 CREATE INDEX deliveries_task ON deliveries (task_id) WHERE task_id IS NOT NULL;
+-- Broadcast commands that failed for good, whose villages get gong tasks (migration 009).
+CREATE INDEX deliveries_broadcast_failed ON deliveries (warning_id)
+    WHERE audience = 'broadcast' AND state = 'failed';
 
 -- Inbound events from channels that matched nothing yet (replies, unknown receipts), for the
 -- officer.

@@ -41,11 +41,20 @@ async def open_field_tasks(
     speciality: str | None,
     priority: int,
     now: datetime,
+    villages: Sequence[str] | None = None,
 ) -> int:
-    """Open the warning's tasks of one kind and queue each new task's message; how many opened."""
+    """Open the warning's tasks of one kind and queue each new task's message; how many opened.
+    Gongs go to the blind-spot and remote villages, or to ``villages`` when given (their
+    loudspeakers failed)."""
     exercise_only = warning.status == "Exercise"
     if kind == "gong":
-        rows = await conn.fetch(sql("gong_candidates"), warning_id, speciality, exercise_only)
+        rows = await conn.fetch(
+            sql("gong_candidates"),
+            warning_id,
+            speciality,
+            exercise_only,
+            list(villages) if villages is not None else None,
+        )
     else:
         rows = await conn.fetch(sql("door_knock_candidates"), warning_id, exercise_only)
     if not rows:

@@ -112,6 +112,7 @@ class Planner:
         self._chunk = villages_per_chunk
         self._retry = retry_seconds
         self._contexts: dict[int, _Context] = {}
+        self._without_gongs: set[int] = set()  # warnings the policy orders no gongs for
 
     async def plan_pending(self) -> list[PlanResult]:
         """Plan waiting warnings one step at a time, the most urgent first, until none waits.
@@ -164,10 +165,7 @@ class Planner:
         if context is None:
             warning = await load_warning(conn, warning_id)
             plans = decide(self._policy(), warning, self._clock.now(), self._max_chars.keys())
-            place = warning.area_desc
-            if not place:
-                covered = await conn.fetch(sql("covered_divisions"), warning_id)
-                place = place_name([dict(r) for r in covered], warning.area_desc)
+            place = await _place(conn, warning_id, warning)
             chunks = await conn.fetch(sql("village_chunks"), warning_id, self._chunk)
             steps = [[_Part(a, levels) for a, levels in step] for step in FIRST_STEPS]
             steps += [[_Part(Audience.HOUSEHOLD, villages=(c["first"], c["last"]))] for c in chunks]
@@ -286,23 +284,65 @@ class Planner:
                 priority=urgency,
                 now=now,
             )
-        kinds = context.tasks[part.task]
-        task_rule = getattr(policy.field_tasks, part.task)
         return await open_field_tasks(
             conn,
             warning_id,
             warning,
             kind=part.task,
-            task_rule=task_rule,
+            task_rule=getattr(policy.field_tasks, part.task),
             level_rule=context.rule,
             signature=policy.signature,
             place=context.place,
-            channel_kinds=kinds,
+            channel_kinds=context.tasks[part.task],
             max_chars=self._max_chars,
             speciality=context.speciality,
             priority=urgency,
             now=now,
         )
+
+    async def gongs_for_silent_speakers(self) -> int:
+        """Open gong tasks (鸣锣吹哨) in the villages of live warnings whose loudspeaker command
+        failed for good (the speaker is offline, stale or refused it): the broadcast audience's
+        fallback, for the village's responsible person. How many were opened."""
+        opened = 0
+        async with self._pool.acquire() as conn:
+            for row in await conn.fetch(sql("silent_speaker_villages")):
+                warning_id: int = row["warning_id"]
+                if warning_id in self._without_gongs:
+                    continue
+                warning = await load_warning(conn, warning_id)
+                policy, now = self._policy(), self._clock.now()
+                plans = decide(policy, warning, now, self._max_chars.keys())
+                kinds = task_kinds(policy, warning, now, plans, self._max_chars).get("gong")
+                if not kinds:  # the policy orders no gongs at this level: asked once
+                    self._without_gongs.add(warning_id)
+                    continue
+                rule = policy.rule(warning.hazard, warning.level)
+                async with conn.transaction():
+                    opened += await open_field_tasks(
+                        conn,
+                        warning_id,
+                        warning,
+                        kind="gong",
+                        task_rule=policy.field_tasks.gong,
+                        level_rule=rule,
+                        signature=policy.signature,
+                        place=await _place(conn, warning_id, warning),
+                        channel_kinds=kinds,
+                        max_chars=self._max_chars,
+                        speciality=HAZARDS[warning.hazard].speciality,
+                        priority=priority(
+                            warning.hazard, warning.level, rule.rank(Audience.RESPONDER)
+                        ),
+                        now=now,
+                        villages=row["villages"],
+                    )
+                    await conn.execute(
+                        "SELECT pg_notify($1, $2)", DELIVERIES_CHANNEL, str(warning_id)
+                    )
+        if opened:
+            log.info("gongs_for_silent_speakers", tasks=opened)
+        return opened
 
     async def _message(
         self, conn: Conn, warning_id: int, context: _Context, audience: Audience, kind: str
@@ -321,3 +361,11 @@ class Planner:
             sql("upsert_message"), warning_id, text.key, kind, text.body
         )
         return message_id
+
+
+async def _place(conn: Conn, warning_id: int, warning: NormalisedWarning) -> str:
+    """The place texts name: the warning's own area description, else its covered divisions."""
+    if warning.area_desc:
+        return warning.area_desc
+    covered = await conn.fetch(sql("covered_divisions"), warning_id)
+    return place_name([dict(r) for r in covered], warning.area_desc)

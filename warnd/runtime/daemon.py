@@ -252,6 +252,8 @@ class Daemon:
                 for result in await planner.plan_pending():
                     if result.steps:
                         services.send_wakeup.set()
+                if await planner.gongs_for_silent_speakers():
+                    services.send_wakeup.set()
                 await services.plan_wakeup.wait(2.0)
 
         heartbeats = HeartbeatWatch(

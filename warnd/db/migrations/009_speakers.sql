@@ -19,3 +19,8 @@ CREATE TABLE speakers (
 );
 CREATE INDEX speakers_division ON speakers (division_code);
 GRANT SELECT, INSERT, UPDATE, DELETE ON speakers TO warnd_app;
+
+-- Broadcast commands that failed for good: their villages get gong tasks (the planner looks
+-- for them every few seconds, so the index must stay small).
+CREATE INDEX deliveries_broadcast_failed ON deliveries (warning_id)
+    WHERE audience = 'broadcast' AND state = 'failed';

@@ -25,15 +25,18 @@ SELECT p.helper_id AS assignee_id, p.village_code, r.name AS assignee_name, r.ph
  GROUP BY p.helper_id, p.village_code, r.name, r.phone, b.id, b.name, sup.id, sup.name, v.name;
 
 -- name: gong_candidates
--- One gong task per blind-spot or remote village of the warning, for its first village
--- responsible person; an overdue one escalates to their backup, then the town's.
--- $1 warning id, $2 speciality or NULL, $3 exercise only
+-- One gong task per blind-spot or remote village of the warning (or, $4 given, per village of
+-- $4: their loudspeakers failed), for its first village responsible person; an overdue one
+-- escalates to their backup, then the town's.
+-- $1 warning id, $2 speciality or NULL, $3 exercise only, $4 text[] villages or NULL
 SELECT r.id AS assignee_id, v.code AS village_code, r.name AS assignee_name, r.phone,
        1 AS targets, '' AS whom,
        b.id AS backup_id, b.name AS backup_name, sup.id AS superior_id, sup.name AS superior_name,
        v.name AS village_name
   FROM warning_villages wv
-  JOIN divisions v ON v.code = wv.village_code AND (v.blind_spot OR v.remote)
+  JOIN divisions v ON v.code = wv.village_code
+                  AND CASE WHEN $4::text[] IS NULL THEN v.blind_spot OR v.remote
+                           ELSE v.code = ANY ($4::text[]) END
   CROSS JOIN LATERAL (
       SELECT s.* FROM responders s
        WHERE s.division_code = v.code AND s.level = 'village'
@@ -193,3 +196,17 @@ SELECT t.id, r.name AS person, v.name AS division, t.kind AS task_kind, t.done, 
   JOIN responders r ON r.id = t.assignee_id
   JOIN divisions v ON v.code = t.village_code
  WHERE t.id = ANY($1::bigint[]);
+
+-- name: silent_speaker_villages
+-- Per live warning, the villages whose loudspeaker command failed for good (offline, stale,
+-- refused) and that have a village responder but no gong task yet: the broadcast's fallback.
+SELECT d.warning_id, array_agg(DISTINCT d.address ORDER BY d.address) AS villages
+  FROM deliveries d
+  JOIN warnings w ON w.id = d.warning_id AND w.state = 'active'
+ WHERE d.audience = 'broadcast' AND d.state = 'failed'
+   AND EXISTS (SELECT 1 FROM responders r
+                WHERE r.division_code = d.address AND r.level = 'village')
+   AND NOT EXISTS (SELECT 1 FROM field_tasks t
+                    WHERE t.warning_id = d.warning_id AND t.kind = 'gong'
+                      AND t.village_code = d.address)
+ GROUP BY d.warning_id;
