@@ -23,6 +23,7 @@ DECLARED_TABLES = {
     "deliveries",
     "inbound_events",
     "speakers",
+    "speaker_alarms",
     "reply_counts",
     "audit_log",
     "feed_health",

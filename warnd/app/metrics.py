@@ -50,6 +50,18 @@ class Metrics:
             ["feed"],
             registry=self.registry,
         )
+        self.speakers = Gauge(
+            "warnd_speakers",
+            "Loudspeakers per county by state (online, offline), as their channels report them",
+            ["county", "state"],
+            registry=self.registry,
+        )
+        self.speakers_alarm = Gauge(
+            "warnd_speakers_offline_alarm",
+            "1 while too many of a county's loudspeakers are offline ([speakers] in the config)",
+            ["county"],
+            registry=self.registry,
+        )
         self.answer_latency = Histogram(
             "warnd_answer_latency_seconds",
             "From a key press, reply or device confirmation reaching warnd to its acknowledgement "

@@ -40,6 +40,8 @@ from warnd.app.views import (
     Ready,
     RejectedList,
     RejectedOut,
+    SpeakerList,
+    SpeakerOut,
     TextOut,
     WarningDetail,
     WarningList,
@@ -498,6 +500,29 @@ async def rejected_one(services: Services, rejected_id: int) -> RejectedOut:
     if row is None:
         raise NotFoundError(f"rejected message {rejected_id} does not exist")
     return RejectedOut.model_validate(dict(row))
+
+
+async def speakers_list(
+    services: Services, *, online: bool | None, division: str | None, after: str, limit: int
+) -> SpeakerList:
+    """Loudspeakers of a division (a code prefix), online or offline or both, by id."""
+    prefix = division or ""
+    # The cursor is "id/channel": an id is one MQTT topic level, so it holds no "/".
+    after_id, _, after_channel = after.partition("/")
+    async with services.pool.acquire() as conn:
+        counts = await conn.fetchrow(sql("count_speakers"), prefix)
+        rows = await conn.fetch(
+            sql("list_speakers"), prefix, online, after_id, after_channel, limit
+        )
+    assert counts is not None  # an aggregate always answers
+    speakers = [SpeakerOut.model_validate(dict(r)) for r in rows]
+    last = speakers[-1] if len(speakers) == limit else None
+    return SpeakerList(
+        online=counts["online"],
+        offline=counts["offline"],
+        speakers=speakers,
+        next_after=f"{last.id}/{last.channel}" if last is not None else None,
+    )
 
 
 # --- probes ------------------------------------------------------------------------------------

@@ -397,6 +397,34 @@ class RejectedList(BaseModel):
     next_before: int | None
 
 
+class SpeakerOut(BaseModel):
+    """A loudspeaker as its broadcast channel last reported it."""
+
+    channel: str
+    id: str = Field(description="the speaker's id on its broker: its village's code")
+    division_code: str | None = Field(description="its village; null when the id is no village")
+    village: str | None
+    town: str | None
+    county: str | None
+    online: bool = Field(description="false: offline, its Last Will, or no heartbeat for long")
+    state_at: datetime = Field(description="when the speaker (or its channel) said so")
+    heartbeat_at: datetime | None
+    power: str | None
+    battery: int | None = Field(description="percent")
+    volume: int | None = Field(description="percent")
+    detail: str
+    played_at: datetime | None = Field(description="its last play confirmation")
+    played: bool | None
+    played_detail: str | None
+
+
+class SpeakerList(BaseModel):
+    online: int = Field(description="speakers of the division (every page) online")
+    offline: int = Field(description="and offline")
+    speakers: list[SpeakerOut]
+    next_after: str | None = Field(description="pass as after for the next page; null: the last")
+
+
 class Health(BaseModel):
     status: str
 

@@ -285,6 +285,22 @@ class HttpConfig(_Strict):
         return base / value
 
 
+class SpeakersConfig(_Strict):
+    """The watch on the loudspeakers' states (the broadcast channels report them)."""
+
+    offline_alarm_share: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="a county with more than this share of its speakers offline raises an alarm",
+    )
+    offline_alarm_min: int = Field(
+        default=3,
+        ge=1,
+        description="and with at least this many offline (one dead speaker of two is no alarm)",
+    )
+
+
 class AppConfig(_Strict):
     """The daemon's config file: who may post warnings, who may sign in, which channels exist."""
 
@@ -294,6 +310,7 @@ class AppConfig(_Strict):
     # repr because a table holds gateway passwords until the plugin wraps them in SecretStr.
     channels: dict[str, ChannelTable] = Field(default_factory=dict, repr=False)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    speakers: SpeakersConfig = Field(default_factory=SpeakersConfig)
 
     @model_validator(mode="before")
     @classmethod

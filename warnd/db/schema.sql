@@ -474,6 +474,14 @@ CREATE TABLE speakers (
 );
 CREATE INDEX speakers_division ON speakers (division_code);
 
+-- Whether each county's loudspeakers are in alarm (too many offline); shared by every warnd
+-- process, so the alarm is raised (and audited) once, as a silent feed's is.
+CREATE TABLE speaker_alarms (
+    county_code  text PRIMARY KEY,
+    alarmed      boolean NOT NULL,
+    changed_at   timestamptz NOT NULL
+);
+
 -- =============================================================================================
 -- The role warnd runs as (migration 007): it writes warnings and the outbox but owns nothing,
 -- so it cannot change the schema, disable the append-only triggers, truncate a table or rewrite
@@ -497,5 +505,5 @@ GRANT SELECT, INSERT, UPDATE
 GRANT SELECT, INSERT ON audit_log, callout_events, field_task_events TO warnd_app;
 GRANT SELECT ON schema_migrations TO warnd_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON reply_counts TO warnd_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON speakers TO warnd_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON speakers, speaker_alarms TO warnd_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO warnd_app;

@@ -40,6 +40,7 @@ from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.heartbeat import HeartbeatWatch
 from warnd.pipeline.inbound import Inbound
 from warnd.pipeline.planner import Planner
+from warnd.pipeline.speaker_watch import SpeakerWatch
 from warnd.policy.loader import PolicyHolder
 from warnd.runtime.config import load_config
 from warnd.runtime.settings import Settings, database_url
@@ -267,9 +268,12 @@ class Daemon:
             self.clock.now(),
         )
 
+        speakers = SpeakerWatch(pool, self.config.speakers, self.metrics)
+
         async def housekeeping() -> None:
             while True:
                 await heartbeats.check(self.clock.now())
+                await speakers.check(self.clock.now())
                 await dispatcher.reclaim_leases()
                 await inbound.match_early_receipts()
                 await pool.execute(sql("expire_warnings"), self.clock.now())

@@ -22,6 +22,7 @@ from warnd.app.views import (
     Ready,
     RejectedList,
     RejectedOut,
+    SpeakerList,
     WarningAccepted,
     WarningDetail,
     WarningList,
@@ -29,13 +30,14 @@ from warnd.app.views import (
 from warnd.app.warnings import ApproveRequest, RejectRequest
 from warnd.ingest.amend import CancelRequest, CorrectRequest
 from warnd.ingest.manual import ManualWarning
-from warnd.web.api import callouts, feeds, probes, rejected, warnings
+from warnd.web.api import callouts, feeds, probes, rejected, speakers, warnings
 from warnd.web.api.queries import (
     AuditQuery,
     CalloutsQuery,
     DeliveriesQuery,
     ProgressQuery,
     RejectedQuery,
+    SpeakersQuery,
     WarningsQuery,
 )
 from warnd.web.routing import API, FEED_ROLE, GATEWAY_ROLE, Answer, Route
@@ -350,6 +352,22 @@ ROUTES: Final[tuple[Route, ...]] = (
         "One refused message with its stored body (first 64 KiB)",
         (Answer(200, "The message", RejectedOut),),
         path_descriptions={"rejected_id": "the rejected message's id"},
+    ),
+    Route(
+        "GET",
+        f"{API}/speakers",
+        speakers.list_speakers,
+        OFFICERS,
+        "Loudspeakers by their last reported state, e.g. the offline ones of a county",
+        (Answer(200, "A page, with the division's online and offline counts", SpeakerList),),
+        description=(
+            "Each speaker's state as its broadcast channel last reported it: online or offline "
+            "(its Last Will, or no heartbeat within the channel's stale_after), the last "
+            "heartbeat's power, battery and volume, and its last play confirmation. A county "
+            "with too many offline raises an alarm ([speakers] in the config); a command to an "
+            "offline speaker fails over to a gong task for its village."
+        ),
+        query=SpeakersQuery,
     ),
     Route(
         "GET",

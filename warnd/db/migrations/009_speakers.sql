@@ -18,7 +18,14 @@ CREATE TABLE speakers (
     PRIMARY KEY (channel, id)
 );
 CREATE INDEX speakers_division ON speakers (division_code);
-GRANT SELECT, INSERT, UPDATE, DELETE ON speakers TO warnd_app;
+-- Whether each county's loudspeakers are in alarm (too many offline); shared by every warnd
+-- process, so the alarm is raised (and audited) once, as a silent feed's is.
+CREATE TABLE speaker_alarms (
+    county_code  text PRIMARY KEY,
+    alarmed      boolean NOT NULL,
+    changed_at   timestamptz NOT NULL
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON speakers, speaker_alarms TO warnd_app;
 
 -- Broadcast commands that failed for good: their villages get gong tasks (the planner looks
 -- for them every few seconds, so the index must stay small).

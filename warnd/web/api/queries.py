@@ -69,6 +69,23 @@ class AuditQuery(QueryModel):
         return AuditCursor.parse(self.after) if self.after is not None else None
 
 
+_DIVISION_PREFIX = r"^([0-9]{6}|[0-9]{9}|[0-9]{12})$"
+
+
+class SpeakersQuery(QueryModel):
+    state: Literal["online", "offline"] | None = Field(
+        default=None, description="only speakers in this state"
+    )
+    division: str | None = Field(
+        default=None,
+        pattern=_DIVISION_PREFIX,
+        description="only speakers whose village code starts with this 6 (county), 9 (town) or "
+        "12 (village) digit prefix",
+    )
+    limit: Limit = 100
+    after: str = Field(default="", max_length=200, description="next_after of the previous page")
+
+
 class CalloutsQuery(QueryModel):
     state: CalloutFilterState | None = Field(
         default=None, description="only in this state; open means pending, notified or escalated"
@@ -76,7 +93,7 @@ class CalloutsQuery(QueryModel):
     level: ResponderLevel | None = Field(default=None, description="only responders of a level")
     division: str | None = Field(
         default=None,
-        pattern=r"^([0-9]{6}|[0-9]{9}|[0-9]{12})$",
+        pattern=_DIVISION_PREFIX,
         description="only responders whose division code starts with this 6 (county), "
         "9 (town) or 12 (village) digit prefix",
     )
