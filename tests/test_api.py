@@ -389,8 +389,8 @@ async def test_preview_of_a_red_warning_counts_what_will_be_sent(app: Api) -> No
     assert shown["not_reached_reasons"] == {}
     assert shown["villages"] == 2
     assert shown["divisions"] == [
-        {"code": COUNTY, "name": "任城区", "level": "county", "villages": 2},
-        {"code": TOWN, "name": "许庄街道", "level": "town", "villages": 2},
+        {"code": COUNTY, "name": "任城区", "level": "county", "villages": 2, "speakers_offline": 0},
+        {"code": TOWN, "name": "许庄街道", "level": "town", "villages": 2, "speakers_offline": 0},
     ]
     assert shown["unknown_codes"] == ["370899000000"]
     assert (shown["state"], shown["level"], shown["hazard"]) == (
@@ -554,6 +554,8 @@ async def test_progress_rolls_up_per_division(app: Api) -> None:
                 "persons": 0,
                 "reached": 0,
             },
+            "speakers": 0,
+            "speakers_offline": 0,
         }
     ]
     # The county head is above the village level: only village 1's two deliveries remain.

@@ -14,9 +14,12 @@ from tests.fixtures import (
     FEED_TOKEN,
     OFFICER_TOKEN,
     OTHER_VILLAGE,
+    TOWN,
     VILLAGE_1,
     VILLAGE_2,
     Api,
+    cap_alert,
+    preview,
 )
 from warnd.app.metrics import Metrics
 from warnd.core.clock import ManualClock
@@ -127,3 +130,26 @@ def test_one_dead_speaker_of_a_few_is_not_an_alarm_by_default() -> None:
     assert not alarmed(CountySpeakers("c", "县", total=100, offline=20), rule)  # 20 %: not more
     assert alarmed(CountySpeakers("c", "县", total=100, offline=21), rule)
     assert alarmed(CountySpeakers("c", "县", total=10, offline=3), rule)
+
+
+async def test_the_preview_and_the_progress_show_offline_speakers_per_division(app: Api) -> None:
+    _, created = await app.cap(cap_alert())  # 任城区
+    warning_id = int(created["warning_id"])
+    await report(
+        app,
+        DeviceStatus(VILLAGE_1, False, at=DAYTIME),
+        DeviceStatus(VILLAGE_2, True, at=DAYTIME),
+        DeviceStatus(OTHER_VILLAGE, False, at=DAYTIME),  # not covered: counted nowhere here
+    )
+    shown = await preview(app, warning_id)
+    covered = {d["code"]: (d["villages"], d["speakers_offline"]) for d in shown["divisions"]}
+    assert covered == {COUNTY: (2, 1), TOWN: (2, 1)}
+
+    for level, code in (("county", COUNTY), ("town", TOWN), ("village", VILLAGE_1)):
+        status, body = await app.call(
+            "GET", f"{API}/warnings/{warning_id}/progress?level={level}", OFFICER_TOKEN
+        )
+        assert status == 200, body
+        rows = {d["code"]: d for d in body["divisions"]}
+        expected = (1, 1) if level == "village" else (2, 1)
+        assert (rows[code]["speakers"], rows[code]["speakers_offline"]) == expected, level

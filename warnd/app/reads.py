@@ -208,6 +208,14 @@ async def preview(services: Services, warning_id: int) -> Preview:
     )
 
 
+async def place_of(conn: Conn, warning_id: int, warning: NormalisedWarning) -> str:
+    """The place texts name: the warning's own area description, else its covered divisions."""
+    if warning.area_desc:
+        return warning.area_desc
+    covered = await conn.fetch(sql("covered_divisions"), warning_id)
+    return place_name([dict(r) for r in covered], warning.area_desc)
+
+
 async def warning_texts(
     services: Services, conn: Conn, warning_id: int, warning: NormalisedWarning
 ) -> list[Text]:
@@ -216,10 +224,7 @@ async def warning_texts(
     Update or Cancel what the warning it ends reached."""
     row = await conn.fetchrow(sql("texts_facts"), warning_id)
     assert row is not None  # the caller found the warning
-    place = warning.area_desc
-    if not place:
-        covered = await conn.fetch(sql("covered_divisions"), warning_id)
-        place = place_name([dict(r) for r in covered], warning.area_desc)
+    place = await place_of(conn, warning_id, warning)
     policy = services.current_policy()
     texts: list[Text] = []
     if warning.msg_type != "Cancel":
@@ -291,6 +296,8 @@ def _division_progress(row: asyncpg.Record) -> DivisionProgress:
             persons=row["t_persons"],
             reached=row["t_reached"],
         ),
+        speakers=row["s_total"],
+        speakers_offline=row["s_offline"],
     )
 
 

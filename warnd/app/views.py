@@ -189,6 +189,9 @@ class CoveredDivision(BaseModel):
     name: str
     level: str = Field(description="county or town")
     villages: int = Field(description="covered villages inside it")
+    speakers_offline: int = Field(
+        description="of them, villages whose loudspeaker is offline now: they get gong tasks"
+    )
 
 
 class TextOut(BaseModel):
@@ -274,6 +277,8 @@ class DivisionProgress(BaseModel):
     cancelled: int
     callouts: CalloutSummary = Field(description="call-outs of responders in the division")
     field_tasks: FieldTaskProgress
+    speakers: int = Field(description="loudspeakers known in its covered villages")
+    speakers_offline: int = Field(description="of them, offline now")
 
 
 class ProgressReport(BaseModel):

@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from warnd.app.reads import place_of
 from warnd.core.clock import Clock
 from warnd.core.model import NormalisedWarning
 from warnd.core.vocabulary import HAZARDS, Audience, priority
@@ -26,7 +27,7 @@ from warnd.pipeline.callouts import open_callouts
 from warnd.pipeline.field_tasks import open_field_tasks
 from warnd.pipeline.notices import write_notices
 from warnd.policy.model import LevelRule, Policy
-from warnd.policy.targeting import AudiencePlan, decide, place_name, task_kinds
+from warnd.policy.targeting import AudiencePlan, decide, task_kinds
 from warnd.policy.texts import audience_text
 
 log = structlog.get_logger(__name__)
@@ -165,7 +166,7 @@ class Planner:
         if context is None:
             warning = await load_warning(conn, warning_id)
             plans = decide(self._policy(), warning, self._clock.now(), self._max_chars.keys())
-            place = await _place(conn, warning_id, warning)
+            place = await place_of(conn, warning_id, warning)
             chunks = await conn.fetch(sql("village_chunks"), warning_id, self._chunk)
             steps = [[_Part(a, levels) for a, levels in step] for step in FIRST_STEPS]
             steps += [[_Part(Audience.HOUSEHOLD, villages=(c["first"], c["last"]))] for c in chunks]
@@ -327,7 +328,7 @@ class Planner:
                         task_rule=policy.field_tasks.gong,
                         level_rule=rule,
                         signature=policy.signature,
-                        place=await _place(conn, warning_id, warning),
+                        place=await place_of(conn, warning_id, warning),
                         channel_kinds=kinds,
                         max_chars=self._max_chars,
                         speciality=HAZARDS[warning.hazard].speciality,
@@ -361,11 +362,3 @@ class Planner:
             sql("upsert_message"), warning_id, text.key, kind, text.body
         )
         return message_id
-
-
-async def _place(conn: Conn, warning_id: int, warning: NormalisedWarning) -> str:
-    """The place texts name: the warning's own area description, else its covered divisions."""
-    if warning.area_desc:
-        return warning.area_desc
-    covered = await conn.fetch(sql("covered_divisions"), warning_id)
-    return place_name([dict(r) for r in covered], warning.area_desc)

@@ -36,6 +36,7 @@ SELECT audience, state, count(*) AS n, min(sent_at) AS first_sent, max(sent_at) 
 -- Call-outs: open means pending, notified or escalated; overdue is open and past the deadline
 -- at $3; escalated counts those at least one escalation step has fired for. Field tasks: done
 -- is state done; persons are the people the tasks are about, reached what was reported done.
+-- Speakers: those known in the covered villages, and how many are offline now.
 -- $1 warning id, $2 code prefix length of the level (6 county, 9 town, 12 village), $3 now
 WITH per_code AS (
     SELECT x.division_code AS code,
@@ -49,7 +50,7 @@ WITH per_code AS (
            0 AS c_total, 0 AS c_on_time, 0 AS c_late, 0 AS c_open, 0 AS c_overdue,
            0 AS c_escalated, 0 AS c_closed,
            0 AS t_total, 0 AS t_done, 0 AS t_open, 0 AS t_overdue, 0 AS t_persons,
-           0 AS t_reached
+           0 AS t_reached, 0 AS s_total, 0 AS s_offline
       FROM deliveries x
      WHERE x.warning_id = $1
      GROUP BY x.division_code
@@ -64,7 +65,7 @@ WITH per_code AS (
            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM callout_events e
                                            WHERE e.callout_id = c.id AND e.kind = 'step_fired')),
            count(*) FILTER (WHERE c.state = 'closed'),
-           0, 0, 0, 0, 0, 0
+           0, 0, 0, 0, 0, 0, 0, 0
       FROM callouts c
       JOIN responders r ON r.id = c.responder_id
      WHERE c.warning_id = $1
@@ -77,10 +78,16 @@ WITH per_code AS (
            count(*) FILTER (WHERE t.state IN ('open', 'escalated')
                               AND t.deadline < $3::timestamptz),
            sum(t.targets),
-           sum(least(t.done, t.targets))
+           sum(least(t.done, t.targets)), 0, 0
       FROM field_tasks t
      WHERE t.warning_id = $1
      GROUP BY t.village_code
+    UNION ALL
+    SELECT s.division_code, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+           count(*), count(*) FILTER (WHERE NOT s.online)
+      FROM speakers s
+      JOIN warning_villages wv ON wv.warning_id = $1 AND wv.village_code = s.division_code
+     GROUP BY s.division_code
 ),
 rolled AS (
     SELECT rpad(left(p.code, $2), 12, '0') AS code,
@@ -94,7 +101,8 @@ rolled AS (
            sum(p.c_closed)::bigint AS c_closed,
            sum(p.t_total)::bigint AS t_total, sum(p.t_done)::bigint AS t_done,
            sum(p.t_open)::bigint AS t_open, sum(p.t_overdue)::bigint AS t_overdue,
-           sum(p.t_persons)::bigint AS t_persons, sum(p.t_reached)::bigint AS t_reached
+           sum(p.t_persons)::bigint AS t_persons, sum(p.t_reached)::bigint AS t_reached,
+           sum(p.s_total)::bigint AS s_total, sum(p.s_offline)::bigint AS s_offline
       FROM per_code p
       JOIN divisions dv ON dv.code = p.code
      WHERE code_prefix_length(dv.level) >= $2

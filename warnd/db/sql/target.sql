@@ -42,9 +42,13 @@ ON CONFLICT DO NOTHING;
 SELECT c FROM unnest($1::text[]) AS c WHERE NOT EXISTS (SELECT 1 FROM divisions d WHERE d.code = c);
 
 -- name: covered_divisions
--- The covered villages' towns and counties, by name, for the place named in texts and previews.
+-- The covered villages' towns and counties, by name, for the place named in texts and previews,
+-- with how many of their covered villages have a loudspeaker reported offline now.
 -- $1 warning id
-SELECT d.code, d.name, d.level, count(*) AS villages
+SELECT d.code, d.name, d.level, count(*) AS villages,
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM speakers s
+                                       WHERE s.division_code = wv.village_code AND NOT s.online))
+           AS speakers_offline
   FROM warning_villages wv
   JOIN divisions d
     ON d.code IN (rpad(left(wv.village_code, 6), 12, '0'), rpad(left(wv.village_code, 9), 12, '0'))
