@@ -253,7 +253,8 @@ class Channel(ABC):
     def __init__(self, name: str, config: ChannelConfig) -> None:
         self.name = name
         self.config = config
-        self._inbound: asyncio.Queue[InboundEvent] = asyncio.Queue()
+        # None ends the stream (``end_events``): nothing is reported after it.
+        self._inbound: asyncio.Queue[InboundEvent | None] = asyncio.Queue()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} kind={self.kind}>"
@@ -289,6 +290,13 @@ class Channel(ABC):
         self._inbound.put_nowait(event)
 
     async def events(self) -> AsyncIterator[InboundEvent]:
-        """The stream of inbound events; runs until the consumer stops iterating."""
-        while True:
-            yield await self._inbound.get()
+        """The stream of inbound events; runs until the consumer stops iterating, or ends after
+        ``end_events``."""
+        while (event := await self._inbound.get()) is not None:
+            yield event
+
+    def end_events(self) -> None:
+        """End the stream of events once what was emitted so far is consumed: warnd calls it
+        after ``stop``, so that what a channel reports as it stops (calls hung up) is recorded
+        before warnd exits."""
+        self._inbound.put_nowait(None)

@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
+from channels.base import CallResult, ChannelKind
 from tests import seed
 from tests.fixtures import (
     FEED_TOKEN,
+    RecordingChannel,
     free_port,
     post_cap,
     rainstorm_cap,
@@ -104,6 +106,45 @@ async def test_sighup_reload_keeps_the_old_policy_on_a_bad_file(
             for r in await services.pool.fetch("SELECT action FROM audit_log ORDER BY id")
         ]
     assert actions == ["policy_reload_refused", "policy_reloaded"]
+
+
+class HangsUpOnStop(RecordingChannel):
+    """A phone line whose calls are all still ringing when warnd stops: stopping hangs each up
+    and reports it, as the sip channel does."""
+
+    def __init__(self) -> None:
+        super().__init__("phones", ChannelKind.VOICE)
+
+    async def stop(self) -> None:
+        for message in self.sent:
+            self.emit(
+                CallResult(f"x-{message.key}", answered=False, cause="stopped: warnd stopped")
+            )
+
+
+async def test_what_channels_report_as_they_stop_is_recorded_before_warnd_exits(
+    seeded: str,
+) -> None:
+    phones = HangsUpOnStop()
+    config = load_config_data({"feeds": {"met": {"token": FEED_TOKEN}}}, source=Path("<test>"))
+    daemon = Daemon(Settings(http_port=0), config=config, channels={"phones": phones})
+    in_progress = (
+        "SELECT count(*) > 0 AND bool_and(state = 'sent') FROM deliveries "
+        "WHERE channel_kind = 'voice' AND NOT EXISTS "
+        "(SELECT 1 FROM warnings WHERE plan_state IN ('pending', 'planning'))"
+    )
+    async with daemon.running(seeded) as services:
+        assert daemon.port is not None
+        status, body = await post_cap(daemon.port, rainstorm_cap("stop-1", datetime.now(SHANGHAI)))
+        assert status == 201, body
+        await until(lambda: services.pool.fetchval(in_progress), 20, what="every call ringing")
+    conn = await connect(seeded)
+    try:
+        calls = await conn.fetch("SELECT state, error FROM deliveries WHERE channel_kind = 'voice'")
+    finally:
+        await conn.close()
+    assert len(calls) == len(phones.sent) > 0
+    assert {(c["state"], c["error"]) for c in calls} == {("failed", "stopped: warnd stopped")}
 
 
 WORKER_CONFIG = """

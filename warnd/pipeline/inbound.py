@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import structlog
@@ -42,6 +42,13 @@ log = structlog.get_logger(__name__)
 # How long a receipt may wait for its send to be recorded: far longer than any record takes.
 EARLY_RECEIPT_WINDOW = timedelta(minutes=10)
 EARLY_RECEIPT_BATCH = 5000  # receipts matched per statement; junk must not make one unbounded
+
+
+class _Ended:
+    """The end of a channel's events, in the listener's queue."""
+
+
+ENDED: Final = _Ended()
 
 
 @dataclass(frozen=True)
@@ -72,25 +79,37 @@ class Inbound:
         self._recorded = recorded  # the dispatcher's: sent rows now carry their gateway ids
 
     async def run(self, channel: Channel, batch_size: int = 1000) -> None:
-        """Record what one channel reports back, in batches, until cancelled."""
+        """Record what one channel reports back, in batches, until cancelled or until the
+        channel's events end (``Channel.end_events``, when warnd stops): then everything the
+        channel reported has been recorded."""
         bind_contextvars(channel=channel.name)  # the listener is a task of its own
-        queue: asyncio.Queue[InboundEvent] = asyncio.Queue()
+        queue: asyncio.Queue[InboundEvent | _Ended] = asyncio.Queue()
 
         async def pump() -> None:
             async for event in channel.events():
                 queue.put_nowait(event)
+            queue.put_nowait(ENDED)
 
         pump_task = asyncio.create_task(pump())
         early: list[Early] = []  # reports on sends not yet recorded: tried again after a record
         recorded = self._recorded.listen() if self._recorded is not None else None
         try:
-            while True:
+            ended = False
+            while not ended:
                 first, woken = await self._next(queue, recorded if early else None)
                 if first is not None:
-                    batch = [first]
-                    while len(batch) < batch_size and not queue.empty():
-                        batch.append(queue.get_nowait())
-                    early += await self.handle_events(channel.name, batch)
+                    batch: list[InboundEvent] = []
+                    item: InboundEvent | _Ended = first
+                    while True:
+                        if isinstance(item, _Ended):
+                            ended = True
+                            break
+                        batch.append(item)
+                        if len(batch) == batch_size or queue.empty():
+                            break
+                        item = queue.get_nowait()
+                    if batch:
+                        early += await self.handle_events(channel.name, batch)
                 if woken:
                     oldest = self._clock.now() - EARLY_RECEIPT_WINDOW
                     early = await self.retry(channel.name, [e for e in early if e.since >= oldest])
@@ -101,8 +120,8 @@ class Inbound:
             await asyncio.gather(pump_task, return_exceptions=True)
 
     async def _next(
-        self, queue: asyncio.Queue[InboundEvent], recorded: Wakeup | None
-    ) -> tuple[InboundEvent | None, bool]:
+        self, queue: asyncio.Queue[InboundEvent | _Ended], recorded: Wakeup | None
+    ) -> tuple[InboundEvent | _Ended | None, bool]:
         """The next event, and whether a batch of sends was recorded meanwhile (only looked
         for while reports wait for their sends, ``recorded`` given); at least one of the two,
         or neither when the reports' window passed without either."""

@@ -47,6 +47,10 @@ from warnd.runtime.settings import Settings, database_url
 
 log = structlog.get_logger(__name__)
 
+INBOUND_STAGE = "inbound:"  # the inbound listeners' stage names: "inbound:<channel>"
+# At shutdown, how long the listeners may take to record what the stopping channels reported.
+DRAIN_SECONDS = 10.0
+
 SIMULATED_CHANNELS: dict[str, dict[str, object]] = {
     "simulated-sms": {"type": "simulator", "kind": "sms"},
     "simulated-voice": {"type": "simulator", "kind": "voice"},
@@ -88,7 +92,8 @@ def check_mode(channels: Mapping[str, Channel], *, simulate: bool) -> None:
 
 
 async def supervised(name: str, loop: Callable[[], Awaitable[None]], clock: Clock) -> None:
-    """Run a background loop forever; a crash is logged and the loop restarted after a pause."""
+    """Run a background loop until it returns; a crash is logged and the loop restarted after
+    a pause. (Only an inbound listener returns: when its channel's events end, at shutdown.)"""
     while True:
         try:
             await loop()
@@ -97,6 +102,8 @@ async def supervised(name: str, loop: Callable[[], Awaitable[None]], clock: Cloc
         except Exception:  # a stage must outlive a database blip; the error is logged, not hidden
             log.exception("stage_crashed", stage=name)
             await clock.sleep(1.0)
+        else:
+            return
 
 
 def _clock(settings: Settings, *, simulate: bool) -> Clock:
@@ -198,13 +205,29 @@ class Daemon:
             try:
                 yield services
             finally:
-                for task in [*tasks, *self._preparing]:
-                    task.cancel()
-                await asyncio.gather(*tasks, *self._preparing, return_exceptions=True)
-                await runner.cleanup()
-                for channel in self.channels.values():
-                    await channel.stop()
-                log.info("warnd_stopped")
+                await self._stop(tasks, runner)
+
+    async def _stop(self, tasks: list[asyncio.Task[None]], runner: web.AppRunner) -> None:
+        """Stop sending and serving first, then the channels, and record what they report as
+        they stop (a call hung up comes back "stopped") before the inbound listeners end."""
+        listeners = [t for t in tasks if t.get_name().startswith(INBOUND_STAGE)]
+        others = [t for t in tasks if t not in listeners]
+        for task in [*others, *self._preparing]:
+            task.cancel()
+        await asyncio.gather(*others, *self._preparing, return_exceptions=True)
+        await runner.cleanup()
+        for channel in self.channels.values():
+            try:
+                await channel.stop()
+            finally:
+                channel.end_events()
+        if listeners:
+            _, late = await asyncio.wait(listeners, timeout=DRAIN_SECONDS)
+            for task in late:  # the database is gone or slow: what is left is not recorded
+                log.warning("inbound_not_drained", stage=task.get_name())
+                task.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
+        log.info("warnd_stopped")
 
     async def _prepare_database(self, owner_url: str, *, embedded: bool) -> str:
         """Migrate as the owner; the URL to serve with, as a role that owns nothing.
@@ -290,7 +313,7 @@ class Daemon:
         }
         for name, channel in self.channels.items():
             loops[f"send:{name}"] = _bind(dispatcher.run_worker, channel)
-            loops[f"inbound:{name}"] = _bind(inbound.run, channel)
+            loops[f"{INBOUND_STAGE}{name}"] = _bind(inbound.run, channel)
         return [
             asyncio.create_task(supervised(name, loop, self.clock), name=name)
             for name, loop in loops.items()
