@@ -41,6 +41,7 @@ class Reason(StrEnum):
     AUTH = "auth"
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"  # the gateway or device could not be reached
+    EXPIRED = "expired"  # too late to be of use (an earthquake alert after the shaking): dropped
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class OutboundMessage:
     text: str
     priority: int = 0
     warning: WarningContext | None = None
+    # Past this time the message is of no use (an earthquake alert after the shaking): a channel
+    # that holds messages drops it as EXPIRED instead of sending it late.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,20 @@ class SendResult:
     reason: Reason | None = None
     detail: str = ""
     parts: int | None = None  # the SMS segments an accepted text took, when the channel counts them
+
+
+def expiry(message: OutboundMessage, now: datetime) -> SendResult | None:
+    """PERMANENT ``expired`` for a message whose time has passed, or None: checked by a channel
+    just before a message goes on the wire."""
+    if message.expires_at is None or now < message.expires_at:
+        return None
+    late = (now - message.expires_at).total_seconds()
+    return SendResult(
+        message.key,
+        Outcome.PERMANENT,
+        reason=Reason.EXPIRED,
+        detail=f"expired {late:.1f} s before it could be sent; not sent late",
+    )
 
 
 def refusal(message: OutboundMessage, max_text: int) -> SendResult | None:

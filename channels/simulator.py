@@ -81,6 +81,7 @@ from channels.base import (
     Reply,
     SendResult,
     WallClock,
+    expiry,
 )
 
 SIMULATED = "simulated"
@@ -275,6 +276,9 @@ class SimulatorChannel(Channel):
                 detail=f"text of {len(message.text)} characters; "
                 f"this channel carries at most {self._max_text}",
             )
+        late = expiry(message, now)
+        if late is not None:
+            return late
         behaviour = self._behaviour(message.address)
         if behaviour == "fail":
             self._attempts.pop(key, None)

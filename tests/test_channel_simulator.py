@@ -7,6 +7,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -484,3 +485,25 @@ async def test_built_from_its_config_table() -> None:
     assert isinstance(channel, SimulatorChannel)
     assert channel.kind is ChannelKind.VOICE
     assert channel.config.reply_texts == ("1", "收到", "确认", "收到，马上转移群众")
+
+
+async def test_a_message_that_expired_on_the_wire_is_dropped_as_expired() -> None:
+    """The send delay is the simulated gateway's: an earthquake alert that expires during it is
+    dropped, as a real channel holding it would."""
+    clock = VirtualClock()
+    channel = make_sim(clock=clock, send_delay_s=[2.0, 2.0], deliver_probability=1.0)
+    await channel.start()
+    try:
+        soon, later = batch_of(2)
+        results = await channel.send(
+            [
+                replace(soon, expires_at=T0 + timedelta(seconds=1)),
+                replace(later, expires_at=T0 + timedelta(seconds=10)),
+            ]
+        )
+    finally:
+        await channel.stop()
+    assert [(r.outcome, r.reason) for r in results] == [
+        (Outcome.PERMANENT, Reason.EXPIRED),
+        (Outcome.ACCEPTED, None),
+    ]

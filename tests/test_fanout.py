@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -713,3 +714,50 @@ async def test_a_channel_is_told_the_warning_and_priority_of_each_message(
     assert contexts == {
         WarningContext(warning_id, "rainstorm", "red", exercise=True, expires_at=warning.expires)
     }
+
+
+async def test_deliveries_past_their_expiry_are_never_sent_late_nor_failed_over(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """An earthquake alert that can no longer arrive before the shaking is dropped: by the claim
+    when it is already late, by the channel (reason EXPIRED) when it became late while held
+    there; either way cancelled as expired, and no other channel is tried (it would be later)."""
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    late, held = "+8613900000000", "+8613900000001"
+    await pool.execute(
+        "UPDATE deliveries SET expires_at = $2 WHERE warning_id = $1 AND address = $3",
+        warning_id,
+        DAYTIME - timedelta(seconds=1),
+        late,
+    )
+    await pool.execute(
+        "UPDATE deliveries SET expires_at = $2 WHERE warning_id = $1 AND address = $3",
+        warning_id,
+        DAYTIME + timedelta(seconds=5),
+        held,
+    )
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup())
+    claimed = await dispatcher.claim(sms, 1000)
+    assert late not in {c.address for c in claimed}
+    assert {c.expires_at for c in claimed if c.address == held} == {DAYTIME + timedelta(seconds=5)}
+    results = [
+        SendResult(c.id, Outcome.PERMANENT, reason=Reason.EXPIRED, detail="expired 0.2 s before")
+        if c.address == held
+        else SendResult(c.id, Outcome.ACCEPTED, external_id=f"x-{c.id}")
+        for c in claimed
+    ]
+    count = "SELECT count(*) FROM deliveries WHERE warning_id = $1"
+    before = await pool.fetchval(count, warning_id)
+    await dispatcher.record("sms", claimed, results)
+    assert await pool.fetchval(count, warning_id) == before  # no failover row
+    rows = await pool.fetch(
+        "SELECT address, channel_kind, state, error FROM deliveries "
+        "WHERE warning_id = $1 AND address = ANY($2::text[]) ORDER BY id",
+        warning_id,
+        [late, held],
+    )
+    by_address = {(r["address"], r["channel_kind"]): (r["state"], r["error"]) for r in rows}
+    assert by_address[(late, "sms")] == ("cancelled", "expired: too late to send, not sent late")
+    assert by_address[(held, "sms")] == ("cancelled", "expired: expired 0.2 s before")

@@ -11,7 +11,8 @@ import contextlib
 import struct
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -698,6 +699,37 @@ async def test_a_batch_given_up_is_not_sent_after_all(smsc: TestSmsc) -> None:
     assert len(smsc.submits) == 2
     assert smsc.submits[0].destination.endswith("00000001")
     assert smsc.submits[1].destination.endswith("00000050")
+
+
+async def test_an_urgent_message_overtakes_those_already_waiting_for_a_lane(
+    smsc: TestSmsc,
+) -> None:
+    """An earthquake alert (priority 0) handed over while a rainstorm's messages wait for the
+    link's window goes on the wire next, before them."""
+    smsc.response_delay = 0.2
+    async with started(make_channel(smsc.port, window=1)) as channel:
+        rainstorm = [replace(m, priority=20) for m in batch_of(5, text=SHORT)]
+        ordinary = asyncio.create_task(channel.send(rainstorm))
+        await smsc.wait_for(lambda: len(smsc.submits) == 1)
+        [alert] = [replace(m, priority=0) for m in batch_of(1, first_key=90, text=SHORT)]
+        [result] = await channel.send([alert])
+        assert result.outcome is Outcome.ACCEPTED
+        assert all(r.outcome is Outcome.ACCEPTED for r in await ordinary)
+    order = [int(s.destination[-8:]) for s in smsc.submits]
+    assert order == [1, 90, 2, 3, 4, 5]
+
+
+async def test_a_message_past_its_expiry_is_dropped_not_sent_late(smsc: TestSmsc) -> None:
+    async with started(make_channel(smsc.port)) as channel:
+        fresh, stale = batch_of(2, text=SHORT)
+        past = datetime.now(UTC) - timedelta(seconds=3)
+        results = await channel.send([fresh, replace(stale, expires_at=past)])
+    by_key = {r.key: r for r in results}
+    assert by_key[fresh.key].outcome is Outcome.ACCEPTED
+    late = by_key[stale.key]
+    assert (late.outcome, late.reason) == (Outcome.PERMANENT, Reason.EXPIRED)
+    assert "not sent late" in late.detail
+    assert [s.destination[-8:] for s in smsc.submits] == [f"{fresh.key:08d}"]
 
 
 # --- end to end through warnd ------------------------------------------------------------------

@@ -20,6 +20,7 @@ from channels.base import (
     Reason,
     SendResult,
     WallClock,
+    expiry,
     refusal,
 )
 from channels.pacing import Pacer
@@ -154,7 +155,8 @@ class SipChannel(Channel):
         return [await self._call(message, max(deadline - loop.time(), 0.0)) for message in batch]
 
     async def _call(self, message: OutboundMessage, wait: float) -> SendResult:
-        refused = refusal(message, self.config.max_text)
+        # An earthquake alert past its use is not rung late.
+        refused = refusal(message, self.config.max_text) or expiry(message, self._clock.now())
         if refused is not None:
             return refused
         dial = self.config.dial_string(message.address)

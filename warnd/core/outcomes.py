@@ -8,12 +8,13 @@ run out; permanent ones are given up, and dispatch fails them over to the next c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import NamedTuple
 
 from tenacity import RetryCallState, Retrying, wait_exponential_jitter
 
-from channels.base import OutboundMessage, Outcome, SendResult, WarningContext
+from channels.base import OutboundMessage, Outcome, Reason, SendResult, WarningContext
 
 _BACKOFF = wait_exponential_jitter(multiplier=2, max=300, exp_base=2, jitter=2)
 
@@ -36,10 +37,13 @@ class Claimed(NamedTuple):
     body: str
     priority: int = 0
     warning: WarningContext | None = None
+    expires_at: datetime | None = None
 
     def message(self) -> OutboundMessage:
         """The message a channel is handed for this row."""
-        return OutboundMessage(self.id, self.address, self.body, self.priority, self.warning)
+        return OutboundMessage(
+            self.id, self.address, self.body, self.priority, self.warning, self.expires_at
+        )
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Outcomes:
     give_up: list[
         tuple[int, int, str]
     ]  # permanent, or transient too many times: id, attempts, reason
+    # Too late to be of use: cancelled, never failed over (another route is later still).
+    expired: list[tuple[int, int, str]] = field(default_factory=list)  # id, attempts, reason
 
 
 def classify(
@@ -62,7 +68,7 @@ def classify(
 ) -> Outcomes:
     """Pure: what becomes of each claimed row, given the channel's results."""
     by_key = {r.key: r for r in results}
-    sent, retry, give_up = [], [], []
+    sent, retry, give_up, expired = [], [], [], []
     for row in claimed:
         result = by_key.get(row.id)
         if result is None:
@@ -71,8 +77,10 @@ def classify(
             sent.append((row.id, row.attempts, result.external_id or "", result.parts))
             continue
         reason = f"{result.reason or 'unknown'}: {result.detail}".rstrip(": ")
-        if result.outcome is Outcome.TRANSIENT and row.attempts < max_attempts:
+        if result.reason is Reason.EXPIRED:
+            expired.append((row.id, row.attempts, reason))
+        elif result.outcome is Outcome.TRANSIENT and row.attempts < max_attempts:
             retry.append((row.id, row.attempts, backoff_seconds(row.attempts), reason))
         else:
             give_up.append((row.id, row.attempts, reason))
-    return Outcomes(sent, retry, give_up)
+    return Outcomes(sent, retry, give_up, expired)

@@ -265,6 +265,9 @@ CREATE TABLE deliveries (
     -- SMS segments an accepted text took, as the channel counted them (what operators bill).
     parts          smallint,
     task_id        bigint,                     -- the field task (itself, a reminder, an escalation)
+    -- Past this time the message is too late to send (an earthquake alert after the shaking):
+    -- it is cancelled as expired, by dispatch or by the channel (migration 009).
+    expires_at     timestamptz,
     -- A re-run of the same escalation step is a no-op (ON CONFLICT ON CONSTRAINT), while another
     -- step may reach the same address again; NULLS NOT DISTINCT keeps deliveries that are no
     -- step unique too.

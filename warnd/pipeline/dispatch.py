@@ -145,6 +145,7 @@ class Dispatcher:
                     r["body"],
                     r["priority"],
                     warning,
+                    r["expires_at"],
                 )
             )
         return claimed
@@ -180,6 +181,8 @@ class Dispatcher:
                     r["id"] for r in await conn.fetch(sql("record_failover"), *given_up, now)
                 ]
                 await conn.execute(sql("record_failed"), *given_up, now)
+            if outcomes.expired:
+                await conn.execute(sql("record_expired"), *columns(outcomes.expired), now)
             if failed_over:
                 await conn.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
         if outcomes.sent and self._recorded is not None:
@@ -196,6 +199,7 @@ class Dispatcher:
         self._metrics.deliveries.labels(channel, "failed").inc(
             len(outcomes.give_up) - len(failed_over)
         )
+        self._metrics.deliveries.labels(channel, "expired").inc(len(outcomes.expired))
 
     async def _release(self, claimed: Sequence[Claimed]) -> None:
         await self._pool.execute(

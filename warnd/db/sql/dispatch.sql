@@ -5,11 +5,17 @@
 -- are skipped. The lease makes a crashed worker's rows come back; ``attempts`` doubles as the
 -- claim's fencing token, so only the latest claim of a row may record its outcome. Rows of a
 -- warning that is no longer active (cancelled, superseded, expired) are cancelled here instead
--- of sent, whatever path brought them back to the queue.
+-- of sent, whatever path brought them back to the queue; so are rows past their own expiry (an
+-- earthquake alert after the shaking): never sent late.
 -- $1 channel kind, $2 channel instance name, $3 how many, $4 now, $5 lease seconds
 WITH due AS (
     -- A Cancel's notices go out although the Cancel itself is muted (it alarms nobody).
-    SELECT d.id, w.state = 'active' OR (w.msg_type = 'Cancel' AND w.state = 'muted') AS live,
+    SELECT d.id,
+           CASE WHEN NOT (w.state = 'active' OR (w.msg_type = 'Cancel' AND w.state = 'muted'))
+                THEN 'warning no longer active'
+                WHEN d.expires_at <= $4::timestamptz
+                THEN 'expired: too late to send, not sent late'
+           END AS dropped,
            w.hazard, w.level, w.status = 'Exercise' AS exercise, w.expires
       FROM deliveries d JOIN warnings w ON w.id = d.warning_id
      WHERE d.state = 'queued' AND d.channel_kind = $1::text AND d.due_at <= $4::timestamptz
@@ -18,17 +24,18 @@ WITH due AS (
        FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE deliveries d
-   SET state = CASE WHEN due.live THEN 'sending' ELSE 'cancelled' END,
-       sending_at = CASE WHEN due.live THEN $4::timestamptz ELSE d.sending_at END,
-       cancelled_at = CASE WHEN due.live THEN d.cancelled_at ELSE $4::timestamptz END,
-       error = CASE WHEN due.live THEN d.error ELSE 'warning no longer active' END,
-       channel = CASE WHEN due.live THEN $2::text ELSE d.channel END,
-       attempts = d.attempts + CASE WHEN due.live THEN 1 ELSE 0 END,
-       lease_until = CASE WHEN due.live THEN $4::timestamptz + make_interval(secs => $5::float8) END
+   SET state = CASE WHEN due.dropped IS NULL THEN 'sending' ELSE 'cancelled' END,
+       sending_at = CASE WHEN due.dropped IS NULL THEN $4::timestamptz ELSE d.sending_at END,
+       cancelled_at = CASE WHEN due.dropped IS NULL THEN d.cancelled_at ELSE $4::timestamptz END,
+       error = coalesce(due.dropped, d.error),
+       channel = CASE WHEN due.dropped IS NULL THEN $2::text ELSE d.channel END,
+       attempts = d.attempts + CASE WHEN due.dropped IS NULL THEN 1 ELSE 0 END,
+       lease_until = CASE WHEN due.dropped IS NULL
+                          THEN $4::timestamptz + make_interval(secs => $5::float8) END
   FROM due, messages m
  WHERE d.id = due.id AND m.id = d.message_id
 RETURNING d.id, d.warning_id, d.address, d.attempts, d.fallback, d.state, m.body, d.priority,
-          due.hazard, due.level, due.exercise, due.expires;
+          d.expires_at, due.hazard, due.level, due.exercise, due.expires;
 
 -- name: record_sent
 -- Accepted by the gateway; a call-out whose first message went out is now "notified".
@@ -86,6 +93,14 @@ RETURNING d.id;
 -- $1 bigint[] ids, $2 int[] attempts (fence), $3 text[] reasons, $4 now
 UPDATE deliveries d
    SET state = 'failed', failed_at = $4::timestamptz, error = r.reason, lease_until = NULL
+  FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempts, reason)
+ WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending';
+
+-- name: record_expired
+-- Too late to be of use (the channel held it past its expiry): cancelled, never failed over.
+-- $1 bigint[] ids, $2 int[] attempts (fence), $3 text[] reasons, $4 now
+UPDATE deliveries d
+   SET state = 'cancelled', cancelled_at = $4::timestamptz, error = r.reason, lease_until = NULL
   FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempts, reason)
  WHERE d.id = r.id AND d.attempts = r.attempts AND d.state = 'sending';
 

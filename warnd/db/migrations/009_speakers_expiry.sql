@@ -1,4 +1,4 @@
--- 009: the loudspeakers' state as their broadcast channel last reported it (online, heartbeat,
+-- 009: when a delivery is too late to send, and the loudspeakers' state as their broadcast channel last reported it (online, heartbeat,
 -- readings, last play), for the preview, the progress roll-up, the speaker list and the alarm
 -- on a county whose speakers are going silent. A speaker's id is its village's code.
 CREATE TABLE speakers (
@@ -31,3 +31,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON speakers, speaker_alarms TO warnd_app;
 -- for them every few seconds, so the index must stay small).
 CREATE INDEX deliveries_broadcast_failed ON deliveries (warning_id)
     WHERE audience = 'broadcast' AND state = 'failed';
+
+-- A message that can no longer arrive in time (an earthquake alert after the shaking) is not
+-- sent late: past this time it is cancelled as expired, by dispatch or by the channel.
+ALTER TABLE deliveries ADD COLUMN expires_at timestamptz;
