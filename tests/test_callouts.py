@@ -246,3 +246,36 @@ def test_short_codes_are_short_and_skip_what_is_taken() -> None:
         )
         == "J1"
     )  # no I: it reads as 1
+
+
+async def test_a_callout_locked_while_its_message_went_out_is_marked_notified_by_the_sweep(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """record_sent skips a call-out another transaction holds (waiting deadlocks); when that
+    transaction does not mark it notified itself, the call-out stayed pending although its
+    message was out. The housekeeping sweep marks it, with the time the message went out."""
+    warning_id = await plan(pool, policy, rainstorm())
+    clock = ManualClock(DAYTIME)
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup())
+    head = "+8613900000001"
+    claimed = [c for c in await dispatcher.claim(sms, 100) if c.address == head]
+    assert claimed
+    state = "SELECT state, notified_at FROM callouts WHERE warning_id = $1 AND phone = $2"
+    async with pool.acquire() as holder, holder.transaction():
+        # An escalation scan (or an answer that fails) holds the call-out meanwhile.
+        await holder.execute(
+            "SELECT 1 FROM callouts WHERE warning_id = $1 AND phone = $2 FOR UPDATE",
+            warning_id,
+            head,
+        )
+        await dispatcher.record("sms", claimed, await sms.send([c.message() for c in claimed]))
+        assert await dispatcher.notify_skipped_callouts() == 0  # still held: skipped again
+    row = await pool.fetchrow(state, warning_id, head)
+    assert row is not None and (row["state"], row["notified_at"]) == ("pending", None)
+
+    clock.advance(30)
+    assert await dispatcher.notify_skipped_callouts() == 1
+    assert await dispatcher.notify_skipped_callouts() == 0
+    row = await pool.fetchrow(state, warning_id, head)
+    assert row is not None and (row["state"], row["notified_at"]) == ("notified", DAYTIME)

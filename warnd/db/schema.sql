@@ -367,6 +367,9 @@ CREATE TABLE callouts (
 CREATE INDEX callouts_due ON callouts (next_check_at) WHERE next_check_at IS NOT NULL;
 CREATE INDEX callouts_open_phone ON callouts (phone)
     WHERE state IN ('pending', 'notified', 'escalated');
+-- Pending call-outs, swept for those whose message went out while they were locked
+-- (migration 009).
+CREATE INDEX callouts_pending ON callouts (id) WHERE state = 'pending';
 
 -- What happened to each call-out, in order: opened, notified, acknowledged, step_fired,
 -- step_skipped, closed. Append-only. No foreign key: events are written in the statements that

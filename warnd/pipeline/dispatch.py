@@ -206,6 +206,14 @@ class Dispatcher:
             sql("release_claims"), [c.id for c in claimed], [c.attempts for c in claimed]
         )
 
+    async def notify_skipped_callouts(self) -> int:
+        """Mark notified the call-outs whose message went out while another transaction held
+        them (``record_sent`` skips those rather than deadlock); how many. Called periodically."""
+        rows = await self._pool.fetch(sql("notify_skipped_callouts"))
+        if rows:
+            log.info("callouts_notified_late", callouts=len(rows))
+        return len(rows)
+
     async def reclaim_leases(self) -> int:
         """Return rows whose worker died mid-send to the queue; called periodically."""
         status = await self._pool.execute(sql("reclaim_expired_leases"), self._clock.now())

@@ -298,6 +298,7 @@ class Daemon:
                 await heartbeats.check(self.clock.now())
                 await speakers.check(self.clock.now())
                 await dispatcher.reclaim_leases()
+                await dispatcher.notify_skipped_callouts()
                 await inbound.match_early_receipts()
                 await pool.execute(sql("expire_warnings"), self.clock.now())
                 await pool.execute(

@@ -35,3 +35,6 @@ CREATE INDEX deliveries_broadcast_failed ON deliveries (warning_id)
 -- A message that can no longer arrive in time (an earthquake alert after the shaking) is not
 -- sent late: past this time it is cancelled as expired, by dispatch or by the channel.
 ALTER TABLE deliveries ADD COLUMN expires_at timestamptz;
+
+-- Pending call-outs, swept for those whose message went out while they were locked.
+CREATE INDEX callouts_pending ON callouts (id) WHERE state = 'pending';

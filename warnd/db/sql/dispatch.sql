@@ -214,3 +214,18 @@ UPDATE speakers s
           JOIN deliveries d ON d.channel = $1 AND d.external_id = r.external_id
          ORDER BY d.address, r.at DESC) p
  WHERE s.channel = $1 AND s.id = p.address AND (s.played_at IS NULL OR p.at >= s.played_at);
+
+-- name: notify_skipped_callouts
+-- Call-outs still pending although a message of theirs went out: record_sent skips a call-out
+-- another transaction holds (waiting for it deadlocks), and when that transaction does not mark
+-- it notified itself (an escalation scan, a failed answer), this sweep does, with the time the
+-- first message went out. Held ones are skipped again, for the next sweep.
+UPDATE callouts c SET state = 'notified', notified_at = s.first_sent
+  FROM (SELECT l.id, min(d.sent_at) AS first_sent
+          FROM callouts l JOIN deliveries d ON d.callout_id = l.id
+         WHERE l.state = 'pending' AND d.sent_at IS NOT NULL
+         GROUP BY l.id) s
+ WHERE c.id = s.id
+   AND c.id IN (SELECT l.id FROM callouts l
+                 WHERE l.id = s.id AND l.state = 'pending' FOR UPDATE SKIP LOCKED)
+RETURNING c.id;
