@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from channels.base import CallResult, ChannelKind
+from channels.base import CallResult, ChannelKind, OutboundMessage, SendResult
 from tests import seed
 from tests.fixtures import (
     FEED_TOKEN,
@@ -145,6 +145,63 @@ async def test_what_channels_report_as_they_stop_is_recorded_before_warnd_exits(
         await conn.close()
     assert len(calls) == len(phones.sent) > 0
     assert {(c["state"], c["error"]) for c in calls} == {("failed", "stopped: warnd stopped")}
+
+
+class SlowGateway(RecordingChannel):
+    """An SMS gateway that answers a batch only when the test lets it (or never)."""
+
+    def __init__(self) -> None:
+        super().__init__("gateway", ChannelKind.SMS)
+        self.on_the_wire = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def send(self, batch: list[OutboundMessage]) -> list[SendResult]:  # type: ignore[override]
+        self.on_the_wire.set()
+        await self.answer.wait()
+        return await super().send(batch)
+
+
+async def stop_while_on_the_wire(seeded: str, gateway: SlowGateway, grace: float) -> None:
+    """Run warnd, post a red warning, and stop it while the gateway holds its first batch."""
+    config = load_config_data({"feeds": {"met": {"token": FEED_TOKEN}}}, source=Path("<test>"))
+    settings = Settings(http_port=0, stop_grace=grace)
+    daemon = Daemon(settings, config=config, channels={"gateway": gateway})
+    async with daemon.running(seeded):
+        assert daemon.port is not None
+        status, body = await post_cap(daemon.port, rainstorm_cap("grace-1", datetime.now(SHANGHAI)))
+        assert status == 201, body
+        await asyncio.wait_for(gateway.on_the_wire.wait(), 20)
+        # Leaving the block stops warnd; the gateway answers a moment into the stop.
+        asyncio.get_running_loop().call_later(0.2, gateway.answer.set)
+
+
+async def sms_states(seeded: str) -> dict[str, int]:
+    conn = await connect(seeded)
+    try:
+        return await counts_by_state(conn)
+    finally:
+        await conn.close()
+
+
+async def test_a_graceful_stop_records_what_is_on_the_wire_and_hands_nothing_back(
+    seeded: str,
+) -> None:
+    gateway = SlowGateway()
+    await stop_while_on_the_wire(seeded, gateway, grace=20)
+    states = await sms_states(seeded)
+    # What the gateway took is recorded sent; nothing went back to the queue to go twice.
+    assert states.get("sent") == len(gateway.sent) > 0
+    assert states.get("sending", 0) == 0
+
+
+async def test_past_the_grace_what_is_still_unanswered_goes_back_to_the_queue(
+    seeded: str,
+) -> None:
+    gateway = SlowGateway()
+    await stop_while_on_the_wire(seeded, gateway, grace=0)
+    states = await sms_states(seeded)
+    assert states.get("sent", 0) == 0 and states.get("sending", 0) == 0
+    assert states.get("queued", 0) > 0  # handed back: another process sends it
 
 
 WORKER_CONFIG = """

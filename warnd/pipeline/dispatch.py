@@ -66,9 +66,18 @@ class Dispatcher:
         self._max_attempts = max_attempts
         self._poll = poll_seconds
         self._recorded = recorded  # set once sent rows carry their gateway ids (for receipts)
+        self._stopping = False
+
+    def stop_claiming(self) -> None:
+        """Stopping gracefully: the workers claim nothing more, and return once the batches
+        already handed to their channels have their outcomes recorded (within a poll)."""
+        self._stopping = True
+        self._wakeup.set()
 
     async def run_worker(self, channel: Channel) -> None:
-        """Send for one channel until cancelled (see the module docstring for batch sizes)."""
+        """Send for one channel until cancelled, or until ``stop_claiming`` and the batches on
+        the wire are recorded (see the module docstring for batch sizes). Cancelled, the batches
+        on the wire hand their rows back."""
         # The worker is a task of its own: what it and its batches log names the channel.
         bind_contextvars(channel=channel.name)
         limits = channel.limits
@@ -87,11 +96,16 @@ class Dispatcher:
                 for task in [t for t in sending if t.done()]:
                     sending.discard(task)
                     task.result()  # a batch that failed to record stops the worker, as before
+                if self._stopping:
+                    break
                 claimed = await self.claim(channel, batch_size)
                 if not claimed:
                     await self._wakeup.wait(self._poll)
                     continue
                 sending.add(asyncio.create_task(self._send_batch(channel, bucket, claimed)))
+            # Stopping gracefully: what is on the wire finishes and is recorded, never handed
+            # back (it may have reached its gateway).
+            await asyncio.gather(*sending)
         except asyncio.CancelledError:
             # Stopping: the batches on the wire hand their rows back (see _send_batch).
             for task in sending:

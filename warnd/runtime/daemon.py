@@ -48,6 +48,7 @@ from warnd.runtime.settings import Settings, database_url
 log = structlog.get_logger(__name__)
 
 INBOUND_STAGE = "inbound:"  # the inbound listeners' stage names: "inbound:<channel>"
+SEND_STAGE = "send:"  # the send workers' stage names
 # At shutdown, how long the listeners may take to record what the stopping channels reported.
 DRAIN_SECONDS = 10.0
 
@@ -161,6 +162,7 @@ class Daemon:
         self.services: Services | None = None
         self.port: int | None = None
         self._preparing: set[asyncio.Task[None]] = set()  # channels rendering texts ahead
+        self._dispatcher: Dispatcher | None = None
 
     @asynccontextmanager
     async def running(self, url: str | None = None) -> AsyncIterator[Services]:
@@ -208,13 +210,21 @@ class Daemon:
                 await self._stop(tasks, runner)
 
     async def _stop(self, tasks: list[asyncio.Task[None]], runner: web.AppRunner) -> None:
-        """Stop sending and serving first, then the channels, and record what they report as
-        they stop (a call hung up comes back "stopped") before the inbound listeners end."""
+        """Stop gracefully: claim nothing more and let what is on the wire finish and be
+        recorded (up to ``stop_grace``; then the rest goes back to the queue), stop the other
+        stages and serving, then the channels, and record what they report as they stop (a call
+        hung up comes back "stopped") before the inbound listeners end."""
         listeners = [t for t in tasks if t.get_name().startswith(INBOUND_STAGE)]
-        others = [t for t in tasks if t not in listeners]
-        for task in [*others, *self._preparing]:
+        senders = [t for t in tasks if t.get_name().startswith(SEND_STAGE)]
+        others = [t for t in tasks if t not in listeners and t not in senders]
+        if self._dispatcher is not None and senders:
+            self._dispatcher.stop_claiming()
+            _, late = await asyncio.wait(senders, timeout=self.settings.stop_grace)
+            for task in late:
+                log.warning("send_not_drained", stage=task.get_name())
+        for task in [*senders, *others, *self._preparing]:
             task.cancel()
-        await asyncio.gather(*others, *self._preparing, return_exceptions=True)
+        await asyncio.gather(*senders, *others, *self._preparing, return_exceptions=True)
         await runner.cleanup()
         for channel in self.channels.values():
             try:
@@ -270,6 +280,7 @@ class Daemon:
             recorded=recorded,
             lease_seconds=lease,
         )
+        self._dispatcher = dispatcher
 
         async def plan_loop() -> None:
             while True:
@@ -313,7 +324,7 @@ class Daemon:
             "escalate": escalation.run,
         }
         for name, channel in self.channels.items():
-            loops[f"send:{name}"] = _bind(dispatcher.run_worker, channel)
+            loops[f"{SEND_STAGE}{name}"] = _bind(dispatcher.run_worker, channel)
             loops[f"{INBOUND_STAGE}{name}"] = _bind(inbound.run, channel)
         return [
             asyncio.create_task(supervised(name, loop, self.clock), name=name)

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         description="how long a claimed delivery may stay unsent before "
         "another worker takes it back (a crashed worker's rows return after this)",
     )
+    stop_grace: float = Field(
+        default=20.0,
+        ge=0,
+        description="on SIGTERM, how long the messages already handed to channels may take to "
+        "finish and be recorded; what is still unsent then goes back to the queue",
+    )
     time_scale: float = Field(
         default=1.0,
         gt=0,
