@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import asyncpg
+import pytest
 
 from channels.base import ChannelKind
 from tests import seed
@@ -31,7 +32,7 @@ from warnd.db.queries import sql
 from warnd.ingest.store import store_warning
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
-from warnd.pipeline.planner import Planner
+from warnd.pipeline.planner import NOTICES_PER_CHUNK, Planner
 from warnd.policy.model import Policy
 from warnd.web.routing import API
 
@@ -72,14 +73,24 @@ def update_of(original: NormalisedWarning, codes: tuple[str, ...]) -> Normalised
     )
 
 
-async def plan_at(pool: asyncpg.Pool, policy: Policy, warning: NormalisedWarning) -> int:
+async def plan_at(
+    pool: asyncpg.Pool, policy: Policy, warning: NormalisedWarning, chunk: int = NOTICES_PER_CHUNK
+) -> int:
     stored = await store_warning(pool, warning, source="test", now=LATER)
-    await Planner(pool, lambda: policy, ManualClock(LATER), LIMITS).plan_pending()
+    planner = Planner(pool, lambda: policy, ManualClock(LATER), LIMITS, notices_per_chunk=chunk)
+    await planner.plan_pending()
     return stored.warning_id
 
 
+# The notices of a city-wide warning are written a range of the ended warning's deliveries at a
+# time (one plan step each); with ranges of 2 ids the small roster takes many steps, and the
+# people told, and how, must be exactly the same.
+CHUNKS = pytest.mark.parametrize("chunk", [NOTICES_PER_CHUNK, 2], ids=["one step", "steps of 2"])
+
+
+@CHUNKS
 async def test_a_cancel_tells_exactly_those_reached_on_the_channel_that_reached_them(
-    pool: asyncpg.Pool, policy: Policy
+    pool: asyncpg.Pool, policy: Policy, chunk: int
 ) -> None:
     warning_id = await plan(pool, policy, rainstorm())
     # Responders were reached by their call (their SMS still queued), households by SMS, the
@@ -90,8 +101,10 @@ async def test_a_cancel_tells_exactly_those_reached_on_the_channel_that_reached_
         "((audience = 'responder' AND channel_kind = 'voice')"
         " OR (audience = 'household') OR audience = 'broadcast')",
     )
-    cancel_id = await plan_at(pool, policy, cancel_of(rainstorm()))
+    cancel_id = await plan_at(pool, policy, cancel_of(rainstorm()), chunk)
     told = await notices(pool, cancel_id)
+    steps = await pool.fetchval("SELECT plan_cursor FROM warnings WHERE id = $1", cancel_id)
+    assert (steps > 1) == (chunk == 2)
     expected = {
         **dict.fromkeys(seed.RED_RAINSTORM_RENCHENG["responder"], "voice"),
         **dict.fromkeys(R1_PHONES | R2_PHONES, "sms"),
@@ -119,8 +132,9 @@ async def test_a_cancel_tells_exactly_those_reached_on_the_channel_that_reached_
     assert {c.address for c in claimed} == R1_PHONES | R2_PHONES
 
 
+@CHUNKS
 async def test_an_update_corrects_the_reached_withdraws_the_outside_and_carries_callouts(
-    pool: asyncpg.Pool, policy: Policy
+    pool: asyncpg.Pool, policy: Policy, chunk: int
 ) -> None:
     original = rainstorm()
     warning_id = await plan(pool, policy, original)
@@ -137,7 +151,7 @@ async def test_an_update_corrects_the_reached_withdraws_the_outside_and_carries_
     }
     clock = ManualClock(LATER)
     await Answers(pool, clock).answer_sms("+8613900000001", "1")  # the county head answered
-    update_id = await plan_at(pool, policy, update_of(original, (seed.VILLAGE_R1,)))
+    update_id = await plan_at(pool, policy, update_of(original, (seed.VILLAGE_R1,)), chunk)
 
     told = await notices(pool, update_id)
     inside = (seed.RED_RAINSTORM_RENCHENG["responder"] - {"+8613900000006"}) | R1_PHONES

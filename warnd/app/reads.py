@@ -239,7 +239,7 @@ async def warning_texts(
             max_chars=services.max_chars,
         )
     if row["ended"]:
-        reached = await conn.fetch(sql("reached_kinds"), list(row["ended"]))
+        reached = await conn.fetch(sql("reached_kinds"), list(row["ended"]), None, None)
         texts += notice_texts(
             policy,
             warning,

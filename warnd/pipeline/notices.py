@@ -35,15 +35,17 @@ async def write_notices(
     max_chars: Mapping[str, int],
     priority: int,
     now: datetime,
+    ids: tuple[int, int],
 ) -> int:
-    """Queue the notices of an Update or Cancel; return how many were queued."""
+    """Queue the notices of an Update or Cancel to those the deliveries ``ids`` (first, last)
+    of the warnings it ends reached; return how many were queued."""
     ended = [
         r["id"] for r in await conn.fetch("SELECT id FROM warnings WHERE ended_by = $1", warning_id)
     ]
     if not ended:
         return 0
     cancel = warning.msg_type == "Cancel"
-    reached = await conn.fetch(sql("reached_kinds"), ended)
+    reached = await conn.fetch(sql("reached_kinds"), ended, *ids)
     texts = notice_texts(
         policy,
         warning,
@@ -67,7 +69,19 @@ async def write_notices(
         message_ids,
         priority,
         now,
+        *ids,
     )
     queued = int(status.rsplit(" ", 1)[1])
-    log.info("notices_queued", warning_id=warning_id, ended=ended, notices=queued)
+    log.info("notices_queued", warning_id=warning_id, ended=ended, notices=queued, ids=ids)
     return queued
+
+
+async def notice_chunks(conn: Conn, warning_id: int, size: int) -> list[tuple[int, int]]:
+    """The ranges of delivery ids (first, last) of the warnings an Update or Cancel ends, ``size``
+    ids each from the first: one plan step each. The same ranges come out again after a
+    restart (deliveries added to an ended warning since only add ranges at the end)."""
+    row = await conn.fetchrow(sql("ended_delivery_ids"), warning_id)
+    if row is None or row["first"] is None:
+        return []
+    first, last = row["first"], row["last"]
+    return [(start, min(start + size - 1, last)) for start in range(first, last + 1, size)]

@@ -25,7 +25,7 @@ from warnd.db.queries import sql
 from warnd.ingest.store import load_warning
 from warnd.pipeline.callouts import open_callouts
 from warnd.pipeline.field_tasks import open_field_tasks
-from warnd.pipeline.notices import write_notices
+from warnd.pipeline.notices import notice_chunks, write_notices
 from warnd.policy.model import LevelRule, Policy
 from warnd.policy.targeting import AudiencePlan, decide, task_kinds
 from warnd.policy.texts import audience_text
@@ -33,6 +33,9 @@ from warnd.policy.texts import audience_text
 log = structlog.get_logger(__name__)
 
 VILLAGES_PER_CHUNK = 250  # about 120,000 households: one chunk is one transaction
+# Delivery ids of the ended warnings an Update's or Cancel's notice step reads: at most about as
+# many notices as a household chunk writes, in one transaction.
+NOTICES_PER_CHUNK = 200_000
 
 # The steps of a plan, in order; households follow, one step per chunk of villages. City and
 # county responders go alone first: a few dozen rows, so the first call-out leaves within
@@ -73,7 +76,9 @@ class _Part:
     levels: tuple[str, ...] = ()  # responders: which levels
     villages: tuple[str, str] | None = None  # households: the chunk's first and last village
     task: str = ""  # a field-task kind (door_knock, gong) written for this audience instead
-    notices: bool = False  # an Update's or Cancel's notices to those already reached
+    # An Update's or Cancel's notices to those already reached: the range of delivery ids of
+    # the ended warnings (first, last) this step covers.
+    notices: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class Planner:
         max_chars: Mapping[str, int],
         *,
         villages_per_chunk: int = VILLAGES_PER_CHUNK,
+        notices_per_chunk: int = NOTICES_PER_CHUNK,
         retry_seconds: float = 30.0,
         prepare: Prepare | None = None,
     ) -> None:
@@ -111,6 +117,7 @@ class Planner:
         self._clock = clock
         self._max_chars = max_chars
         self._chunk = villages_per_chunk
+        self._notice_chunk = notices_per_chunk
         self._retry = retry_seconds
         self._contexts: dict[int, _Context] = {}
         self._without_gongs: set[int] = set()  # warnings the policy orders no gongs for
@@ -176,10 +183,10 @@ class Planner:
             if "door_knock" in tasks:  # the task message replaces the helper's plain text
                 steps[2] = [p for p in steps[2] if p.audience is not Audience.HELPER]
                 steps[2].append(_Part(Audience.HELPER, task="door_knock"))
-            if warning.msg_type == "Cancel":
-                steps = [[_Part(Audience.RESPONDER, notices=True)]]
-            elif warning.msg_type == "Update":
-                steps.insert(0, [_Part(Audience.RESPONDER, notices=True)])
+            if warning.msg_type in ("Cancel", "Update"):
+                ranges = await notice_chunks(conn, warning_id, self._notice_chunk)
+                notices = [[_Part(Audience.RESPONDER, notices=ids)] for ids in ranges]
+                steps = notices if warning.msg_type == "Cancel" else [*notices, *steps]
             context = self._contexts[warning_id] = _Context(
                 warning,
                 self._policy().rule(warning.hazard, warning.level),
@@ -208,7 +215,7 @@ class Planner:
                 return PlanResult(warning_id, 0, 0, done=True)
             exercise_only = context.warning.status == "Exercise"
             for part in context.steps[number - 1]:
-                if part.notices or part.task:
+                if part.notices is not None or part.task:
                     written += await self._special(conn, warning_id, context, part, now)
                     continue
                 audience = part.audience
@@ -273,7 +280,7 @@ class Planner:
         policy = self._policy()
         warning = context.warning
         urgency = priority(warning.hazard, warning.level, context.rule.rank(part.audience))
-        if part.notices:
+        if part.notices is not None:
             return await write_notices(
                 conn,
                 policy,
@@ -284,6 +291,7 @@ class Planner:
                 max_chars=self._max_chars,
                 priority=urgency,
                 now=now,
+                ids=part.notices,
             )
         return await open_field_tasks(
             conn,
