@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from warnd.core.config import Duration
+from warnd.core.eew import MAX_DEGREE, MIN_DEGREE, EewParameters
 from warnd.core.errors import ConfigError
 from warnd.core.vocabulary import HAZARDS, Audience, Level
 from warnd.policy.templates import Templates
@@ -288,6 +289,71 @@ class PublishRules(_Strict):
         return level in (self.manual_approval_levels if manual else self.feed_approval_levels)
 
 
+class IntensityFormula(_Strict):
+    """I = a + b·M − c·log10(R): estimated intensity at hypocentral distance R km."""
+
+    a: float = Field(default=0.92, allow_inf_nan=False)
+    b: float = Field(default=1.63, gt=0, allow_inf_nan=False)
+    """Intensity per unit of magnitude: must be positive (a larger quake shakes harder)."""
+    c: float = Field(default=3.49, gt=0, allow_inf_nan=False)
+    """Attenuation with distance: must be positive (shaking weakens farther away)."""
+
+
+Degree = Annotated[float, Field(ge=MIN_DEGREE, le=MAX_DEGREE, allow_inf_nan=False)]
+
+
+class IntensityLevels(_Strict):
+    """The lowest intensity degree (I–XII, as people are told it) of each level."""
+
+    red: Degree = 7.0
+    orange: Degree = 5.0
+    yellow: Degree = 3.0
+
+    @model_validator(mode="after")
+    def _rising(self) -> IntensityLevels:
+        if not self.red > self.orange > self.yellow:
+            raise ValueError(
+                f"degrees must rise from yellow to red (yellow {self.yellow:g} < orange "
+                f"{self.orange:g} < red {self.red:g})"
+            )
+        return self
+
+
+class EarthquakeEarlyWarning(_Strict):
+    """Earthquake early warning (DOMAIN §3): when the public is warned, and at which level."""
+
+    min_magnitude: float = Field(default=4.0, ge=0, le=10, allow_inf_nan=False)
+    """A public alert only for a magnitude at least this."""
+    s_wave_km_s: float = Field(default=3.5, ge=2.0, le=5.0, allow_inf_nan=False)
+    """S-wave speed: the countdown is R / s_wave_km_s minus the time since origin."""
+    intensity: IntensityFormula = Field(default_factory=IntensityFormula)
+    levels: IntensityLevels = Field(default_factory=IntensityLevels)
+    grace: Duration = timedelta(seconds=30)
+    """How long after the S-wave reaches a village a message to it is still worth sending."""
+
+    @field_validator("grace")
+    @classmethod
+    def _short_grace(cls, grace: timedelta) -> timedelta:
+        if not timedelta(0) <= grace <= timedelta(minutes=10):
+            raise ValueError("must be between 0s and 10m: an early warning is about seconds")
+        return grace
+
+    @property
+    def parameters(self) -> EewParameters:
+        """The numbers as the pure model takes them."""
+        return EewParameters(
+            a=self.intensity.a,
+            b=self.intensity.b,
+            c=self.intensity.c,
+            s_wave_km_s=self.s_wave_km_s,
+            min_magnitude=self.min_magnitude,
+            red=self.levels.red,
+            orange=self.levels.orange,
+            yellow=self.levels.yellow,
+            grace_s=self.grace.total_seconds(),
+        )
+
+
 _DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
     "responder": {"sms": "responder_sms.j2", "voice": "responder_voice.j2"},
     "broadcast": {"broadcast": "broadcast.j2"},
@@ -381,6 +447,7 @@ class Policy(_Strict):
     field_tasks: FieldTaskRules = Field(default_factory=FieldTaskRules)
     publish: PublishRules = Field(default_factory=PublishRules)
     templates: TemplateNames = Field(default_factory=TemplateNames)
+    earthquake_early_warning: EarthquakeEarlyWarning = Field(default_factory=EarthquakeEarlyWarning)
 
     _compiled: Templates | None = PrivateAttr(default=None)
     _fingerprint: str = PrivateAttr(default="")
