@@ -51,6 +51,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +63,7 @@ import click
 from rich.console import Console
 
 from channels.base import CallResult, InboundEvent
+from channels.registry import ChannelConfigError
 from channels.sip.channel import SipChannel
 from channels.sip.config import SipConfig
 from rosters.divisions import load_divisions
@@ -75,7 +77,7 @@ from warnd.db.pool import open_pool, recreate_database
 from warnd.ingest.store import store_warning
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
-from warnd.pipeline.inbound import Inbound
+from warnd.pipeline.inbound import Early, Inbound
 from warnd.pipeline.planner import Planner
 from warnd.policy.loader import load_policy
 from warnd.runtime.settings import Settings, database_url
@@ -88,6 +90,9 @@ MAX_CALLS: Final = RESPONDERS_PER_VILLAGE * 999  # village codes have three digi
 PHONE_PREFIX: Final = "+86166"
 # Debian's (sip-tester) recording of one RFC 2833 key press "1", payload type 101.
 KEY_1_RECORDING: Final = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")
+REPORTED_GRACE_S: Final = 10.0
+# The programs the bench runs (the far end, and the speech of the calls), by Debian package.
+PROGRAMS: Final = {"sipp": "sip-tester", "espeak-ng": "espeak-ng", "sox": "sox"}
 
 KEYS: Final = (
     "calls",
@@ -377,7 +382,10 @@ async def _plan(pool: asyncpg.Pool, channel: SipChannel, calls: int) -> int:
     stored = await store_warning(pool, _warning(clock.now()), source="bench", now=clock.now())
     await planner.plan_pending()
     # As the daemon's prepare hook does, before any call is placed: no callee waits for speech.
-    await channel.prepare(texts.get("voice", []))
+    try:
+        await channel.prepare(texts.get("voice", []))
+    except ChannelConfigError as exc:  # SpeechError: espeak-ng or sox missing or failing
+        raise BenchError(f"the voice text cannot be rendered: {exc}") from exc
     planned = await pool.fetchval(
         "SELECT count(*) FROM deliveries d JOIN callouts c ON c.id = d.callout_id "
         "WHERE d.warning_id = $1 AND d.channel_kind = 'voice' AND d.state = 'queued'",
@@ -406,7 +414,17 @@ class TimedInbound(Inbound):
         self.key_to_ack: list[float] = []
         self.all_acknowledged = asyncio.Event()
         self.last_at = 0.0  # perf_counter() when the last acknowledgement was observed
+        self.causes: dict[str, str] = {}  # per call (external id), how it ended
+        self.all_reported = asyncio.Event()
         self._expected = expected
+
+    async def handle_events(self, channel: str, events: Sequence[InboundEvent]) -> list[Early]:
+        for event in events:
+            if isinstance(event, CallResult):
+                self.causes.setdefault(event.external_id, event.cause)
+        if len(self.causes) >= self._expected:
+            self.all_reported.set()
+        return await super().handle_events(channel, events)
 
     def _observe_latency(self, events: Sequence[InboundEvent]) -> None:
         super()._observe_latency(events)
@@ -462,9 +480,9 @@ async def voice(
 ) -> dict[str, float | int]:
     """Run the bench against the PostgreSQL server at ``server_url`` (``database`` is dropped
     and created again); the figures, or BenchError when any call was lost."""
-    for program in ("sipp", "espeak-ng", "sox"):
+    for program, package in PROGRAMS.items():
         if shutil.which(program) is None:
-            raise BenchError(f"{program} is not installed (Debian package: see tests/peers.py)")
+            raise BenchError(f"{program} is not installed (Debian package {package})")
     if not KEY_1_RECORDING.exists():
         raise BenchError(f"{KEY_1_RECORDING} is missing (Debian package sip-tester)")
     # Each call lasts at most ~6 s (the far end's 5 s and the set-up and hang-up around it).
@@ -481,7 +499,10 @@ async def voice(
                 await _roster(pool, calls)
                 warning_id = await _plan(pool, channel, calls)
                 say(f"starting {len(channel.config.capacities())} SIP engine workers")
-                await channel.start()
+                try:
+                    await channel.start()
+                except ChannelConfigError as exc:  # no pjsua2, a worker that cannot set up
+                    raise BenchError(f"the SIP channel cannot start: {exc}") from exc
                 run = await _calls(pool, channel, calls, give_up_after, say=say)
                 # Every BYE answered before sipp is asked how its calls went.
                 deadline = time.monotonic() + 30
@@ -579,25 +600,39 @@ async def _calls(
         asyncio.create_task(dispatcher.run_worker(channel), name="send"),
         asyncio.create_task(inbound.run(channel), name="inbound"),
     ]
+
+    async def every_call_over() -> None:
+        await inbound.all_reported.wait()
+        # A key pressed before its call's send was recorded is applied once the batch is
+        # recorded: the last ones get this long to land before the run is called short.
+        await asyncio.sleep(REPORTED_GRACE_S)
+
     sampler = asyncio.create_task(sample())
-    done_waiting = asyncio.create_task(inbound.all_acknowledged.wait())
+    waiting = [
+        asyncio.create_task(inbound.all_acknowledged.wait()),
+        asyncio.create_task(every_call_over()),
+    ]
     try:
         await asyncio.wait(
-            [done_waiting, *stages], timeout=give_up_after, return_when=asyncio.FIRST_COMPLETED
+            [*waiting, *stages], timeout=give_up_after, return_when=asyncio.FIRST_COMPLETED
         )
         cpu = _cpu_seconds(workers) - cpu_before
         wall = time.perf_counter() - started
     finally:
-        for task in (*stages, sampler, done_waiting):
+        for task in (*stages, sampler, *waiting):
             task.cancel()
-        outcomes = await asyncio.gather(*stages, sampler, done_waiting, return_exceptions=True)
+        outcomes = await asyncio.gather(*stages, sampler, *waiting, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, Exception):
             raise outcome  # a stage's own error says more than the shortfall below
     if not inbound.all_acknowledged.is_set():
+        endings = Counter(
+            cause for cause in inbound.causes.values() if not cause.startswith("answered, key 1")
+        )
+        endings["(no result yet)"] = calls - len(inbound.causes)
         raise BenchError(
-            f"only {len(inbound.key_to_ack)} of {calls} calls were acknowledged within "
-            f"{give_up_after:.0f} s; the channel says {_trunk(channel)}"
+            f"only {len(inbound.key_to_ack)} of {calls} calls were acknowledged; the others "
+            f"ended: {dict(+endings)}"
         )
     return Run(
         seconds=inbound.last_at - started,
