@@ -243,8 +243,9 @@ class FarEnd:
             "127.0.0.1",
             "-p",
             str(self.port),
-            # The port advertised for RTP: sipp only sends to the callers (the key press) and
-            # never reads RTP here, so every call may name the same one.
+            # The port advertised for RTP. sipp binds it but does not read it (without
+            # -rtp_echo: echoed audio comes with another SSRC than the key press, and PJSIP
+            # then missed a key now and then), so every call may name the same one.
             "-mp",
             str(_free_udp_port()),
             "-m",
