@@ -438,17 +438,18 @@ class TimedInbound(Inbound):
             self.all_acknowledged.set()
 
 
-def _cpu_seconds(workers: Sequence[int]) -> float:
-    """CPU seconds used so far by this process and by the engine's worker processes (read from
-    /proc: they are still running, so ``RUSAGE_CHILDREN`` does not count them yet, and it would
-    count sipp, another child of this process)."""
+def _cpu_seconds(workers: Sequence[int], *, own: bool = True) -> float:
+    """CPU seconds used so far by the engine's worker processes and (``own``) this process.
+    The workers' is read from /proc: they are still running, so ``RUSAGE_CHILDREN`` does not
+    count them yet, and it would count sipp, another child of this process."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     ticks = 0
     for pid in workers:
         # The command name in field 2 may hold spaces; the fields after ")" do not.
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return usage.ru_utime + usage.ru_stime + ticks / os.sysconf("SC_CLK_TCK")
+    mine = usage.ru_utime + usage.ru_stime if own else 0.0
+    return mine + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(values: Sequence[float], fraction: float) -> float:
@@ -539,6 +540,7 @@ async def voice(
         "key_to_ack_ms_p99": round(_percentile(run.key_to_ack, 0.99) * 1000, 1),
         "key_to_ack_ms_max": round(max(run.key_to_ack) * 1000, 1),
         "cpu_percent": round(run.cpu_percent, 1),
+        "engine_cpu_percent": round(run.engine_cpu_percent, 1),
         "seconds": round(run.seconds, 2),
         "max_calls": max_calls,
         "workers": len(channel.config.capacities()),
@@ -568,6 +570,7 @@ class Run:
     acknowledged: int
     key_to_ack: list[float]
     cpu_percent: float
+    engine_cpu_percent: float  # the worker processes' share of cpu_percent
 
 
 async def _calls(
@@ -597,6 +600,7 @@ async def _calls(
 
     say(f"placing {calls} calls")
     cpu_before, started = _cpu_seconds(workers), time.perf_counter()
+    engine_before = _cpu_seconds(workers, own=False)
     stages = [
         asyncio.create_task(dispatcher.run_worker(channel), name="send"),
         asyncio.create_task(inbound.run(channel), name="inbound"),
@@ -618,6 +622,7 @@ async def _calls(
             [*waiting, *stages], timeout=give_up_after, return_when=asyncio.FIRST_COMPLETED
         )
         cpu = _cpu_seconds(workers) - cpu_before
+        engine_cpu = _cpu_seconds(workers, own=False) - engine_before
         wall = time.perf_counter() - started
     finally:
         for task in (*stages, sampler, *waiting):
@@ -641,6 +646,7 @@ async def _calls(
         acknowledged=len(inbound.key_to_ack),
         key_to_ack=inbound.key_to_ack,
         cpu_percent=cpu / wall * 100,
+        engine_cpu_percent=engine_cpu / wall * 100,
     )
 
 
