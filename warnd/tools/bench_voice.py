@@ -32,9 +32,12 @@ Measured, from the dispatcher's start to the last acknowledgement committed:
   this is the time the SIP path itself takes (a real phone adds its ringing);
 - ``key_to_ack_ms_p99``: from the key reaching warnd (the ``CallResult``'s ``at``, stamped by
   the engine when its worker reports the key) to the acknowledgement committed: the latency
-  ``Inbound`` observes for its ``warnd_answer_latency_seconds`` histogram, kept here per call;
+  ``Inbound`` observes for its ``warnd_answer_latency_seconds`` histogram, kept here per call
+  (the table adds ``keys_before_record``: keys that came before dispatch had recorded their
+  call, which ``Inbound`` applies once it has);
 - ``cpu_percent``: CPU of this process and of the engine's worker processes over the run, in
-  percent of one core (two cores: up to 200). sipp and PostgreSQL are not counted.
+  percent of one core (two cores: up to 200; the table adds the workers' share). sipp and
+  PostgreSQL are not counted.
 
 The run fails (``warnd: …``, status 2) unless every planned call was placed once, answered and
 acknowledged, in the database too, every voice delivery is ``delivered``, no worker was lost,
@@ -417,6 +420,9 @@ class TimedInbound(Inbound):
         self.last_at = 0.0  # perf_counter() when the last acknowledgement was observed
         self.causes: dict[str, str] = {}  # per call (external id), how it ended
         self.all_reported = asyncio.Event()
+        # Calls whose key came before dispatch had recorded their send (the batch they were
+        # placed in was still placing calls): applied only once it was.
+        self.before_record: set[str] = set()
         self._expected = expected
 
     async def handle_events(self, channel: str, events: Sequence[InboundEvent]) -> list[Early]:
@@ -425,7 +431,11 @@ class TimedInbound(Inbound):
                 self.causes.setdefault(event.external_id, event.cause)
         if len(self.causes) >= self._expected:
             self.all_reported.set()
-        return await super().handle_events(channel, events)
+        early = await super().handle_events(channel, events)
+        self.before_record.update(
+            e.event.external_id for e in early if isinstance(e.event, CallResult)
+        )
+        return early
 
     def _observe_latency(self, events: Sequence[InboundEvent]) -> None:
         super()._observe_latency(events)
@@ -539,6 +549,7 @@ async def voice(
         "key_to_ack_ms_p50": round(_percentile(run.key_to_ack, 0.50) * 1000, 1),
         "key_to_ack_ms_p99": round(_percentile(run.key_to_ack, 0.99) * 1000, 1),
         "key_to_ack_ms_max": round(max(run.key_to_ack) * 1000, 1),
+        "keys_before_record": run.keys_before_record,
         "cpu_percent": round(run.cpu_percent, 1),
         "engine_cpu_percent": round(run.engine_cpu_percent, 1),
         "seconds": round(run.seconds, 2),
@@ -571,6 +582,7 @@ class Run:
     key_to_ack: list[float]
     cpu_percent: float
     engine_cpu_percent: float  # the worker processes' share of cpu_percent
+    keys_before_record: int
 
 
 async def _calls(
@@ -647,6 +659,7 @@ async def _calls(
         key_to_ack=inbound.key_to_ack,
         cpu_percent=cpu / wall * 100,
         engine_cpu_percent=engine_cpu / wall * 100,
+        keys_before_record=len(inbound.before_record),
     )
 
 
