@@ -271,6 +271,21 @@ async def test_calls_beyond_the_free_lines_wait_for_one(started: tuple[SipChanne
     }
 
 
+@scenario("answer_press_1.xml", max_calls=1, max_queue_wait_s=30)
+async def test_a_line_takes_one_call_after_another(started: tuple[SipChannel, Sipp]) -> None:
+    # One line, so every call reuses the PJSIP call slot of the one before it: the worker once
+    # kept the ended call's object alive a loop too long, and freeing it hung up the next call
+    # right after its INVITE (found by ``warnd bench voice``).
+    channel, sipp = started
+    batch = [OutboundMessage(key=k, address=f"+86138000000{k:02d}", text=SHORT) for k in range(3)]
+    results = await channel.send(batch)
+    assert all(r.outcome is Outcome.ACCEPTED for r in results), results
+    events = await collect_events(channel, 3, within=30)
+    assert [(e.answered, e.keys) for e in events if isinstance(e, CallResult)] == [
+        (True, "1")
+    ] * 3, (events, sipp.errors())
+
+
 @scenario("answer_press_1.xml", max_calls=1, max_queue_wait_s=1)
 async def test_a_call_that_finds_no_line_in_time_goes_back_unsent(
     started: tuple[SipChannel, Sipp],

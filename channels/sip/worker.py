@@ -402,12 +402,19 @@ class Worker:
             self.reap()
             self.obey()
             now = time.monotonic()
-            for call in list(self.calls.values()):
-                call.tick(now)
+            self.tick(now)
             self.reap()
             if now >= next_alive:
                 self.line.send({"ev": "alive", "calls": len(self.calls)})
                 next_alive = now + ALIVE_EVERY_S
+
+    def tick(self, now: float) -> None:
+        # A method of its own, like _end_all: a loop variable left in run()'s frame would keep
+        # the last call object alive after it ended and was reaped; when it was finally freed
+        # (at the next loop), pjsua2's Call destructor hung up whatever call then held its
+        # PJSIP call slot, a new call, right after its INVITE (a CANCEL, seen under load).
+        for call in list(self.calls.values()):
+            call.tick(now)
 
     def obey(self) -> None:
         while True:
