@@ -37,7 +37,7 @@ EVENT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 PLACE_PATTERN: Final = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
 MAX_REPORT_NO: Final = 9999
 MAX_DEPTH_KM: Final = 700  # the deepest earthquakes recorded are about 700 km down
-_MAX_REPORTED: Final = 5
+_MAX_REPORTED: Final = 10  # every field of a message, at worst
 
 
 class EewError(InputError):
