@@ -391,10 +391,11 @@ async def test_the_preview_counts_loudspeakers_reported_by_channels(app: Api) ->
 
 async def test_the_preview_of_an_exercise_counts_only_exercise_people(app: Api) -> None:
     await app.pool.execute("UPDATE households SET exercise = true WHERE ref = 'h-1'")
-    _, body = await preview(app, "lat=35.40&lon=116.60&depth=10&mag=5.5&exercise=true")
+    query = "lat=35.40&lon=116.60&depth=10&mag=5.5&exercise=true&place=任城区"
+    _, body = await preview(app, query)
     rencheng = body["counties"][0]
     assert (rencheng["households"], rencheng["responders"]) == (1, 0)
-    assert body["texts"][0].startswith("【济宁市应急管理局】【演练】")
+    assert body["texts"][0].startswith("【济宁市应急管理局】【演练】地震预警：任城区发生5.5级地震")
 
 
 async def test_the_preview_below_the_threshold_alerts_nobody(app: Api) -> None:

@@ -212,6 +212,7 @@ async def preview(
     signature: str,
     elapsed_s: float = 0.0,
     exercise: bool = False,
+    place: str = "震中",
 ) -> EewPreview:
     """Who an earthquake here would warn, at which level, with how many seconds, county by
     county with their people and loudspeakers. Sends nothing, records nothing."""
@@ -223,7 +224,7 @@ async def preview(
         lon=lon,
         depth_km=depth_km,
         magnitude=magnitude,
-        place="震中",
+        place=place,
         status="Exercise" if exercise else "Actual",
     )
     async with pool.acquire() as conn:

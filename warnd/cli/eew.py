@@ -39,6 +39,7 @@ def eew() -> None:
     help="seconds after origin the countdowns are taken at (a first report comes ~5 s after)",
 )
 @click.option("--exercise", is_flag=True, help="count only people marked for exercises (演练)")
+@click.option("--place", default="震中", show_default=True, help="the place the sample texts name")
 @click.option(
     "--villages",
     "shown",
@@ -61,6 +62,7 @@ def simulate(  # noqa: PLR0917 - one parameter per command-line option, as click
     mag: float,
     elapsed: float,
     exercise: bool,
+    place: str,
     shown: int,
     database_url: str | None,
     as_json: bool,
@@ -88,6 +90,7 @@ def simulate(  # noqa: PLR0917 - one parameter per command-line option, as click
                 magnitude=mag,
                 elapsed_s=elapsed,
                 exercise=exercise,
+                place=place,
                 now=SystemClock().now(),
                 signature=policy.signature,
             )

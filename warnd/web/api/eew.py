@@ -62,6 +62,7 @@ async def preview_eew(request: web.Request) -> web.Response:
         magnitude=q.mag,
         elapsed_s=q.elapsed,
         exercise=q.exercise,
+        place=q.place,
         now=services.clock.now(),
         signature=policy.signature,
     )

@@ -126,3 +126,10 @@ class EewPreviewQuery(QueryModel):
     exercise: QueryBool = Field(
         default=False, description="true: count only people marked for exercises"
     )
+    place: str = Field(
+        default="震中",
+        min_length=1,
+        max_length=60,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="the place the sample texts name",
+    )
