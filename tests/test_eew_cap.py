@@ -4,13 +4,15 @@ or a refusal naming the parameter; other CAP is parsed as before."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
-from tests.fixtures import cap_alert
+from tests.fixtures import FEED_TOKEN, Api, cap_alert
 from warnd.core.eew import EewReport
 from warnd.ingest.cap import parse_cap
 from warnd.ingest.eew import EewError, eew_from_cap
+from warnd.web.routing import API
 
 CST = timezone(timedelta(hours=8))
 PARAMETERS = {
@@ -170,3 +172,89 @@ def test_other_cap_is_parsed_as_before_and_keeps_its_parameters() -> None:
     seismic = parse_cap(seismic_cap())
     assert seismic.hazard == "earthquake"
     assert dict(seismic.parameters) == PARAMETERS
+
+
+# --- through the API: POST /api/v1/eew/cap ------------------------------------------------------
+
+
+async def post_cap(
+    app: Api, body: bytes, *, content_type: str = "application/cap+xml"
+) -> tuple[int, dict[str, Any]]:
+    response = await app.client.post(
+        f"{API}/eew/cap",
+        data=body,
+        headers={"Authorization": f"Bearer {FEED_TOKEN}", "Content-Type": content_type},
+    )
+    return response.status, await response.json()
+
+
+async def test_a_cap_report_is_recorded_and_a_json_copy_is_a_duplicate(app: Api) -> None:
+    status, body = await post_cap(app, seismic_cap())
+    assert status == 202, body
+    assert (body["event_id"], body["report_no"], body["state"]) == (
+        "CEA20261202193000.0001",
+        2,
+        "recorded",
+    )
+    assert body["summary"]["public_alert"] is True
+    row = await app.pool.fetchrow("SELECT feed, magnitude, place, raw FROM eew_reports")
+    assert row is not None
+    assert (row["feed"], row["magnitude"], row["place"]) == ("cma", 5.5, "山东济宁市微山县")
+    assert row["raw"].startswith("<?xml")
+    status, again = await post_cap(app, seismic_cap())
+    assert status == 200 and again["detail"] == "already received"
+    as_json = {
+        "event_id": "CEA20261202193000.0001",
+        "report_no": 2,
+        "origin_time": "2026-12-02T19:30:00+08:00",
+        "lat": 35.4,
+        "lon": 116.6,
+        "depth_km": 10,
+        "magnitude": 5.5,
+        "place": "山东济宁市微山县",
+        "status": "Actual",
+    }
+    status, same = await app.call("POST", f"{API}/eew", FEED_TOKEN, json=as_json)
+    assert status == 200 and same["detail"] == "already received"
+    assert await app.count("eew_reports") == 1
+    assert await app.count("warnings") == 0
+
+
+async def test_a_cap_report_is_handed_to_the_fast_path(app: Api) -> None:
+    handed: list[EewReport] = []
+
+    async def hook(report: EewReport) -> None:
+        handed.append(report)
+
+    app.services.eew = hook
+    status, body = await post_cap(app, seismic_cap(msg_type="Cancel"))
+    assert status == 202 and body["state"] == "handed"
+    assert [(r.report_no, r.cancel) for r in handed] == [(2, True)]
+
+
+async def test_a_cap_report_missing_a_parameter_is_422_and_kept(app: Api) -> None:
+    parameters = dict(PARAMETERS)
+    del parameters["Magnitude"]
+    status, body = await post_cap(app, seismic_cap(parameters))
+    assert status == 422 and body["error"] == "invalid_eew"
+    assert body["detail"] == "info/parameter Magnitude: required, and missing"
+    assert await app.count("eew_reports") == 0
+    row = await app.pool.fetchrow("SELECT feed, error, body FROM rejected_messages")
+    assert row is not None and (row["feed"], row["error"]) == ("cma", "invalid_eew")
+    assert "EventDepth" in row["body"]
+
+
+async def test_invalid_cap_is_refused_as_any_cap(app: Api) -> None:
+    status, body = await post_cap(app, b"<alert")
+    assert status == 400 and body["error"] == "malformed_xml"
+    status, body = await post_cap(app, seismic_cap(event="暴雨"))
+    assert status == 422 and body["error"] == "not_earthquake"
+    status, body = await post_cap(app, seismic_cap(), content_type="application/json")
+    assert status == 415
+    errors = await app.pool.fetch("SELECT error FROM rejected_messages ORDER BY id")
+    assert [r["error"] for r in errors] == [
+        "malformed_xml",
+        "not_earthquake",
+        "unsupported_media_type",
+    ]
+    assert await app.count("eew_reports") == 0

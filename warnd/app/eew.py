@@ -8,6 +8,7 @@ recorded — before the summary the feed gets back is computed, so the answer ne
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -36,11 +37,12 @@ from warnd.core.eew import (
     assess,
     warning_text,
 )
-from warnd.core.errors import WarndError
+from warnd.core.errors import ForbiddenError, WarndError
 from warnd.core.vocabulary import Level
 from warnd.db import Conn
 from warnd.db.queries import sql
-from warnd.ingest.eew import EewError, parse_eew_json
+from warnd.ingest.cap import CapError, parse_cap
+from warnd.ingest.eew import EewError, eew_from_cap, parse_eew_json
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +99,24 @@ async def receive_eew(services: Services, feed: str, body: bytes) -> EewAccepted
     except EewError as exc:
         await record_rejection(services, feed, exc.code, exc.detail, body)
         raise
+    return await receive_report(services, feed, report, text_for_db(body))
+
+
+async def receive_eew_cap(services: Services, feed: str, body: bytes) -> EewAccepted:
+    """As ``receive_eew``, for the seismic feed's CAP 1.2 (``CapError`` or ``EewError`` when
+    refused, ``ForbiddenError`` for a sender that is not the feed's)."""
+    try:
+        # Schema validation is CPU-bound: off the event loop, one at a time per feed (as CAP).
+        async with services.parse_slot(feed):
+            warning = await asyncio.to_thread(parse_cap, body, max_bytes=services.max_body_bytes)
+        report = eew_from_cap(warning)
+    except (CapError, EewError) as exc:
+        await record_rejection(services, feed, exc.code, exc.detail, body)
+        raise
+    refusal = services.config.sender_refusal(feed, warning.sender)
+    if refusal is not None:
+        await record_rejection(services, feed, "sender_not_allowed", refusal, body)
+        raise ForbiddenError("sender_not_allowed", refusal)
     return await receive_report(services, feed, report, text_for_db(body))
 
 

@@ -108,6 +108,28 @@ ROUTES: Final[tuple[Route, ...]] = (
         errors=(503,),
     ),
     Route(
+        "POST",
+        f"{API}/eew/cap",
+        eew.post_eew_cap,
+        FEED_ROLE,
+        "Receive an earthquake early-warning report as CAP 1.2 from a seismic feed",
+        (
+            Answer(202, "Accepted: recorded and handed to the early-warning path", EewAccepted),
+            Answer(200, "Already received (a duplicate); nothing changed", EewAccepted),
+        ),
+        description=(
+            "The same facts as POST /api/v1/eew in CAP 1.2: an earthquake whose <parameter>s "
+            "are EventID, ReportNum, Magnitude, EventDepth (km), OriginTime and optionally "
+            "Final, the epicentre the first <circle>, the place its <areaDesc>; msgType Cancel "
+            "withdraws the event. Checked as any CAP first (schema, rules), then each parameter "
+            "(422 invalid_eew naming it). Keyed by (EventID, ReportNum) with the JSON reports: "
+            "a report received in either form before answers 200. JSON is the faster form."
+        ),
+        body_schema=_CAP_XML,
+        body_types=tuple(sorted(feeds.XML_TYPES)),
+        errors=(403, 503),
+    ),
+    Route(
         "GET",
         f"{API}/eew/preview",
         eew.preview_eew,
