@@ -12,6 +12,7 @@ Five seconds after origin the two 任城区 villages are in the blind zone, 王�
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
@@ -154,6 +155,31 @@ async def test_a_duplicate_answers_200_and_is_not_handed_again(app: Api) -> None
     status, body = await post(app, message(report_no=2, magnitude=5.8))
     assert status == 202 and len(hook.reports) == 2
     assert [r["report_no"] for r in await stored(app)] == [1, 2]
+
+
+async def test_two_copies_at_once_are_recorded_and_handed_once(app: Api) -> None:
+    hook = Hook()
+    app.services.eew = hook
+    answers = await asyncio.gather(*(post(app, message()) for _ in range(4)))
+    assert sorted(status for status, _ in answers) == [200, 200, 200, 202]
+    assert len(hook.reports) == 1
+    assert [r["state"] for r in await stored(app)] == ["handed"]
+
+
+async def test_a_copy_while_the_first_is_being_handed_answers_without_a_summary(
+    app: Api,
+) -> None:
+    await app.pool.execute(
+        "INSERT INTO eew_reports (feed, event_id, report_no, origin_time, lat, lon, depth_km,"
+        " magnitude, place, final, cancel, status, state, received_at, raw)"
+        " VALUES ('cma', $1, 1, $2, 35.4, 116.6, 10, 5.5, '任城区', false, false, 'Actual',"
+        " 'received', $3, '{}')",
+        "CEA20260729015955.0001",
+        ORIGIN,
+        NOW,
+    )
+    status, body = await post(app, message())
+    assert status == 200 and body["state"] == "received" and body["summary"] is None
 
 
 async def test_a_report_received_through_another_feed_is_a_duplicate(app: Api) -> None:

@@ -117,9 +117,9 @@ class EewParameters:
 def degree_of(intensity: NDArray[np.float64] | float) -> NDArray[np.int8]:
     """The integer degree people are told: round half up (6.5 → 7, 6.49 → 6), clamped to I–XII.
 
-    Half up rather than numpy's half-to-even, so that equal distances past a boundary never
-    round differently; the level is decided on this same degree, so the level of a message and
-    the degree it names always agree.
+    Half up, as people round, rather than numpy's half-to-even (which makes 2.5 → 2 but
+    3.5 → 4). The level is decided on this same degree, so the level of a message and the
+    degree it names always agree.
     """
     return np.clip(
         np.floor(np.asarray(intensity, dtype=np.float64) + 0.5), MIN_DEGREE, MAX_DEGREE
@@ -342,8 +342,9 @@ class EewDecision:
 
     ``rise``: villages (indices, in the report's order) that get a new alert because their level
     went up (or they had none). ``cancel``: villages already reached, which get the 解除/误报
-    notice. ``stale``: the report is older than one already applied (out of order) and changes
-    nothing.
+    notice (the villages this state alerted; who was actually reached is the dispatch record's).
+    ``stale``: the report is not newer than one already applied (a late copy, out of order, or
+    after the cancel) and changes nothing.
     """
 
     rise: NDArray[np.intp]
