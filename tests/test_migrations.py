@@ -31,6 +31,7 @@ DECLARED_TABLES = {
     "callout_events",
     "field_tasks",
     "field_task_events",
+    "eew_reports",
 }
 
 

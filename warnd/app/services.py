@@ -12,6 +12,7 @@ from channels.base import Channel, InboundEvent
 from warnd.app.metrics import Metrics
 from warnd.core.clock import Clock
 from warnd.core.config import AppConfig
+from warnd.core.eew import EewReport
 from warnd.db.notify import Wakeup
 from warnd.policy.loader import PolicyHolder
 from warnd.policy.model import Policy
@@ -33,6 +34,10 @@ class Services:
     inbound: Callable[[str, Sequence[InboundEvent]], Awaitable[object]] | None = None
     # Webhook batches applied at once: past that a gateway is asked to retry (429).
     inbound_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    # The earthquake early-warning fast path: takes each new report of a seismic feed (Actual
+    # or Exercise) the moment it is recorded, before warnd computes the feed's answer. None in a
+    # process without one: reports are then recorded only.
+    eew: Callable[[EewReport], Awaitable[object]] | None = None
     # One CAP parse at a time per feed (a thread each): a feed that sends costly messages
     # waits for itself, and the others' parses go on.
     _parse_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)

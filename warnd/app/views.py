@@ -455,6 +455,114 @@ class Ready(BaseModel):
     channels: list[ChannelOut]
 
 
+# --- earthquake early warning ------------------------------------------------------------------
+
+
+class EewLevelCounts(BaseModel):
+    """Alerted villages per level."""
+
+    red: int
+    orange: int
+    yellow: int
+
+
+class CountdownRange(BaseModel):
+    """Seconds until the S-wave arrives, over the alerted villages (≤ 0: the blind zone)."""
+
+    min_s: float
+    max_s: float
+
+
+class EewSummary(BaseModel):
+    """What one report means for the city's villages, by the policy in force."""
+
+    public_alert: bool = Field(
+        description="false below the policy's min_magnitude, or for a cancel: nobody is alerted"
+    )
+    villages: EewLevelCounts = Field(description="alerted villages per level")
+    alerted_villages: int
+    blind_zone: int = Field(
+        description="alerted villages the S-wave has reached already (told 地震已发生，立即避险)"
+    )
+    countdown: CountdownRange | None = Field(description="null when no village is alerted")
+    expires_at: datetime | None = Field(
+        description="the last alerted village's S-wave arrival plus the policy's grace"
+    )
+
+
+class EewAccepted(BaseModel):
+    """A report received (202) or received before (200)."""
+
+    event_id: str
+    report_no: int
+    created: bool = Field(description="false: this (event_id, report_no) was received before")
+    detail: str = Field(description="accepted, or already received")
+    state: str = Field(
+        description="handed (to the fast path), recorded (no fast path here, or a Test), "
+        "received (being handed by another request), failed"
+    )
+    summary: EewSummary | None = Field(
+        description="null for a duplicate whose first copy is still being handled"
+    )
+    simulated: bool
+
+
+class EewCountyOut(BaseModel):
+    """An alerted county's share of an event: villages, people and loudspeakers."""
+
+    county_code: str
+    county_name: str
+    villages: int = Field(description="alerted villages in the county")
+    red: int
+    orange: int
+    yellow: int
+    blind_zone: int
+    households: int = Field(description="households of the alerted villages")
+    responders: int = Field(
+        description="responders of the alerted villages and of their towns and county"
+    )
+    people: int = Field(description="households + responders")
+    speaker_villages: int = Field(description="alerted villages with a loudspeaker (no blind spot)")
+    speakers: int = Field(description="loudspeakers reported by broadcast channels in them")
+    speakers_offline: int
+
+
+class EewVillageOut(BaseModel):
+    code: str
+    name: str
+    county_code: str
+    level: str
+    degree: int = Field(description="the intensity degree people are told (I rounded half up)")
+    intensity: float
+    distance_km: float = Field(description="hypocentral distance")
+    countdown_s: float
+    blind: bool
+
+
+class EewPreview(BaseModel):
+    """A drill's look at an earthquake that has not happened: who would be warned, how soon.
+    Nothing is sent."""
+
+    lat: float
+    lon: float
+    depth_km: float
+    magnitude: float
+    elapsed_s: float = Field(description="seconds after origin the countdowns are taken at")
+    min_magnitude: float
+    summary: EewSummary
+    counties: list[EewCountyOut] = Field(description="alerted counties, most villages first")
+    villages_without_coordinates: int = Field(
+        description="villages of the roster that have no lat/lon: never alerted"
+    )
+    texts: list[str] = Field(
+        description="the SMS of the most and the least shaken alerted village (and the blind "
+        "zone's, when there is one)"
+    )
+    alerted: list[EewVillageOut] = Field(
+        description="alerted villages, highest intensity first, then nearest"
+    )
+
+
 # --- the CSV forms -----------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 
 import click
 
+from warnd.cli.eew import eew
 from warnd.cli.errors import friendly_errors
 from warnd.cli.officer import warning
 from warnd.cli.roster import roster
@@ -68,6 +69,7 @@ def db_migrate() -> None:
 
 
 main.add_command(roster)
+main.add_command(eew)
 main.add_command(warning)
 for entry in entry_points(group=COMMANDS_GROUP):
     main.add_command(entry.load(), entry.name)

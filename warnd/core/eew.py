@@ -44,6 +44,7 @@ MIN_DEGREE: Final = 1
 MAX_DEGREE: Final = 12  # the Chinese seismic intensity scale runs I … XII
 TEST_MARK: Final = "【测试】"
 SMS_CHARS: Final = 70  # one UCS-2 SMS part: an early warning must never be split
+STRONG_DEGREE: Final = 5  # from this degree texts say 强烈震感 and 请立即避险
 
 # Level codes in the arrays: 0 is "not alerted", higher is more severe; comparisons between
 # reports of one event are then plain integer comparisons.
@@ -116,9 +117,9 @@ class EewParameters:
 def degree_of(intensity: NDArray[np.float64] | float) -> NDArray[np.int8]:
     """The integer degree people are told: round half up (6.5 → 7, 6.49 → 6), clamped to I–XII.
 
-    Half up rather than numpy's half-to-even, so that equal distances past a boundary never
-    round differently; the level is decided on this same degree, so the level of a message and
-    the degree it names always agree.
+    Half up, as people round, rather than numpy's half-to-even (which makes 2.5 → 2 but
+    3.5 → 4). The level is decided on this same degree, so the level of a message and the
+    degree it names always agree.
     """
     return np.clip(
         np.floor(np.asarray(intensity, dtype=np.float64) + 0.5), MIN_DEGREE, MAX_DEGREE
@@ -261,6 +262,12 @@ class EewAssessment:
         """When the S-wave reaches village ``index``."""
         return self.report.origin_time + timedelta(seconds=float(self.arrival_s[index]))
 
+    @property
+    def expires_s(self) -> NDArray[np.float64]:
+        """Per village: when a message to it is no longer worth sending, seconds after origin
+        (its S-wave arrival plus the grace)."""
+        return self.arrival_s + self.parameters.grace_s
+
     def expires_at(self, index: int) -> datetime:
         """After this a message to village ``index`` is no use: arrival + grace."""
         return self.arrival(index) + timedelta(seconds=self.parameters.grace_s)
@@ -335,8 +342,9 @@ class EewDecision:
 
     ``rise``: villages (indices, in the report's order) that get a new alert because their level
     went up (or they had none). ``cancel``: villages already reached, which get the 解除/误报
-    notice. ``stale``: the report is older than one already applied (out of order) and changes
-    nothing.
+    notice (the villages this state alerted; who was actually reached is the dispatch record's).
+    ``stale``: the report is not newer than one already applied (a late copy, out of order, or
+    after the cancel) and changes nothing.
     """
 
     rise: NDArray[np.intp]
@@ -435,11 +443,15 @@ def warning_text(
     if seconds <= 0:
         build = prefix + "地震已发生，立即避险！{place}" + f"{m}级地震，本地烈度约{degree}度"
     else:
-        felt = "强烈震感" if degree >= 5 else "震感"
+        # From V on, objects fall and people are hurt: take cover now. III–IV is felt but does
+        # little harm, where a command to flee causes the injuries (stairs, windows).
+        felt, act = (
+            ("强烈震感", "请立即避险") if degree >= STRONG_DEGREE else ("震感", "请注意避险")
+        )
         build = (
             prefix
             + "地震预警：{place}"
-            + f"发生{m}级地震，预计{seconds}秒后有{felt}（烈度{degree}度），请立即避险"
+            + f"发生{m}级地震，预计{seconds}秒后有{felt}（烈度{degree}度），{act}"
         )
     return _fit(build, report.place, max_chars)
 

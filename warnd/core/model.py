@@ -58,6 +58,9 @@ class NormalisedWarning:
     expires: datetime | None = None
     raw: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # The chosen info block's <parameter>s as (valueName, value), in document order: a seismic
+    # feed's early-warning CAP carries its facts there (warnd.ingest.eew).
+    parameters: tuple[tuple[str, str], ...] = ()
 
     @property
     def reaches_people(self) -> bool:

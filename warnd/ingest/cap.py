@@ -709,6 +709,7 @@ def _to_warning(alert: _Alert, *, raw: str) -> NormalisedWarning:
         expires=info.expires,
         raw=raw,
         extra=info.extra,
+        parameters=tuple(info.parameters),
     )
 
 

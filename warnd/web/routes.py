@@ -16,6 +16,8 @@ from warnd.app.views import (
     CalloutOut,
     CalloutPage,
     DeliveryPage,
+    EewAccepted,
+    EewPreview,
     Health,
     Preview,
     ProgressReport,
@@ -29,12 +31,14 @@ from warnd.app.views import (
 )
 from warnd.app.warnings import ApproveRequest, RejectRequest
 from warnd.ingest.amend import CancelRequest, CorrectRequest
+from warnd.ingest.eew import EewMessage
 from warnd.ingest.manual import ManualWarning
-from warnd.web.api import callouts, feeds, probes, rejected, speakers, warnings
+from warnd.web.api import callouts, eew, feeds, probes, rejected, speakers, warnings
 from warnd.web.api.queries import (
     AuditQuery,
     CalloutsQuery,
     DeliveriesQuery,
+    EewPreviewQuery,
     ProgressQuery,
     RejectedQuery,
     SpeakersQuery,
@@ -79,6 +83,66 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
         body_schema=_CAP_XML,
         body_types=tuple(sorted(feeds.XML_TYPES)),
+    ),
+    Route(
+        "POST",
+        f"{API}/eew",
+        eew.post_eew,
+        FEED_ROLE,
+        "Receive an earthquake early-warning report from a seismic feed",
+        (
+            Answer(202, "Accepted: recorded and handed to the early-warning path", EewAccepted),
+            Answer(200, "Already received (a duplicate); nothing changed", EewAccepted),
+        ),
+        description=(
+            "One report of one event: event_id, report_no (1, 2, 3… for the same event), "
+            "origin_time, epicentre, depth, magnitude, place, final, cancel, status. Strict: "
+            "unknown fields, strings for numbers and numbers for flags are refused (422, the "
+            "detail names each field). A report is keyed by (event_id, report_no) across feeds "
+            "and processes: the same report again answers 200. The answer summarises what the "
+            "report means by the policy in force: villages per level, the blind zone, the "
+            "countdown range. 503 when the early-warning path failed to take it: send it again. "
+            "Refused messages are kept for the duty officer (GET /api/v1/rejected)."
+        ),
+        body=EewMessage,
+        errors=(503,),
+    ),
+    Route(
+        "POST",
+        f"{API}/eew/cap",
+        eew.post_eew_cap,
+        FEED_ROLE,
+        "Receive an earthquake early-warning report as CAP 1.2 from a seismic feed",
+        (
+            Answer(202, "Accepted: recorded and handed to the early-warning path", EewAccepted),
+            Answer(200, "Already received (a duplicate); nothing changed", EewAccepted),
+        ),
+        description=(
+            "The same facts as POST /api/v1/eew in CAP 1.2: an earthquake whose <parameter>s "
+            "are EventID, ReportNum, Magnitude, EventDepth (km), OriginTime and optionally "
+            "Final, the epicentre the first <circle>, the place its <areaDesc>; msgType Cancel "
+            "withdraws the event. Checked as any CAP first (schema, rules), then each parameter "
+            "(422 invalid_eew naming it). Keyed by (EventID, ReportNum) with the JSON reports: "
+            "a report received in either form before answers 200. JSON is the faster form."
+        ),
+        body_schema=_CAP_XML,
+        body_types=tuple(sorted(feeds.XML_TYPES)),
+        errors=(403, 503),
+    ),
+    Route(
+        "GET",
+        f"{API}/eew/preview",
+        eew.preview_eew,
+        OFFICERS,
+        "Preview an earthquake for a drill: villages per level, countdowns, people per county",
+        (Answer(200, "The preview; nothing is sent or recorded", EewPreview),),
+        description=(
+            "The villages an earthquake at (lat, lon, depth, mag) would alert by the policy in "
+            "force ([earthquake_early_warning]), highest intensity first, with the countdown "
+            "range and the blind zone, and per county the villages, people (households and "
+            "responders) and loudspeakers. Below min_magnitude nobody is alerted."
+        ),
+        query=EewPreviewQuery,
     ),
     Route(
         "POST",

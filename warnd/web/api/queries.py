@@ -108,3 +108,28 @@ class CalloutsQuery(QueryModel):
 class RejectedQuery(QueryModel):
     limit: Limit = 100
     before: Before = None
+
+
+class EewPreviewQuery(QueryModel):
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False, description="epicentre latitude")
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False, description="epicentre longitude")
+    depth: float = Field(ge=0, le=700, allow_inf_nan=False, description="focal depth, km")
+    mag: float = Field(ge=0, le=10, allow_inf_nan=False, description="magnitude")
+    elapsed: float = Field(
+        default=0,
+        ge=0,
+        le=600,
+        allow_inf_nan=False,
+        description="seconds after origin the countdowns are taken at (a first report comes "
+        "some 5 s after origin)",
+    )
+    exercise: QueryBool = Field(
+        default=False, description="true: count only people marked for exercises"
+    )
+    place: str = Field(
+        default="震中",
+        min_length=1,
+        max_length=60,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="the place the sample texts name",
+    )
