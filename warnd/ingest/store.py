@@ -7,7 +7,7 @@ transaction, so a stored warning always has its targets and a duplicate changes 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,6 +58,7 @@ async def store_warning(
     author: str | None = None,
     override_source: bool = False,
     amends: Amendment | None = None,
+    within: Callable[[Conn, int], Awaitable[None]] | None = None,
 ) -> Stored:
     """Store a warning once; resolve its area; end what an Update or Cancel references.
 
@@ -65,7 +66,9 @@ async def store_warning(
     ``amends``: an officer's cancel or correction, which must end that warning (``ConflictError``
     and nothing stored otherwise, e.g. when another officer ended it first) and is audited in
     the same transaction. An Update or Cancel that waits for a second officer ends nothing yet:
-    the warning it is for stays in force until ``release``.
+    the warning it is for stays in force until ``release``. ``within`` runs in the same
+    transaction once a new warning is stored and its area resolved (the earthquake fast path
+    writes the deliveries it has sent), so the planner never sees the warning without it.
     """
     decision = admit(warning, needs_approval=needs_approval, now=now)
     async with pool.acquire() as conn, conn.transaction():
@@ -102,6 +105,8 @@ async def store_warning(
             assert row is not None  # the conflict that suppressed the insert is this row
             return Stored(row["id"], row["state"], created=False)
         unknown = await resolve_area(conn, warning_id, warning.area)
+        if within is not None:
+            await within(conn, warning_id)
         waits = decision.state == "pending_approval"
         only = amends.warning_id if amends is not None else None
         # A waiting Update or Cancel checks its references now (a refusal tells the sender at

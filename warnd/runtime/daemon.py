@@ -36,6 +36,7 @@ from warnd.db.queries import sql
 from warnd.db.roles import RUNTIME_LOGIN, RUNTIME_ROLE, as_user, ensure_runtime_login
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.eew import FastPath
 from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.heartbeat import HeartbeatWatch
 from warnd.pipeline.inbound import Inbound
@@ -163,6 +164,7 @@ class Daemon:
         self.port: int | None = None
         self._preparing: set[asyncio.Task[None]] = set()  # channels rendering texts ahead
         self._dispatcher: Dispatcher | None = None
+        self._fast_path: FastPath | None = None
 
     @asynccontextmanager
     async def running(self, url: str | None = None) -> AsyncIterator[Services]:
@@ -226,6 +228,8 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*senders, *others, *self._preparing, return_exceptions=True)
         await runner.cleanup()
+        if self._fast_path is not None:  # early warnings' records and outcomes
+            await self._fast_path.drain(self.settings.stop_grace)
         for channel in self.channels.values():
             try:
                 await channel.stop()
@@ -281,6 +285,15 @@ class Daemon:
             lease_seconds=lease,
         )
         self._dispatcher = dispatcher
+        self._fast_path = FastPath(
+            pool,
+            self.channels,
+            services.current_policy,
+            self.clock,
+            dispatcher.record,
+            lease_seconds=lease,
+        )
+        services.eew = self._fast_path
 
         async def plan_loop() -> None:
             while True:
@@ -303,11 +316,13 @@ class Daemon:
         )
 
         speakers = SpeakerWatch(pool, self.config.speakers, self.metrics)
+        fast_path = self._fast_path
 
         async def housekeeping() -> None:
             while True:
                 await heartbeats.check(self.clock.now())
                 await speakers.check(self.clock.now())
+                await fast_path.roster()  # kept loaded: an early warning never waits for it
                 await dispatcher.reclaim_leases()
                 await dispatcher.notify_skipped_callouts()
                 await inbound.match_early_receipts()

@@ -69,3 +69,54 @@ SELECT c.county || '000000' AS county_code, coalesce(d.name, '') AS county_name,
   LEFT JOIN loudspeaker_villages l ON l.county = c.county
   LEFT JOIN speakers_by s ON s.county = c.county
  ORDER BY c.county;
+
+-- The earthquake fast path (warnd.pipeline.eew): its roster in memory, and its durable record.
+
+-- name: eew_blind_villages
+-- Villages no loudspeaker covers (警报盲区).
+SELECT code FROM divisions WHERE level = 'village' AND blind_spot;
+
+-- name: eew_facilities
+-- Every special facility's contact (schools, care homes …), by village.
+SELECT id, village_code, contact_phone AS phone, exercise FROM facilities ORDER BY id;
+
+-- name: eew_responders
+-- The responders who answer for earthquakes, by their division.
+SELECT id, phone, division_code, exercise FROM responders
+ WHERE specialities && ARRAY['all', 'earthquake']
+ ORDER BY id;
+
+-- name: eew_delivery_ids
+-- Ids for the deliveries of a report, taken before they are written: the alerts go out with
+-- them at once, and their rows follow. $1 how many
+SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) AS id FROM generate_series(1, $1);
+
+-- name: eew_plan_households
+-- The fast path wrote the plan's first steps (responders, loudspeakers, facilities): planning
+-- goes on from there, with the households. $1 warning id, $2 steps done
+UPDATE warnings SET plan_cursor = $2 WHERE id = $1;
+
+-- name: eew_deliveries
+-- The alerts of one channel, already handed to it: sending, under a lease (a crash brings them
+-- back to the queue, where their expiry cancels them rather than send them late); each
+-- responder's points at their call-out.
+-- $1 warning id, $2 bigint[] ids, $3 bigint[] message ids, $4 text[] audiences, $5 bigint[]
+-- recipient ids, $6 text[] divisions, $7 text[] addresses, $8 timestamptz[] expiries, $9 kind,
+-- $10 channel, $11 priority, $12 now, $13 lease until
+INSERT INTO deliveries (id, warning_id, message_id, audience, recipient_id, division_code,
+                        address, channel_kind, priority, state, attempts, channel, queued_at,
+                        due_at, sending_at, lease_until, expires_at, callout_id)
+SELECT a.id, $1, a.message_id, a.audience, a.recipient_id, a.division_code, a.address, $9, $11,
+       'sending', 1, $10, $12, $12, $12, $13, a.expires_at, co.id
+  FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+              $8::timestamptz[])
+       AS a(id, message_id, audience, recipient_id, division_code, address, expires_at)
+  LEFT JOIN callouts co
+    ON a.audience = 'responder' AND co.warning_id = $1 AND co.responder_id = a.recipient_id;
+
+-- name: eew_event_warnings
+-- The warnings the fast path stored for one event's reports, that a cancel ends.
+-- $1 source, $2 identifier pattern ('<event id>#%')
+SELECT sender, identifier, sent, level FROM warnings
+ WHERE source = $1 AND identifier LIKE $2 AND msg_type = 'Alert'
+   AND state IN ('active', 'pending_approval');

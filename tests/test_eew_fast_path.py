@@ -1,0 +1,205 @@
+"""The earthquake fast path on a real database: an M 5.5 report reaches the highest-intensity
+village's loudspeaker first, then schools and care homes, then responders, each with its own
+countdown; the durable record follows (warning, deliveries with the ids the alerts went out with,
+call-outs) and planning goes on with the households only; a larger second report alerts the
+villages whose level rose, and a cancel tells everyone reached."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from channels.base import ChannelKind
+from tests import seed
+from tests.fixtures import DAYTIME, FEED_TOKEN, LIMITS, RecordingChannel
+from tests.waiting import until
+from warnd.app.metrics import Metrics
+from warnd.core.clock import ManualClock
+from warnd.core.config import load_config_data
+from warnd.core.eew import EewReport
+from warnd.db.notify import Wakeup
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.eew import FastPath
+from warnd.pipeline.planner import FIRST_STEPS, Planner
+from warnd.policy.model import Policy
+from warnd.runtime.daemon import Daemon
+from warnd.runtime.settings import Settings
+
+ORIGIN = DAYTIME - timedelta(seconds=1)
+
+
+def report(report_no: int = 1, magnitude: float = 5.5, **changes: object) -> EewReport:
+    facts: dict[str, object] = {
+        "event_id": "CEIC-1",
+        "report_no": report_no,
+        "origin_time": ORIGIN,
+        "lat": 35.40,
+        "lon": 116.60,
+        "depth_km": 10.0,
+        "magnitude": magnitude,
+        "place": "济宁市任城区",
+        **changes,
+    }
+    return EewReport(**facts)  # type: ignore[arg-type]
+
+
+class Setup:
+    def __init__(self, pool: asyncpg.Pool, policy: Policy) -> None:
+        self.clock = ManualClock(DAYTIME)
+        self.speakers = RecordingChannel("speakers", ChannelKind.BROADCAST)
+        self.sms = RecordingChannel("sms", ChannelKind.SMS)
+        channels = {"speakers": self.speakers, "sms": self.sms}
+        dispatcher = Dispatcher(pool, channels, self.clock, Metrics(), Wakeup())
+        self.fast = FastPath(pool, channels, lambda: policy, self.clock, dispatcher.record)
+
+
+async def test_an_m55_report_alerts_the_nearest_villages_first_and_is_recorded(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    async with pool.acquire() as conn:
+        await seed.seed(conn)
+    setup = Setup(pool, policy)
+    await setup.fast(report())
+    # Handed at once, before any record: 张庄村 (degree 6, 10.6 km) before 王家村 (degree 3,
+    # 68 km); 李庄村 is a blind spot (no loudspeaker).
+    assert [m.address for m in setup.speakers.sent] == [seed.VILLAGE_R1, seed.VILLAGE_S1]
+    first = setup.speakers.sent[0]
+    assert (
+        first.priority == 0 and first.warning is not None and first.warning.hazard == "earthquake"
+    )
+    assert "秒后" in first.text and "烈度6度" in first.text and not first.text.startswith("【")
+    assert first.expires_at is not None and first.expires_at > DAYTIME
+    # Schools and care homes, then responders (the geological-only and flood-only ones never),
+    # each with its village's countdown; superiors once, with their worst village's text.
+    assert [m.address for m in setup.sms.sent] == [
+        "+8613700000001",  # 张庄小学
+        "+8613700000002",  # 泗河敬老院
+        "+8613900000004",  # 张庄村
+        "+8613900000005",
+        "+8613900000001",  # 任城区
+        "+8613900000000",  # 济宁市
+        "+8613900000006",  # 李庄村
+        "+8613900000014",  # 王家村
+        "+8613900000011",  # 泗水县
+    ]
+    school, care_home = setup.sms.sent[0], setup.sms.sent[1]
+    assert school.text.startswith("【济宁市应急管理局】") and "烈度6度" in school.text
+    assert "烈度3度" in care_home.text  # far away: mild shaking, later
+
+    await setup.fast.drain()
+    warning = await pool.fetchrow("SELECT * FROM warnings WHERE source = 'eew'")
+    assert warning is not None
+    assert (warning["hazard"], warning["level"], warning["state"]) == (
+        "earthquake",
+        "orange",
+        "active",
+    )
+    assert warning["plan_cursor"] == len(FIRST_STEPS) and warning["plan_state"] == "pending"
+    rows = await pool.fetch(
+        "SELECT id, address, state, expires_at, callout_id, audience FROM deliveries "
+        "WHERE warning_id = $1 ORDER BY id",
+        warning["id"],
+    )
+    sent = {m.key: m for m in [*setup.speakers.sent, *setup.sms.sent]}
+    assert {r["id"] for r in rows} == set(sent)  # recorded under the ids they went out with
+    assert {r["state"] for r in rows} == {"sent"}
+    assert all(r["expires_at"] == sent[r["id"]].expires_at for r in rows)
+    callouts = await pool.fetch(
+        "SELECT phone, state FROM callouts WHERE warning_id = $1", warning["id"]
+    )
+    responders = {r["address"] for r in rows if r["audience"] == "responder"}
+    assert {c["phone"] for c in callouts} == responders
+    assert {c["state"] for c in callouts} == {"notified"}
+    assert all(r["callout_id"] is not None for r in rows if r["audience"] == "responder")
+
+    # Planning goes on with the households alone: nobody gets the alert twice.
+    await Planner(pool, lambda: policy, setup.clock, LIMITS).plan_pending()
+    planned = await pool.fetch(
+        "SELECT audience, address FROM deliveries WHERE warning_id = $1 AND id <> ALL($2)",
+        warning["id"],
+        list(sent),
+    )
+    assert {r["audience"] for r in planned} == {"household"}
+    assert len({r["address"] for r in planned}) == len(planned) > 0
+
+
+async def test_a_larger_report_alerts_where_the_level_rose_and_a_cancel_tells_everyone(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    async with pool.acquire() as conn:
+        await seed.seed(conn)
+    setup = Setup(pool, policy)
+    await setup.fast(report())
+    await setup.fast.drain()
+    before = len(setup.speakers.sent), len(setup.sms.sent)
+    # M 6.0: 张庄村 and 李庄村 rise to degree 7 (red); 王家村 stays at degree 4 (yellow).
+    setup.clock.advance(2)
+    await setup.fast(report(2, 6.0))
+    await setup.fast.drain()
+    again = setup.speakers.sent[before[0] :]
+    assert [m.address for m in again] == [seed.VILLAGE_R1]
+    assert "7度" in again[0].text  # the shaking is there by now: 地震已发生，立即避险
+    texted = {m.address for m in setup.sms.sent[before[1] :]}
+    assert "+8613900000014" not in texted and "+8613700000002" not in texted
+    assert {"+8613700000001", "+8613900000004", "+8613900000006"} <= texted
+    # The same report again, or an older one, changes nothing.
+    await setup.fast(report(2, 6.0))
+    assert len(setup.speakers.sent) == before[0] + 1
+
+    setup.clock.advance(5)
+    await setup.fast(report(3, 6.0, cancel=True))
+    cancel = await pool.fetchrow("SELECT * FROM warnings WHERE msg_type = 'Cancel'")
+    assert cancel is not None
+    ended = await pool.fetch("SELECT state FROM warnings WHERE ended_by = $1", cancel["id"])
+    assert [r["state"] for r in ended] == ["cancelled", "cancelled"]
+    await Planner(pool, lambda: policy, setup.clock, LIMITS).plan_pending()
+    told = await pool.fetch(
+        "SELECT DISTINCT address FROM deliveries WHERE warning_id = $1 AND notice = 'cancelled'",
+        cancel["id"],
+    )
+    everyone = {m.address for m in [*setup.speakers.sent, *setup.sms.sent]}
+    assert {r["address"] for r in told} == everyone
+
+
+async def test_a_report_posted_by_the_seismic_feed_reaches_the_loudspeakers_through_warnd(
+    seeded: str,
+) -> None:
+    """End to end: the feed's JSON over HTTP, a running daemon, its channels, its database."""
+    speakers = RecordingChannel("speakers", ChannelKind.BROADCAST)
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    config = load_config_data({"feeds": {"seismic": {"token": FEED_TOKEN}}}, source=Path("<t>"))
+    daemon = Daemon(Settings(http_port=0), config=config, channels={"s": speakers, "m": sms})
+    origin = datetime.now(UTC) - timedelta(seconds=1)
+    body = {
+        "event_id": "CEA-E2E",
+        "report_no": 1,
+        "origin_time": origin.isoformat(),
+        "lat": 35.40,
+        "lon": 116.60,
+        "depth_km": 10,
+        "magnitude": 5.5,
+        "place": "济宁市任城区",
+        "final": False,
+        "cancel": False,
+        "status": "Actual",
+    }
+    async with daemon.running(seeded) as services, aiohttp.ClientSession() as http:
+        assert daemon.port is not None
+        async with http.post(
+            f"http://127.0.0.1:{daemon.port}/api/v1/eew",
+            json=body,
+            headers={"Authorization": f"Bearer {FEED_TOKEN}"},
+        ) as response:
+            answer = await response.json()
+            assert response.status == 202, answer
+        assert answer["state"] == "handed"
+        assert [m.address for m in speakers.sent] == [seed.VILLAGE_R1, seed.VILLAGE_S1]
+        recorded = (
+            "SELECT count(*) FILTER (WHERE d.state = 'sent') = $1 FROM deliveries d "
+            "JOIN warnings w ON w.id = d.warning_id WHERE w.source = 'eew'"
+        )
+        total = len(speakers.sent) + len(sms.sent)
+        await until(lambda: services.pool.fetchval(recorded, total), what="the alerts recorded")

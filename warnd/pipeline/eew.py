@@ -1,0 +1,402 @@
+"""The earthquake fast path: an early-warning report to loudspeakers, schools and responders in
+milliseconds, the highest-intensity villages first.
+
+Seconds before the S-wave are the whole value of an early warning (DOMAIN §3), so nothing here
+waits for the ordinary pipeline: the villages, their loudspeakers, facilities and responders are
+held in memory (``QuakeRoster``, loaded at start and reloaded every few minutes), the report is
+assessed on arrays (``warnd.core.eew``), and each message — its own text per village, with the
+countdown and the degree — is handed straight to its channel with priority 0 (ahead of anything
+a channel already holds) and an expiry (the S-wave's arrival plus the policy's grace: a channel
+drops it after that rather than send it late). Loudspeakers go first, then facilities, then
+responders, each in the order of the villages.
+
+The durable record is written at the same time, not before: the warning (``source = 'eew'``,
+one per report that raised some village's level), its villages, the messages and deliveries
+(state ``sending`` under a lease, with the ids the messages were sent with), and the responders'
+call-outs. Once both the channels' answers and that record are in, the outcomes are recorded by
+dispatch's own ``record``. Households are the planner's: the warning is stored with its first
+plan steps done, so planning goes on with the household chunks at earthquake priority.
+
+What a crash can lose or repeat, at each instant:
+
+- before the record commits: messages may have reached their channels with no row saying so;
+  the feed's retry of the report (its row was never marked handed) sends them again — a
+  duplicate alert, never a missing one;
+- after the record, before the outcomes: the rows are ``sending`` under a lease; when it runs out
+  they are claimed again, and by then past their expiry, so they are cancelled as expired rather
+  than sent late (at most a duplicate when the lease is shorter than the grace);
+- after the outcomes: nothing; what follows is the ordinary pipeline's.
+
+Left to the ordinary pipeline or not done (yet): helpers' door-knocking and gongs for an
+earthquake (the plan's first steps are skipped), a later report's new alerts to households of
+villages whose level rose (only their speakers, facilities and responders are alerted again),
+and the event state across a restart (a report after one alerts again at its level).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+import numpy as np
+import structlog
+from numpy.typing import NDArray
+
+from channels.base import Channel, SendResult, WarningContext
+from warnd.app.eew import load_villages
+from warnd.core.clock import Clock
+from warnd.core.eew import (
+    CODE_LEVELS,
+    EewAssessment,
+    EewReport,
+    EventAlerts,
+    VillageArrays,
+    assess,
+    village_texts,
+)
+from warnd.core.model import Area, NormalisedWarning
+from warnd.core.outcomes import Claimed
+from warnd.core.vocabulary import Level, priority
+from warnd.db import Conn
+from warnd.db.queries import sql
+from warnd.ingest.store import store_warning
+from warnd.pipeline.callouts import open_callouts
+from warnd.pipeline.planner import FIRST_STEPS
+from warnd.policy.model import Policy
+
+log = structlog.get_logger(__name__)
+
+SOURCE = "eew"
+SENDER = "eew@warnd"  # the CAP sender of the warnings the fast path stores
+RELOAD = timedelta(minutes=5)  # the roster in memory is at most this old
+WARNING_LASTS = timedelta(hours=1)  # the stored warning: call-outs, households, notices
+ALL_LEVELS = ("city", "county", "town", "village")
+
+Record = Callable[[str, Sequence[Claimed], Sequence[SendResult]], Awaitable[None]]
+
+
+@dataclass(frozen=True, eq=False)
+class QuakeRoster:
+    """Who an earthquake alert reaches, held in memory, indexed by village."""
+
+    villages: VillageArrays
+    speaker: NDArray[np.bool_]  # per village: a loudspeaker covers it (not a blind spot)
+    facilities: dict[int, list[tuple[int, str, bool]]]  # village → (id, phone, exercise)
+    # division code → (responder id, phone, division, exercise): responders for earthquakes
+    responders: dict[str, list[tuple[int, str, str, bool]]]
+    loaded_at: datetime
+
+    @classmethod
+    async def load(cls, conn: Conn | asyncpg.Pool, now: datetime) -> QuakeRoster:
+        villages, _ = await load_villages(conn)
+        index = {str(code): i for i, code in enumerate(villages.codes.tolist())}
+        blind = {r["code"] for r in await conn.fetch(sql("eew_blind_villages"))}
+        speaker = np.array([str(c) not in blind for c in villages.codes.tolist()], dtype=np.bool_)
+        facilities: dict[int, list[tuple[int, str, bool]]] = {}
+        for r in await conn.fetch(sql("eew_facilities")):
+            if r["village_code"] in index:
+                facilities.setdefault(index[r["village_code"]], []).append(
+                    (r["id"], r["phone"], r["exercise"])
+                )
+        responders: dict[str, list[tuple[int, str, str, bool]]] = {}
+        for r in await conn.fetch(sql("eew_responders")):
+            responders.setdefault(r["division_code"], []).append(
+                (r["id"], r["phone"], r["division_code"], r["exercise"])
+            )
+        return cls(villages, speaker, facilities, responders, now)
+
+
+def divisions_of(village: str) -> tuple[str, str, str, str]:
+    """The village's code and those of its town, county and city (12 digits each)."""
+    return village, village[:9] + "000", village[:6] + "000000", village[:4] + "00000000"
+
+
+@dataclass(frozen=True)
+class _Message:
+    """One alert before it has an id: whom, where, what."""
+
+    audience: str  # broadcast, facility or responder
+    recipient_id: int  # the facility's or responder's id; 0 for a loudspeaker
+    division_code: str  # the recipient's division (a loudspeaker's village)
+    address: str
+    text: str
+    village: int  # the village (index) whose countdown and degree the text gives
+
+
+class FastPath:
+    """Hands early-warning reports to the channels; one per process (``Services.eew``)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        channels: Mapping[str, Channel],
+        policy: Callable[[], Policy],
+        clock: Clock,
+        record: Record,
+        *,
+        lease_seconds: float = 120.0,
+    ) -> None:
+        self._pool = pool
+        self._policy = policy
+        self._clock = clock
+        self._record = record
+        self._lease = lease_seconds
+        # The first channel of each kind takes the alerts (a kind with several channels splits
+        # ordinary traffic by dispatch; an alert is too urgent to wait for a choice).
+        self._channels: dict[str, Channel] = {}
+        for channel in channels.values():
+            self._channels.setdefault(channel.kind.value, channel)
+        self._roster: QuakeRoster | None = None
+        self._events: dict[str, EventAlerts] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def roster(self) -> QuakeRoster:
+        """The roster in memory, loaded again when older than ``RELOAD``."""
+        now = self._clock.now()
+        if self._roster is None or now - self._roster.loaded_at > RELOAD:
+            self._roster = await QuakeRoster.load(self._pool, now)
+            self._events.clear()  # their arrays are aligned with the old villages
+        return self._roster
+
+    async def __call__(self, report: EewReport) -> None:
+        """Alert the villages whose level this report raises; returns once every message is in
+        its channel's hands (their outcomes and the durable record follow in the background)."""
+        roster = await self.roster()
+        now = self._clock.now()
+        policy = self._policy()
+        assessment = assess(
+            report, roster.villages, policy.earthquake_early_warning.parameters, now
+        )
+        alerts = self._events.get(report.event_id) or EventAlerts.start(
+            report.event_id, roster.villages
+        )
+        self._events[report.event_id], decision = alerts.apply(assessment)
+        if report.cancel:
+            await self._cancel(report, now)
+            return
+        rise = decision.rise
+        if decision.stale or not len(rise):
+            return
+        exercise = report.status == "Exercise"
+        by_kind = self._messages(roster, assessment, rise, policy.signature, exercise)
+        total = sum(len(m) for m in by_kind.values())
+        if not total:
+            return
+        ids = iter([r["id"] for r in await self._pool.fetch(sql("eew_delivery_ids"), total)])
+        level = _top_level(assessment, rise)
+        # The warning's id is not known before the record: the context says what a channel
+        # needs (a loudspeaker interrupts for an earthquake, an exercise is marked).
+        context = WarningContext(0, "earthquake", level.value, exercise, None)
+        sends: list[_Send] = []
+        for kind, messages in by_kind.items():  # loudspeakers first (see _messages)
+            claimed = [
+                Claimed(
+                    next(ids),
+                    0,
+                    m.address,
+                    1,
+                    (),
+                    m.text,
+                    0,
+                    context,
+                    assessment.expires_at(m.village),
+                )
+                for m in messages
+            ]
+            channel = self._channels[kind]
+            sending = asyncio.create_task(channel.send([c.message() for c in claimed]))
+            sends.append(_Send(channel, messages, claimed, sending))
+        await asyncio.sleep(0)  # each send starts: a queueing channel has its messages now
+        log.info(
+            "eew_alerts_handed",
+            event_id=report.event_id,
+            report_no=report.report_no,
+            villages=len(rise),
+            messages=total,
+            ms=round((self._clock.now() - now).total_seconds() * 1000, 1),
+        )
+        task = asyncio.create_task(self._finish(report, assessment, rise, sends))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _messages(
+        self,
+        roster: QuakeRoster,
+        assessment: EewAssessment,
+        rise: NDArray[np.intp],
+        signature: str,
+        exercise: bool,
+    ) -> dict[str, list[_Message]]:
+        """Every message for the villages in ``rise`` (highest intensity first), by kind:
+        loudspeakers, then facilities, then the responders of the villages and of the towns,
+        counties and city above them (each once, with the text of their worst village)."""
+        by_kind: dict[str, list[_Message]] = {}
+        codes = roster.villages.codes
+        if "broadcast" in self._channels and not exercise:  # a loudspeaker reaches everyone
+            heard = rise[roster.speaker[rise]]
+            speech = village_texts(assessment, heard, signature=signature, kind="broadcast")
+            by_kind["broadcast"] = [
+                _Message("broadcast", 0, str(codes[v]), str(codes[v]), text, v)
+                for v, text in zip(heard.tolist(), speech, strict=True)
+            ]
+        if "sms" not in self._channels:
+            return by_kind
+        texts = village_texts(assessment, rise, signature=signature, kind="sms")
+        sms = by_kind.setdefault("sms", [])
+        for village, text in zip(rise.tolist(), texts, strict=True):
+            for facility_id, phone, marked in roster.facilities.get(village, ()):
+                if marked or not exercise:
+                    sms.append(
+                        _Message("facility", facility_id, str(codes[village]), phone, text, village)
+                    )
+        told: set[int] = set()
+        for village, text in zip(rise.tolist(), texts, strict=True):
+            for division in divisions_of(str(codes[village])):
+                for responder_id, phone, home, marked in roster.responders.get(division, ()):
+                    if responder_id not in told and (marked or not exercise):
+                        told.add(responder_id)
+                        sms.append(_Message("responder", responder_id, home, phone, text, village))
+        return by_kind
+
+    async def _finish(
+        self,
+        report: EewReport,
+        assessment: EewAssessment,
+        rise: NDArray[np.intp],
+        sends: Sequence[_Send],
+    ) -> None:
+        """Write the durable record while the channels work, then their outcomes."""
+        try:
+            await self._store(report, assessment, rise, sends)
+        except Exception:
+            log.exception("eew_record_failed", event_id=report.event_id)
+            raise
+        for send in sends:
+            try:
+                results = await send.sending
+            except Exception:  # a plugin's failure: the lease brings the rows back, expired
+                log.exception("eew_send_failed", channel=send.channel.name)
+                continue
+            await self._record(send.channel.name, send.claimed, results)
+
+    async def _store(
+        self,
+        report: EewReport,
+        assessment: EewAssessment,
+        rise: NDArray[np.intp],
+        sends: Sequence[_Send],
+    ) -> None:
+        policy = self._policy()
+        level = _top_level(assessment, rise)
+        rule = policy.rule("earthquake", level)
+        now = self._clock.now()
+        codes = [str(c) for c in assessment.villages.codes[rise].tolist()]
+        warning = _warning(report, level, codes)
+
+        async def within(conn: Conn, warning_id: int) -> None:
+            # The plan's first steps (responders, loudspeakers, facilities) are this path's:
+            # planning goes on with the households.
+            await conn.execute(sql("eew_plan_households"), warning_id, len(FIRST_STEPS))
+            await open_callouts(
+                conn,
+                warning_id,
+                rule,
+                speciality="earthquake",
+                levels=ALL_LEVELS,
+                exercise_only=warning.status == "Exercise",
+                now=now,
+            )
+            for send in sends:
+                kind = send.channel.kind.value
+                bodies = sorted({m.text for m in send.messages})
+                message_ids = {
+                    body: await conn.fetchval(
+                        sql("upsert_message"), warning_id, f"eew:{n}", kind, body
+                    )
+                    for n, body in enumerate(bodies)
+                }
+                await conn.execute(
+                    sql("eew_deliveries"),
+                    warning_id,
+                    [c.id for c in send.claimed],
+                    [message_ids[m.text] for m in send.messages],
+                    [m.audience for m in send.messages],
+                    [m.recipient_id for m in send.messages],
+                    [m.division_code for m in send.messages],
+                    [m.address for m in send.messages],
+                    [c.expires_at for c in send.claimed],
+                    kind,
+                    send.channel.name,
+                    priority("earthquake", level, 0),
+                    now,
+                    now + timedelta(seconds=self._lease),
+                )
+
+        await store_warning(self._pool, warning, source=SOURCE, now=now, within=within)
+
+    async def _cancel(self, report: EewReport, now: datetime) -> None:
+        """A cancelled event: the warnings its reports raised are ended by a Cancel, whose
+        notices go, as every Cancel's, to everyone reached on the channel that reached them."""
+        rows = await self._pool.fetch(sql("eew_event_warnings"), SOURCE, f"{report.event_id}#%")
+        if not rows:
+            return
+        refs = tuple(f"{r['sender']},{r['identifier']},{r['sent'].isoformat()}" for r in rows)
+        cancel = NormalisedWarning(
+            sender=SENDER,
+            identifier=f"{report.event_id}#{report.report_no}",
+            sent=now.replace(microsecond=0),
+            status=report.status,
+            msg_type="Cancel",
+            hazard="earthquake",
+            level=max((Level(r["level"]) for r in rows), key=lambda level: level.rank),
+            headline=f"{report.place}地震预警解除（误报）",
+            area=Area(codes=()),
+            area_desc=report.place,
+            references=refs,
+        )
+        await store_warning(self._pool, cancel, source=SOURCE, now=now)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait (at most ``timeout`` seconds) for the records and outcomes being written in the
+        background: at shutdown, and in tests."""
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class _Send:
+    """One channel's share of a report: the messages, as claimed rows, and the sending task."""
+
+    channel: Channel
+    messages: list[_Message]
+    claimed: list[Claimed]
+    sending: asyncio.Task[list[SendResult]]
+
+
+def _top_level(assessment: EewAssessment, rise: NDArray[np.intp]) -> Level:
+    return CODE_LEVELS[int(assessment.levels[rise].max())]
+
+
+def _warning(report: EewReport, level: Level, codes: list[str]) -> NormalisedWarning:
+    """The warning a report is stored as: the villages it raised, at their highest level. It
+    stays active an hour (call-outs, households, notices); each alert expires on its own."""
+    magnitude = f"{report.magnitude:.1f}"
+    return NormalisedWarning(
+        sender=SENDER,
+        identifier=f"{report.event_id}#{report.report_no}",
+        sent=report.origin_time.replace(microsecond=0),
+        status=report.status,
+        msg_type="Alert",
+        hazard="earthquake",
+        level=level,
+        event="地震预警",
+        headline=f"{report.place}发生{magnitude}级地震",
+        description=f"{report.place}发生{magnitude}级地震，震源深度{report.depth_km:g}公里。",
+        instruction="请立即避险。",
+        area=Area(codes=tuple(codes)),
+        area_desc=report.place,
+        expires=report.origin_time + WARNING_LASTS,
+    )
