@@ -359,11 +359,11 @@ class FastPath:
         )
         await store_warning(self._pool, cancel, source=SOURCE, now=now)
 
-    async def drain(self, timeout: float | None = None) -> None:
-        """Wait (at most ``timeout`` seconds) for the records and outcomes being written in the
+    async def drain(self, grace: float | None = None) -> None:
+        """Wait (at most ``grace`` seconds) for the records and outcomes being written in the
         background: at shutdown, and in tests."""
         if self._pending:
-            await asyncio.wait(self._pending, timeout=timeout)
+            await asyncio.wait(self._pending, timeout=grace)
 
 
 @dataclass(frozen=True)
