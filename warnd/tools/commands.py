@@ -6,8 +6,9 @@ from warnd.tools.bench_callouts import acks_command, escalation_command
 from warnd.tools.bench_fanout import bench
 from warnd.tools.bench_sms import sms
 from warnd.tools.demo import demo
+from warnd.tools.speakers import speakers
 
 for command in (acks_command, escalation_command, sms):
     bench.add_command(command)
 
-__all__ = ["bench", "demo"]
+__all__ = ["bench", "demo", "speakers"]
