@@ -4,11 +4,12 @@ Modern IP and 4G village speakers are IoT devices on a broker. warnd addresses o
 delivery per village, to the village's 12-digit code, which is the speaker id in the topics; the
 wire contract a speaker vendor implements is ``channels/BROADCAST.md`` (``warnd-broadcast/1``).
 
-Behaviour. One MQTT connection (MQTT 5, or 3.1.1 where the broker speaks nothing newer), clean
-session, reconnected with backoff. It subscribes to ``{prefix}/+/status`` (retained states, Last
-Wills, heartbeats) and ``{prefix}/+/ack``, and at start waits up to ``start_wait`` seconds for the
-retained statuses, so that speakers known to be online are not refused. ``send`` publishes one
-command per message to ``{prefix}/{speaker}/cmd`` at QoS 1, not retained, and answers:
+Behaviour. One MQTT connection (MQTT 5, or 3.1.1 where the broker refuses MQTT 5 or lets its
+CONNECT time out), clean session, reconnected with backoff. It subscribes to
+``{prefix}/+/status`` (retained states, Last Wills, heartbeats) and ``{prefix}/+/ack``, and at
+start waits up to ``start_wait`` seconds for the retained statuses, so that speakers known to
+be online are not refused. ``send`` publishes one command per message to
+``{prefix}/{speaker}/cmd`` at QoS 1, not retained, and answers:
 
     ACCEPTED, external id = the message id    the broker acknowledged the publish (PUBACK)
     PERMANENT unreachable                     the speaker is offline, stale or never seen
@@ -23,8 +24,9 @@ play an id once. What the speaker says comes back as a :class:`DeviceConfirmatio
 failed with the speaker's reason: offline_amplifier, busy, bad_audio, expired, other); a command
 no speaker answers within ``ack_timeout`` (or by its expiry) is reported once as not played, "no
 acknowledgement from the speaker in time". Commands accepted and not yet answered are published
-again, under their own ids, after every reconnect: a broker restart mid-broadcast loses none,
-and the speakers' de-duplication plays none twice. Every status becomes a
+again, under their own ids, after every reconnect of warnd's link and to a speaker that
+announces itself online again (speakers subscribe before they do): a broker restart
+mid-broadcast loses none, and the speakers' de-duplication plays none twice. Every status becomes a
 :class:`DeviceStatus`; a speaker online but silent for ``stale_after`` is reported offline once,
 "no heartbeat since …", and refused until it is heard again. Payloads that are not the contract
 (not JSON, wrong types, too large, a foreign topic, an ack from the wrong speaker) are dropped and
@@ -50,6 +52,7 @@ Configuration (``[channels.<name>]``, ``type = "mqtt_broadcast"``) and defaults:
     topic_prefix = "warnd/speakers"
     stale_after = 600.0            # seconds without a status before a speaker counts as offline
     start_wait = 3.0               # seconds start() waits for the connection and retained statuses
+    connect_timeout = 5.0          # seconds for the broker's CONNACK
     publish_timeout = 10.0         # seconds for the broker's PUBACK
     ack_timeout = 900.0            # seconds for a speaker's acknowledgement
     repeat = 2                     # times a speaker plays the message

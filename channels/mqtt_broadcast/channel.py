@@ -97,6 +97,8 @@ class MqttBroadcastChannel(Channel):
         )
         self.fleet = Fleet(config.stale_after)
         self._pending: dict[str, _Pending] = {}
+        self._by_speaker: dict[str, set[str]] = {}  # speaker -> ids of its pending commands
+        self._republishing: set[asyncio.Task[None]] = set()
         self._finished: OrderedDict[str, bool] = OrderedDict()  # id -> played
         self._link: Link | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -150,6 +152,10 @@ class MqttBroadcastChannel(Channel):
                 await watch
         if link is not None:
             await link.stop()
+        tasks = list(self._republishing)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.audio.close()
 
     async def prepare(self, texts: Sequence[str]) -> None:
@@ -214,15 +220,16 @@ class MqttBroadcastChannel(Channel):
         message_id = command.id
         topic = command_topic(self.config.topic_prefix, speaker)
         deadline = min(command.expires_at, now + timedelta(seconds=self.config.ack_timeout))
+        pending = _Pending(speaker, topic, command.payload(), deadline)
         # Recorded before publishing: a fast speaker may answer before the PUBACK arrives.
-        self._pending[message_id] = _Pending(speaker, topic, command.payload(), deadline)
+        self._add_pending(message_id, pending)
         try:
-            await link.publish(topic, self._pending[message_id].payload)
+            await link.publish(topic, pending.payload)
         except LinkDownError as exc:
-            self._pending.pop(message_id, None)
+            self._drop_pending(message_id)
             return _failure(message, Outcome.TRANSIENT, Reason.UNREACHABLE, str(exc))
         except BaseException:
-            self._pending.pop(message_id, None)
+            self._drop_pending(message_id)
             raise
         return SendResult(message.key, Outcome.ACCEPTED, external_id=message_id)
 
@@ -255,11 +262,29 @@ class MqttBroadcastChannel(Channel):
             level=warning.level if warning is not None else None,
         )
 
-    async def _republish(self) -> None:
-        """After a (re)connect: publish again every command no speaker has answered, under its
-        own message id (speakers play an id once and acknowledge a repeat again)."""
+    def _add_pending(self, message_id: str, pending: _Pending) -> None:
+        self._drop_pending(message_id)  # the same delivery sent again replaces itself
+        self._pending[message_id] = pending
+        self._by_speaker.setdefault(pending.speaker, set()).add(message_id)
+
+    def _drop_pending(self, message_id: str) -> _Pending | None:
+        pending = self._pending.pop(message_id, None)
+        if pending is not None:
+            ids = self._by_speaker.get(pending.speaker)
+            if ids is not None:
+                ids.discard(message_id)
+                if not ids:
+                    del self._by_speaker[pending.speaker]
+        return pending
+
+    async def _republish(self, speaker: str | None = None) -> None:
+        """Publish again the commands no speaker has answered (all of them after a reconnect;
+        one speaker's when it comes online), under their own message ids: a speaker plays an
+        id once and acknowledges a repeat again."""
         link = self._link
-        if link is None or not self._pending:
+        wanted = self._pending.keys() if speaker is None else self._by_speaker.get(speaker, set())
+        ids = list(wanted)
+        if link is None or not ids:
             return
         slots = asyncio.Semaphore(_REPUBLISH_WINDOW)
 
@@ -273,8 +298,13 @@ class MqttBroadcastChannel(Channel):
                     return  # still pending: the next connection tries again
                 self.counts["republished"] += 1
 
-        await asyncio.gather(*(again(i, p) for i, p in list(self._pending.items())))
-        log.info("mqtt_commands_republished", channel=self.name, count=self.counts["republished"])
+        await asyncio.gather(*(again(i, self._pending[i]) for i in ids if i in self._pending))
+        log.info(
+            "mqtt_commands_republished",
+            channel=self.name,
+            speaker=speaker or "all",
+            count=len(ids),
+        )
 
     # receiving
 
@@ -303,6 +333,12 @@ class MqttBroadcastChannel(Channel):
         now = self._clock.now()
         self.fleet.heard(speaker, body.online, body.at, now)
         self.counts["statuses"] += 1
+        if body.online and not body.heartbeat and speaker in self._by_speaker:
+            # A speaker announces itself online once it has subscribed again (the contract's
+            # order): what it missed while away goes to it now.
+            task = asyncio.create_task(self._republish(speaker))
+            self._republishing.add(task)
+            task.add_done_callback(self._republishing.discard)
         self.emit(
             DeviceStatus(
                 device_id=speaker,
@@ -331,7 +367,7 @@ class MqttBroadcastChannel(Channel):
         if pending is None and before is not None and (before or not played):
             self.counts["duplicate_acks"] += 1
             return
-        self._pending.pop(body.id, None)
+        self._drop_pending(body.id)
         self._finish(body.id, played)
         if played:
             self.counts["played"] += 1
@@ -370,7 +406,7 @@ class MqttBroadcastChannel(Channel):
             )
         overdue = [i for i, pending in self._pending.items() if pending.deadline <= now]
         for message_id in overdue:
-            self._pending.pop(message_id)
+            self._drop_pending(message_id)
             self._finish(message_id, played=False)
             self.counts["unanswered"] += 1
             self.emit(
@@ -391,6 +427,10 @@ class MqttBroadcastChannel(Channel):
             return MediaAnswer(MediaVerdict.MISSING)
         self.counts["media_served"] += 1
         return MediaAnswer(MediaVerdict.FOUND, path, content_type(name))
+
+    def signed_url(self, name: str, now: datetime) -> str:
+        """The URL a speaker fetches media file ``name`` by (operations and tests)."""
+        return self._signer.url(name, now)[0]
 
     # operations
 

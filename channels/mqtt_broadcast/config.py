@@ -33,6 +33,7 @@ class MqttBroadcastConfig(ChannelConfig):
     topic_prefix: str = "warnd/speakers"
     stale_after: float = Field(default=600.0, ge=1)
     start_wait: float = Field(default=3.0, ge=0, le=60)
+    connect_timeout: float = Field(default=5.0, gt=0, le=120)
     publish_timeout: float = Field(default=10.0, gt=0, le=120)
     ack_timeout: float = Field(default=900.0, ge=1)
     repeat: int = Field(default=2, ge=1, le=10)

@@ -77,6 +77,7 @@ class Link:
         self._ready_tasks: set[asyncio.Task[None]] = set()
         self._tls: ssl.SSLContext | None = None
         self._sync_token = ""
+        self._entered = False  # the current attempt got past CONNECT
         self.connects = 0
         self.drops = 0
         self.last_error = ""
@@ -140,7 +141,7 @@ class Link:
             keepalive=config.keepalive,
             tls_context=self._tls,
             clean_session=True if protocol == aiomqtt.ProtocolVersion.V311 else None,
-            timeout=config.publish_timeout,
+            timeout=config.connect_timeout,  # publishes pass their own
             max_inflight_messages=max(config.window, 20),
         )
         # aiomqtt warns past 10 pending calls; a broadcast has a window's worth by design.
@@ -171,6 +172,10 @@ class Link:
                     self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("mqtt_link_down", channel=self._channel, error=self.last_error)
             except aiomqtt.MqttError as exc:
+                if self._silent_to_v5(exc):
+                    log.info("mqtt_protocol_fallback", channel=self._channel, to="3.1.1")
+                    self._protocol = aiomqtt.ProtocolVersion.V311
+                    continue
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("mqtt_link_down", channel=self._channel, error=self.last_error)
             except OSError as exc:  # TLS context or socket trouble before aiomqtt wraps it
@@ -187,8 +192,38 @@ class Link:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._config.reconnect_max)
 
+    def _silent_to_v5(self, exc: aiomqtt.MqttError) -> bool:
+        """Whether a broker never heard in MQTT 5 let an MQTT 5 CONNECT time out: some 3.1.1
+        brokers (amqtt with credentials) neither answer nor refuse it."""
+        return (
+            self._config.protocol == "auto"
+            and self._protocol == aiomqtt.ProtocolVersion.V5
+            and self.connects == 0
+            and not self._entered
+            and "timed out" in str(exc)
+        )
+
     async def _session(self) -> None:
-        async with self._client_for(self._protocol) as client:
+        self._entered = False
+        client = self._client_for(self._protocol)
+        try:
+            await self._use(client)
+        finally:
+            # aiomqtt (2.5) leaves two things behind a connection attempt that timed out: the
+            # reason in a future nobody awaits (asyncio would log it as an error nobody saw),
+            # and its housekeeping task, still running. Both are cleaned up here.
+            gone = client._disconnected
+            if gone.done() and not gone.cancelled():
+                gone.exception()
+            misc = client._misc_task
+            if misc is not None and not misc.done():
+                misc.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await misc
+
+    async def _use(self, client: aiomqtt.Client) -> None:
+        async with client:
+            self._entered = True
             self.connects += 1
             self.last_error = ""
             self._sync_token = uuid.uuid4().hex

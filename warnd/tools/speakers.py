@@ -343,10 +343,17 @@ class SpeakerFleet:
             async with self._session.get(url) as response:
                 if response.status != 200:
                     return f"HTTP {response.status}"
-                body = await response.content.read(_MAX_AUDIO + 1)
+                parts: list[bytes] = []
+                size = 0
+                async for part in response.content.iter_chunked(64 * 1024):
+                    size += len(part)
+                    if size > _MAX_AUDIO:
+                        break
+                    parts.append(part)
+                body = b"".join(parts)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"fetch failed: {type(exc).__name__}"
-        if len(body) > _MAX_AUDIO or hashlib.sha256(body).hexdigest() != sha256:
+        if size > _MAX_AUDIO or hashlib.sha256(body).hexdigest() != sha256:
             self.counts["bad_audio"] += 1
             return "the audio's SHA-256 is not the command's"
         try:
