@@ -63,12 +63,6 @@ class TestClock:
         await asyncio.sleep(0.005)
 
 
-@pytest.fixture(scope="session")
-def speech_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One speech cache for the session: a text is spoken once, whatever test asks first."""
-    return tmp_path_factory.mktemp("tts")
-
-
 @pytest.fixture(params=["mosquitto", "amqtt"])
 async def broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Broker]:
     if request.param == "mosquitto":
