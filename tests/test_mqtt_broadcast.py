@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,6 +108,8 @@ def make_channel(
         "media_key": MEDIA_KEY,
         "media_dir": str(tmp_path / "media"),
         "start_wait": 10.0,
+        # amqtt lets an MQTT 5 CONNECT time out before the channel falls back to 3.1.1.
+        "connect_timeout": 1.5,
         "tts": {"cache_dir": str(speech_cache)},
     }
     table.update(settings)
@@ -416,6 +419,59 @@ async def test_an_unanswered_command_is_reported_not_played(
             await channel.stop()
 
 
+@pytest.mark.timeout(60)
+async def test_a_killed_speaker_is_marked_offline_by_its_last_will(
+    mosquitto: Broker, media: MediaServer, tmp_path: Path, speech_cache: Path
+) -> None:
+    """``warnd speakers simulate`` as a process of its own, killed with SIGKILL: no DISCONNECT,
+    so the broker publishes the speaker's Last Will."""
+    prefix = unique_prefix()
+    speaker = village_codes(1, seed=12)[0]
+    channel = make_channel(mosquitto, prefix, media, tmp_path, speech_cache)
+    await channel.start()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "warnd",
+        "speakers",
+        "simulate",
+        "--broker",
+        f"mqtt://{mosquitto.host}:{mosquitto.port}",
+        "--ids",
+        speaker,
+        "--prefix",
+        prefix,
+        "--offline",
+        "0",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        online = await first_event(
+            channel, DeviceStatus, lambda e: e.device_id == speaker and e.online, within=30
+        )
+        assert isinstance(online, DeviceStatus) and online.detail == "simulated"
+        assert online.power in ("mains", "battery") and online.volume is not None
+        process.kill()
+        await process.wait()
+        offline = await first_event(
+            channel, DeviceStatus, lambda e: e.device_id == speaker and not e.online
+        )
+        assert isinstance(offline, DeviceStatus)
+        assert offline.detail == "simulated: connection lost"
+        (result,) = await channel.send([red(3, speaker)])
+        assert (result.outcome, result.reason) == (Outcome.PERMANENT, Reason.UNREACHABLE)
+        assert result.detail.startswith("speaker offline since")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await channel.stop()
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as cleaner:
+            await cleaner.publish(f"{prefix}/{speaker}/status", b"", qos=1, retain=True)
+
+
 # --- a broker restart mid-broadcast --------------------------------------------------------
 
 
@@ -427,8 +483,8 @@ async def test_a_broker_restart_mid_broadcast_loses_no_command_and_plays_none_tw
         broker = Broker("127.0.0.1", mosquitto.port, "mosquitto")
         prefix = unique_prefix()
         ids = village_codes(30, seed=6)
-        # About 2 s of playing per command: the restart comes while they play.
-        fleet = await start_fleet(broker, prefix, ids, connections=5, speed=2.0)
+        # Seconds of playing per command: the restart comes while they play.
+        fleet = await start_fleet(broker, prefix, ids, connections=5, speed=4.0)
         channel = make_channel(broker, prefix, media, tmp_path, speech_cache, reconnect_max=0.5)
         try:
             await channel.start()

@@ -323,15 +323,27 @@ class MqttBroadcastChannel(Channel):
 
     def _ignore(self, reason: str, topic: str) -> None:
         self.ignored[reason] += 1
-        # The topic is shown cut short: it is the only part of a hostile message logged.
-        log.warning("mqtt_payload_ignored", channel=self.name, reason=reason, topic=topic[:120])
+        count = self.ignored[reason]
+        # Logged at the 1st, 2nd, 4th, 8th … of a reason: a flood of junk must not flood the
+        # log (the metric counts every one). The topic is cut short: it is the only part of a
+        # hostile message that is logged.
+        if count & (count - 1) == 0:
+            log.warning(
+                "mqtt_payload_ignored",
+                channel=self.name,
+                reason=reason,
+                topic=topic[:120],
+                count=count,
+            )
 
     def _status(self, speaker: str, body: StatusBody | Refused) -> None:
         if isinstance(body, Refused):
             self._ignore(f"status_{body.reason}", f"{speaker}/status")
             return
         now = self._clock.now()
-        self.fleet.heard(speaker, body.online, body.at, now)
+        if not self.fleet.heard(speaker, body.online, body.at, now):
+            self._ignore("status_too_many_speakers", f"{speaker}/status")
+            return
         self.counts["statuses"] += 1
         if body.online and not body.heartbeat and speaker in self._by_speaker:
             # A speaker announces itself online once it has subscribed again (the contract's

@@ -29,10 +29,12 @@ def _when(device_at: datetime | None, now: datetime) -> datetime:
 
 
 class Fleet:
-    """The speakers heard of on the broker, by id."""
+    """The speakers heard of on the broker, by id; at most ``limit`` of them, so that statuses
+    for invented ids cannot grow warnd's memory without end."""
 
-    def __init__(self, stale_after: float) -> None:
+    def __init__(self, stale_after: float, limit: int = 200_000) -> None:
         self.stale_after = timedelta(seconds=stale_after)
+        self.limit = limit
         self._speakers: dict[str, Speaker] = {}
 
     def __len__(self) -> int:
@@ -40,9 +42,13 @@ class Fleet:
 
     def heard(
         self, speaker_id: str, online: bool, device_at: datetime | None, now: datetime
-    ) -> None:
-        """A status arrived (a retained one at subscription, a change, or a heartbeat)."""
+    ) -> bool:
+        """A status arrived (a retained one at subscription, a change, or a heartbeat); False
+        when it is of a new speaker beyond the limit, and was not kept."""
+        if speaker_id not in self._speakers and len(self._speakers) >= self.limit:
+            return False
         self._speakers[speaker_id] = Speaker(online, _when(device_at, now))
+        return True
 
     def state(self, speaker_id: str, now: datetime) -> SpeakerState:
         speaker = self._speakers.get(speaker_id)
