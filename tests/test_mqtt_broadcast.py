@@ -25,6 +25,7 @@ from channels.base import (
 )
 from channels.mqtt_broadcast.channel import MqttBroadcastChannel, interrupts
 from channels.mqtt_broadcast.config import MqttBroadcastConfig
+from channels.mqtt_broadcast.wire import Refused
 from channels.registry import ChannelConfigError, build_channels
 from tests.brokers import (
     Broker,
@@ -470,6 +471,45 @@ async def test_a_killed_speaker_is_marked_offline_by_its_last_will(
         await channel.stop()
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as cleaner:
             await cleaner.publish(f"{prefix}/{speaker}/status", b"", qos=1, retain=True)
+
+
+async def test_a_command_without_an_answer_goes_again_under_its_own_id(
+    mosquitto: Broker, media: MediaServer, tmp_path: Path, speech_cache: Path
+) -> None:
+    """A lost acknowledgement (here: a device that answers only the second time) costs a
+    repeat of the command, with the same message id, never a second playing."""
+    from channels.mqtt_broadcast.wire import ack_payload, parse_command, status_payload
+
+    prefix = unique_prefix()
+    speaker = "370811001003"
+    clock = TestClock()
+    channel = make_channel(mosquitto, prefix, media, tmp_path, speech_cache, clock=clock)
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as device:
+        try:
+            await device.subscribe(f"{prefix}/{speaker}/cmd", qos=1)
+            await channel.start()
+            await device.publish(f"{prefix}/{speaker}/status", status_payload(True), qos=1)
+            await until(lambda: channel.fleet.why_unreachable(speaker, clock.now()) is None)
+            (result,) = await channel.send([red(9, speaker)])
+            assert result.outcome is Outcome.ACCEPTED
+            ids: list[str] = []
+            async with asyncio.timeout(20):
+                async for message in device.messages:
+                    assert isinstance(message.payload, bytes)
+                    command = parse_command(message.payload)
+                    assert not isinstance(command, Refused)
+                    ids.append(command.id)
+                    if len(ids) == 1:
+                        clock.at += timedelta(seconds=channel.config.resend_after + 1)
+                        continue
+                    await device.publish(f"{prefix}/{speaker}/ack", ack_payload("9", True), qos=1)
+                    break
+            assert ids == ["9", "9"]
+            (confirmation,) = await confirmations(channel, 1)
+            assert (confirmation.external_id, confirmation.played) == ("9", True)
+            assert channel.counts["republished"] == 1
+        finally:
+            await channel.stop()
 
 
 # --- a broker restart mid-broadcast --------------------------------------------------------

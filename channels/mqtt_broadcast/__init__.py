@@ -24,8 +24,9 @@ play an id once. What the speaker says comes back as a :class:`DeviceConfirmatio
 failed with the speaker's reason: offline_amplifier, busy, bad_audio, expired, other); a command
 no speaker answers within ``ack_timeout`` (or by its expiry) is reported once as not played, "no
 acknowledgement from the speaker in time". Commands accepted and not yet answered are published
-again, under their own ids, after every reconnect of warnd's link and to a speaker that
-announces itself online again (speakers subscribe before they do): a broker restart
+again, under their own ids, after every reconnect of warnd's link, to a speaker that announces
+itself online again (speakers subscribe before they do), and every ``resend_after`` seconds
+while unanswered (a command or an acknowledgement a broker dropped costs a repeat): a broker restart
 mid-broadcast loses none, and the speakers' de-duplication plays none twice. Every status becomes a
 :class:`DeviceStatus`; a speaker online but silent for ``stale_after`` is reported offline once,
 "no heartbeat since …", and refused until it is heard again. Payloads that are not the contract
@@ -55,6 +56,7 @@ Configuration (``[channels.<name>]``, ``type = "mqtt_broadcast"``) and defaults:
     connect_timeout = 5.0          # seconds for the broker's CONNACK
     publish_timeout = 10.0         # seconds for the broker's PUBACK
     ack_timeout = 900.0            # seconds for a speaker's acknowledgement
+    resend_after = 120.0           # seconds without an answer before a command goes again
     repeat = 2                     # times a speaker plays the message
     reconnect_max = 30.0           # longest pause between two connection attempts
     max_text = 1000

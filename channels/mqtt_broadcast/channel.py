@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
@@ -72,6 +72,7 @@ class _Pending:
     topic: str
     payload: bytes
     deadline: datetime
+    sent_at: datetime  # last published
 
 
 class MqttBroadcastChannel(Channel):
@@ -220,7 +221,7 @@ class MqttBroadcastChannel(Channel):
         message_id = command.id
         topic = command_topic(self.config.topic_prefix, speaker)
         deadline = min(command.expires_at, now + timedelta(seconds=self.config.ack_timeout))
-        pending = _Pending(speaker, topic, command.payload(), deadline)
+        pending = _Pending(speaker, topic, command.payload(), deadline, now)
         # Recorded before publishing: a fast speaker may answer before the PUBACK arrives.
         self._add_pending(message_id, pending)
         try:
@@ -278,33 +279,39 @@ class MqttBroadcastChannel(Channel):
         return pending
 
     async def _republish(self, speaker: str | None = None) -> None:
-        """Publish again the commands no speaker has answered (all of them after a reconnect;
-        one speaker's when it comes online), under their own message ids: a speaker plays an
-        id once and acknowledges a repeat again."""
-        link = self._link
+        """After a (re)connect, every command no speaker has answered; when a speaker comes
+        online, its own."""
         wanted = self._pending.keys() if speaker is None else self._by_speaker.get(speaker, set())
-        ids = list(wanted)
+        await self._publish_again(list(wanted), why="reconnect" if speaker is None else "online")
+
+    def _spawn_republish(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._republishing.add(task)
+        task.add_done_callback(self._republishing.discard)
+
+    async def _publish_again(self, ids: list[str], *, why: str) -> None:
+        """Publish these pending commands again under their own message ids: a speaker plays an
+        id once and acknowledges a repeat again, so a lost command or a lost acknowledgement
+        costs a repeat, never a second playing."""
+        link = self._link
         if link is None or not ids:
             return
         slots = asyncio.Semaphore(_REPUBLISH_WINDOW)
 
-        async def again(message_id: str, pending: _Pending) -> None:
+        async def again(message_id: str) -> None:
             async with slots:
-                if message_id not in self._pending:
+                pending = self._pending.get(message_id)
+                if pending is None:
                     return  # answered meanwhile
+                pending.sent_at = self._clock.now()
                 try:
                     await link.publish(pending.topic, pending.payload)
                 except LinkDownError:
                     return  # still pending: the next connection tries again
                 self.counts["republished"] += 1
 
-        await asyncio.gather(*(again(i, self._pending[i]) for i in ids if i in self._pending))
-        log.info(
-            "mqtt_commands_republished",
-            channel=self.name,
-            speaker=speaker or "all",
-            count=len(ids),
-        )
+        await asyncio.gather(*(again(i) for i in ids))
+        log.info("mqtt_commands_republished", channel=self.name, why=why, count=len(ids))
 
     # receiving
 
@@ -348,9 +355,7 @@ class MqttBroadcastChannel(Channel):
         if body.online and not body.heartbeat and speaker in self._by_speaker:
             # A speaker announces itself online once it has subscribed again (the contract's
             # order): what it missed while away goes to it now.
-            task = asyncio.create_task(self._republish(speaker))
-            self._republishing.add(task)
-            task.add_done_callback(self._republishing.discard)
+            self._spawn_republish(self._republish(speaker))
         self.emit(
             DeviceStatus(
                 device_id=speaker,
@@ -404,8 +409,8 @@ class MqttBroadcastChannel(Channel):
             self.look(self._clock.now())
 
     def look(self, now: datetime) -> None:
-        """Report speakers that went stale and commands past their deadline (the watch loop's
-        one step; tests call it with a time of their own)."""
+        """Report speakers that went stale and commands past their deadline, and publish again
+        what has waited ``resend_after`` for an answer (the watch loop's one step)."""
         for speaker, seen in self.fleet.newly_stale(now):
             self.counts["went_stale"] += 1
             self.emit(
@@ -426,6 +431,14 @@ class MqttBroadcastChannel(Channel):
                     message_id, False, "no acknowledgement from the speaker in time", now
                 )
             )
+        if self._link is None or not self._link.ready:
+            return  # the reconnect publishes everything again anyway
+        quiet = timedelta(seconds=self.config.resend_after)
+        due = [i for i, pending in self._pending.items() if now - pending.sent_at >= quiet]
+        for message_id in due:
+            self._pending[message_id].sent_at = now  # not due again while this one runs
+        if due:
+            self._spawn_republish(self._publish_again(due, why="no answer yet"))
 
     # media
 

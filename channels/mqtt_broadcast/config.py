@@ -36,6 +36,7 @@ class MqttBroadcastConfig(ChannelConfig):
     connect_timeout: float = Field(default=5.0, gt=0, le=120)
     publish_timeout: float = Field(default=10.0, gt=0, le=120)
     ack_timeout: float = Field(default=900.0, ge=1)
+    resend_after: float = Field(default=120.0, ge=1)
     repeat: int = Field(default=2, ge=1, le=10)
     reconnect_max: float = Field(default=30.0, ge=0.1)
     max_text: int = Field(default=1000, ge=70)
