@@ -319,6 +319,12 @@ class MqttBroadcastChannel(Channel):
         """Every message on the subscribed topics; a bad one is counted and dropped."""
         prefix = self.config.topic_prefix
         speaker = speaker_of(topic, prefix, "status")
+        if speaker is not None and not payload:
+            # An empty retained status is how a speaker is taken off the broker: from now on
+            # it is unknown (refused, never seen), not offline.
+            if self.fleet.forget(speaker):
+                self.counts["speakers_cleared"] += 1
+            return
         if speaker is not None:
             self._status(speaker, parse_status(payload))
             return
@@ -466,8 +472,9 @@ class MqttBroadcastChannel(Channel):
         "in_flight" (commands accepted, not yet answered), "window", "protocol",
         "speakers_online", "speakers_offline", "speakers_stale" (levels), "connects",
         "drops", "accepted", "republished", "played", "unanswered", "statuses",
-        "went_stale", "duplicate_acks", "media_served", "refused" {outcome_reason: n},
-        "ack_failed" {reason: n}, "ignored" {reason: n}, "last_error"}}}``.
+        "went_stale", "duplicate_acks", "media_served", "speakers_cleared",
+        "refused" {outcome_reason: n}, "ack_failed" {reason: n}, "ignored" {reason: n},
+        "last_error"}}}``.
         """
         link = self._link
         bound = link is not None and link.ready
@@ -496,6 +503,7 @@ class MqttBroadcastChannel(Channel):
             "went_stale",
             "duplicate_acks",
             "media_served",
+            "speakers_cleared",
         ):
             broker[name] = self.counts[name]
         return {"ready": bound, "links": {"broker": broker}}

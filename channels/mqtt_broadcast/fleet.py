@@ -50,6 +50,11 @@ class Fleet:
         self._speakers[speaker_id] = Speaker(online, _when(device_at, now))
         return True
 
+    def forget(self, speaker_id: str) -> bool:
+        """The speaker's retained status was cleared (taken out of service); whether it was
+        known."""
+        return self._speakers.pop(speaker_id, None) is not None
+
     def state(self, speaker_id: str, now: datetime) -> SpeakerState:
         speaker = self._speakers.get(speaker_id)
         if speaker is None:

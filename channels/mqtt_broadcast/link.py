@@ -227,11 +227,17 @@ class Link:
             self.connects += 1
             self.last_error = ""
             self._sync_token = uuid.uuid4().hex
+            # QoS 0 towards warnd: a broker holds only so many unacknowledged QoS 1 messages
+            # per client (Mosquitto: 20 in flight, 1,000 queued) and drops the rest, and a
+            # city's acknowledgements and retained statuses come in bursts of thousands. At
+            # QoS 0 they flow at the connection's speed; what a broken connection loses, the
+            # channel recovers (statuses come again on subscribing, unanswered commands go
+            # again and speakers acknowledge a repeat again).
             await client.subscribe(
                 [
-                    (status_filter(self._prefix), 1),
-                    (ack_filter(self._prefix), 1),
-                    (self._marker, 1),
+                    (status_filter(self._prefix), 0),
+                    (ack_filter(self._prefix), 0),
+                    (self._marker, 0),
                 ]
             )
             self._client = client

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from warnd.tools import bench_broadcast  # noqa: F401 - registers ``bench broadcast``
 from warnd.tools.bench_callouts import acks_command, escalation_command
 from warnd.tools.bench_fanout import bench
 from warnd.tools.bench_sms import sms

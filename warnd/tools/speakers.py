@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import io
 import random
+import signal
 import wave
 from collections import Counter
 from collections.abc import Coroutine, Sequence
@@ -412,6 +413,9 @@ def speakers() -> None:
 @click.option("--ids", default="", help="Comma-separated speaker ids (village codes).")
 @click.option("--database-url", default="", help="Take the ids from this roster's villages.")
 @click.option("--seed", type=int, default=0)
+@click.option(
+    "--clear-on-stop", is_flag=True, help="Remove the retained statuses when stopped (benches)."
+)
 def simulate(  # noqa: PLR0917 - one parameter per command-line option, as click passes them
     broker: str,
     count: int,
@@ -424,8 +428,9 @@ def simulate(  # noqa: PLR0917 - one parameter per command-line option, as click
     ids: str,
     database_url: str,
     seed: int,
+    clear_on_stop: bool,
 ) -> None:
-    """Run simulated speakers until interrupted (Ctrl-C)."""
+    """Run simulated speakers until interrupted (Ctrl-C or SIGTERM)."""
     host, port, user, password = parse_broker(broker)
     if ids:
         chosen = [i.strip() for i in ids.split(",") if i.strip()]
@@ -446,17 +451,20 @@ def simulate(  # noqa: PLR0917 - one parameter per command-line option, as click
         seed=seed,
         username=user,
         password=password,
+        clear_on_stop=clear_on_stop,
     )
 
     async def run() -> None:
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
         fleet = SpeakerFleet(options)
-        await fleet.start()
+        await fleet.start(within=300)
         click.echo(
             f"simulated: {len(fleet.online_ids)} speakers online, {len(fleet.offline_ids)} "
             f"offline on {host}:{port} under {prefix}/ (Ctrl-C to stop)"
         )
         try:
-            await asyncio.Event().wait()
+            await stopping.wait()
         finally:
             await fleet.stop()
 
