@@ -13,6 +13,8 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.base import (
     DeviceConfirmation,
@@ -734,3 +736,72 @@ def test_the_examples_in_broadcast_md_parse() -> None:
             assert not isinstance(parse_status(example), Refused), example
         else:
             assert not isinstance(parse_command(example), Refused), example
+
+
+def test_health_feeds_metrics_with_speaker_levels_and_counted_reasons(tmp_path: Path) -> None:
+    """What /metrics makes of the channel's health: speakers as levels, reasons as events."""
+    from prometheus_client import generate_latest
+
+    from channels.mqtt_broadcast.wire import status_payload
+    from warnd.app.metrics import ChannelHealth, Metrics
+
+    clock = TestClock(T0)
+    config = MqttBroadcastConfig.model_validate(
+        {
+            "type": "mqtt_broadcast",
+            "broker": "127.0.0.1",
+            "media_url": "http://127.0.0.1:1/media",
+            "media_key": MEDIA_KEY,
+            "media_dir": str(tmp_path / "media"),
+            "stale_after": 60,
+        }
+    )
+    channel = MqttBroadcastChannel("speakers", config, clock=clock)
+    prefix = config.topic_prefix
+    channel._received(f"{prefix}/370811001001/status", status_payload(True, at=T0))
+    channel._received(f"{prefix}/370811001002/status", status_payload(False))
+    channel._received(
+        f"{prefix}/370811001003/status", status_payload(True, at=T0 - timedelta(minutes=5))
+    )
+    channel._received(f"{prefix}/370811001004/status", b"{nope")
+    channel._received(f"{prefix}/370811001004/ack", b"[]")
+    metrics = Metrics()
+    metrics.registry.register(ChannelHealth({"speakers": channel}))
+    text = generate_latest(metrics.registry).decode()
+    for level, value in (("speakers_online", 1), ("speakers_offline", 1), ("speakers_stale", 1)):
+        line = f'warnd_channel_link_level{{channel="speakers",level="{level}",link="broker"}}'
+        assert f"{line} {value}.0" in text, level
+    for event in ("ignored_status_not_json", "ignored_ack_not_object", "statuses"):
+        assert f'event="{event}",link="broker"}}' in text, event
+    assert 'warnd_channel_link_up{channel="speakers",link="broker"} 0.0' in text
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=20,
+)
+_FIELDS = st.fixed_dictionaries(
+    {"v": st.sampled_from(["warnd-broadcast/1", "warnd-broadcast/2", 1])},
+    optional={
+        "id": _JSON | st.from_regex(r"[0-9]{1,5}", fullmatch=True),
+        "result": _JSON | st.sampled_from(["played", "failed"]),
+        "online": _JSON,
+        "battery": _JSON,
+        "at": _JSON | st.datetimes().map(str),
+        "detail": _JSON,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=300)
+    | _JSON.map(lambda v: json.dumps(v).encode())
+    | _FIELDS.map(lambda v: json.dumps(v).encode())
+)
+def test_the_parsers_take_any_bytes_without_raising(payload: bytes) -> None:
+    from channels.mqtt_broadcast.wire import AckBody, StatusBody, parse_ack, parse_status
+
+    assert isinstance(parse_ack(payload), AckBody | Refused)
+    assert isinstance(parse_status(payload), StatusBody | Refused)
