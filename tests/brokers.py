@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import shutil
 import sys
 import uuid
@@ -40,32 +41,41 @@ def unique_prefix() -> str:
 
 
 class Mosquitto:
-    """A mosquitto process of the test's own on a fixed port, so it can be restarted in place."""
+    """A mosquitto process of the test's own on a fixed port, so it can be restarted in place;
+    ``extra`` lines go into its configuration (TLS, a password file)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra: str = "") -> None:
         self.workdir = workdir
         self.port = free_tcp_port()
         self.process: asyncio.subprocess.Process | None = None
+        self.extra = extra
 
     async def start(self) -> None:
         config = self.workdir / "mosquitto.conf"
+        anonymous = "false" if "password_file" in self.extra else "true"
         config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest none\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous {anonymous}\npersistence false\n"
+            # Run as root, mosquitto would become user "mosquitto", who cannot read the test's
+            # files (certificates, the password file); it stays the test's own user instead.
+            f"log_dest stderr\nuser {getpass.getuser()}\n{self.extra}"
         )
-        self.process = await asyncio.create_subprocess_exec(
-            shutil.which("mosquitto") or "/usr/sbin/mosquitto",
-            "-c",
-            str(config),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        with (self.workdir / "mosquitto.log").open("ab") as log:  # the child keeps its copy
+            self.process = await asyncio.create_subprocess_exec(
+                shutil.which("mosquitto") or "/usr/sbin/mosquitto",
+                "-c",
+                str(config),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
         process = self.process
 
         async def listening() -> bool:
             if process.returncode is not None:
-                raise AssertionError(f"mosquitto ended at once (exit status {process.returncode})")
+                said = (self.workdir / "mosquitto.log").read_text(errors="replace")[-1000:]
+                raise AssertionError(
+                    f"mosquitto ended at once (exit status {process.returncode}): {said}"
+                )
             return tcp_listening(self.port)
 
         await until(listening, 10, what="mosquitto to listen", every=0.02)
@@ -93,9 +103,9 @@ def require_mosquitto() -> None:
 
 
 @contextlib.asynccontextmanager
-async def own_mosquitto(workdir: Path) -> AsyncIterator[Mosquitto]:
+async def own_mosquitto(workdir: Path, extra: str = "") -> AsyncIterator[Mosquitto]:
     require_mosquitto()
-    broker = Mosquitto(workdir)
+    broker = Mosquitto(workdir, extra)
     try:
         await broker.start()
         yield broker

@@ -209,9 +209,12 @@ class Link:
         try:
             await self._use(client)
         finally:
-            # aiomqtt (2.5) leaves two things behind a connection attempt that timed out: the
-            # reason in a future nobody awaits (asyncio would log it as an error nobody saw),
-            # and its housekeeping task, still running. Both are cleaned up here.
+            # aiomqtt (2.5) leaves three things behind a connection attempt that failed (timed
+            # out, refused): the reason in a future nobody awaits (asyncio would log it as an
+            # error nobody saw), its housekeeping task, still running, and paho's socket, still
+            # open. All are cleaned up here.
+            if not self._entered:
+                client._client._sock_close()
             gone = client._disconnected
             if gone.done() and not gone.cancelled():
                 gone.exception()
