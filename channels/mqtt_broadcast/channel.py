@@ -315,8 +315,10 @@ class MqttBroadcastChannel(Channel):
 
     # receiving
 
-    def _received(self, topic: str, payload: bytes) -> None:
-        """Every message on the subscribed topics; a bad one is counted and dropped."""
+    def _received(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """Every message on the subscribed topics; a bad one is counted and dropped.
+        ``retained``: the broker's stored copy, sent on subscribing (not news from the
+        speaker)."""
         prefix = self.config.topic_prefix
         speaker = speaker_of(topic, prefix, "status")
         if speaker is not None and not payload:
@@ -326,7 +328,7 @@ class MqttBroadcastChannel(Channel):
                 self.counts["speakers_cleared"] += 1
             return
         if speaker is not None:
-            self._status(speaker, parse_status(payload))
+            self._status(speaker, parse_status(payload), retained=retained)
             return
         speaker = speaker_of(topic, prefix, "ack")
         if speaker is not None:
@@ -349,7 +351,7 @@ class MqttBroadcastChannel(Channel):
                 count=count,
             )
 
-    def _status(self, speaker: str, body: StatusBody | Refused) -> None:
+    def _status(self, speaker: str, body: StatusBody | Refused, *, retained: bool) -> None:
         if isinstance(body, Refused):
             self._ignore(f"status_{body.reason}", f"{speaker}/status")
             return
@@ -358,9 +360,10 @@ class MqttBroadcastChannel(Channel):
             self._ignore("status_too_many_speakers", f"{speaker}/status")
             return
         self.counts["statuses"] += 1
-        if body.online and not body.heartbeat and speaker in self._by_speaker:
+        if body.online and not body.heartbeat and not retained and speaker in self._by_speaker:
             # A speaker announces itself online once it has subscribed again (the contract's
-            # order): what it missed while away goes to it now.
+            # order): what it missed while away goes to it now. (A retained status is only the
+            # broker's copy; after warnd's own reconnect everything pending goes again anyway.)
             self._spawn_republish(self._republish(speaker))
         self.emit(
             DeviceStatus(

@@ -46,15 +46,15 @@ def _code(exc: aiomqtt.MqttCodeError) -> int:
 
 
 class Link:
-    """One supervised MQTT connection; ``on_message(topic, payload)`` gets every message but
-    the link's own marker, ``on_ready()`` runs (as its own task) each time the link is
+    """One supervised MQTT connection; ``on_message(topic, payload, retained)`` gets every
+    message but the link's own marker, ``on_ready()`` runs (as its own task) each time the link is
     connected, subscribed and has received the retained statuses."""
 
     def __init__(
         self,
         config: MqttBroadcastConfig,
         client_id: str,
-        on_message: Callable[[str, bytes], None],
+        on_message: Callable[[str, bytes, bool], None],
         on_ready: Callable[[], Coroutine[Any, Any, None]],
         *,
         channel: str,
@@ -261,5 +261,5 @@ class Link:
                         self._ready_tasks.add(task)
                         task.add_done_callback(self._ready_tasks.discard)
                     continue
-                self._on_message(topic, payload)
+                self._on_message(topic, payload, bool(message.retain))
             raise aiomqtt.MqttError("the message stream ended")
