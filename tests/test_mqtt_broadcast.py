@@ -740,6 +740,22 @@ def test_config_errors_name_the_key(settings: dict[str, object], key: str) -> No
     assert MEDIA_KEY not in str(raised.value)
 
 
+async def test_an_unreadable_ca_file_stops_the_start_naming_the_key(
+    tmp_path: Path, media: MediaServer, speech_cache: Path
+) -> None:
+    before = asyncio.all_tasks()
+    broker = Broker("127.0.0.1", 1, "nothing")
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    for ca in (tmp_path / "missing.pem", tmp_path / "ca.pem"):
+        channel = make_channel(
+            broker, unique_prefix(), media, tmp_path, speech_cache, tls=True, tls_ca_file=str(ca)
+        )
+        with pytest.raises(ChannelConfigError, match=r"channels\.speakers\.tls_ca_file"):
+            await channel.start()
+        assert channel.health()["ready"] is False
+    assert asyncio.all_tasks() <= before, "a start that failed leaves no task running"
+
+
 def test_a_valid_table_builds_with_secrets_from_files(tmp_path: Path) -> None:
     secret = tmp_path / "mqtt.secret"
     secret.write_text(PASSWORD + "\n")

@@ -133,7 +133,11 @@ class MqttBroadcastChannel(Channel):
         )
         self._link = link
         self._watch = asyncio.create_task(self._watch_loop(), name=f"mqtt-watch-{self.name}")
-        await link.start()
+        try:
+            await link.start()
+        except BaseException:
+            await self.stop()  # a start that failed leaves nothing running
+            raise
         log.info(
             "mqtt_broadcast_started",
             channel=self.name,

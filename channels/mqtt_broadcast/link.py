@@ -26,6 +26,7 @@ from aiomqtt.exceptions import MqttConnectError
 
 from channels.mqtt_broadcast.config import MqttBroadcastConfig
 from channels.mqtt_broadcast.wire import ack_filter, status_filter
+from channels.registry import ChannelConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -93,12 +94,19 @@ class Link:
 
     async def start(self) -> None:
         """Start connecting; wait up to ``start_wait`` seconds for the link to be ready (the
-        daemon starts anyway when the broker is down: sends then fail TRANSIENT)."""
+        daemon starts anyway when the broker is down: sends then fail TRANSIENT). Raises
+        ChannelConfigError when the CA file cannot be read."""
         if self._task is not None:
             return
         if self._config.tls:
             ca = self._config.tls_ca_file or None
-            self._tls = await asyncio.to_thread(ssl.create_default_context, cafile=ca)
+            try:
+                self._tls = await asyncio.to_thread(ssl.create_default_context, cafile=ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise ChannelConfigError(
+                    f"channels.{self._channel}.tls_ca_file: {ca!r} is not a readable PEM file "
+                    f"of certificates ({exc})"
+                ) from None
         self._task = asyncio.create_task(self._run(), name=f"mqtt-link-{self._channel}")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._config.start_wait):
