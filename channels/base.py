@@ -255,7 +255,18 @@ class ChannelConfig(BaseModel):
         return result
 
 
-LINK_LEVELS: Final = frozenset({"in_flight", "window", "workers", "workers_up", "waiting"})
+LINK_LEVELS: Final = frozenset(
+    {
+        "in_flight",
+        "window",
+        "workers",
+        "workers_up",
+        "waiting",
+        "speakers_online",
+        "speakers_offline",
+        "speakers_stale",
+    }
+)
 """Keys of a link's health that are current levels (gauges), not counts since start."""
 
 

@@ -177,3 +177,9 @@ def gateway() -> Iterator[Gateway]:
     peer.start()
     yield peer
     peer.stop()
+
+
+@pytest.fixture(scope="session")
+def speech_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One speech cache for the session: a text is spoken once, whatever test asks first."""
+    return tmp_path_factory.mktemp("tts")

@@ -32,6 +32,7 @@ PACKAGES: Final = {
     "baresip": "baresip-core",
     "espeak-ng": "espeak-ng",
     "sox": "sox",
+    "mosquitto": "mosquitto",
 }
 
 SCENARIOS: Final = Path(__file__).parent / "sip"

@@ -13,7 +13,7 @@ import pytest
 from channels.registry import build_channels
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-SECRET = "readme-secret-0123456789"
+SECRET = "readme-secret-0123456789abcdef0123456789"  # long enough for every key (media_key: 32)
 
 
 def channel_blocks() -> list[str]:
@@ -37,13 +37,13 @@ def with_stand_ins(table: dict[str, Any], secrets: Path) -> dict[str, Any]:
     return result
 
 
-def test_the_readme_has_channel_examples_for_sms_and_voice() -> None:
+def test_the_readme_has_channel_examples_for_sms_voice_and_loudspeakers() -> None:
     types = {
         channel.get("type")
         for block in channel_blocks()
         for channel in tomllib.loads(block)["channels"].values()
     }
-    assert {"smpp", "http_sms", "sip", "http_voice"} <= types
+    assert {"smpp", "http_sms", "sip", "http_voice", "mqtt_broadcast"} <= types
 
 
 @pytest.mark.parametrize("block", channel_blocks(), ids=lambda block: block.splitlines()[0])

@@ -70,7 +70,7 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "integer"},
+            "schema": _path_schema(route, name),
             "description": route.path_descriptions.get(
                 name, f"the {name.removesuffix('_id')}'s id"
             ),
@@ -92,6 +92,12 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
             }
         )
     return parameters
+
+
+def _path_schema(route: Route, name: str) -> dict[str, Any]:
+    if name in route.path_patterns:
+        return {"type": "string", "pattern": f"^{route.path_patterns[name]}$"}
+    return {"type": "integer"}
 
 
 def _security(roles: tuple[str, ...] | None) -> list[dict[str, list[str]]]:

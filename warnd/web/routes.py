@@ -33,6 +33,7 @@ from warnd.app.warnings import ApproveRequest, RejectRequest
 from warnd.ingest.amend import CancelRequest, CorrectRequest
 from warnd.ingest.eew import EewMessage
 from warnd.ingest.manual import ManualWarning
+from warnd.web import media
 from warnd.web.api import callouts, eew, feeds, probes, rejected, speakers, warnings
 from warnd.web.api.queries import (
     AuditQuery,
@@ -440,6 +441,33 @@ ROUTES: Final[tuple[Route, ...]] = (
         None,
         "This document",
         (Answer(200, "OpenAPI 3.1"),),
+    ),
+    # No token: loudspeakers have none. The URL's signature, made by the channel that sent the
+    # command and good for its media_ttl, is the credential (channels.media).
+    Route(
+        "GET",
+        "/media/{name}",
+        media.get_media,
+        None,
+        "Audio for loudspeakers, behind a signed, expiring URL",
+        (
+            Answer(
+                200,
+                "The WAV file",
+                schema={"type": "string", "format": "binary"},
+                media_type="audio/wav",
+            ),
+        ),
+        description=(
+            "name is the SHA-256 of the file's bytes and .wav; expires and sig are what the "
+            "broadcast channel put on the URL in the speaker's command (sig: HMAC-SHA256 over "
+            "'/media/{name}' and expires, joined by a newline, keyed by the channel's "
+            "media_key). 403 for a wrong or expired signature, 404 for a name no channel has."
+        ),
+        query=media.MediaQuery,
+        errors=(403, 404),
+        path_descriptions={"name": "<sha256 of the file>.wav"},
+        path_patterns={"name": media.NAME_PATTERN},
     ),
     # No token on these three: load balancers, orchestrators and Prometheus must reach them,
     # and they reveal no personal data.

@@ -25,7 +25,8 @@ API: Final = "/api/v1"
 FEED_ROLE: Final = ("feed",)
 GATEWAY_ROLE: Final = ("gateway",)
 
-_ID: Final = re.compile(r"\{(\w+_id)\}")
+_PARAMETER: Final = re.compile(r"\{(\w+)\}")
+_ID_PATTERN: Final = "[0-9]+"
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,27 @@ class Route:
     invalid: int = 422  # the status of a body that parses but is not valid
     errors: tuple[int, ...] = ()  # refusals beyond those the route's shape implies (409 …)
     path_descriptions: dict[str, str] = field(default_factory=dict)
+    # Path parameters that are not ids (``{name}``): the regular expression a value must match,
+    # so that the router answers 404 for anything else before a handler sees it.
+    path_patterns: dict[str, str] = field(default_factory=dict)
+
+    def path_pattern(self, name: str) -> str:
+        """What a path parameter matches: ``*_id`` digits only, others their declared pattern."""
+        if name in self.path_patterns:
+            return self.path_patterns[name]
+        if name.endswith("_id"):
+            return _ID_PATTERN
+        raise ValueError(f"{self.path}: path parameter {name!r} has no pattern")
 
     @property
     def router_path(self) -> str:
-        """The path as aiohttp matches it: ids are digits only, anything else is a 404."""
-        return _ID.sub(r"{\1:[0-9]+}", self.path)
+        """The path as aiohttp matches it: ids are digits only, other parameters match their
+        pattern, anything else is a 404."""
+        return _PARAMETER.sub(lambda m: f"{{{m[1]}:{self.path_pattern(m[1])}}}", self.path)
 
     @property
     def path_parameters(self) -> list[str]:
-        return _ID.findall(self.path)
+        return _PARAMETER.findall(self.path)
 
     @property
     def has_body(self) -> bool:
