@@ -14,11 +14,13 @@ from tests.fixtures import (
     FEED_TOKEN,
     OFFICER_TOKEN,
     OTHER_VILLAGE,
+    TASKS,
     TOWN,
     VILLAGE_1,
     VILLAGE_2,
     Api,
     cap_alert,
+    insert_tasks,
     preview,
 )
 from warnd.app.metrics import Metrics
@@ -153,3 +155,25 @@ async def test_the_preview_and_the_progress_show_offline_speakers_per_division(a
         rows = {d["code"]: d for d in body["divisions"]}
         expected = (1, 1) if level == "village" else (2, 1)
         assert (rows[code]["speakers"], rows[code]["speakers_offline"]) == expected, level
+
+
+async def test_officers_list_a_warnings_field_tasks_and_why_each_gong(app: Api) -> None:
+    _, created = await app.cap(cap_alert())
+    warning_id = int(created["warning_id"])
+    ids = await insert_tasks(app.pool, warning_id, TASKS)
+    path = f"{API}/warnings/{warning_id}/tasks"
+    status, body = await app.call("GET", path, OFFICER_TOKEN)
+    assert status == 200, body
+    assert [t["id"] for t in body["tasks"]] == ids and body["next_after"] is None
+    gong = body["tasks"][1]
+    assert (gong["kind"], gong["village"], gong["county"]) == ("gong", "张庄村", "任城区")
+    assert gong["why"] == "loudspeaker_failed"  # 张庄村 is no blind spot: its speaker failed
+    assert body["tasks"][0]["why"] is None  # door-knocking: no gong reason
+    status, body = await app.call("GET", f"{path}?kind=door_knock&state=escalated", OFFICER_TOKEN)
+    assert [t["village_code"] for t in body["tasks"]] == [VILLAGE_2]
+    status, first = await app.call("GET", f"{path}?limit=2", OFFICER_TOKEN)
+    assert first["next_after"] == ids[1]
+    status, body = await app.call("GET", f"{path}?kind=broom", OFFICER_TOKEN)
+    assert status == 400 and "kind" in body["detail"]
+    status, body = await app.call("GET", f"{API}/warnings/999999/tasks", OFFICER_TOKEN)
+    assert status == 404

@@ -32,6 +32,8 @@ from warnd.app.views import (
     DeliveryOut,
     DeliveryPage,
     DivisionProgress,
+    FieldTaskOut,
+    FieldTaskPage,
     FieldTaskProgress,
     NormalisedOut,
     Preview,
@@ -507,6 +509,28 @@ async def rejected_one(services: Services, rejected_id: int) -> RejectedOut:
     if row is None:
         raise NotFoundError(f"rejected message {rejected_id} does not exist")
     return RejectedOut.model_validate(dict(row))
+
+
+async def field_tasks_page(
+    services: Services,
+    warning_id: int,
+    *,
+    kind: str | None,
+    state: str | None,
+    after: int,
+    limit: int,
+) -> FieldTaskPage:
+    """A warning's field tasks, door-knocking and gongs, a page at a time."""
+    async with services.pool.acquire() as conn:
+        await require_warning(conn, warning_id)
+        rows = await conn.fetch(sql("list_field_tasks"), warning_id, kind, state, after, limit)
+    tasks = [FieldTaskOut.model_validate(dict(r)) for r in rows]
+    return FieldTaskPage(
+        warning_id=warning_id,
+        tasks=tasks,
+        next_after=tasks[-1].id if len(tasks) == limit else None,
+        simulated=services.simulated,
+    )
 
 
 async def speakers_list(

@@ -430,6 +430,37 @@ class SpeakerList(BaseModel):
     next_after: str | None = Field(description="pass as after for the next page; null: the last")
 
 
+class FieldTaskOut(BaseModel):
+    """One field task (敲门入户 door-knocking, 鸣锣吹哨 gongs) and how far it got."""
+
+    id: int
+    kind: Literal["door_knock", "gong"]
+    village_code: str
+    village: str
+    town: str | None
+    county: str | None
+    assignee: str
+    phone: str = Field(description="the assignee's number; progress is replied from it")
+    targets: int = Field(description="people to visit (1 for a gong)")
+    done: int = Field(description="reported done so far")
+    state: Literal["open", "escalated", "done", "closed"]
+    opened_at: datetime
+    deadline: datetime
+    reported_at: datetime | None
+    completed_at: datetime | None
+    closed_at: datetime | None
+    why: Literal["blind_spot", "remote", "loudspeaker_failed"] | None = Field(
+        description="for a gong: a blind spot, a remote village, or its loudspeaker failed"
+    )
+
+
+class FieldTaskPage(BaseModel):
+    warning_id: int
+    tasks: list[FieldTaskOut]
+    next_after: int | None
+    simulated: bool
+
+
 class Health(BaseModel):
     status: str
 

@@ -18,6 +18,7 @@ from warnd.app.views import (
     DeliveryPage,
     EewAccepted,
     EewPreview,
+    FieldTaskPage,
     Health,
     Preview,
     ProgressReport,
@@ -34,7 +35,7 @@ from warnd.ingest.amend import CancelRequest, CorrectRequest
 from warnd.ingest.eew import EewMessage
 from warnd.ingest.manual import ManualWarning
 from warnd.web import media
-from warnd.web.api import callouts, eew, feeds, probes, rejected, speakers, warnings
+from warnd.web.api import callouts, eew, feeds, probes, rejected, speakers, tasks, warnings
 from warnd.web.api.queries import (
     AuditQuery,
     CalloutsQuery,
@@ -43,6 +44,7 @@ from warnd.web.api.queries import (
     ProgressQuery,
     RejectedQuery,
     SpeakersQuery,
+    TasksQuery,
     WarningsQuery,
 )
 from warnd.web.routing import API, FEED_ROLE, GATEWAY_ROLE, Answer, Route
@@ -417,6 +419,21 @@ ROUTES: Final[tuple[Route, ...]] = (
         "One refused message with its stored body (first 64 KiB)",
         (Answer(200, "The message", RejectedOut),),
         path_descriptions={"rejected_id": "the rejected message's id"},
+    ),
+    Route(
+        "GET",
+        f"{API}/warnings/{{warning_id}}/tasks",
+        tasks.list_tasks,
+        OFFICERS,
+        "A warning's field tasks: door-knocking (敲门入户) and gongs (鸣锣吹哨)",
+        (Answer(200, "A page, in id order", FieldTaskPage),),
+        description=(
+            "Each task with its village, assignee and progress (done of targets, reported by "
+            "SMS), its deadline and state; for a gong, why it was ordered: a blind spot, a "
+            "remote village, or a loudspeaker that failed (offline, silent or refused)."
+        ),
+        path_descriptions={"warning_id": "the warning's id"},
+        query=TasksQuery,
     ),
     Route(
         "GET",

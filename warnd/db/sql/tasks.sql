@@ -210,3 +210,24 @@ SELECT d.warning_id, array_agg(DISTINCT d.address ORDER BY d.address) AS village
                     WHERE t.warning_id = d.warning_id AND t.kind = 'gong'
                       AND t.village_code = d.address)
  GROUP BY d.warning_id;
+
+-- name: list_field_tasks
+-- One page of a warning's field tasks in id order, with the village, its town and county, the
+-- assignee, and why a gong was ordered (a blind spot, a remote village, or a silent loudspeaker).
+-- $1 warning id, $2 kind or NULL, $3 state or NULL, $4 after this id, $5 limit
+SELECT t.id, t.kind, t.village_code, v.name AS village, tn.name AS town, c.name AS county,
+       r.name AS assignee, t.phone, t.targets, t.done, t.state, t.opened_at, t.deadline,
+       t.reported_at, t.completed_at, t.closed_at,
+       CASE WHEN t.kind <> 'gong' THEN NULL
+            WHEN v.blind_spot THEN 'blind_spot'
+            WHEN v.remote THEN 'remote'
+            ELSE 'loudspeaker_failed' END AS why
+  FROM field_tasks t
+  JOIN divisions v ON v.code = t.village_code
+  LEFT JOIN divisions tn ON tn.code = left(t.village_code, 9) || '000'
+  LEFT JOIN divisions c ON c.code = left(t.village_code, 6) || '000000'
+  JOIN responders r ON r.id = t.assignee_id
+ WHERE t.warning_id = $1 AND ($2::text IS NULL OR t.kind = $2)
+   AND ($3::text IS NULL OR t.state = $3) AND t.id > $4
+ ORDER BY t.id
+ LIMIT $5;

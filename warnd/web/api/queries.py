@@ -86,6 +86,15 @@ class SpeakersQuery(QueryModel):
     after: str = Field(default="", max_length=200, description="next_after of the previous page")
 
 
+class TasksQuery(QueryModel):
+    kind: Literal["door_knock", "gong"] | None = Field(default=None, description="only this kind")
+    state: Literal["open", "escalated", "done", "closed"] | None = Field(
+        default=None, description="only in this state"
+    )
+    limit: Limit = 100
+    after: After = 0
+
+
 class CalloutsQuery(QueryModel):
     state: CalloutFilterState | None = Field(
         default=None, description="only in this state; open means pending, notified or escalated"
