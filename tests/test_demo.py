@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import io
 import statistics
+from pathlib import Path
 
 import asyncpg
 import pytest
 from rich.console import Console
 
+from tests.brokers import any_mosquitto
+from tests.peers import require
 from warnd.core.escalate import ACTIONS
 from warnd.db.pool import open_pool
-from warnd.tools.demo import BEHAVIOUR_MIX, RoundSummary, behaviour_of, print_summary, run_round
+from warnd.tools.demo import (
+    BEHAVIOUR_MIX,
+    Broker,
+    RoundSummary,
+    behaviour_of,
+    print_summary,
+    run_round,
+)
 
 pytestmark = pytest.mark.slow  # each test runs a whole round of the demo in real time
 
@@ -140,3 +150,48 @@ async def test_an_exercise_round_is_marked_and_reaches_only_exercise_people(db_u
         assert len(callees) < everyone
     print_summary(summary, Console(file=out, width=160))
     assert "【演练】" in out.getvalue()
+
+
+# A round with its loudspeakers on Mosquitto: about 50 s of wall-clock time at speed 120.
+@pytest.mark.timeout(180)
+async def test_a_round_over_a_broker_plays_on_the_simulated_fleet_and_gongs_for_the_rest(
+    db_url: str, tmp_path: Path
+) -> None:
+    require("espeak-ng", "sox")
+    async with any_mosquitto(tmp_path) as broker:
+        summary = await run_round(
+            db_url,
+            Console(file=io.StringIO(), width=160),
+            households=300,
+            speed=120,
+            broker=Broker(broker.host, broker.port),
+        )
+    async with open_pool(db_url, run_migrations=False) as pool:
+        await check_against_database(pool, summary)
+        commands = await pool.fetch(
+            "SELECT address, state FROM deliveries "
+            "WHERE warning_id = $1 AND audience = 'broadcast'",
+            summary.warning_id,
+        )
+        speakers = await pool.fetchval(
+            "SELECT count(*) FROM divisions WHERE level = 'village' AND NOT blind_spot"
+        )
+        # Every speaker was commanded once; the fleet's online ones played (delivered), the few
+        # offline (or failed) ones did not, and their villages got gong tasks.
+        assert len(commands) == speakers
+        states = {r["state"] for r in commands}
+        assert states <= {"delivered", "failed"} and "delivered" in states
+        failed = [r["address"] for r in commands if r["state"] == "failed"]
+        gongs = await pool.fetch(
+            "SELECT village_code FROM field_tasks WHERE warning_id = $1 AND kind = 'gong'",
+            summary.warning_id,
+        )
+        responsible = await pool.fetch(
+            "SELECT DISTINCT division_code FROM responders WHERE level = 'village'"
+        )
+        with_someone = {r["division_code"] for r in responsible}
+        assert {a for a in failed if a in with_someone} <= {g["village_code"] for g in gongs}
+        played = await pool.fetchval(
+            "SELECT count(*) FROM speakers WHERE played AND division_code IS NOT NULL"
+        )
+        assert played == sum(r["state"] == "delivered" for r in commands)

@@ -15,6 +15,12 @@ clock — the escalation timers, the deadlines, the simulated phones' delays —
 shortened or faked: the policy's real deadlines and steps are what fire. The fan-out itself runs
 at real speed (see ``warnd.core.clock.ScaledClock``). ``--exercise`` runs the same round as a drill:
 status Exercise, every text carries 【演练】, and only people marked for exercises take part.
+
+``--broker mqtt://host[:port]`` puts the loudspeakers on a real MQTT broker: the real
+``mqtt_broadcast`` channel commands a simulated fleet of the county's speakers (real MQTT
+clients, ``warnd speakers simulate``'s, under a topic prefix of this run's own, so no real speaker
+listens), which fetch their audio from warnd, "play" it and acknowledge; a few stay offline and
+their villages get gong tasks. Phones stay simulated. Without ``--broker`` everything is.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import socket
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
+import aiomqtt
 import asyncpg
 import click
 from rich.console import Console
@@ -37,6 +46,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from channels.base import Channel
+from channels.mqtt_broadcast.channel import MqttBroadcastChannel
+from channels.mqtt_broadcast.config import MqttBroadcastConfig
 from channels.simulator import SimulatorChannel, SimulatorConfig
 from rosters.generate import generate
 from warnd.cli.watch import STEP_ZH, fetch, render
@@ -47,6 +58,7 @@ from warnd.db.pool import open_pool, recreate_database
 from warnd.db.queries import sql
 from warnd.runtime.daemon import Daemon
 from warnd.runtime.settings import Settings, database_url
+from warnd.tools.speakers import FleetOptions, SpeakerFleet
 
 DEMO_DB = "warnd_demo"
 DEMO_COUNTY = "370831"  # 泗水县: eastern mountains, flash floods, blind spots
@@ -284,16 +296,10 @@ async def _fanned_out(pool: asyncpg.Pool, warning_id: int) -> bool:
     )
 
 
-async def run_round(
-    url: str,
-    console: Console,
-    *,
-    households: int = 20_000,
-    speed: float = 60.0,
-    exercise: bool = False,
-    limit_s: float = 600.0,
-) -> RoundSummary:
-    """Generate the county in the (empty, migrated) database at ``url`` and run one round."""
+async def _county(
+    url: str, households: int, console: Console
+) -> tuple[list[str], list[str], list[str]]:
+    """Generate the demo county; its responders' phones, households' phones and speakers."""
     async with open_pool(url, min_size=1, max_size=2) as pool:
         with Progress(
             TextColumn("[cyan]Generating roster for 泗水县"),
@@ -313,12 +319,36 @@ async def run_round(
                 )
             phones = [r["phone"] for r in await pool.fetch("SELECT phone FROM responders")]
             # Households have nothing to answer: their phones only report delivery.
-            silent = await pool.fetch("SELECT unnest(phones) AS phone FROM households")
+            silent = [
+                r["phone"]
+                for r in await pool.fetch("SELECT unnest(phones) AS phone FROM households")
+            ]
+            speakers = [
+                r["code"]
+                for r in await pool.fetch(
+                    "SELECT code FROM divisions WHERE level = 'village' AND NOT blind_spot"
+                )
+            ]
         console.print(f"[green]✓[/] roster: {roster}")
+    return phones, silent, speakers
 
+
+async def run_round(
+    url: str,
+    console: Console,
+    *,
+    households: int = 20_000,
+    speed: float = 60.0,
+    exercise: bool = False,
+    limit_s: float = 600.0,
+    broker: Broker | None = None,
+) -> RoundSummary:
+    """Generate the county in the (empty, migrated) database at ``url`` and run one round
+    (with the loudspeakers on ``broker``, when given)."""
+    phones, silent, speaker_ids = await _county(url, households, console)
     behaviours = {phone: behaviour_of(phone) for phone in phones}
     mix = {b: list(behaviours.values()).count(b) for b in ("fast", "normal", "late", "never")}
-    behaviours = {r["phone"]: "never" for r in silent} | behaviours
+    behaviours = dict.fromkeys(silent, "never") | behaviours
     console.print(
         "simulated responders (模拟责任人): "
         f"{mix['fast']} answer at once, {mix['normal']} within minutes, "
@@ -335,45 +365,128 @@ async def run_round(
     )
     # Leases are counted on the demo's clock: ten real seconds once it runs fast, so a batch a
     # crashed worker left claimed comes back within the round.
-    settings = Settings(http_port=0, lease_seconds=10.0 * speed)
+    port = free_port()
+    settings = Settings(http_port=port, lease_seconds=10.0 * speed)
+    channels = demo_channels(behaviours, clock)
+    fleet = None
+    if broker is not None:
+        fleet, speakers = await start_fleet(broker, speaker_ids, port, console)
+        channels = {n: c for n, c in channels.items() if c.kind.value != "broadcast"}
+        channels[speakers.name] = speakers
     daemon = Daemon(
         settings,
-        simulate=True,
+        # A real channel on a fast clock: the demo's own (a simulation refuses real channels,
+        # and these loudspeakers are real MQTT, though the fleet they command is simulated).
+        simulate=broker is None,
         config=config,
-        channels=demo_channels(behaviours, clock),
+        channels=channels,
         clock=clock,
     )
-    async with daemon.running(url) as services:
-        warning_id = await _post_warning(daemon, services.clock.now(), feed_token, exercise)
-        console.print(
-            f"[green]✓[/] CAP red rainstorm warning accepted: #{warning_id}"
-            + (" [magenta]【演练】 exercise[/]" if exercise else "")
+    try:
+        async with daemon.running(url) as services:
+            warning_id = await _post_warning(daemon, services.clock.now(), feed_token, exercise)
+            console.print(
+                f"[green]✓[/] CAP red rainstorm warning accepted: #{warning_id}"
+                + (" [magenta]【演练】 exercise[/]" if exercise else "")
+            )
+            started = time.monotonic()
+            ends_at = clock.now() + ROUND
+            server = f"http://127.0.0.1:{daemon.port}"
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+                frame = await fetch(http, server, officer_token, warning_id, 15)
+                with Live(render(frame), console=console, auto_refresh=False) as live:
+                    while time.monotonic() - started < limit_s:
+                        await asyncio.sleep(0.5)
+                        if clock.speed == 1.0 and await _fanned_out(services.pool, warning_id):
+                            clock.set_speed(speed)
+                            live.console.print(
+                                f"[cyan]⏩ every message is out: fast-forward ×{speed:g} while "
+                                "the call-outs are answered and escalated[/]"
+                            )
+                        frame = await fetch(http, server, officer_token, warning_id, 15)
+                        live.update(render(frame), refresh=True)
+                        if clock.now() >= ends_at and await _settled(services.pool, warning_id):
+                            break
+                console.print()
+            elapsed_s = time.monotonic() - started
+        # Summarised once the daemon has stopped: a late reply can no longer change the figures
+        # between the summary and what the database holds.
+        async with open_pool(url, min_size=1, max_size=1) as pool:
+            summary = await summarise(pool, warning_id, speed=speed, elapsed_s=elapsed_s)
+        return replace(summary, behaviours=mix)
+    finally:
+        if fleet is not None:
+            await fleet.stop()
+
+
+@dataclass(frozen=True)
+class Broker:
+    """``--broker mqtt://host[:port]``."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Broker:
+        parsed = urlsplit(url)
+        if parsed.scheme != "mqtt" or not parsed.hostname:
+            raise click.BadParameter(f"{url!r}: give mqtt://host or mqtt://host:port")
+        try:
+            port = parsed.port or 1883
+        except ValueError:
+            raise click.BadParameter(f"{url!r}: the port must be 1-65535") from None
+        return cls(parsed.hostname, port)
+
+
+async def start_fleet(
+    broker: Broker, speaker_ids: list[str], port: int, console: Console
+) -> tuple[SpeakerFleet, MqttBroadcastChannel]:
+    """The county's simulated speakers on the broker, and the channel that commands them."""
+    prefix = f"warnd-demo/{secrets.token_hex(4)}"  # this run's own: no real speaker listens
+    fleet = SpeakerFleet(
+        FleetOptions(
+            broker=broker.host,
+            port=broker.port,
+            ids=speaker_ids,
+            prefix=prefix,
+            offline=0.05,
+            fail=0.02,
+            speed=10.0,
+            seed=7,
+            clear_on_stop=True,
         )
-        started = time.monotonic()
-        ends_at = clock.now() + ROUND
-        server = f"http://127.0.0.1:{daemon.port}"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            frame = await fetch(http, server, officer_token, warning_id, 15)
-            with Live(render(frame), console=console, auto_refresh=False) as live:
-                while time.monotonic() - started < limit_s:
-                    await asyncio.sleep(0.5)
-                    if clock.speed == 1.0 and await _fanned_out(services.pool, warning_id):
-                        clock.set_speed(speed)
-                        live.console.print(
-                            f"[cyan]⏩ every message is out: fast-forward ×{speed:g} while "
-                            "the call-outs are answered and escalated[/]"
-                        )
-                    frame = await fetch(http, server, officer_token, warning_id, 15)
-                    live.update(render(frame), refresh=True)
-                    if clock.now() >= ends_at and await _settled(services.pool, warning_id):
-                        break
-            console.print()
-        elapsed_s = time.monotonic() - started
-    # Summarised once the daemon has stopped: a late reply can no longer change the figures
-    # between the summary and what the database holds.
-    async with open_pool(url, min_size=1, max_size=1) as pool:
-        summary = await summarise(pool, warning_id, speed=speed, elapsed_s=elapsed_s)
-    return replace(summary, behaviours=mix)
+    )
+    with console.status(f"Connecting {len(speaker_ids)} simulated loudspeakers to the broker…"):
+        try:
+            await fleet.start()
+        except (OSError, aiomqtt.MqttError) as exc:
+            raise DemoError(
+                f"the broker at {broker.host}:{broker.port} did not take the speakers: {exc}"
+            ) from exc
+    console.print(
+        f"[green]✓[/] loudspeakers: {len(fleet.online_ids)} simulated speakers online, "
+        f"{len(fleet.offline_ids)} offline, on {broker.host}:{broker.port} under {prefix}/"
+    )
+    config = MqttBroadcastConfig.model_validate(
+        {
+            "type": "mqtt_broadcast",
+            "broker": broker.host,
+            "port": broker.port,
+            "client_id": f"warnd-demo-{prefix.rsplit('/', 1)[1]}",
+            "topic_prefix": prefix,
+            "media_url": f"http://127.0.0.1:{port}/media",
+            "media_key": secrets.token_urlsafe(32),
+        }
+    )
+    return fleet, MqttBroadcastChannel("loudspeakers", config)
+
+
+def free_port() -> int:
+    """A port for warnd's HTTP API known before it starts: the speakers' audio URLs name it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 async def _post_warning(daemon: Daemon, now: datetime, token: str, exercise: bool) -> int:
@@ -452,7 +565,7 @@ def print_summary(summary: RoundSummary, console: Console) -> None:
     console.print(
         "Times to answer are warning time (from the call-out opening to the answer); the round "
         f"ran at {summary.speed:g}× speed, {summary.elapsed_s:.1f} s of real time. "
-        "[yellow]All deliveries were simulated.[/]"
+        "[yellow]Phones were simulated; loudspeakers too, or a simulated fleet on a broker.[/]"
     )
 
 
@@ -461,15 +574,25 @@ class DemoError(Exception):
 
 
 async def run_demo(
-    households: int, console: Console, *, speed: float = 60.0, exercise: bool = False
+    households: int,
+    console: Console,
+    *,
+    speed: float = 60.0,
+    exercise: bool = False,
+    broker: Broker | None = None,
 ) -> int:
     """The whole demo in a fresh ``warnd_demo`` database; the exit status."""
     console.print(
         Panel.fit(
             "[bold]warnd demo[/] — 济宁市应急管理局 预警发布与叫应"
             + ("  [bold magenta]【演练】EXERCISE[/]" if exercise else "")
-            + "\n[yellow]SIMULATED: no real phone or loudspeaker is reached (模拟演示)[/]\n"
-            f"fast clock: {speed:g}× (one minute of warning time every {60 / speed:.1f} s)",
+            + (
+                "\n[yellow]SIMULATED: no real phone or loudspeaker is reached (模拟演示)[/]\n"
+                if broker is None
+                else "\n[yellow]SIMULATED phones; loudspeakers over MQTT to a simulated fleet at "
+                f"{broker.host}:{broker.port} (模拟演示)[/]\n"
+            )
+            + f"fast clock: {speed:g}× (one minute of warning time every {60 / speed:.1f} s)",
             border_style="magenta" if exercise else "cyan",
         )
     )
@@ -478,7 +601,7 @@ async def run_demo(
         url = await recreate_database(database_url(settings), DEMO_DB)
     try:
         summary = await run_round(
-            url, console, households=households, speed=speed, exercise=exercise
+            url, console, households=households, speed=speed, exercise=exercise, broker=broker
         )
     except DemoError as exc:
         console.print(f"[red]{exc}[/]")
@@ -497,7 +620,12 @@ async def run_demo(
     help="How many times faster than real time the warning runs.",
 )
 @click.option("--exercise", is_flag=True, help="Run the round as an exercise drill (【演练】).")
-def demo(households: int, speed: float, exercise: bool) -> None:
+@click.option(
+    "--broker",
+    metavar="mqtt://HOST[:PORT]",
+    help="Loudspeakers over this MQTT broker, commanding a simulated fleet (else simulated).",
+)
+def demo(households: int, speed: float, exercise: bool, broker: str | None) -> None:
     """Generate a county and run a red rainstorm warning's call-and-respond round, simulated."""
     from warnd.cli.errors import friendly_errors
     from warnd.runtime.logs import configure
@@ -505,6 +633,14 @@ def demo(households: int, speed: float, exercise: bool) -> None:
     configure("warning")  # the demo's own output tells the story; logs only when things go wrong
     console = Console()
     code = friendly_errors(
-        lambda: asyncio.run(run_demo(households, console, speed=speed, exercise=exercise))
+        lambda: asyncio.run(
+            run_demo(
+                households,
+                console,
+                speed=speed,
+                exercise=exercise,
+                broker=Broker.parse(broker) if broker else None,
+            )
+        )
     )()
     raise SystemExit(code)
