@@ -66,6 +66,8 @@ class WarningContext:
     level: str  # blue | yellow | orange | red
     exercise: bool  # a drill (CAP status Exercise): never to be taken for a real warning
     expires_at: datetime | None = None
+    # Alert, Update or Cancel: a Cancel's notices lift a warning, they never cut in as one.
+    msg_type: str = "Alert"
 
 
 @dataclass(frozen=True)

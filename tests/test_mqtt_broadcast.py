@@ -9,6 +9,7 @@ import hashlib
 import json
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -319,6 +320,11 @@ def test_interrupt_is_for_earthquakes_and_red_only() -> None:
     assert flag("earthquake", "blue") and flag("rainstorm", "red") and flag("flood", "red")
     assert not any(flag("rainstorm", level) for level in ("blue", "yellow", "orange"))
     assert not interrupts(OutboundMessage(key=1, address="370811001001", text=TEXT))
+    # The notice lifting a red warning (its Cancel, at the warning's level) never cuts in.
+    lifted = red(1, "370811001001", hazard="earthquake")
+    assert lifted.warning is not None
+    cancel = replace(lifted, warning=replace(lifted.warning, msg_type="Cancel"))
+    assert not interrupts(cancel)
 
 
 # --- refusals --------------------------------------------------------------------------------

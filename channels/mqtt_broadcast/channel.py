@@ -57,9 +57,10 @@ _REPUBLISH_WINDOW: Final = 100
 
 
 def interrupts(message: OutboundMessage) -> bool:
-    """Whether the speaker should cut into what it plays: earthquakes and red warnings only."""
+    """Whether the speaker should cut into what it plays: earthquakes and red warnings only,
+    never the notice that lifts one (a Cancel)."""
     warning = message.warning
-    if warning is None:
+    if warning is None or warning.msg_type == "Cancel":
         return False
     return warning.hazard in INTERRUPT_HAZARDS or warning.level in INTERRUPT_LEVELS
 

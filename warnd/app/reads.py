@@ -589,6 +589,10 @@ _LINK_STATE: Final = (
     "workers",
     "workers_up",
     "waiting",
+    "protocol",  # MQTT: the protocol version the broker took
+    "speakers_online",
+    "speakers_offline",
+    "speakers_stale",
 )
 
 

@@ -147,7 +147,12 @@ class Dispatcher:
             warning = contexts.get(r["warning_id"])
             if warning is None:
                 warning = contexts[r["warning_id"]] = WarningContext(
-                    r["warning_id"], r["hazard"], r["level"], r["exercise"], r["expires"]
+                    r["warning_id"],
+                    r["hazard"],
+                    r["level"],
+                    r["exercise"],
+                    r["expires"],
+                    r["msg_type"],
                 )
             claimed.append(
                 Claimed(

@@ -16,7 +16,7 @@ WITH due AS (
                 WHEN d.expires_at <= $4::timestamptz
                 THEN 'expired: too late to send, not sent late'
            END AS dropped,
-           w.hazard, w.level, w.status = 'Exercise' AS exercise, w.expires
+           w.hazard, w.level, w.status = 'Exercise' AS exercise, w.expires, w.msg_type
       FROM deliveries d JOIN warnings w ON w.id = d.warning_id
      WHERE d.state = 'queued' AND d.channel_kind = $1::text AND d.due_at <= $4::timestamptz
      ORDER BY d.priority, d.id
@@ -35,7 +35,7 @@ UPDATE deliveries d
   FROM due, messages m
  WHERE d.id = due.id AND m.id = d.message_id
 RETURNING d.id, d.warning_id, d.address, d.attempts, d.fallback, d.state, m.body, d.priority,
-          d.expires_at, due.hazard, due.level, due.exercise, due.expires;
+          d.expires_at, due.hazard, due.level, due.exercise, due.expires, due.msg_type;
 
 -- name: record_sent
 -- Accepted by the gateway; a call-out whose first message went out is now "notified".
