@@ -39,7 +39,7 @@ from warnd.ingest.store import store_warning
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import AHEAD_BATCHES, Dispatcher
 from warnd.pipeline.inbound import EARLY_RECEIPT_WINDOW, Inbound
-from warnd.pipeline.planner import Planner, PlanResult
+from warnd.pipeline.planner import FIRST_STEPS, Planner, PlanResult
 from warnd.policy.model import Policy
 from warnd.policy.targeting import decide
 
@@ -77,9 +77,9 @@ async def test_red_rainstorm_reaches_exactly_the_county(pool: asyncpg.Pool, poli
     )
     assert state is not None
     assert state["plan_state"] == "done"
-    # county and town responders; village responders and loudspeakers; facilities and helpers;
-    # then one household chunk per village (the test plans one village a chunk)
-    assert state["plan_cursor"] == 3 + 2
+    # city and county responders; loudspeakers; town and village responders; facilities and
+    # helpers; then one household chunk per village (the test plans one village a chunk)
+    assert state["plan_cursor"] == 4 + 2
 
 
 async def test_exercise_reaches_only_exercise_people_and_says_so(
@@ -617,7 +617,7 @@ async def test_a_plan_resumes_after_a_crash_without_gaps_or_duplicates(
     full = {
         (r["audience"], r["address"], r["channel_kind"]) for r in await deliveries(pool, warning_id)
     }
-    # The planner died after step 4 (the first household chunk): later rows were never written.
+    # The planner died after step 5 (the first household chunk): later rows were never written.
     await pool.execute(
         "DELETE FROM deliveries WHERE warning_id = $1 AND audience = 'household' "
         "AND division_code = $2",
@@ -625,7 +625,9 @@ async def test_a_plan_resumes_after_a_crash_without_gaps_or_duplicates(
         seed.VILLAGE_R2,
     )
     await pool.execute(
-        "UPDATE warnings SET plan_state = 'planning', plan_cursor = 4 WHERE id = $1", warning_id
+        "UPDATE warnings SET plan_state = 'planning', plan_cursor = $2 WHERE id = $1",
+        warning_id,
+        len(FIRST_STEPS) + 1,
     )
     await Planner(
         pool, lambda: policy, ManualClock(DAYTIME), LIMITS, villages_per_chunk=1
