@@ -8,7 +8,8 @@ assessed on arrays (``warnd.core.eew``), and each message — its own text per v
 countdown and the degree — is handed straight to its channel with priority 0 (ahead of anything
 a channel already holds) and an expiry (the S-wave's arrival plus the policy's grace: a channel
 drops it after that rather than send it late). Loudspeakers go first, then facilities, then
-responders, each in the order of the villages.
+responders, each in the order of the villages; the first few of each kind are handed before the
+rest of the report's messages are even built (a city's 20,000 take a tenth of a second).
 
 The durable record is written at the same time, not before: the warning (``source = 'eew'``,
 one per report that raised some village's level), its villages, the messages and deliveries

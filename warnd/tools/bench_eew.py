@@ -176,6 +176,7 @@ class QueueingSmsGateway(Channel):
         self.settled_at_once = 0  # urgent messages settled without wire time (``flush``)
         self.ordinary_sent = 0
         self.first_responder_position: int | None = None  # in the event's SMS order
+        self._event_sms = 0  # the event's SMS handed so far, over all its ``send`` calls
 
     @property
     def limits(self) -> Limits:
@@ -196,6 +197,7 @@ class QueueingSmsGateway(Channel):
         self.first_at = self.handed_at = None
         self.first_taken.clear()
         self.first_responder_position = None
+        self._event_sms = 0
 
     def _put_ordinary(self) -> None:
         self._queue.put_nowait((ORDINARY_PRIORITY, next(self._arrivals), None, 0, None))
@@ -208,11 +210,12 @@ class QueueingSmsGateway(Channel):
         pending = _Batch([None] * len(batch), asyncio.get_running_loop().create_future())
         for index, message in enumerate(batch):
             if self.first_responder_position is None and message.address in self._responders:
-                self.first_responder_position = index
+                self.first_responder_position = self._event_sms + index
             self._queue.put_nowait(
                 (message.priority, next(self._arrivals), pending, index, message)
             )
         self.handed += len(batch)
+        self._event_sms += len(batch)
         await pending.done
         return [r for r in pending.results if r is not None]
 
