@@ -6,18 +6,22 @@ villages whose level rose, and a cancel tells everyone reached."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 
-from channels.base import ChannelKind
+from channels.base import ChannelKind, Outcome
+from channels.smpp.channel import SmppChannel
+from channels.smpp.config import SmppConfig
 from tests import seed
-from tests.fixtures import DAYTIME, FEED_TOKEN, LIMITS, RecordingChannel
+from tests.fixtures import DAYTIME, FEED_TOKEN, LIMITS, RecordingChannel, plan, rainstorm
+from tests.smsc import TestSmsc
 from tests.waiting import until
 from warnd.app.metrics import Metrics
-from warnd.core.clock import ManualClock
+from warnd.core.clock import ManualClock, SystemClock
 from warnd.core.config import load_config_data
 from warnd.core.eew import EewReport
 from warnd.db.notify import Wakeup
@@ -208,3 +212,53 @@ async def test_a_report_posted_by_the_seismic_feed_reaches_the_loudspeakers_thro
             lambda: services.pool.fetchval(recorded, len(speakers.sent) + len(sms.sent)),
             what="the alerts recorded",
         )
+
+
+async def test_an_earthquakes_sms_overtake_a_rainstorm_already_held_by_the_smsc_link(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """A red rainstorm's messages wait in an SMPP link's lanes (one message in flight, the SMSC
+    slow to answer); an earthquake report arrives: every alert of it goes on the wire next,
+    ahead of the rainstorm's messages still waiting, and the rainstorm's follow."""
+    smsc = TestSmsc()
+    await smsc.start()
+    smsc.response_delay = 0.1
+    sms = SmppChannel(
+        "sms",
+        SmppConfig.model_validate(
+            {
+                "type": "smpp",
+                "host": "127.0.0.1",
+                "port": smsc.port,
+                "system_id": "warnd",
+                "password": "secret",
+                "source_addr": "106573700001",
+                "window": 1,
+                "rate": 1000,
+            }
+        ),
+    )
+    await sms.start()
+    try:
+        clock = ManualClock(DAYTIME)
+        dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup())
+        await plan(pool, policy, rainstorm())
+        held = await dispatcher.claim(sms, 100)
+        rainstorm_sent = asyncio.create_task(sms.send([c.message() for c in held]))
+        await smsc.wait_for(lambda: len(smsc.submits) >= 1)
+        # The link checks expiries on the wall clock: the earthquake happens now.
+        fast = FastPath(pool, {"sms": sms}, lambda: policy, SystemClock(), dispatcher.record)
+        await fast(report(origin_time=datetime.now(UTC) - timedelta(seconds=1)))
+        results = await asyncio.wait_for(rainstorm_sent, 30)
+        await fast.drain()
+    finally:
+        await sms.stop()
+        await smsc.stop()
+    assert all(r.outcome is Outcome.ACCEPTED for r in results)
+    quake = ["地震" in s.text for s in smsc.submits]
+    first_quake = quake.index(True)
+    count = sum(quake)
+    # One rainstorm message was on the wire already; then every earthquake alert; then the rest.
+    assert quake[first_quake : first_quake + count] == [True] * count
+    assert first_quake <= 2 and False in quake[first_quake + count :]
+    assert count == 9  # the school, the care home and seven responders (see the first test)
