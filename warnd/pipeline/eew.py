@@ -20,12 +20,14 @@ plan steps done, so planning goes on with the household chunks at earthquake pri
 
 What a crash can lose or repeat, at each instant:
 
-- before the record commits: messages may have reached their channels with no row saying so;
-  the feed's retry of the report (its row was never marked handed) sends them again — a
-  duplicate alert, never a missing one;
+- before the record commits: alerts may have reached their channels with no row saying so, and
+  nothing more of the report happens (no call-outs, no households). The report's own row
+  (``eew_reports``, written at intake) says it was received or handed, so the feed's retry is
+  taken for a duplicate: the duty officer sees a report without its warning. Nothing is sent
+  twice; what is lost is the record, and the households' messages;
 - after the record, before the outcomes: the rows are ``sending`` under a lease; when it runs out
   they are claimed again, and by then past their expiry, so they are cancelled as expired rather
-  than sent late (at most a duplicate when the lease is shorter than the grace);
+  than sent late (a duplicate only if the lease is shorter than the alert's grace);
 - after the outcomes: nothing; what follows is the ordinary pipeline's.
 
 Left to the ordinary pipeline or not done (yet): helpers' door-knocking and gongs for an
