@@ -17,15 +17,27 @@ XML_TYPES: Final = frozenset({"application/xml", "text/xml", "application/cap+xm
 
 async def post_cap(request: web.Request) -> web.Response:
     """Receive one CAP 1.2 message from an authenticated feed."""
+    services, feed, body = await feed_body(request, XML_TYPES, cap_wanted(request))
+    return accepted(services, await warnings.receive_cap(services, feed, body))
+
+
+def cap_wanted(request: web.Request) -> str:
+    """What a 415 says to a feed that did not send CAP XML."""
+    return (
+        f"Content-Type {request.content_type!r} is not CAP XML; "
+        f"send one of {', '.join(sorted(XML_TYPES))}"
+    )
+
+
+async def feed_body(
+    request: web.Request, types: frozenset[str], wanted: str
+) -> tuple[Services, str, bytes]:
+    """The services, the feed and the body of a feed's message; a body of another content type
+    (415, ``wanted`` says what to send) or too large is refused and kept for the duty officer."""
     services = request.app[SERVICES]
     feed = request[FEED]
-    if request.content_type not in XML_TYPES:
-        unsupported = ApiError(
-            415,
-            "unsupported_media_type",
-            f"Content-Type {request.content_type!r} is not CAP XML; "
-            f"send one of {', '.join(sorted(XML_TYPES))}",
-        )
+    if request.content_type not in types:
+        unsupported = ApiError(415, "unsupported_media_type", wanted)
         await warnings.record_rejection(services, feed, unsupported.code, unsupported.detail, b"")
         raise unsupported
     try:
@@ -33,7 +45,7 @@ async def post_cap(request: web.Request) -> web.Response:
     except BodyError as exc:
         await warnings.record_rejection(services, feed, exc.code, exc.detail, exc.head)
         raise
-    return accepted(services, await warnings.receive_cap(services, feed, body))
+    return services, feed, body
 
 
 def accepted(services: Services, stored: Stored) -> web.Response:
