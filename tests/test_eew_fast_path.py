@@ -26,7 +26,7 @@ from warnd.core.config import load_config_data
 from warnd.core.eew import EewReport
 from warnd.db.notify import Wakeup
 from warnd.pipeline.dispatch import Dispatcher
-from warnd.pipeline.eew import FastPath
+from warnd.pipeline.eew import FastPath, IdReserve
 from warnd.pipeline.planner import FIRST_STEPS, Planner
 from warnd.policy.model import Policy
 from warnd.runtime.daemon import Daemon
@@ -262,3 +262,21 @@ async def test_an_earthquakes_sms_overtake_a_rainstorm_already_held_by_the_smsc_
     assert quake[first_quake : first_quake + count] == [True] * count
     assert first_quake <= 2 and False in quake[first_quake + count :]
     assert count == 9  # the school, the care home and seven responders (see the first test)
+
+
+async def test_delivery_ids_come_from_memory_and_are_never_handed_twice(
+    pool: asyncpg.Pool,
+) -> None:
+    reserve = IdReserve(pool, kept=10)
+    await reserve.top_up()
+    assert len(reserve) == 10
+    first = await reserve.take(4)  # from memory; 6 left, above half: no top-up yet
+    assert len(reserve) == 6
+    second = await reserve.take(3)  # 3 left, below half: topped up in the background
+    larger = await reserve.take(25)  # more than in hand: the shortfall is drawn at once
+    await until(lambda: len(reserve) >= 5)
+    taken = first + second + larger
+    assert len(taken) == len(set(taken)) == 32
+    # They are the deliveries' own sequence: a row inserted now gets a later id.
+    last = await pool.fetchval("SELECT last_value FROM deliveries_id_seq")
+    assert max(taken) <= last

@@ -80,6 +80,8 @@ WARNING_LASTS = timedelta(hours=1)  # the stored warning: call-outs, households,
 ALL_LEVELS = ("city", "county", "town", "village")
 # Messages of each kind handed first, before the rest of the report's are built (see __call__).
 FIRST_HANDED = 200
+# Delivery ids kept in hand (``IdReserve``): a city-wide report takes ~20,000.
+IDS_KEPT = 50_000
 
 Record = Callable[[str, Sequence[Claimed], Sequence[SendResult]], Awaitable[None]]
 
@@ -151,6 +153,52 @@ def covering_codes(every: Sequence[str], alerted: Sequence[str]) -> list[str]:
     return codes
 
 
+class IdReserve:
+    """Delivery ids drawn from the deliveries' sequence before they are needed.
+
+    A report's first loudspeaker command must not wait for a database round trip: on a server
+    busy writing the last report's record (or a checkpoint) one ``nextval`` query took 20 ms
+    and more now and then (bench eew, 1,000 events). The ids are taken from memory and the
+    reserve is topped up in the background. Ids drawn by a process that dies are gaps, nothing
+    more: a delivery's id is only its name.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, kept: int = IDS_KEPT) -> None:
+        self._pool = pool
+        self._kept = kept
+        self._ids: list[int] = []
+        self._topping: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    async def top_up(self) -> None:
+        """Draw ids until ``kept`` are in hand."""
+        missing = self._kept - len(self._ids)
+        if missing > 0:
+            await self._draw(missing)
+
+    async def take(self, n: int) -> list[int]:
+        """``n`` ids, from memory unless the reserve is short (then one round trip)."""
+        if len(self._ids) < n:
+            await self._draw(n - len(self._ids))
+        ids, self._ids = self._ids[:n], self._ids[n:]
+        if len(self._ids) < self._kept // 2 and (self._topping is None or self._topping.done()):
+            self._topping = asyncio.create_task(self.top_up())
+            self._topping.add_done_callback(_log_failure)
+        return ids
+
+    async def _draw(self, n: int) -> None:
+        rows = await self._pool.fetch(sql("eew_delivery_ids"), n)
+        self._ids.extend(r["id"] for r in rows)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    # A failed top-up is tried again by the next ``take`` (or drawn there if it must be).
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("eew_ids_top_up_failed", error=repr(task.exception()))
+
+
 @dataclass(frozen=True)
 class _Message:
     """One alert before it has an id: whom, where, what."""
@@ -192,21 +240,24 @@ class FastPath:
         for channel in channels.values():
             self._channels.setdefault(channel.kind.value, channel)
         self._roster: QuakeRoster | None = None
+        self._ids = IdReserve(pool)
         self._events: dict[str, EventAlerts] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def roster(self) -> QuakeRoster:
-        """The roster in memory, loaded again when older than ``RELOAD``."""
+    async def prepare(self) -> QuakeRoster:
+        """Keep what a report needs in memory: the roster (loaded again when older than
+        ``RELOAD``) and the delivery ids. At start and every few seconds (housekeeping)."""
         now = self._clock.now()
         if self._roster is None or now - self._roster.loaded_at > RELOAD:
             self._roster = await QuakeRoster.load(self._pool, now)
             self._events.clear()  # their arrays are aligned with the old villages
+        await self._ids.top_up()
         return self._roster
 
     async def __call__(self, report: EewReport) -> None:
         """Alert the villages whose level this report raises; returns once every message is in
         its channel's hands (their outcomes and the durable record follow in the background)."""
-        roster = await self.roster()
+        roster = self._roster if self._roster is not None else await self.prepare()
         now = self._clock.now()
         policy = self._policy()
         assessment = assess(
@@ -260,7 +311,7 @@ class FastPath:
         """Number ``messages`` (all of one kind) and hand them to their channel."""
         if not messages:
             return
-        ids = [r["id"] for r in await self._pool.fetch(sql("eew_delivery_ids"), len(messages))]
+        ids = await self._ids.take(len(messages))
         claimed = [
             Claimed(i, 0, m.address, 1, (), m.text, 0, context, assessment.expires_at(m.village))
             for i, m in zip(ids, messages, strict=True)

@@ -322,7 +322,7 @@ class Daemon:
             while True:
                 await heartbeats.check(self.clock.now())
                 await speakers.check(self.clock.now())
-                await fast_path.roster()  # kept loaded: an early warning never waits for it
+                await fast_path.prepare()  # an early warning never waits for roster or ids
                 await dispatcher.reclaim_leases()
                 await dispatcher.notify_skipped_callouts()
                 await inbound.match_early_receipts()

@@ -337,7 +337,7 @@ async def eew(
         channels: dict[str, Channel] = {"speakers": speakers, "sms": sms}
         dispatcher = Dispatcher(pool, channels, clock, Metrics(), Wakeup())
         fast_path = FastPath(pool, channels, lambda: policy, clock, dispatcher.record)
-        roster = await fast_path.roster()  # loaded at start in the daemon too: not an event's
+        roster = await fast_path.prepare()  # at start in the daemon too: not an event's
         villages = assess(
             _report(0, "probe", clock.now()),
             roster.villages,
