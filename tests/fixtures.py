@@ -47,8 +47,10 @@ from warnd.app.metrics import Metrics
 from warnd.app.services import Services
 from warnd.core.clock import ManualClock
 from warnd.core.config import AppConfig
+from warnd.core.eew import EewReport
 from warnd.core.model import Area, NormalisedWarning
 from warnd.core.vocabulary import Level
+from warnd.db.queries import sql
 from warnd.ingest.store import store_warning
 from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.planner import Planner
@@ -767,3 +769,27 @@ class VoiceGateway(Gateway):
                 return response.status, await response.json()
 
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(post(), loop))
+
+
+async def insert_eew_report(
+    conn: asyncpg.Pool | asyncpg.Connection, report: EewReport, received_at: datetime
+) -> None:
+    """The report's row, as the API writes it before the hand to the fast path."""
+    await conn.execute(
+        sql("insert_eew_report"),
+        "seismic",
+        report.event_id,
+        report.report_no,
+        report.origin_time,
+        report.lat,
+        report.lon,
+        report.depth_km,
+        report.magnitude,
+        report.place,
+        report.final,
+        report.cancel,
+        report.status,
+        "received",
+        received_at,
+        "{}",
+    )

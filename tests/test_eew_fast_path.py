@@ -17,7 +17,15 @@ from channels.base import ChannelKind, Outcome
 from channels.smpp.channel import SmppChannel
 from channels.smpp.config import SmppConfig
 from tests import seed
-from tests.fixtures import DAYTIME, FEED_TOKEN, LIMITS, RecordingChannel, plan, rainstorm
+from tests.fixtures import (
+    DAYTIME,
+    FEED_TOKEN,
+    LIMITS,
+    RecordingChannel,
+    insert_eew_report,
+    plan,
+    rainstorm,
+)
 from tests.smsc import TestSmsc
 from tests.waiting import until
 from warnd.app.metrics import Metrics
@@ -243,11 +251,12 @@ async def test_an_earthquakes_sms_overtake_a_rainstorm_already_held_by_the_smsc_
         clock = ManualClock(DAYTIME)
         dispatcher = Dispatcher(pool, {"sms": sms}, clock, Metrics(), Wakeup())
         await plan(pool, policy, rainstorm())
+        # The link checks expiries on the wall clock: the earthquake happens now.
+        fast = FastPath(pool, {"sms": sms}, lambda: policy, SystemClock(), dispatcher.record)
+        await fast.prepare()  # as at a daemon's start
         held = await dispatcher.claim(sms, 100)
         rainstorm_sent = asyncio.create_task(sms.send([c.message() for c in held]))
         await smsc.wait_for(lambda: len(smsc.submits) >= 1)
-        # The link checks expiries on the wall clock: the earthquake happens now.
-        fast = FastPath(pool, {"sms": sms}, lambda: policy, SystemClock(), dispatcher.record)
         await fast(report(origin_time=datetime.now(UTC) - timedelta(seconds=1)))
         results = await asyncio.wait_for(rainstorm_sent, 30)
         await fast.drain()
@@ -280,3 +289,26 @@ async def test_delivery_ids_come_from_memory_and_are_never_handed_twice(
     # They are the deliveries' own sequence: a row inserted now gets a later id.
     last = await pool.fetchval("SELECT last_value FROM deliveries_id_seq")
     assert max(taken) <= last
+
+
+async def test_after_a_restart_a_later_report_alerts_only_where_the_level_rose(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """The event's earlier reports are replayed from their rows: a process that did not handle
+    them (a restart, or another process) alerts only the villages whose level rises."""
+    async with pool.acquire() as conn:
+        await seed.seed(conn)
+    first = Setup(pool, policy)
+    await insert_eew_report(pool, report(), DAYTIME)
+    await first.fast(report())
+    await first.fast.drain()
+    restarted = Setup(pool, policy)
+    restarted.clock.advance(2)
+    await insert_eew_report(pool, report(2, 5.5), DAYTIME)
+    await restarted.fast(report(2, 5.5))  # the same estimate: nothing new
+    assert not restarted.speakers.sent and not restarted.sms.sent
+    await insert_eew_report(pool, report(3, 6.0), DAYTIME)
+    await restarted.fast(report(3, 6.0))
+    await restarted.fast.drain()
+    # As in one process: only 张庄村's loudspeaker again (degree 7), not 王家村's.
+    assert [m.address for m in restarted.speakers.sent] == [seed.VILLAGE_R1]

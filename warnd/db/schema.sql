@@ -513,9 +513,13 @@ CREATE TABLE eew_reports (
     received_at  timestamptz NOT NULL,
     summary      jsonb,                        -- villages per level etc., computed on receipt
     raw          text NOT NULL,
+    -- the durable record written (warning, deliveries, call-outs; or nothing to record): a
+    -- report received a while ago without it was interrupted by a crash (FastPath.recover)
+    recorded_at  timestamptz,
     CONSTRAINT eew_reports_event_id_report_no_key UNIQUE (event_id, report_no)
 );
 CREATE INDEX eew_reports_received ON eew_reports (received_at);
+CREATE INDEX eew_reports_unrecorded ON eew_reports (received_at) WHERE recorded_at IS NULL;
 
 -- =============================================================================================
 -- The role warnd runs as (migration 007): it writes warnings and the outbox but owns nothing,

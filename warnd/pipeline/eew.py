@@ -18,22 +18,27 @@ call-outs. Once both the channels' answers and that record are in, the outcomes 
 dispatch's own ``record``. Households are the planner's: the warning is stored with its first
 plan steps done, so planning goes on with the household chunks at earthquake priority.
 
-What a crash can lose or repeat, at each instant:
+What a crash can lose or repeat, at each instant (tests/test_eew_crash.py kills a process at
+both):
 
-- before the record commits: alerts may have reached their channels with no row saying so, and
-  nothing more of the report happens (no call-outs, no households). The report's own row
-  (``eew_reports``, written at intake) says it was received or handed, so the feed's retry is
-  taken for a duplicate: the duty officer sees a report without its warning. Nothing is sent
-  twice; what is lost is the record, and the households' messages;
+- before the record commits: alerts may have reached their channels with no row saying so. The
+  report's row (``eew_reports``, written at intake) has no ``recorded_at``; once a lease's time
+  has passed, housekeeping in any process (``recover``) stores the report's warning for the
+  ordinary planner from its first step: responders (with their call-outs), loudspeakers,
+  facilities and households are sent to late rather than never — a responder may hear of the
+  earthquake twice, and nobody is left without the record or the call-out;
 - after the record, before the outcomes: the rows are ``sending`` under a lease; when it runs out
   they are claimed again, and by then past their expiry, so they are cancelled as expired rather
   than sent late (a duplicate only if the lease is shorter than the alert's grace);
 - after the outcomes: nothing; what follows is the ordinary pipeline's.
 
+What the event has alerted is kept in memory; a report whose predecessors this process did not
+handle (after a restart, or handled by another process) replays them from their rows first, so
+that only a rise alerts again.
+
 Left to the ordinary pipeline or not done (yet): helpers' door-knocking and gongs for an
-earthquake (the plan's first steps are skipped), a later report's new alerts to households of
-villages whose level rose (only their speakers, facilities and responders are alerted again),
-and the event state across a restart (a report after one alerts again at its level).
+earthquake (the plan's first steps are skipped), and a later report's new alerts to households of
+villages whose level rose (only their speakers, facilities and responders are alerted again).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from warnd.core.clock import Clock
 from warnd.core.eew import (
     CODE_LEVELS,
     EewAssessment,
+    EewParameters,
     EewReport,
     EventAlerts,
     VillageArrays,
@@ -80,6 +86,7 @@ WARNING_LASTS = timedelta(hours=1)  # the stored warning: call-outs, households,
 ALL_LEVELS = ("city", "county", "town", "village")
 # Messages of each kind handed first, before the rest of the report's are built (see __call__).
 FIRST_HANDED = 200
+HANDED_AT_ONCE = 1_000  # then in shares of this many, the event loop free between them
 # Delivery ids kept in hand (``IdReserve``): a city-wide report takes ~20,000.
 IDS_KEPT = 50_000
 
@@ -260,12 +267,16 @@ class FastPath:
         roster = self._roster if self._roster is not None else await self.prepare()
         now = self._clock.now()
         policy = self._policy()
-        assessment = assess(
-            report, roster.villages, policy.earthquake_early_warning.parameters, now
-        )
-        alerts = self._events.get(report.event_id) or EventAlerts.start(
-            report.event_id, roster.villages
-        )
+        parameters = policy.earthquake_early_warning.parameters
+        assessment = assess(report, roster.villages, parameters, now)
+        alerts = self._events.get(report.event_id)
+        if report.report_no > 1 and (
+            alerts is None or alerts.last_report_no < report.report_no - 1
+        ):
+            # Reports of this event were handled before a restart, or by another process: one
+            # query (only then) says what the event has alerted, so only a rise alerts again.
+            alerts = await self._replay(report, roster, parameters, now)
+        alerts = alerts or EventAlerts.start(report.event_id, roster.villages)
         self._events[report.event_id], decision = alerts.apply(assessment)
         if report.cancel:
             await self._cancel(report, now)
@@ -285,8 +296,11 @@ class FastPath:
         # alerts takes a tenth of a second, which the nearest villages do not have.
         for messages in by_kind.values():  # loudspeakers first (see _messages)
             await self._hand(list(islice(messages, FIRST_HANDED)), assessment, context, sends)
+        # The rest in shares, the event loop free between them: a channel's writer must put
+        # the first messages on the wire while the city's last are still being built.
         for messages in by_kind.values():
-            await self._hand(list(messages), assessment, context, sends)
+            while share := list(islice(messages, HANDED_AT_ONCE)):
+                await self._hand(share, assessment, context, sends)
         if not sends:
             return
         log.info(
@@ -300,6 +314,56 @@ class FastPath:
         task = asyncio.create_task(self._finish(report, roster, assessment, rise, sends))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def _replay(
+        self, report: EewReport, roster: QuakeRoster, parameters: EewParameters, now: datetime
+    ) -> EventAlerts:
+        """What the event's earlier reports alerted (levels depend on the report alone)."""
+        alerts = EventAlerts.start(report.event_id, roster.villages)
+        for row in await self._pool.fetch(
+            sql("eew_earlier_reports"), report.event_id, report.report_no
+        ):
+            earlier = EewReport(**dict(row))
+            alerts, _ = alerts.apply(assess(earlier, roster.villages, parameters, now))
+        return alerts
+
+    async def recover(self, received_before: datetime) -> int:
+        """Record the reports received before ``received_before`` whose record a crash (or a
+        failed hand-off the feed never sent again) left unwritten; how many.
+
+        Whether their alerts went out is unknown, and their moment has passed: the warning is
+        stored for the ordinary planner to send from its first step — responders with their
+        call-outs, loudspeakers, facilities, households — so that what was promised happens
+        late rather than never (a responder may hear of the earthquake twice). Called by
+        housekeeping in every process; a second process's record of the same report is a
+        duplicate that ``store_warning`` ignores."""
+        rows = await self._pool.fetch(sql("eew_unrecorded_reports"), received_before)
+        roster = self._roster if self._roster is not None else await self.prepare()
+        parameters = self._policy().earthquake_early_warning.parameters
+        now = self._clock.now()
+        for row in rows:
+            report = EewReport(**dict(row))
+            if report.cancel:
+                await self._cancel(report, now)
+            else:
+                alerts = await self._replay(report, roster, parameters, now)
+                assessment = assess(report, roster.villages, parameters, now)
+                _, decision = alerts.apply(assessment)
+                if len(decision.rise) and not decision.stale:
+                    await self._store(report, roster, assessment, decision.rise, (), plan_from=0)
+                    log.warning(
+                        "eew_report_recovered",
+                        event_id=report.event_id,
+                        report_no=report.report_no,
+                        villages=len(decision.rise),
+                    )
+            await self._mark_recorded(self._pool, report, now)
+        return len(rows)
+
+    async def _mark_recorded(
+        self, conn: Conn | asyncpg.Pool, report: EewReport, now: datetime
+    ) -> None:
+        await conn.execute(sql("eew_mark_recorded"), report.event_id, report.report_no, now)
 
     async def _hand(
         self,
@@ -347,12 +411,8 @@ class FastPath:
     def _speaker_messages(
         assessment: EewAssessment, heard: NDArray[np.intp], codes: NDArray[np.str_], signature: str
     ) -> Iterator[_Message]:
-        # In slices: the first villages' texts without rendering the whole city's first.
-        for start in range(0, len(heard), FIRST_HANDED):
-            part = heard[start : start + FIRST_HANDED]
-            speech = village_texts(assessment, part, signature=signature, kind="broadcast")
-            for v, text in zip(part.tolist(), speech, strict=True):
-                yield _Message("broadcast", 0, str(codes[v]), str(codes[v]), text, v)
+        for v, text in _texts_in_slices(assessment, heard, signature, "broadcast"):
+            yield _Message("broadcast", 0, str(codes[v]), str(codes[v]), text, v)
 
     @staticmethod
     def _sms_messages(
@@ -367,9 +427,8 @@ class FastPath:
         # the first responder: at a gateway's 2,000 messages a second that would hold the
         # nearest village's responsible person two seconds (bench eew).
         codes = roster.villages.codes
-        texts = village_texts(assessment, rise, signature=signature, kind="sms")
         told: set[int] = set()
-        for village, text in zip(rise.tolist(), texts, strict=True):
+        for village, text in _texts_in_slices(assessment, rise, signature, "sms"):
             for facility_id, phone, marked in roster.facilities.get(village, ()):
                 if marked or not exercise:
                     yield _Message(
@@ -410,7 +469,11 @@ class FastPath:
         assessment: EewAssessment,
         rise: NDArray[np.intp],
         sends: Sequence[_Send],
+        *,
+        plan_from: int = len(FIRST_STEPS),
     ) -> None:
+        """Store the report's warning with what was handed to the channels in ``sends``;
+        planning goes on from step ``plan_from`` (the households, after the fast path)."""
         policy = self._policy()
         level = _top_level(assessment, rise)
         rule = policy.rule("earthquake", level)
@@ -423,9 +486,12 @@ class FastPath:
         warning = _warning(report, level, codes)
 
         async def within(conn: Conn, warning_id: int) -> None:
+            await self._mark_recorded(conn, report, now)
+            if not plan_from:
+                return
             # The plan's first steps (responders, loudspeakers, facilities) are this path's:
             # planning goes on with the households.
-            await conn.execute(sql("eew_plan_households"), warning_id, len(FIRST_STEPS))
+            await conn.execute(sql("eew_plan_households"), warning_id, plan_from)
             await open_callouts(
                 conn,
                 warning_id,
@@ -476,6 +542,7 @@ class FastPath:
         notices go, as every Cancel's, to everyone reached on the channel that reached them."""
         rows = await self._pool.fetch(sql("eew_event_warnings"), SOURCE, f"{report.event_id}#%")
         if not rows:
+            await self._mark_recorded(self._pool, report, now)
             return
         refs = tuple(f"{r['sender']},{r['identifier']},{r['sent'].isoformat()}" for r in rows)
         cancel = NormalisedWarning(
@@ -491,7 +558,13 @@ class FastPath:
             area_desc=report.place,
             references=refs,
         )
-        await store_warning(self._pool, cancel, source=SOURCE, now=now)
+        await store_warning(
+            self._pool,
+            cancel,
+            source=SOURCE,
+            now=now,
+            within=lambda conn, _: self._mark_recorded(conn, report, now),
+        )
 
     async def drain(self, grace: float | None = None) -> None:
         """Wait (at most ``grace`` seconds) for the records and outcomes being written in the
@@ -508,6 +581,17 @@ class _Send:
     messages: list[_Message]
     claimed: list[Claimed]
     sending: asyncio.Task[list[SendResult]]
+
+
+def _texts_in_slices(
+    assessment: EewAssessment, villages: NDArray[np.intp], signature: str, kind: str
+) -> Iterator[tuple[int, str]]:
+    """Each village's text, rendered a slice at a time: the first villages' texts without
+    rendering the whole city's first (~15 ms for 6,000 villages)."""
+    for start in range(0, len(villages), FIRST_HANDED):
+        part = villages[start : start + FIRST_HANDED]
+        texts = village_texts(assessment, part, signature=signature, kind=kind)
+        yield from zip(part.tolist(), texts, strict=True)
 
 
 def _top_level(assessment: EewAssessment, rise: NDArray[np.intp]) -> Level:

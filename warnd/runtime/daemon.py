@@ -323,6 +323,8 @@ class Daemon:
                 await heartbeats.check(self.clock.now())
                 await speakers.check(self.clock.now())
                 await fast_path.prepare()  # an early warning never waits for roster or ids
+                # A report whose record a crash interrupted, once its alerts' lease is over.
+                await fast_path.recover(self.clock.now() - timedelta(seconds=lease))
                 await dispatcher.reclaim_leases()
                 await dispatcher.notify_skipped_callouts()
                 await inbound.match_early_receipts()

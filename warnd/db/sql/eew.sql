@@ -120,3 +120,27 @@ SELECT a.id, $1, a.message_id, a.audience, a.recipient_id, a.division_code, a.ad
 SELECT sender, identifier, sent, level FROM warnings
  WHERE source = $1 AND identifier LIKE $2 AND msg_type = 'Alert'
    AND state IN ('active', 'pending_approval');
+
+-- name: eew_earlier_reports
+-- The reports of an event before this one that were handed on (a failed hand-off alerted
+-- nobody): replayed to know what the event has alerted so far. $1 event, $2 report number
+SELECT event_id, report_no, origin_time, lat, lon, depth_km, magnitude, place, final, cancel,
+       status
+  FROM eew_reports
+ WHERE event_id = $1 AND report_no < $2 AND state <> 'failed'
+ ORDER BY report_no;
+
+-- name: eew_unrecorded_reports
+-- Reports that reach people, received before $1, whose record was never written: a crash came
+-- between the hand-off and the record (or the hand-off failed and the feed never sent it again).
+SELECT event_id, report_no, origin_time, lat, lon, depth_km, magnitude, place, final, cancel,
+       status
+  FROM eew_reports
+ WHERE recorded_at IS NULL AND received_at < $1 AND status <> 'Test'
+ ORDER BY received_at, report_no
+ LIMIT 20;
+
+-- name: eew_mark_recorded
+-- $1 event, $2 report number, $3 now
+UPDATE eew_reports SET recorded_at = $3
+ WHERE event_id = $1 AND report_no = $2 AND recorded_at IS NULL;
