@@ -12,9 +12,10 @@ RETURNING id;
 
 -- name: retry_eew_report
 -- Take over a report whose hand-off failed, so that the feed's retry is handed again; no row
--- back when it was not failed (a plain duplicate). $1 event_id, $2 report_no
+-- back when it was not failed (a plain duplicate), or when housekeeping has meanwhile recorded it
+-- for the ordinary planner (FastPath.recover). $1 event_id, $2 report_no
 UPDATE eew_reports SET state = 'received'
- WHERE event_id = $1 AND report_no = $2 AND state = 'failed'
+ WHERE event_id = $1 AND report_no = $2 AND state = 'failed' AND recorded_at IS NULL
 RETURNING id;
 
 -- name: find_eew_report
