@@ -178,10 +178,10 @@ def test_other_cap_is_parsed_as_before_and_keeps_its_parameters() -> None:
 
 
 async def post_cap(
-    app: Api, body: bytes, *, content_type: str = "application/cap+xml"
+    app: Api, body: bytes, *, content_type: str = "application/cap+xml", path: str = "eew/cap"
 ) -> tuple[int, dict[str, Any]]:
     response = await app.client.post(
-        f"{API}/eew/cap",
+        f"{API}/{path}",
         data=body,
         headers={"Authorization": f"Bearer {FEED_TOKEN}", "Content-Type": content_type},
     )
@@ -230,6 +230,34 @@ async def test_a_cap_report_is_handed_to_the_fast_path(app: Api) -> None:
     status, body = await post_cap(app, seismic_cap(msg_type="Cancel"))
     assert status == 202 and body["state"] == "handed"
     assert [(r.report_no, r.cancel) for r in handed] == [(2, True)]
+
+
+async def test_an_early_warning_posted_to_the_general_cap_endpoint_goes_the_fast_way(
+    app: Api,
+) -> None:
+    """A seismic feed pointed at POST /api/v1/cap: its early warning is a report, handed to the
+    fast path as on /eew/cap (not a warning for the ordinary planner); the copy on /eew/cap is
+    its duplicate. An earthquake without EventID is an ordinary warning there."""
+    handed: list[EewReport] = []
+
+    async def hook(report: EewReport) -> None:
+        handed.append(report)
+
+    app.services.eew = hook
+    status, body = await post_cap(app, seismic_cap(), path="cap")
+    assert status == 202 and body["state"] == "handed" and body["created"]
+    assert [r.event_id for r in handed] == [PARAMETERS["EventID"]]
+    assert await app.count("eew_reports") == 1 and await app.count("warnings") == 0
+    status, body = await post_cap(app, seismic_cap())
+    assert status == 200 and not body["created"] and len(handed) == 1
+    status, body = await post_cap(app, seismic_cap(), path="cap")
+    assert status == 200 and not body["created"] and body["state"] == "handed"
+
+    parameters = dict(PARAMETERS)
+    del parameters["EventID"]
+    status, body = await post_cap(app, seismic_cap(parameters), path="cap")
+    assert status == 201 and body["warning_id"] > 0
+    assert await app.count("warnings") == 1 and len(handed) == 1
 
 
 async def test_a_cap_report_missing_a_parameter_is_422_and_kept(app: Api) -> None:

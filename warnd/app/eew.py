@@ -8,7 +8,6 @@ recorded — before the summary the feed gets back is computed, so the answer ne
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -27,7 +26,7 @@ from warnd.app.views import (
     EewSummary,
     EewVillageOut,
 )
-from warnd.app.warnings import record_rejection, text_for_db
+from warnd.app.warnings import parse_feed_cap, record_rejection, store_cap, text_for_db
 from warnd.core.eew import (
     LEVEL_CODES,
     EewAssessment,
@@ -37,12 +36,13 @@ from warnd.core.eew import (
     assess,
     warning_text,
 )
-from warnd.core.errors import ForbiddenError, WarndError
+from warnd.core.errors import WarndError
+from warnd.core.model import NormalisedWarning
 from warnd.core.vocabulary import Level
 from warnd.db import Conn
 from warnd.db.queries import sql
-from warnd.ingest.cap import CapError, parse_cap
-from warnd.ingest.eew import EewError, eew_from_cap, parse_eew_json
+from warnd.ingest.eew import EewError, eew_from_cap, is_early_warning, parse_eew_json
+from warnd.ingest.store import Stored
 
 log = structlog.get_logger(__name__)
 
@@ -105,18 +105,30 @@ async def receive_eew(services: Services, feed: str, body: bytes) -> EewAccepted
 async def receive_eew_cap(services: Services, feed: str, body: bytes) -> EewAccepted:
     """As ``receive_eew``, for the seismic feed's CAP 1.2 (``CapError`` or ``EewError`` when
     refused, ``ForbiddenError`` for a sender that is not the feed's)."""
+    return await _receive_cap_report(
+        services, feed, await parse_feed_cap(services, feed, body), body
+    )
+
+
+async def receive_any_cap(services: Services, feed: str, body: bytes) -> Stored | EewAccepted:
+    """A feed's CAP 1.2 on the general endpoint: an earthquake early warning (an earthquake
+    carrying the parameter EventID) goes the early warning's way — a seismic feed pointed at
+    the general endpoint must not turn seconds into minutes — and anything else is stored as a
+    warning (``warnings.receive_cap``)."""
+    warning = await parse_feed_cap(services, feed, body)
+    if is_early_warning(warning):
+        return await _receive_cap_report(services, feed, warning, body)
+    return await store_cap(services, feed, warning, body)
+
+
+async def _receive_cap_report(
+    services: Services, feed: str, warning: NormalisedWarning, body: bytes
+) -> EewAccepted:
     try:
-        # Schema validation is CPU-bound: off the event loop, one at a time per feed (as CAP).
-        async with services.parse_slot(feed):
-            warning = await asyncio.to_thread(parse_cap, body, max_bytes=services.max_body_bytes)
         report = eew_from_cap(warning)
-    except (CapError, EewError) as exc:
+    except EewError as exc:
         await record_rejection(services, feed, exc.code, exc.detail, body)
         raise
-    refusal = services.config.sender_refusal(feed, warning.sender)
-    if refusal is not None:
-        await record_rejection(services, feed, "sender_not_allowed", refusal, body)
-        raise ForbiddenError("sender_not_allowed", refusal)
     return await receive_report(services, feed, report, text_for_db(body))
 
 

@@ -20,6 +20,7 @@ from warnd.app.reads import no_warning, warning_texts
 from warnd.app.services import Services
 from warnd.core.errors import ConflictError, ForbiddenError, InputError
 from warnd.core.gate import amendment_needs_approval
+from warnd.core.model import NormalisedWarning
 from warnd.core.texts import TWO_VISIBLE
 from warnd.db.queries import sql
 from warnd.ingest.amend import CancelRequest, CorrectRequest, cancellation, correction
@@ -61,6 +62,12 @@ async def record_rejection(
 async def receive_cap(services: Services, feed: str, body: bytes) -> Stored:
     """Store one CAP 1.2 message from a feed, or record why it was refused and raise
     ``CapError`` / ``InputError`` saying so."""
+    return await store_cap(services, feed, await parse_feed_cap(services, feed, body), body)
+
+
+async def parse_feed_cap(services: Services, feed: str, body: bytes) -> NormalisedWarning:
+    """A feed's CAP 1.2 message, validated, from a sender the feed may speak for; a refusal is
+    kept for the duty officer and raised (``CapError``, ``ForbiddenError``)."""
     try:
         # Schema validation is CPU-bound: off the event loop, so other requests keep flowing,
         # and one at a time per feed, so a feed's costly messages hold up only that feed.
@@ -76,6 +83,13 @@ async def receive_cap(services: Services, feed: str, body: bytes) -> Stored:
         log.warning("cap_sender_refused", feed=feed, sender=warning.sender)
         await record_rejection(services, feed, "sender_not_allowed", refusal, body)
         raise ForbiddenError("sender_not_allowed", refusal)
+    return warning
+
+
+async def store_cap(
+    services: Services, feed: str, warning: NormalisedWarning, body: bytes
+) -> Stored:
+    """Store a feed's parsed CAP warning (``parse_feed_cap``); ``InputError`` when refused."""
     policy = services.current_policy()
     try:
         stored = await store_warning(

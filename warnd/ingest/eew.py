@@ -202,6 +202,14 @@ _NUMBER: Final = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 _CAP_TIME: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?[-+]\d{2}:\d{2}")
 
 
+def is_early_warning(warning: NormalisedWarning) -> bool:
+    """An earthquake that names its seismic event (parameter EventID): an early-warning report,
+    wherever it was posted."""
+    return warning.hazard == "earthquake" and any(
+        name.strip().lower() == "eventid" for name, _ in warning.parameters
+    )
+
+
 def eew_from_cap(warning: NormalisedWarning) -> EewReport:
     """The report a seismic feed's CAP 1.2 message carries (``parse_cap`` has validated it).
 

@@ -77,15 +77,36 @@ ROUTES: Final[tuple[Route, ...]] = (
         feeds.post_cap,
         FEED_ROLE,
         "Receive a CAP 1.2 warning from a feed",
-        (_STORED, Answer(200, "Already stored (a duplicate); nothing changed", WarningAccepted)),
+        (
+            _STORED,
+            Answer(
+                202,
+                "An earthquake early warning: recorded and handed to the early-warning path",
+                EewAccepted,
+            ),
+            Answer(
+                200,
+                "Already stored or received (a duplicate); nothing changed",
+                schema={
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/WarningAccepted"},
+                        {"$ref": "#/components/schemas/EewAccepted"},
+                    ]
+                },
+            ),
+        ),
         description=(
             "Parsed without external entities or entity expansion, validated against the OASIS "
             "schema and the rules it cannot check. A message is keyed by (sender, identifier, "
             "sent): the same message again answers 200 with the stored state. Refused messages "
-            "are kept for the duty officer (GET /api/v1/rejected)."
+            "are kept for the duty officer (GET /api/v1/rejected). An earthquake that names its "
+            "seismic event (parameter EventID) is an early-warning report: it goes the way of "
+            "POST /api/v1/eew/cap and is answered as there (202, or 200 for a report received "
+            "before; 503 when the early-warning path failed to take it: send it again)."
         ),
         body_schema=_CAP_XML,
         body_types=tuple(sorted(feeds.XML_TYPES)),
+        errors=(503,),
     ),
     Route(
         "POST",

@@ -3,16 +3,12 @@ drill preview (``GET /api/v1/eew/preview``)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
 from aiohttp import web
 
 from warnd.app import eew
-from warnd.app.views import EewAccepted
-from warnd.ingest.eew import EewError
-from warnd.web.api.feeds import XML_TYPES, cap_wanted, feed_body
+from warnd.web.api.feeds import XML_TYPES, cap_wanted, eew_refusals, eew_response, feed_body
 from warnd.web.api.queries import EewPreviewQuery
-from warnd.web.http import SERVICES, ApiError, json_response, query
+from warnd.web.http import SERVICES, json_response, query
 
 JSON_TYPE = "application/json"
 
@@ -21,24 +17,17 @@ async def post_eew(request: web.Request) -> web.Response:
     """Receive one early-warning report from an authenticated seismic feed."""
     wanted = f"Content-Type {request.content_type!r}: send the report as {JSON_TYPE}"
     services, feed, body = await feed_body(request, frozenset({JSON_TYPE}), wanted)
-    return await _received(eew.receive_eew(services, feed, body))
+    with eew_refusals():
+        received = await eew.receive_eew(services, feed, body)
+    return eew_response(received)
 
 
 async def post_eew_cap(request: web.Request) -> web.Response:
     """Receive one early-warning report as the seismic feed's CAP 1.2."""
     services, feed, body = await feed_body(request, XML_TYPES, cap_wanted(request))
-    return await _received(eew.receive_eew_cap(services, feed, body))
-
-
-async def _received(receiving: Awaitable[EewAccepted]) -> web.Response:
-    """202 for a new report, 200 for one received before; refusals as API errors."""
-    try:
-        received = await receiving
-    except EewError as exc:
-        raise ApiError(exc.http_status, exc.code, exc.detail) from None
-    except eew.EewHandOffError as exc:
-        raise ApiError(503, exc.code, str(exc), {"Retry-After": "0"}) from None
-    return json_response(received, 202 if received.created else 200)
+    with eew_refusals():
+        received = await eew.receive_eew_cap(services, feed, body)
+    return eew_response(received)
 
 
 async def preview_eew(request: web.Request) -> web.Response:

@@ -1,14 +1,18 @@
-"""CAP 1.2 from feeds: ``POST /api/v1/cap``."""
+"""CAP 1.2 from feeds: ``POST /api/v1/cap`` (an earthquake early warning in it goes the early
+warning's way)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final
 
 from aiohttp import web
 
-from warnd.app import warnings
+from warnd.app import eew, warnings
 from warnd.app.services import Services
-from warnd.app.views import WarningAccepted
+from warnd.app.views import EewAccepted, WarningAccepted
+from warnd.ingest.eew import EewError
 from warnd.ingest.store import Stored
 from warnd.web.http import FEED, SERVICES, ApiError, BodyError, json_response, read_body
 
@@ -16,9 +20,14 @@ XML_TYPES: Final = frozenset({"application/xml", "text/xml", "application/cap+xm
 
 
 async def post_cap(request: web.Request) -> web.Response:
-    """Receive one CAP 1.2 message from an authenticated feed."""
+    """Receive one CAP 1.2 message from an authenticated feed; an earthquake early warning
+    in it is answered as ``POST /api/v1/eew/cap`` answers."""
     services, feed, body = await feed_body(request, XML_TYPES, cap_wanted(request))
-    return accepted(services, await warnings.receive_cap(services, feed, body))
+    with eew_refusals():
+        received = await eew.receive_any_cap(services, feed, body)
+    if isinstance(received, EewAccepted):
+        return eew_response(received)
+    return accepted(services, received)
 
 
 def cap_wanted(request: web.Request) -> str:
@@ -58,3 +67,20 @@ def accepted(services: Services, stored: Stored) -> web.Response:
         simulated=services.simulated,
     )
     return json_response(body, 201 if stored.created else 200)
+
+
+@contextmanager
+def eew_refusals() -> Iterator[None]:
+    """An early-warning report's refusals as API errors; a failed hand-off is 503, so that the
+    feed sends the report again."""
+    try:
+        yield
+    except EewError as exc:
+        raise ApiError(exc.http_status, exc.code, exc.detail) from None
+    except eew.EewHandOffError as exc:
+        raise ApiError(503, exc.code, str(exc), {"Retry-After": "0"}) from None
+
+
+def eew_response(received: EewAccepted) -> web.Response:
+    """202 for a new early-warning report, 200 for one received before."""
+    return json_response(received, 202 if received.created else 200)
