@@ -128,15 +128,29 @@ async def test_an_m55_report_alerts_the_nearest_villages_first_and_is_recorded(
     assert {c["state"] for c in callouts} == {"notified"}
     assert all(r["callout_id"] is not None for r in rows if r["audience"] == "responder")
 
-    # Planning goes on with the households alone: nobody gets the alert twice.
+    # Planning goes on with the field tasks and the households: nobody gets the alert twice.
     await Planner(pool, lambda: policy, setup.clock, LIMITS).plan_pending()
     planned = await pool.fetch(
         "SELECT audience, address FROM deliveries WHERE warning_id = $1 AND id <> ALL($2)",
         warning["id"],
         list(sent),
     )
-    assert {r["audience"] for r in planned} == {"household"}
-    assert len({r["address"] for r in planned}) == len(planned) > 0
+    households = [r["address"] for r in planned if r["audience"] == "household"]
+    assert {r["audience"] for r in planned} == {"household", "field_task"}
+    assert len(set(households)) == len(households) > 0
+    # Orange: helpers knock on the doors of the special groups, and the blind spot (李庄村, no
+    # loudspeaker) gets its gong — once each.
+    tasks = await pool.fetch(
+        "SELECT kind, village_code FROM field_tasks WHERE warning_id = $1 ORDER BY kind",
+        warning["id"],
+    )
+    kinds = [t["kind"] for t in tasks]
+    assert "door_knock" in kinds and "gong" in kinds
+    assert [t["village_code"] for t in tasks if t["kind"] == "gong"] == [seed.VILLAGE_R2]
+    await Planner(pool, lambda: policy, setup.clock, LIMITS).plan_pending()
+    assert await pool.fetchval(
+        "SELECT count(*) FROM field_tasks WHERE warning_id = $1", warning["id"]
+    ) == len(tasks)
 
 
 async def test_a_larger_report_alerts_where_the_level_rose_and_a_cancel_tells_everyone(

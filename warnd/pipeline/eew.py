@@ -36,9 +36,10 @@ What the event has alerted is kept in memory; a report whose predecessors this p
 handle (after a restart, or handled by another process) replays them from their rows first, so
 that only a rise alerts again.
 
-Left to the ordinary pipeline or not done (yet): helpers' door-knocking and gongs for an
-earthquake (the plan's first steps are skipped), and a later report's new alerts to households of
-villages whose level rose (only their speakers, facilities and responders are alerted again).
+The ordinary planner goes on after the fast path with the field tasks the level orders
+(helpers' door-knocking, gongs in the blind spots: a step of their own for these warnings) and the
+households. Not done (yet): a later report's new alerts to households of villages whose level rose
+(only their speakers, facilities and responders are alerted again).
 """
 
 from __future__ import annotations
@@ -74,13 +75,13 @@ from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.ingest.store import store_warning
 from warnd.pipeline.callouts import open_callouts
-from warnd.pipeline.planner import FIRST_STEPS
+from warnd.pipeline.planner import EEW_SENDER, FIRST_STEPS
 from warnd.policy.model import Policy
 
 log = structlog.get_logger(__name__)
 
 SOURCE = "eew"
-SENDER = "eew@warnd"  # the CAP sender of the warnings the fast path stores
+SENDER = EEW_SENDER  # the CAP sender of the warnings the fast path stores
 RELOAD = timedelta(minutes=5)  # the roster in memory is at most this old
 WARNING_LASTS = timedelta(hours=1)  # the stored warning: call-outs, households, notices
 ALL_LEVELS = ("city", "county", "town", "village")

@@ -27,7 +27,7 @@ from warnd.pipeline.callouts import open_callouts
 from warnd.pipeline.field_tasks import open_field_tasks
 from warnd.pipeline.notices import notice_chunks, write_notices
 from warnd.policy.model import LevelRule, Policy
-from warnd.policy.targeting import AudiencePlan, decide, task_kinds
+from warnd.policy.targeting import TASK_AUDIENCE, AudiencePlan, decide, task_kinds
 from warnd.policy.texts import audience_text
 
 log = structlog.get_logger(__name__)
@@ -54,6 +54,11 @@ FIRST_STEPS: tuple[tuple[tuple[Audience, tuple[str, ...]], ...], ...] = (
 # door-knocking instead of the helpers' plain text.
 _VILLAGE_RESPONDERS = 2
 _HELPERS = 3
+# The sender of the earthquake fast path's warnings (warnd.pipeline.eew). The fast path sends
+# their first steps itself but orders no field tasks: theirs are a step of their own, after the
+# first steps, so that a plan resumed after the fast path and one recovered from the start
+# (FastPath.recover) open each task once.
+EEW_SENDER = "eew@warnd"
 _AUDIENCE_SQL = {
     Audience.RESPONDER: "plan_responders",
     Audience.BROADCAST: "plan_broadcast",
@@ -186,11 +191,16 @@ class Planner:
             steps = [[_Part(a, levels) for a, levels in step] for step in FIRST_STEPS]
             steps += [[_Part(Audience.HOUSEHOLD, villages=(c["first"], c["last"]))] for c in chunks]
             tasks = task_kinds(self._policy(), warning, self._clock.now(), plans, self._max_chars)
-            if "gong" in tasks:  # with the village responders it is given to
-                steps[_VILLAGE_RESPONDERS].append(_Part(Audience.RESPONDER, task="gong"))
-            if "door_knock" in tasks:  # the task message replaces the helper's plain text
-                helpers = [p for p in steps[_HELPERS] if p.audience is not Audience.HELPER]
-                steps[_HELPERS] = [*helpers, _Part(Audience.HELPER, task="door_knock")]
+            if warning.sender == EEW_SENDER:
+                if tasks:
+                    field = [_Part(TASK_AUDIENCE[kind], task=kind) for kind in tasks]
+                    steps.insert(len(FIRST_STEPS), field)
+            else:
+                if "gong" in tasks:  # with the village responders it is given to
+                    steps[_VILLAGE_RESPONDERS].append(_Part(Audience.RESPONDER, task="gong"))
+                if "door_knock" in tasks:  # the task message replaces the helper's plain text
+                    helpers = [p for p in steps[_HELPERS] if p.audience is not Audience.HELPER]
+                    steps[_HELPERS] = [*helpers, _Part(Audience.HELPER, task="door_knock")]
             if warning.msg_type in ("Cancel", "Update"):
                 ranges = await notice_chunks(conn, warning_id, self._notice_chunk)
                 notices = [[_Part(Audience.RESPONDER, notices=ids)] for ids in ranges]
