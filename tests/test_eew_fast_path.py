@@ -172,6 +172,15 @@ async def test_a_larger_report_alerts_where_the_level_rose_and_a_cancel_tells_ev
     texted = {m.address for m in setup.sms.sent[before[1] :]}
     assert "+8613900000014" not in texted and "+8613700000002" not in texted
     assert {"+8613700000001", "+8613900000004", "+8613900000006"} <= texted
+    # The households of the villages whose level rose hear of it again, and only they.
+    await Planner(pool, lambda: policy, setup.clock, LIMITS).plan_pending()
+    raised = await pool.fetch(
+        """SELECT DISTINCT h.village_code FROM deliveries d
+             JOIN warnings w ON w.id = d.warning_id
+             JOIN households h ON h.id = d.recipient_id
+            WHERE w.identifier = 'CEIC-1#2' AND d.audience = 'household'"""
+    )
+    assert {r["village_code"] for r in raised} == {seed.VILLAGE_R1, seed.VILLAGE_R2}
     # The same report again, or an older one, changes nothing.
     await setup.fast(report(2, 6.0))
     assert len(setup.speakers.sent) == before[0] + 1

@@ -38,8 +38,7 @@ that only a rise alerts again.
 
 The ordinary planner goes on after the fast path with the field tasks the level orders
 (helpers' door-knocking, gongs in the blind spots: a step of their own for these warnings) and the
-households. Not done (yet): a later report's new alerts to households of villages whose level rose
-(only their speakers, facilities and responders are alerted again).
+households of the warning's villages — for a later report, those whose level rose.
 """
 
 from __future__ import annotations
