@@ -162,9 +162,10 @@ async def receive_report(services: Services, feed: str, report: EewReport, raw: 
             return await _duplicate(services, feed, report)
         log.info("eew_retry", event_id=report.event_id, report_no=report.report_no, feed=feed)
     state = "recorded"
+    assessment: EewAssessment | None = None
     if hand is not None:
         try:
-            await hand(report)
+            assessment = await hand(report)
         # The fast path is another team's code on the most urgent path warnd has: whatever it
         # raises, the report is marked for the feed's retry and the feed is told to retry.
         except Exception as exc:
@@ -178,9 +179,11 @@ async def receive_report(services: Services, feed: str, report: EewReport, raw: 
             ) from exc
         state = "handed"
     services.metrics.ingest.labels(source=feed, result="accepted", reason=state).inc()
-    villages, _ = await load_villages(services.pool)
-    parameters = services.current_policy().earthquake_early_warning.parameters
-    found = summary(assess(report, villages, parameters, now))
+    if assessment is None:  # no fast path here: assessed on the roster as stored now
+        villages, _ = await load_villages(services.pool)
+        parameters = services.current_policy().earthquake_early_warning.parameters
+        assessment = assess(report, villages, parameters, now)
+    found = summary(assessment)
     await services.pool.execute(
         sql("finish_eew_report"), report_id, state, found.model_dump(mode="json")
     )

@@ -12,7 +12,7 @@ from channels.base import Channel, InboundEvent
 from warnd.app.metrics import Metrics
 from warnd.core.clock import Clock
 from warnd.core.config import AppConfig
-from warnd.core.eew import EewReport
+from warnd.core.eew import EewAssessment, EewReport
 from warnd.db.notify import Wakeup
 from warnd.policy.loader import PolicyHolder
 from warnd.policy.model import Policy
@@ -36,8 +36,9 @@ class Services:
     inbound_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     # The earthquake early-warning fast path: takes each new report of a seismic feed (Actual
     # or Exercise) the moment it is recorded, before warnd computes the feed's answer. None in a
-    # process without one: reports are then recorded only.
-    eew: Callable[[EewReport], Awaitable[object]] | None = None
+    # process without one: reports are then recorded only. It returns the report's assessment
+    # on the roster it holds (the feed's answer summarises it), or None.
+    eew: Callable[[EewReport], Awaitable[EewAssessment | None]] | None = None
     # One CAP parse at a time per feed (a thread each): a feed that sends costly messages
     # waits for itself, and the others' parses go on.
     _parse_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)

@@ -261,9 +261,10 @@ class FastPath:
         await self._ids.top_up()
         return self._roster
 
-    async def __call__(self, report: EewReport) -> None:
+    async def __call__(self, report: EewReport) -> EewAssessment:
         """Alert the villages whose level this report raises; returns once every message is in
-        its channel's hands (their outcomes and the durable record follow in the background)."""
+        its channel's hands (their outcomes and the durable record follow in the background),
+        with the report's assessment (what the feed's answer summarises)."""
         roster = self._roster if self._roster is not None else await self.prepare()
         now = self._clock.now()
         policy = self._policy()
@@ -280,10 +281,20 @@ class FastPath:
         self._events[report.event_id], decision = alerts.apply(assessment)
         if report.cancel:
             await self._cancel(report, now)
-            return
-        rise = decision.rise
-        if decision.stale or not len(rise):
-            return
+        elif not decision.stale and len(decision.rise):
+            await self._alert(report, roster, assessment, decision.rise, policy, now)
+        return assessment
+
+    async def _alert(  # noqa: PLR0917 - one private call site
+        self,
+        report: EewReport,
+        roster: QuakeRoster,
+        assessment: EewAssessment,
+        rise: NDArray[np.intp],
+        policy: Policy,
+        now: datetime,
+    ) -> None:
+        """Hand the alerts of the villages in ``rise`` to the channels; record in the background."""
         exercise = report.status == "Exercise"
         level = _top_level(assessment, rise)
         # The warning's id is not known before the record: the context says what a channel

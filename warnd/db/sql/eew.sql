@@ -4,9 +4,15 @@
 -- Record a report once per (event, report number); no row back when it was received before.
 -- $1 feed, $2 event_id, $3 report_no, $4 origin_time, $5 lat, $6 lon, $7 depth_km,
 -- $8 magnitude, $9 place, $10 final, $11 cancel, $12 status, $13 state, $14 received_at, $15 raw
+-- The report is handed to the fast path once this returns, so its commit does not wait for the
+-- WAL to reach the disk (synchronous_commit off, for this statement's transaction alone): the
+-- row is what makes a retry a duplicate, and only a crash of the database server itself in the
+-- next fraction of a second can lose it (the retry is then handed again: a second alert, no
+-- lost one).
 INSERT INTO eew_reports (feed, event_id, report_no, origin_time, lat, lon, depth_km, magnitude,
                          place, final, cancel, status, state, received_at, raw)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
+  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush
 ON CONFLICT ON CONSTRAINT eew_reports_event_id_report_no_key DO NOTHING
 RETURNING id;
 
