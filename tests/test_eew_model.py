@@ -22,6 +22,7 @@ from warnd.core.eew import (
     VillageArrays,
     assess,
     cancel_text,
+    covering_codes,
     degree_of,
     village_texts,
     warning_text,
@@ -271,3 +272,17 @@ def test_parameters_refuse_levels_out_of_order() -> None:
 def test_origin_time_must_be_aware() -> None:
     with pytest.raises(ValueError, match="aware"):
         report(origin_time=datetime(2026, 12, 2, 11, 30))  # noqa: DTZ001 (the point of the test)
+
+
+def test_covering_codes_name_a_division_only_when_all_its_villages_are_alerted() -> None:
+    every = [
+        "370811001201",  # town 370811001: both villages
+        "370811001202",
+        "370811002201",  # town 370811002: one of two
+        "370811002202",
+        "370826001201",  # county 370826: its only village
+    ]
+    alerted = ["370811001202", "370811002201", "370811001201", "370826001201"]
+    assert covering_codes(every, alerted) == ["370811001000", "370811002201", "370826000000"]
+    assert covering_codes(every, every) == ["370800000000"]  # the whole city
+    assert covering_codes(every, []) == []

@@ -65,6 +65,8 @@ from warnd.core.eew import (
     EventAlerts,
     VillageArrays,
     assess,
+    covering_codes,
+    divisions_of,
     village_texts,
 )
 from warnd.core.model import Area, NormalisedWarning
@@ -123,41 +125,6 @@ class QuakeRoster:
                 (r["id"], r["phone"], r["division_code"], r["exercise"])
             )
         return cls(villages, speaker, facilities, responders, now, unlocated)
-
-
-def divisions_of(village: str) -> tuple[str, str, str, str]:
-    """The village's code and those of its town, county and city (12 digits each)."""
-    return village, village[:9] + "000", village[:6] + "000000", village[:4] + "00000000"
-
-
-def covering_codes(every: Sequence[str], alerted: Sequence[str]) -> list[str]:
-    """The fewest division codes that name exactly the ``alerted`` villages of ``every`` village:
-    a town whose villages are all alerted by the town's code, a county, the city likewise.
-
-    A warning's area is resolved by a join of its codes with every village (``resolve_codes``):
-    the 5,998 village codes of a city-wide earthquake cost 5.6 s there, the city's code
-    milliseconds — and the warning then reads "the city", as an officer would write it.
-    """
-    total: dict[str, int] = {}
-    for village in every:
-        for division in divisions_of(village)[1:]:
-            total[division] = total.get(division, 0) + 1
-    hit: dict[str, int] = {}
-    for village in alerted:
-        for division in divisions_of(village)[1:]:
-            hit[division] = hit.get(division, 0) + 1
-    codes: list[str] = []
-    named: set[str] = set()
-    for village in alerted:
-        # The widest division (city, county, town) whose every village is alerted, if any.
-        wide = divisions_of(village)[:0:-1]
-        full = next((d for d in wide if hit[d] == total[d]), None)
-        if full is None:
-            codes.append(village)
-        elif full not in named:
-            named.add(full)
-            codes.append(full)
-    return codes
 
 
 class IdReserve:
