@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from channels.registry import build_channels
+from warnd.core.config import AppConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECRET = "readme-secret-0123456789abcdef0123456789"  # long enough for every key (media_key: 32)
@@ -51,3 +52,10 @@ def test_each_channel_example_in_the_readme_builds(block: str, tmp_path: Path) -
     channels = with_stand_ins(tomllib.loads(block), tmp_path)["channels"]
     built = build_channels(channels)
     assert set(built) == set(channels)
+
+
+def test_the_readme_early_warning_subscription_example_is_a_valid_config(tmp_path: Path) -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text("utf-8"), flags=re.DOTALL)
+    (block,) = [b for b in blocks if b.startswith("[eew]")]
+    config = AppConfig.model_validate(with_stand_ins(tomllib.loads(block), tmp_path))
+    assert config.eew is not None and config.eew.tls and config.eew.port == 8883

@@ -36,6 +36,25 @@ _BAD_CREDENTIALS: Final = frozenset({4, 5, 134, 135})
 _FIRST_BACKOFF: Final = 0.2
 
 
+async def tidy_up(client: aiomqtt.Client, *, entered: bool) -> None:
+    """Release what an ``aiomqtt.Client`` session leaves behind, once it has ended.
+
+    aiomqtt (2.5) leaves three things behind a connection attempt that failed (timed out,
+    refused): the reason in a future nobody awaits (asyncio would log it as an error nobody
+    saw), its housekeeping task, still running, and paho's socket, still open. ``entered``: the
+    connection was made (``async with client`` was entered)."""
+    if not entered:
+        client._client._sock_close()
+    gone = client._disconnected
+    if gone.done() and not gone.cancelled():
+        gone.exception()
+    misc = client._misc_task
+    if misc is not None and not misc.done():
+        misc.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await misc
+
+
 class LinkDownError(Exception):
     """The broker cannot be reached now (no connection, or it dropped during a publish)."""
 
@@ -217,20 +236,7 @@ class Link:
         try:
             await self._use(client)
         finally:
-            # aiomqtt (2.5) leaves three things behind a connection attempt that failed (timed
-            # out, refused): the reason in a future nobody awaits (asyncio would log it as an
-            # error nobody saw), its housekeeping task, still running, and paho's socket, still
-            # open. All are cleaned up here.
-            if not self._entered:
-                client._client._sock_close()
-            gone = client._disconnected
-            if gone.done() and not gone.cancelled():
-                gone.exception()
-            misc = client._misc_task
-            if misc is not None and not misc.done():
-                misc.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await misc
+            await tidy_up(client, entered=self._entered)
 
     async def _use(self, client: aiomqtt.Client) -> None:
         async with client:

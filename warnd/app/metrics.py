@@ -50,6 +50,12 @@ class Metrics:
             ["feed"],
             registry=self.registry,
         )
+        self.eew_feed_up = Gauge(
+            "warnd_eew_feed_up",
+            "1 while the early-warning subscription ([eew]) is connected and subscribed",
+            ["broker"],
+            registry=self.registry,
+        )
         self.speakers = Gauge(
             "warnd_speakers",
             "Loudspeakers per county by state (online, offline), as their channels report them",

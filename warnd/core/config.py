@@ -276,13 +276,17 @@ class HttpConfig(_Strict):
     @field_validator("tls_cert", "tls_key")
     @classmethod
     def _beside_the_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        # Relative to the config file's folder, as token files are.
-        if value is None or value.is_absolute():
-            return value
-        base = Path()
-        if isinstance(info.context, dict):
-            base = info.context.get("base", base)
-        return base / value
+        return _beside_the_config(value, info)
+
+
+def _beside_the_config(value: Path | None, info: ValidationInfo) -> Path | None:
+    # Relative to the config file's folder, as token files are.
+    if value is None or value.is_absolute():
+        return value
+    base = Path()
+    if isinstance(info.context, dict):
+        base = info.context.get("base", base)
+    return base / value
 
 
 class SpeakersConfig(_Strict):
@@ -301,6 +305,61 @@ class SpeakersConfig(_Strict):
     )
 
 
+_BROKER = re.compile(r"(?P<scheme>mqtts?)://(?P<host>[^:/\s]+)(?::(?P<port>\d{1,5}))?/?")
+
+
+class EewSubscription(_Strict):
+    """``[eew]``: the seismic service's early-warning reports over MQTT (the national feed's
+    way), each message the JSON of ``POST /api/v1/eew`` (or its CAP 1.2)."""
+
+    broker: str = Field(description="mqtt://host[:port] or mqtts://host[:port] (TLS)")
+    topic: str = Field(min_length=1, description="the topic filter to subscribe to")
+    feed: str = Field(
+        default="eew-mqtt", description="the name its reports and refusals are recorded under"
+    )
+    username: str = ""
+    password: SecretStr | None = None
+    tls_ca_file: Path | None = Field(
+        default=None, description="PEM certificates to trust for mqtts; the system's otherwise"
+    )
+    client_id: str = Field(default="", description="empty: warnd-eew-<host>-<process id>")
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        found = _BROKER.fullmatch(value)
+        if found is None or not 0 < int(found["port"] or 1883) < 65536:
+            raise ValueError(f"{value!r} is not mqtt://host[:port] or mqtts://host[:port]")
+        return value
+
+    @field_validator("feed")
+    @classmethod
+    def _feed_name(cls, value: str) -> str:
+        _check_name(value, "feed")
+        return value
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_beside_the_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _beside_the_config(value, info)
+
+    @property
+    def tls(self) -> bool:
+        return self.broker.startswith("mqtts:")
+
+    @property
+    def host(self) -> str:
+        found = _BROKER.fullmatch(self.broker)
+        assert found is not None  # validated
+        return found["host"]
+
+    @property
+    def port(self) -> int:
+        found = _BROKER.fullmatch(self.broker)
+        assert found is not None  # validated
+        return int(found["port"] or (8883 if self.tls else 1883))
+
+
 class AppConfig(_Strict):
     """The daemon's config file: who may post warnings, who may sign in, which channels exist."""
 
@@ -311,6 +370,7 @@ class AppConfig(_Strict):
     channels: dict[str, ChannelTable] = Field(default_factory=dict, repr=False)
     http: HttpConfig = Field(default_factory=HttpConfig)
     speakers: SpeakersConfig = Field(default_factory=SpeakersConfig)
+    eew: EewSubscription | None = None
 
     @model_validator(mode="before")
     @classmethod

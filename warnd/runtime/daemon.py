@@ -37,6 +37,7 @@ from warnd.db.roles import RUNTIME_LOGIN, RUNTIME_ROLE, as_user, ensure_runtime_
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.eew import FastPath
+from warnd.pipeline.eew_subscription import EewFeed
 from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.heartbeat import HeartbeatWatch
 from warnd.pipeline.inbound import Inbound
@@ -340,6 +341,8 @@ class Daemon:
             "housekeeping": housekeeping,
             "escalate": escalation.run,
         }
+        if self.config.eew is not None:  # the seismic service's reports over MQTT
+            loops["eew_feed"] = EewFeed(services, self.config.eew).run
         for name, channel in self.channels.items():
             loops[f"{SEND_STAGE}{name}"] = _bind(dispatcher.run_worker, channel)
             loops[f"{INBOUND_STAGE}{name}"] = _bind(inbound.run, channel)
