@@ -38,6 +38,7 @@ from rosters.divisions import counties as county_divisions
 from rosters.queries import sql
 from warnd.core.errors import InputError
 from warnd.db import Conn
+from warnd.db.notify import ROSTER_CHANNEL
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage, done, total)`` while a long stage runs."""
@@ -853,6 +854,7 @@ async def generate(
 
     async with conn.transaction():
         await conn.execute(sql("lock_roster"))
+        await conn.execute("SELECT pg_notify($1, '')", ROSTER_CHANNEL)  # at commit
         existing = await roster_counts(conn)
         if any(existing.values()):
             if not replace:

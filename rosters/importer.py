@@ -24,6 +24,7 @@ from rosters.sheets import labels, sheets_of
 from rosters.staging import analyze_staging, create_staging, set_problems, stage
 from rosters.validation import Validator
 from warnd.db import Conn
+from warnd.db.notify import ROSTER_CHANNEL
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(file label, rows read, 0)``; the total of a file is not known ahead."""
@@ -136,6 +137,7 @@ async def import_files(
         if problems:
             raise RosterImportError(_ordered(problems, plan.sources))
         written = await merge(conn, [key for key, rows in plan.rows.items() if rows])
+        await conn.execute("SELECT pg_notify($1, '')", ROSTER_CHANNEL)  # at commit
     return ImportSummary(
         {
             rt.key: TypeSummary(

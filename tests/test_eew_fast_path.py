@@ -335,3 +335,19 @@ async def test_after_a_restart_a_later_report_alerts_only_where_the_level_rose(
     await restarted.fast.drain()
     # As in one process: only 张庄村's loudspeaker again (degree 7), not 王家村's.
     assert [m.address for m in restarted.speakers.sent] == [seed.VILLAGE_R1]
+
+
+async def test_a_roster_change_is_loaded_at_the_next_prepare(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    async with pool.acquire() as conn:
+        await seed.seed(conn)
+    setup = Setup(pool, policy)
+    before = await setup.fast.prepare()
+    await pool.execute("UPDATE facilities SET contact_phone = '+8613700000099' WHERE id = 1")
+    assert await setup.fast.prepare() is before  # nothing said: kept (up to RELOAD)
+    setup.fast.roster_changed()  # the roster NOTIFY, as the daemon's listener passes it on
+    after = await setup.fast.prepare()
+    assert after is not before
+    phones = {phone for entries in after.facilities.values() for _, phone, _ in entries}
+    assert "+8613700000099" in phones

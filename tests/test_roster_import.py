@@ -14,7 +14,10 @@ from rosters.headers import recognise
 from rosters.importer import import_files
 from rosters.problems import Problem, RosterImportError
 from tests.roster.digest import roster_digest
+from tests.waiting import until
 from warnd.db import Conn
+from warnd.db.notify import ROSTER_CHANNEL
+from warnd.db.pool import connect
 
 FIXTURES = Path(__file__).parent / "roster"
 GOOD = sorted((FIXTURES / "good").glob("*.csv"))
@@ -249,3 +252,21 @@ async def test_references_across_files_and_database(pool: asyncpg.Pool, tmp_path
             "exercise": True,
             "backup": "T-R4",
         }
+
+
+async def test_an_import_tells_every_process_so_that_rosters_in_memory_reload(
+    pool: asyncpg.Pool, db_url: str
+) -> None:
+    """The earthquake fast path holds the roster in memory: an import NOTIFYs at its commit
+    (and a refused import, which changes nothing, does not)."""
+    heard: list[str] = []
+    listener = await connect(db_url)
+    try:
+        await listener.add_listener(ROSTER_CHANNEL, lambda *args: heard.append(args[2]))
+        async with pool.acquire() as conn:
+            with pytest.raises(RosterImportError):
+                await import_files(conn, BAD)
+            await import_files(conn, GOOD)
+        await until(lambda: heard == [ROSTER_CHANNEL], what="the roster NOTIFY")
+    finally:
+        await listener.close()

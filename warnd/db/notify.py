@@ -6,6 +6,7 @@ import asyncio
 
 PLAN_CHANNEL = "warnd_plan"  # a warning was published: planners wake
 DELIVERIES_CHANNEL = "warnd_deliveries"  # deliveries were queued: dispatch workers wake
+ROSTER_CHANNEL = "warnd_roster"  # the roster was imported or generated: copies reload
 
 
 class Wakeup:

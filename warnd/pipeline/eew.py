@@ -214,15 +214,22 @@ class FastPath:
         for channel in channels.values():
             self._channels.setdefault(channel.kind.value, channel)
         self._roster: QuakeRoster | None = None
+        self._roster_changed = False
         self._ids = IdReserve(pool)
         self._events: dict[str, EventAlerts] = {}
         self._pending: set[asyncio.Task[None]] = set()
 
+    def roster_changed(self) -> None:
+        """A roster was imported (NOTIFY from any process): the next ``prepare`` reloads."""
+        self._roster_changed = True
+
     async def prepare(self) -> QuakeRoster:
         """Keep what a report needs in memory: the roster (loaded again when older than
-        ``RELOAD``) and the delivery ids. At start and every few seconds (housekeeping)."""
+        ``RELOAD``, or after a roster import) and the delivery ids. At start and every few
+        seconds (housekeeping)."""
         now = self._clock.now()
-        if self._roster is None or now - self._roster.loaded_at > RELOAD:
+        if self._roster is None or self._roster_changed or now - self._roster.loaded_at > RELOAD:
+            self._roster_changed = False
             self._roster = await QuakeRoster.load(self._pool, now)
             self._events.clear()  # their arrays are aligned with the old villages
         await self._ids.top_up()

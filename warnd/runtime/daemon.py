@@ -30,7 +30,7 @@ from warnd.core.config import AppConfig, HttpConfig
 from warnd.core.errors import ConfigError
 from warnd.db import Conn
 from warnd.db.migrate import migrate
-from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL, Signal
+from warnd.db.notify import DELIVERIES_CHANNEL, PLAN_CHANNEL, ROSTER_CHANNEL, Signal
 from warnd.db.pool import connect, open_pool
 from warnd.db.queries import sql
 from warnd.db.roles import RUNTIME_LOGIN, RUNTIME_ROLE, as_user, ensure_runtime_login
@@ -376,9 +376,14 @@ class Daemon:
         def on_notify(_c: Conn, _pid: int, channel: str, _payload: object) -> None:
             wakeups[channel].set()
 
+        def on_roster(_c: Conn, _pid: int, _channel: str, _payload: object) -> None:
+            if self._fast_path is not None:
+                self._fast_path.roster_changed()
+
         try:
             for channel in wakeups:
                 await conn.add_listener(channel, on_notify)
+            await conn.add_listener(ROSTER_CHANNEL, on_roster)
             while True:
                 await asyncio.sleep(30)
                 await conn.execute("SELECT 1")  # a dead connection raises; supervised reconnects
