@@ -268,6 +268,8 @@ CREATE TABLE deliveries (
     -- Past this time the message is too late to send (an earthquake alert after the shaking):
     -- it is cancelled as expired, by dispatch or by the channel (migration 009).
     expires_at     timestamptz,
+    -- The channel kind it left when it last failed over to the next one (migration 014).
+    failed_over_from text,
     -- A re-run of the same escalation step is a no-op (ON CONFLICT ON CONSTRAINT), while another
     -- step may reach the same address again; NULLS NOT DISTINCT keeps deliveries that are no
     -- step unique too.

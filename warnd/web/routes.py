@@ -8,6 +8,8 @@ from channels.http_sms.webhook import MAX_EVENTS, InboundReceipt, InboundReply
 from channels.http_voice.webhook import MAX_EVENTS as MAX_CALL_RESULTS
 from channels.http_voice.webhook import InboundCallResult
 from warnd.app.callouts import OfficerAck
+from warnd.app.report import EvaluationReport
+from warnd.app.report_files import MEDIA_TYPES
 from warnd.app.views import (
     AUDIT_CSV_COLUMNS,
     CALLOUT_CSV_COLUMNS,
@@ -43,6 +45,7 @@ from warnd.web.api.queries import (
     EewPreviewQuery,
     ProgressQuery,
     RejectedQuery,
+    ReportQuery,
     SpeakersQuery,
     TasksQuery,
     WarningsQuery,
@@ -330,6 +333,34 @@ ROUTES: Final[tuple[Route, ...]] = (
             "append-only: the database refuses UPDATE and DELETE."
         ),
         query=AuditQuery,
+    ),
+    Route(
+        "GET",
+        f"{API}/warnings/{{warning_id}}/report",
+        warnings.warning_report,
+        OFFICERS,
+        "The evaluation report (效果评估) of a warning or drill: JSON, XLSX or PDF",
+        (
+            Answer(
+                200,
+                "The report's figures (JSON), or the report as a file (XLSX, PDF)",
+                EvaluationReport,
+                files=(MEDIA_TYPES["xlsx"], MEDIA_TYPES["pdf"]),
+            ),
+        ),
+        description=(
+            "As of now, live or drill: reach per audience, county and town (people, messages, "
+            "delivered, failed, time from issue to the first and to 90 % delivered), failures "
+            "by reason; call-and-respond per level and per county and town (on time, late, "
+            "never, time to answer p50/p90), escalation steps, the never-answered list with "
+            "phones; field tasks per village (ordered, done, overdue); channels (throughput, "
+            "failures, fail-overs); a timeline of deliveries and answers; a drill score per "
+            "county and town (weights in the policy's drill_scoring); for a drill, the previous "
+            "drills of the same counties. XLSX: one sheet per section with Excel charts. PDF: in "
+            "Chinese, a CJK font embedded; 503 when the server lacks one (Debian fonts-noto-cjk)."
+        ),
+        query=ReportQuery,
+        errors=(503,),
     ),
     Route(
         "POST",
