@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import zipfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -26,6 +27,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from click.testing import CliRunner, Result
 from openpyxl import Workbook, load_workbook
 from openpyxl.chart.bar_chart import BarChart
 from openpyxl.chart.line_chart import LineChart
@@ -39,13 +41,16 @@ from tests.fixtures import (
     OFFICER_TOKEN,
     Api,
     escalate_until,
+    plan,
     rainstorm,
     serve_api,
 )
 from tests.peers import require, require_cjk_font
 from warnd.app.report import EvaluationReport, build_report
 from warnd.app.report_files import render_json, render_pdf, render_xlsx
+from warnd.cli.main import main
 from warnd.core.clock import ManualClock
+from warnd.core.vocabulary import Level
 from warnd.ingest.store import store_warning
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.escalation import Escalation
@@ -257,7 +262,8 @@ async def test_the_json_has_the_same_figures(drilled: EvaluationReport) -> None:
 async def test_the_xlsx_has_a_sheet_per_section_and_its_charts_read_the_right_cells(
     drilled: EvaluationReport,
 ) -> None:
-    book = load_workbook(io.BytesIO(render_xlsx(drilled)))
+    data = render_xlsx(drilled)
+    book = load_workbook(io.BytesIO(data))
     assert book.sheetnames == [
         "概况",
         *("送达-对象", "送达-区县", "送达-乡镇", "失败原因", "叫应-层级", "叫应-区县"),
@@ -278,7 +284,17 @@ async def test_the_xlsx_has_a_sheet_per_section_and_its_charts_read_the_right_ce
     timeline = _sheet(book, "时间线")
     (line,) = _charts(timeline)
     assert isinstance(line, LineChart)
-    assert [s.val.numRef.f for s in line.series] == ["'时间线'!$B$2:$B$13", "'时间线'!$C$2:$C$13"]
+    assert [s.val.numRef.f for s in line.series] == ["'时间线'!$B$2:$B$13"]
+    # The answers are a second line on a second axis: openpyxl reads back only the first plot
+    # of a combined chart, so the chart's own XML says what Excel will draw.
+    with zipfile.ZipFile(io.BytesIO(data)) as package:
+        (xml,) = [
+            text
+            for name in package.namelist()
+            if name.startswith("xl/charts/")
+            and "'时间线'!$B$2:$B$13" in (text := package.read(name).decode())
+        ]
+    assert "<f>'时间线'!$C$2:$C$13</f>" in xml and xml.count("<valAx>") == 2
     assert [timeline.cell(r, 3).value for r in range(2, 14)] == [0, 1, 1, 1, *[0] * 7, 1]
 
     drills = _sheet(book, "演练对比")
@@ -387,3 +403,50 @@ async def test_the_api_answers_the_report_in_each_format_and_refuses_what_it_can
     assert "999999" in body["detail"]
     status, _ = await client.call("GET", path, None)
     assert status == 401
+
+
+async def test_the_cli_writes_the_report_the_api_serves(
+    api: tuple[Api, int], tmp_path: Path
+) -> None:
+    client, warning_id = api
+    server = str(client.client.make_url("")).rstrip("/")
+    out = tmp_path / "drill.xlsx"
+
+    def cli(*args: str) -> Result:
+        options = ["--server", server, "--token", OFFICER_TOKEN]
+        return CliRunner().invoke(main, ["report", *args, *options], catch_exceptions=False)
+
+    result = await asyncio.to_thread(cli, str(warning_id), "--format", "xlsx", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert str(out) in result.output
+    assert _sheet(load_workbook(out), "叫应-乡镇")["L2"].value == 48.1
+
+    result = await asyncio.to_thread(cli, "999999", "--format", "json", "--out", str(out))
+    assert result.exit_code == 2 and "404" in result.output and "999999" in result.output
+    result = await asyncio.to_thread(cli, str(warning_id), "--format", "docx")
+    assert result.exit_code == 2 and "--format" in result.output
+
+
+async def test_a_live_warning_nobody_has_answered_yet_reports_and_renders(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    # A yellow warning just planned: messages queued, no call-out (yellow needs no answer), no
+    # task, no delivery yet, no drill to compare with.
+    warning_id = await plan(pool, policy, rainstorm(Level.YELLOW))
+    report = await report_of(pool, policy, warning_id)
+    assert report.warning.status == "Actual" and not report.is_drill
+    queued = await pool.fetchval(
+        "SELECT count(*) FROM deliveries WHERE warning_id = $1 AND state = 'queued'", warning_id
+    )
+    assert queued > 0
+    assert sum(r.messages for r in report.reach_by_audience) == queued
+    assert all(r.delivered == 0 and r.first_s is None for r in report.reach_by_audience)
+    assert [(o.level, o.total, o.p50_s) for o in report.callouts_by_level] == [("all", 0, None)]
+    assert report.never_answered == [] and report.escalation_steps == []
+    assert report.towns == [] and report.field_tasks == [] and report.drills == []
+    assert report.timeline == []
+    book = load_workbook(io.BytesIO(render_xlsx(report)))
+    assert "演练对比" not in book.sheetnames
+    assert _charts(_sheet(book, "叫应-乡镇")) == []  # no town was called: no chart of nothing
+    require_cjk_font()
+    assert render_pdf(report).startswith(b"%PDF-")

@@ -462,19 +462,24 @@ def _town_charts(sheets: dict[str, Worksheet], tables: dict[str, Table]) -> None
 def _timeline_chart(
     sheets: dict[str, Worksheet], report: EvaluationReport, tables: dict[str, Table]
 ) -> None:
-    """Deliveries and answers per bucket, as lines."""
+    """Deliveries (left axis) and answers (right axis) per bucket, as lines: thousands of
+    deliveries beside dozens of answers would flatten the answers on one axis."""
     _, points = tables["时间线"]
     if points:
         ws = sheets["时间线"]
+        rows = len(points) + 1
         line = LineChart()
         line.title = f"送达与应答（每{report.timeline_bucket_minutes}分钟）"
         line.x_axis.title = "发布后(分钟)"
-        line.y_axis.title = "条数"
-        line.add_data(
-            Reference(ws, min_col=2, max_col=3, min_row=1, max_row=len(points) + 1),
-            titles_from_data=True,
-        )
-        line.set_categories(Reference(ws, min_col=1, min_row=2, max_row=len(points) + 1))
+        line.y_axis.title = "送达"
+        line.add_data(Reference(ws, min_col=2, min_row=1, max_row=rows), titles_from_data=True)
+        line.set_categories(Reference(ws, min_col=1, min_row=2, max_row=rows))
+        answers = LineChart()
+        answers.add_data(Reference(ws, min_col=3, min_row=1, max_row=rows), titles_from_data=True)
+        answers.y_axis.axId = 200
+        answers.y_axis.title = "应答"
+        answers.y_axis.crosses = "max"
+        line += answers
         line.width = 24
         ws.add_chart(line, "E2")
 
@@ -617,7 +622,9 @@ def _bar_chart(pdf: FPDF, title: str, labels: list[str], values: list[float | No
 
 
 def _line_chart(pdf: FPDF, report: EvaluationReport) -> None:
-    """Deliveries (bars) and answers (line) per bucket of the timeline."""
+    """Deliveries (bars, left scale) and answers (line, right scale) per bucket of the timeline:
+    a warning delivers thousands of messages and gets dozens of answers, so one scale would
+    flatten the answers to nothing."""
     points = report.timeline
     if not points:
         return
@@ -627,20 +634,23 @@ def _line_chart(pdf: FPDF, report: EvaluationReport) -> None:
     pdf.cell(
         0,
         7,
-        f"时间线：每{report.timeline_bucket_minutes}分钟送达（蓝）与应答（橙）",
+        f"时间线：每{report.timeline_bucket_minutes}分钟送达（蓝，左轴）与应答（橙，右轴）",
         new_x="LMARGIN",
         new_y="NEXT",
     )
     pdf.set_font(_FONT, size=7)
-    x0, y0, width, height = pdf.l_margin + 10, pdf.get_y() + 2, 170.0, 55.0
-    top = max(*(p.delivered for p in points), *(p.answered for p in points), 1)
+    x0, y0, width, height = pdf.l_margin + 10, pdf.get_y() + 2, 165.0, 55.0
+    top = max(*(p.delivered for p in points), 1)
+    top_answers = max(*(p.answered for p in points), 1)
     pdf.set_draw_color(120, 120, 120)
     pdf.line(x0, y0 + height, x0 + width, y0 + height)
     pdf.line(x0, y0, x0, y0 + height)
-    pdf.set_xy(x0 - 10, y0 - 2)
-    pdf.cell(9, 4, str(top), align="R")
-    pdf.set_xy(x0 - 10, y0 + height - 2)
-    pdf.cell(9, 4, "0", align="R")
+    pdf.line(x0 + width, y0, x0 + width, y0 + height)
+    for text, x, align in ((str(top), x0 - 10, "R"), (str(top_answers), x0 + width + 1, "L")):
+        pdf.set_xy(x, y0 - 2)
+        pdf.cell(9, 4, text, align=align)
+        pdf.set_xy(x, y0 + height - 2)
+        pdf.cell(9, 4, "0", align=align)
     step = width / len(points)
     pdf.set_fill_color(*_BAR_RGB)
     for i, p in enumerate(points):
@@ -651,7 +661,7 @@ def _line_chart(pdf: FPDF, report: EvaluationReport) -> None:
     pdf.set_line_width(0.5)
     previous = None
     for i, p in enumerate(points):
-        here = (x0 + i * step + step / 2, y0 + height - height * p.answered / top)
+        here = (x0 + i * step + step / 2, y0 + height - height * p.answered / top_answers)
         if previous is not None:
             pdf.line(*previous, *here)
         previous = here

@@ -42,5 +42,8 @@ def report(
         lambda: asyncio.run(download(server_url(server), path, officer_token(token)))
     )()
     target = out or Path(f"warning-{warning_id}-report.{fmt}")
-    target.write_bytes(data)
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {target}: {exc.strerror or exc}") from None
     click.echo(f"{target} ({len(data):,} bytes)")

@@ -253,6 +253,7 @@ SELECT s.i * span.bucket AS minute, span.bucket,
      0, greatest(0, floor(extract(epoch FROM span.last - $2::timestamptz) / 60.0 / span.bucket))::int
  ) AS s(i)
   LEFT JOIN counted c ON c.i = s.i
+ WHERE span.last IS NOT NULL  -- nothing delivered or answered yet: no series at all
  ORDER BY s.i;
 
 -- name: report_drills
