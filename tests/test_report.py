@@ -34,25 +34,30 @@ from openpyxl.chart.line_chart import LineChart
 from openpyxl.worksheet.worksheet import Worksheet
 from PIL import Image
 
+from channels.base import ChannelKind
 from tests import seed
 from tests.fixtures import (
     DAYTIME,
     LIMITS,
     OFFICER_TOKEN,
     Api,
+    RecordingChannel,
     escalate_until,
     plan,
     rainstorm,
     serve_api,
 )
 from tests.peers import require, require_cjk_font
+from warnd.app.metrics import Metrics
 from warnd.app.report import EvaluationReport, build_report
 from warnd.app.report_files import render_json, render_pdf, render_xlsx
 from warnd.cli.main import main
 from warnd.core.clock import ManualClock
 from warnd.core.vocabulary import Level
+from warnd.db.notify import Wakeup
 from warnd.ingest.store import store_warning
 from warnd.pipeline.answers import Answers
+from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.planner import Planner
 from warnd.policy.model import Policy
@@ -450,3 +455,26 @@ async def test_a_live_warning_nobody_has_answered_yet_reports_and_renders(
     assert _charts(_sheet(book, "叫应-乡镇")) == []  # no town was called: no chart of nothing
     require_cjk_font()
     assert render_pdf(report).startswith(b"%PDF-")
+
+
+async def test_a_real_fail_over_is_counted_where_it_went(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    # Dispatch itself records the kind a delivery left (migration 014), not only the script.
+    warning_id = await plan(pool, policy, rainstorm())
+    household = await pool.fetchrow(
+        "SELECT * FROM deliveries WHERE warning_id = $1 AND audience = 'household' LIMIT 1",
+        warning_id,
+    )
+    assert household is not None
+    await pool.execute("UPDATE deliveries SET fallback = '{voice}' WHERE id = $1", household["id"])
+    sms = RecordingChannel("sms", ChannelKind.SMS, fail_prefix=household["address"])
+    dispatcher = Dispatcher(pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup())
+    while claimed := await dispatcher.claim(sms, 10):
+        await dispatcher.record("sms", claimed, await sms.send([c.message() for c in claimed]))
+    report = await report_of(pool, policy, warning_id)
+    assert _rows(report.failovers, "from_kind", "to_kind", "count", "delivered") == [
+        ("sms", "voice", 1, 0)
+    ]
+    waiting = [c for c in report.channels if (c.channel, c.channel_kind) == ("", "voice")]
+    assert [c.failed_over_in for c in waiting] == [1]
