@@ -343,7 +343,8 @@ async def test_the_pdf_is_chinese_text_with_the_figures_and_a_drawn_first_page(
         "效果评估报告",
         "任城区",
         "许庄街道",
-        "张庄村",
+        "李庄村",  # its gong was never sounded; 张庄村's door-knocking was done on time:
+        "其余 1 个村的任务均已按时完成",  # on paper, only the villages that need a look
         "许镇长",
         "+8613900000003",
         "66.3",
