@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 
 import click
 
+from warnd.cli.drill import drill
 from warnd.cli.eew import eew
 from warnd.cli.errors import friendly_errors
 from warnd.cli.officer import warning
@@ -73,5 +74,6 @@ main.add_command(roster)
 main.add_command(eew)
 main.add_command(warning)
 main.add_command(report)
+main.add_command(drill)
 for entry in entry_points(group=COMMANDS_GROUP):
     main.add_command(entry.load(), entry.name)

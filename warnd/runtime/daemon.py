@@ -36,6 +36,7 @@ from warnd.db.queries import sql
 from warnd.db.roles import RUNTIME_LOGIN, RUNTIME_ROLE, as_user, ensure_runtime_login
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.drills import DrillScanner
 from warnd.pipeline.eew import FastPath
 from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.heartbeat import HeartbeatWatch
@@ -337,6 +338,7 @@ class Daemon:
             "plan": plan_loop,
             "housekeeping": housekeeping,
             "escalate": escalation.run,
+            "drills": DrillScanner(pool, self.clock, services.plan_wakeup.set).run,
         }
         for name, channel in self.channels.items():
             loops[f"{SEND_STAGE}{name}"] = _bind(dispatcher.run_worker, channel)

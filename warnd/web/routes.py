@@ -8,6 +8,7 @@ from channels.http_sms.webhook import MAX_EVENTS, InboundReceipt, InboundReply
 from channels.http_voice.webhook import MAX_EVENTS as MAX_CALL_RESULTS
 from channels.http_voice.webhook import InboundCallResult
 from warnd.app.callouts import OfficerAck
+from warnd.app.drills import DrillList, DrillOut, ScheduleRequest
 from warnd.app.report import EvaluationReport
 from warnd.app.report_files import MEDIA_TYPES
 from warnd.app.views import (
@@ -37,7 +38,17 @@ from warnd.ingest.amend import CancelRequest, CorrectRequest
 from warnd.ingest.eew import EewMessage
 from warnd.ingest.manual import ManualWarning
 from warnd.web import media
-from warnd.web.api import callouts, eew, feeds, probes, rejected, speakers, tasks, warnings
+from warnd.web.api import (
+    callouts,
+    drills,
+    eew,
+    feeds,
+    probes,
+    rejected,
+    speakers,
+    tasks,
+    warnings,
+)
 from warnd.web.api.queries import (
     AuditQuery,
     CalloutsQuery,
@@ -333,6 +344,49 @@ ROUTES: Final[tuple[Route, ...]] = (
             "append-only: the database refuses UPDATE and DELETE."
         ),
         query=AuditQuery,
+    ),
+    Route(
+        "POST",
+        f"{API}/drills",
+        drills.schedule_drill,
+        ("officer",),
+        "Schedule a blind drill (双盲演练): warnd picks the moment and the scenario",
+        (Answer(201, "Scheduled: the moment and scenario, shown to you alone", DrillOut),),
+        description=(
+            "Inside the window, at a moment drawn at random, one of the scenarios (hazard, "
+            "level, one of its counties, drawn at random; only counties listed in `counties` "
+            "when given) is issued as an Exercise warning to the people marked for exercises: "
+            "【演练】 on every text, the same call-and-respond and escalation as a live warning. "
+            "The moment and scenario are shown to the scheduling officer and kept in the audit "
+            "log; everyone else sees only that a drill is scheduled, its window and counties. A "
+            "live orange or red warning in the drill's county postpones it by an hour."
+        ),
+        body=ScheduleRequest,
+    ),
+    Route(
+        "GET",
+        f"{API}/drills",
+        drills.list_drills,
+        OFFICERS,
+        "Blind drills, newest first (the moment and scenario only for their scheduler)",
+        (Answer(200, "The drills", DrillList),),
+    ),
+    Route(
+        "GET",
+        f"{API}/drills/{{drill_id}}",
+        drills.get_drill,
+        OFFICERS,
+        "One blind drill (the moment and scenario only for its scheduler, or once fired)",
+        (Answer(200, "The drill", DrillOut),),
+    ),
+    Route(
+        "POST",
+        f"{API}/drills/{{drill_id}}/cancel",
+        drills.cancel_drill,
+        ("officer",),
+        "Cancel a blind drill before it fires (any officer)",
+        (Answer(200, "Cancelled", DrillOut),),
+        errors=(409,),
     ),
     Route(
         "GET",
