@@ -125,7 +125,10 @@ async def drill(pool: asyncpg.Pool, policy: Policy) -> int:
         for r in await pool.fetch("SELECT phone FROM callouts WHERE warning_id = $1", earlier)
     ]
     at_once = ManualClock(DAYTIME - timedelta(days=7) + timedelta(seconds=30))
-    await Answers(pool, at_once).answer_replies([(phone, "1") for phone in phones])
+    # Everybody answers at once; 张庄村's head reports the door-knocking done with it, and the
+    # gong of 李庄村 is never reported.
+    replies = [(p, "收到，已完成" if p == "+8613900000004" else "1") for p in phones]
+    await Answers(pool, at_once).answer_replies(replies)
     warning_id = await _plan(pool, policy, "drill-now", 0)
     await _phones_answer_script(pool, warning_id)
     clock = ManualClock(DAYTIME)
@@ -258,6 +261,11 @@ async def test_a_scripted_drill_gives_exactly_the_expected_figures(
         (6, 6, 6, 1.0, 30.0),
     ]
     assert report.drills[0].warning_id == w.id
+    # 许庄街道 then: 4 of 4 answered in 30 s (time score 1), 1 of 2 tasks: 100 x 0.9 = 90.0.
+    assert _rows(report.drill_towns, "warning_id", "name", "answer_rate", "score") == [
+        (report.drills[1].warning_id, "许庄街道", 1.0, 90.0),
+        (w.id, "许庄街道", 0.5, 48.1),
+    ]
 
 
 async def test_the_json_has_the_same_figures(drilled: EvaluationReport) -> None:
@@ -273,6 +281,12 @@ async def test_the_xlsx_has_a_sheet_per_section_and_its_charts_read_the_right_ce
         "概况",
         *("送达-对象", "送达-区县", "送达-乡镇", "失败原因", "叫应-层级", "叫应-区县"),
         *("叫应-乡镇", "升级", "未叫应名单", "现场任务", "通道", "失败转移", "时间线", "演练对比"),
+        "演练对比-乡镇",
+    ]
+    trend = _sheet(book, "演练对比-乡镇")
+    assert [[c.value for c in row] for row in trend.iter_rows()] == [
+        ["乡镇", f"#{drilled.drills[1].warning_id} 07-22", f"#{drilled.warning.id} 07-29"],
+        ["许庄街道", 90.0, 48.1],
     ]
     towns = _sheet(book, "叫应-乡镇")
     assert [c.value for c in towns[2]][:2] == ["许庄街道", "任城区"]
@@ -353,6 +367,8 @@ async def test_the_pdf_is_chinese_text_with_the_figures_and_a_drawn_first_page(
         "应答率",
         "未叫应名单",
         "历次演练",
+        "各乡镇历次演练评分",
+        "90.0",  # 许庄街道's score in the earlier drill
     ):
         assert expected in text, expected
     await _run("pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "p"))

@@ -171,6 +171,17 @@ class DrillRound(_Out):
     p50_s: float | None
 
 
+class DrillTown(_Out):
+    """A town's figures in one of the drills compared."""
+
+    warning_id: int
+    code: str
+    name: str
+    total: int
+    answer_rate: float | None
+    score: float | None
+
+
 class Scoring(_Out):
     answer_rate: float
     time_to_answer: float
@@ -203,6 +214,9 @@ class EvaluationReport(_Out):
     drills: list[DrillRound] = Field(
         description="for a drill: it and the previous drills of the same counties, newest first"
     )
+    drill_towns: list[DrillTown] = Field(
+        description="for a drill: each town's answer rate and score in each of those drills"
+    )
 
     @property
     def is_drill(self) -> bool:
@@ -224,11 +238,11 @@ def _reach(rows: Sequence[asyncpg.Record], *, by_audience: bool) -> list[Reach]:
 
 
 async def _divisions(
-    conn: Conn, warning_id: int, prefix: int, scoring: DrillScoring
-) -> list[DivisionOutcome]:
-    rows = await conn.fetch(
+    conn: Conn, warning_ids: list[int], prefix: int, scoring: DrillScoring
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
         sql("report_callout_divisions"),
-        warning_id,
+        warning_ids,
         prefix,
         scoring.answer_rate,
         scoring.time_to_answer,
@@ -236,7 +250,6 @@ async def _divisions(
         scoring.target.total_seconds(),
         scoring.limit.total_seconds(),
     )
-    return [DivisionOutcome.model_validate(dict(r)) for r in rows]
 
 
 async def build_report(
@@ -256,8 +269,8 @@ async def build_report(
         outcomes = await conn.fetch(sql("callout_outcomes"), warning_id)
         steps = await conn.fetch(sql("escalation_steps"), warning_id)
         never = await conn.fetch(sql("report_never_answered"), warning_id)
-        county_scores = await _divisions(conn, warning_id, 6, scoring)
-        town_scores = await _divisions(conn, warning_id, 9, scoring)
+        county_scores = await _divisions(conn, [warning_id], 6, scoring)
+        town_scores = await _divisions(conn, [warning_id], 9, scoring)
         tasks = await conn.fetch(sql("report_field_tasks"), warning_id, now)
         channels = await conn.fetch(sql("report_channels"), warning_id)
         failovers = await conn.fetch(sql("report_failovers"), warning_id)
@@ -266,6 +279,10 @@ async def build_report(
             await conn.fetch(sql("report_drills"), warning_id)
             if head["status"] == "Exercise"
             else []
+        )
+        # Each town's score in this drill and the previous ones: which town is weakest over time.
+        drill_towns = (
+            await _divisions(conn, [r["id"] for r in drills], 9, scoring) if drills else []
         )
     return EvaluationReport(
         generated_at=now,
@@ -283,8 +300,8 @@ async def build_report(
             key=lambda s: ACTIONS.index(s.action) if s.action in ACTIONS else len(ACTIONS),
         ),
         never_answered=[Unanswered.model_validate(dict(r)) for r in never],
-        counties=county_scores,
-        towns=town_scores,
+        counties=[DivisionOutcome.model_validate(dict(r)) for r in county_scores],
+        towns=[DivisionOutcome.model_validate(dict(r)) for r in town_scores],
         field_tasks=[VillageTasks.model_validate(dict(r)) for r in tasks],
         channels=[ChannelFigures.model_validate(dict(r)) for r in channels],
         failovers=[Failover.model_validate(dict(r)) for r in failovers],
@@ -301,6 +318,7 @@ async def build_report(
             limit_s=scoring.limit.total_seconds(),
         ),
         drills=[DrillRound.model_validate(dict(r) | {"warning_id": r["id"]}) for r in drills],
+        drill_towns=[DrillTown.model_validate(dict(r)) for r in drill_towns],
     )
 
 

@@ -380,7 +380,24 @@ def _tables(report: EvaluationReport) -> dict[str, Table]:
                 for d in reversed(report.drills)  # oldest first: a trend reads left to right
             ],
         )
+        tables["演练对比-乡镇"] = _town_trend(report)
     return tables
+
+
+def _town_trend(report: EvaluationReport) -> Table:
+    """Each town's score in each drill compared, oldest drill first: the weakest over time."""
+    zone = ZoneInfo(report.timezone)
+    drills = list(reversed(report.drills))
+    scores = {(t.code, t.warning_id): t.score for t in report.drill_towns}
+    names = {t.code: t.name for t in report.drill_towns}
+    head = (
+        "乡镇",
+        *(f"#{d.warning_id} {d.sent.astimezone(zone):%m-%d}" for d in drills),
+    )
+    rows: list[tuple[object, ...]] = [
+        (names[code], *(scores.get((code, d.warning_id)) for d in drills)) for code in sorted(names)
+    ]
+    return head, rows
 
 
 # --- JSON -----------------------------------------------------------------------------------
@@ -731,6 +748,7 @@ def render_pdf(report: EvaluationReport) -> bytes:
         "通道": "十一、通道",
         "失败转移": "十二、失败转移",
         "演练对比": "十三、与本区域历次演练对比",
+        "演练对比-乡镇": "十四、各乡镇历次演练评分（由早到晚）",
     }
     for name, heading in titles.items():
         if name not in tables:

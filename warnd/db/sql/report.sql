@@ -127,11 +127,12 @@ SELECT failed_over_from AS from_kind, channel_kind AS to_kind, count(*) AS count
 -- (answered of called), time score (1 at or under the median target, 0 at or over the limit,
 -- linear between, on the median time to answer) and task completion (done of ordered), weighted
 -- by the policy; a division without tasks is scored on the other two, re-weighted. Responders
--- above the level are in no row. Score 0-100, NULL where nobody was called.
--- $1 warning id, $2 code prefix length, $3 answer weight, $4 time weight, $5 task weight,
+-- above the level are in no row. Score 0-100, NULL where nobody was called. A row per warning
+-- and division: the drills before this one, scored alike, make each town's trend.
+-- $1 bigint[] warning ids, $2 code prefix length, $3 answer weight, $4 time weight, $5 task weight,
 -- $6 target seconds, $7 limit seconds
 WITH c AS (
-    SELECT rpad(left(r.division_code, $2), 12, '0') AS code,
+    SELECT c.warning_id, rpad(left(r.division_code, $2), 12, '0') AS code,
            count(*) AS total,
            count(*) FILTER (WHERE c.state = 'acknowledged' AND NOT c.ack_late) AS on_time,
            count(*) FILTER (WHERE c.state = 'acknowledged' AND c.ack_late) AS late,
@@ -142,20 +143,20 @@ WITH c AS (
                ORDER BY extract(epoch FROM c.acknowledged_at - c.opened_at)))::float8 AS p90_s
       FROM callouts c
       JOIN responders r ON r.id = c.responder_id
-     WHERE c.warning_id = $1 AND code_prefix_length(c.level) >= $2
-     GROUP BY 1
+     WHERE c.warning_id = ANY($1::bigint[]) AND code_prefix_length(c.level) >= $2
+     GROUP BY 1, 2
 ), t AS (
-    SELECT rpad(left(village_code, $2), 12, '0') AS code,
+    SELECT warning_id, rpad(left(village_code, $2), 12, '0') AS code,
            count(*) AS tasks, count(*) FILTER (WHERE state = 'done') AS tasks_done
       FROM field_tasks
-     WHERE warning_id = $1
-     GROUP BY 1
+     WHERE warning_id = ANY($1::bigint[])
+     GROUP BY 1, 2
 ), joined AS (
-    SELECT coalesce(c.code, t.code) AS code,
+    SELECT coalesce(c.warning_id, t.warning_id) AS warning_id, coalesce(c.code, t.code) AS code,
            coalesce(c.total, 0) AS total, coalesce(c.on_time, 0) AS on_time,
            coalesce(c.late, 0) AS late, coalesce(c.never, 0) AS never, c.p50_s, c.p90_s,
            coalesce(t.tasks, 0) AS tasks, coalesce(t.tasks_done, 0) AS tasks_done
-      FROM c FULL JOIN t ON t.code = c.code
+      FROM c FULL JOIN t ON t.warning_id = c.warning_id AND t.code = c.code
 ), rated AS (
     SELECT j.*,
            CASE WHEN total > 0 THEN (on_time + late)::float8 / total END AS answer_rate,
@@ -175,7 +176,7 @@ SELECT r.*, coalesce(d.name, r.code) AS name, coalesce(cn.name, '') AS county,
   FROM rated r
   LEFT JOIN divisions d ON d.code = r.code
   LEFT JOIN divisions cn ON cn.code = rpad(left(r.code, 6), 12, '0') AND $2 > 6
- ORDER BY r.code;
+ ORDER BY r.code, r.warning_id;
 
 -- name: report_never_answered
 -- The call-outs nobody answered (未叫应名单): who, their phone, where, how far the chain went,
