@@ -13,6 +13,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from tests.fixtures import (
+    APPROVER_TOKEN,
     CHIEF_TOKEN,
     FEED_TOKEN,
     LIMITS,
@@ -47,11 +48,21 @@ def window(start_h: float = 1, end_h: float = 3) -> dict[str, str]:
     }
 
 
-async def schedule(app: Api, **body: Any) -> dict[str, Any]:
+async def schedule(app: Api, *, approve: bool = True, **body: Any) -> dict[str, Any]:
+    """A drill scheduled by 李 (officer and approver) and, orange and red needing a second
+    officer, released by 王 (approver only) unless ``approve`` is false."""
     status, drill = await app.call(
-        "POST", f"{API}/drills", OFFICER_TOKEN, {**window(), "scenarios": SCENARIOS, **body}
+        "POST", f"{API}/drills", CHIEF_TOKEN, {**window(), "scenarios": SCENARIOS, **body}
     )
     assert status == 201, drill
+    assert drill["state"] == "pending_approval"
+    if approve:
+        status, approved = await app.call(
+            "POST", f"{API}/drills/{drill['id']}/approve", APPROVER_TOKEN
+        )
+        assert status == 200, approved
+        assert (approved["state"], approved["approved_by"]) == ("scheduled", "wang")
+        assert approved["secret"] is True and approved["fire_at"] is None
     return drill
 
 
@@ -62,7 +73,7 @@ def clock_of(app: Api) -> ManualClock:
 
 
 async def test_the_moment_and_scenario_are_shown_to_the_scheduler_alone(app: Api) -> None:
-    drill = await schedule(app)
+    drill = await schedule(app, approve=False)
     fire_at = datetime.fromisoformat(drill["fire_at"])
     assert NOW + timedelta(hours=1) <= fire_at < NOW + timedelta(hours=3)
     scenario = drill["scenario"]
@@ -71,18 +82,37 @@ async def test_the_moment_and_scenario_are_shown_to_the_scheduler_alone(app: Api
         ("rainstorm", "red"),
         ("geological", "orange"),
     )
-    assert drill["secret"] is False and drill["state"] == "scheduled"
+    assert drill["secret"] is False and len(drill["scenarios"]) == 2
 
     # Another officer learns that a drill is coming, and when it may, not when or what.
-    status, listed = await app.call("GET", f"{API}/drills", CHIEF_TOKEN)
+    status, listed = await app.call("GET", f"{API}/drills", OFFICER_TOKEN)
     assert status == 200
     (seen,) = listed["drills"]
-    assert (seen["secret"], seen["fire_at"], seen["scenario"]) == (True, None, None)
+    assert (seen["secret"], seen["fire_at"], seen["scenario"], seen["scenarios"]) == (
+        True,
+        None,
+        None,
+        None,
+    )
     assert seen["counties"] == ["370811000000", "370831000000"]
-    status, one = await app.call("GET", f"{API}/drills/{drill['id']}", CHIEF_TOKEN)
+    assert seen["state"] == "pending_approval" and seen["scheduled_by"] == "li"
+    status, one = await app.call("GET", f"{API}/drills/{drill['id']}", OFFICER_TOKEN)
     assert status == 200 and one == seen
-    assert drill["fire_at"] not in str(listed) and scenario["hazard"] not in str(listed)
-    status, mine = await app.call("GET", f"{API}/drills/{drill['id']}", OFFICER_TOKEN)
+    assert drill["fire_at"] not in str(listed) and "rainstorm" not in str(listed)
+
+    # The approver reads what it may be, to release it, and learns neither which nor when; the
+    # scheduler cannot release their own drill.
+    status, refused = await app.call("POST", f"{API}/drills/{drill['id']}/approve", CHIEF_TOKEN)
+    assert (status, refused["error"]) == (403, "self_approval")
+    status, read = await app.call("GET", f"{API}/drills/{drill['id']}", APPROVER_TOKEN)
+    assert read["scenarios"] == drill["scenarios"]
+    assert (read["secret"], read["fire_at"], read["scenario"]) == (True, None, None)
+    assert drill["fire_at"] not in str(read)
+    status, approved = await app.call("POST", f"{API}/drills/{drill['id']}/approve", APPROVER_TOKEN)
+    assert status == 200 and drill["fire_at"] not in str(approved)
+    status, again = await app.call("POST", f"{API}/drills/{drill['id']}/approve", APPROVER_TOKEN)
+    assert (status, again["error"]) == (409, "not_pending")
+    status, mine = await app.call("GET", f"{API}/drills/{drill['id']}", CHIEF_TOKEN)
     assert mine["fire_at"] == drill["fire_at"] and mine["scenario"] == scenario
 
     # The audit log keeps the secret, for review after the fact.
@@ -90,9 +120,19 @@ async def test_the_moment_and_scenario_are_shown_to_the_scheduler_alone(app: Api
         "SELECT actor, detail FROM audit_log WHERE action = 'drill_scheduled' AND subject = $1",
         f"drill:{drill['id']}",
     )
-    assert audit is not None and audit["actor"] == "zhang"
+    assert audit is not None and audit["actor"] == "li"
     assert datetime.fromisoformat(audit["detail"]["fire_at"]) == fire_at
     assert audit["detail"]["scenario"]["county"] == scenario["county"]
+
+
+async def test_a_drill_waiting_for_approval_never_fires(app: Api) -> None:
+    drill = await schedule(app, approve=False)
+    clock = clock_of(app)
+    clock.advance(4 * 3600)
+    assert await DrillScanner(app.pool, clock).scan() == []
+    status, late = await app.call("POST", f"{API}/drills/{drill['id']}/approve", APPROVER_TOKEN)
+    assert (status, late["error"]) == (409, "window_over")
+    assert await app.count("warnings") == 0
 
 
 async def test_every_draw_falls_inside_the_window_and_on_the_listed_counties(app: Api) -> None:
@@ -146,9 +186,9 @@ async def test_a_due_drill_fires_once_as_an_exercise_for_the_exercise_people_onl
     bodies = await app.pool.fetch("SELECT body FROM messages WHERE warning_id = $1", warning_id)
     assert bodies and all("演练" in r["body"] for r in bodies)
 
-    status, seen = await app.call("GET", f"{API}/drills/{drill['id']}", CHIEF_TOKEN)
+    status, seen = await app.call("GET", f"{API}/drills/{drill['id']}", OFFICER_TOKEN)
     assert (seen["state"], seen["warning_id"], seen["secret"]) == ("fired", warning_id, False)
-    status, body = await app.call("POST", f"{API}/drills/{drill['id']}/cancel", CHIEF_TOKEN)
+    status, body = await app.call("POST", f"{API}/drills/{drill['id']}/cancel", OFFICER_TOKEN)
     assert (status, body["error"]) == (409, "not_scheduled")
 
 
@@ -177,9 +217,9 @@ async def test_a_live_red_warning_postpones_the_drill_and_a_cancelled_one_never_
     )
     assert postponed is not None and postponed["detail"]["live_warning_id"] == body["warning_id"]
 
-    status, cancelled = await app.call("POST", f"{API}/drills/{drill['id']}/cancel", CHIEF_TOKEN)
+    status, cancelled = await app.call("POST", f"{API}/drills/{drill['id']}/cancel", OFFICER_TOKEN)
     assert status == 200 and cancelled["state"] == "cancelled"
-    assert cancelled["cancelled_by"] == "li" and cancelled["secret"] is True
+    assert cancelled["cancelled_by"] == "zhang" and cancelled["secret"] is True
     clock.advance(3600)
     assert await scanner.scan() == []
     assert await app.pool.fetchval("SELECT count(*) FROM warnings WHERE source = 'drill'") == 1
@@ -226,6 +266,7 @@ async def test_the_cli_schedules_from_a_scenarios_file(app: Api, tmp_path: Path)
     ]
     result = await asyncio.to_thread(CliRunner().invoke, main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    assert "warnd drill approve" in result.output  # red: a second officer must release it
     row = await app.pool.fetchrow("SELECT * FROM blind_drills")
     assert row is not None and row["window_start"] == start and row["window_end"] == end
     local = row["fire_at"].astimezone(start.tzinfo)

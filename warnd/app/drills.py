@@ -17,7 +17,13 @@ import asyncpg
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from warnd.app.services import Services
-from warnd.core.errors import ConflictError, InputError, NotFoundError, describe_errors
+from warnd.core.errors import (
+    ConflictError,
+    ForbiddenError,
+    InputError,
+    NotFoundError,
+    describe_errors,
+)
 from warnd.core.texts import VISIBLE
 from warnd.core.vocabulary import HAZARDS, Level
 from warnd.db.queries import sql
@@ -98,9 +104,15 @@ class DrillOut(BaseModel):
     fired_at: datetime | None
     cancelled_by: str | None
     cancelled_at: datetime | None
+    approved_by: str | None
+    approved_at: datetime | None
     secret: bool = Field(description="true: the moment and scenario are withheld from you")
     fire_at: datetime | None = None
     scenario: dict[str, Any] | None = None
+    scenarios: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="what it is drawn from: for its scheduler and for approvers, who release it",
+    )
 
 
 class DrillList(BaseModel):
@@ -114,16 +126,24 @@ def parse_schedule(payload: object) -> ScheduleRequest:
         raise InputError(describe_errors(exc.errors()), code="invalid_drill") from exc
 
 
-def drill_out(row: asyncpg.Record, reader: str) -> DrillOut:
-    revealed = row["scheduled_by"] == reader or row["state"] == "fired"
-    scenario = row["scenario"]
-    if isinstance(scenario, str):
-        scenario = json.loads(scenario)
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def drill_out(row: asyncpg.Record, reader: str, *, approver: bool = False) -> DrillOut:
+    """What ``reader`` may see: the moment and the scenario drawn only if they scheduled it (or
+    it has fired); the scenarios it is drawn from also if they may approve it."""
+    mine = row["scheduled_by"] == reader
+    revealed = mine or row["state"] == "fired"
+    hidden = ("secret", "fire_at", "scenario", "scenarios")
     return DrillOut(
-        **{k: row[k] for k in DrillOut.model_fields if k not in ("secret", "fire_at", "scenario")},
+        **{k: row[k] for k in DrillOut.model_fields if k not in hidden},
         secret=not revealed,
         fire_at=row["fire_at"] if revealed else None,
-        scenario=(scenario | {"county_name": row["county_name"]}) if revealed else None,
+        scenario=(_json(row["scenario"]) | {"county_name": row["county_name"]})
+        if revealed
+        else None,
+        scenarios=_json(row["scenarios"]) if mine or approver or revealed else None,
     )
 
 
@@ -157,6 +177,10 @@ async def schedule(services: Services, officer: str, payload: object) -> DrillOu
         raise InputError(
             f"scenarios: {', '.join(unknown)} are not counties of the roster", code="invalid_drill"
         )
+    # Orange and red wait for a second officer, as a manual warning does (the two-person rule);
+    # the approver reads the scenarios it is drawn from, never which one or when.
+    policy = services.current_policy()
+    waits = any(policy.needs_approval(sc.level, manual=True) for sc in request.scenarios)
     start = max(request.window_start, now)
     fire_at, scenario = pick(request.model_copy(update={"window_start": start}), _RNG)
     allowed = sorted(set(request.counties) & set(counties)) if request.counties else counties
@@ -170,6 +194,8 @@ async def schedule(services: Services, officer: str, payload: object) -> DrillOu
             allowed,
             fire_at,
             scenario,
+            [sc.model_dump(mode="json") for sc in request.scenarios],
+            "pending_approval" if waits else "scheduled",
         )
         assert row is not None
         # The audit log is the one other place the secret is kept: append-only, for review.
@@ -186,16 +212,44 @@ async def schedule(services: Services, officer: str, payload: object) -> DrillOu
     return drill_out(stored, officer)
 
 
-async def list_drills(services: Services, reader: str, limit: int = 100) -> DrillList:
+async def list_drills(
+    services: Services, reader: str, *, approver: bool = False, limit: int = 100
+) -> DrillList:
     rows = await services.pool.fetch(sql("drill_list"), limit)
-    return DrillList(drills=[drill_out(r, reader) for r in rows])
+    return DrillList(drills=[drill_out(r, reader, approver=approver) for r in rows])
 
 
-async def get_drill(services: Services, reader: str, drill_id: int) -> DrillOut:
+async def get_drill(
+    services: Services, reader: str, drill_id: int, *, approver: bool = False
+) -> DrillOut:
     row = await services.pool.fetchrow(sql("drill_get"), drill_id)
     if row is None:
         raise NotFoundError(f"drill {drill_id} does not exist")
-    return drill_out(row, reader)
+    return drill_out(row, reader, approver=approver)
+
+
+async def approve(services: Services, approver: str, drill_id: int) -> DrillOut:
+    """A second officer releases an orange or red drill; they never learn which or when."""
+    now = services.clock.now()
+    async with services.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(sql("drill_approve"), drill_id, approver, now)
+        if row is None:
+            existing = await conn.fetchrow(sql("drill_get"), drill_id)
+            if existing is None:
+                raise NotFoundError(f"drill {drill_id} does not exist")
+            if existing["scheduled_by"] == approver:
+                raise ForbiddenError(
+                    "self_approval",
+                    f"drill {drill_id} was scheduled by {approver!r}; "
+                    "a second officer must approve it",
+                )
+            if existing["state"] == "pending_approval":
+                raise ConflictError("window_over", f"drill {drill_id}'s window is over")
+            raise ConflictError(
+                "not_pending", f"drill {drill_id} is {existing['state']}, not waiting for approval"
+            )
+        await conn.execute(sql("audit"), approver, "drill_approved", f"drill:{drill_id}", {}, now)
+    return await get_drill(services, approver, drill_id, approver=True)
 
 
 async def cancel(services: Services, officer: str, drill_id: int) -> DrillOut:
@@ -209,7 +263,7 @@ async def cancel(services: Services, officer: str, drill_id: int) -> DrillOut:
                 raise NotFoundError(f"drill {drill_id} does not exist")
             raise ConflictError(
                 "not_scheduled",
-                f"drill {drill_id} is {existing['state']}: only a scheduled drill can be cancelled",
+                f"drill {drill_id} is {existing['state']}: it can no longer be cancelled",
             )
         await conn.execute(sql("audit"), officer, "drill_cancelled", f"drill:{drill_id}", {}, now)
     return await get_drill(services, officer, drill_id)

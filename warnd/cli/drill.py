@@ -52,7 +52,7 @@ def read_scenarios(path: Path) -> list[dict[str, Any]]:
 
 @click.group()
 def drill() -> None:
-    """Blind drills (双盲演练): schedule, list, cancel."""
+    """Blind drills (双盲演练): schedule, approve, list, cancel."""
 
 
 @drill.command("schedule")
@@ -96,6 +96,24 @@ def schedule(
         f"  {scenario.get('county_name') or scenario['county']} "
         f"{scenario['hazard']} {scenario['level']}"
     )
+    if body["state"] == "pending_approval":
+        click.echo(
+            f"  waits for a second officer: warnd drill approve {body['id']} "
+            "(they see the scenarios, not which one or when)"
+        )
+
+
+@drill.command("approve")
+@click.argument("drill_id", type=click.IntRange(min=1))
+@server_option
+@token_option
+def approve(drill_id: int, server: str | None, token: str | None) -> None:
+    """Release an orange or red drill another officer scheduled (you never learn which or when)."""
+    path = f"/api/v1/drills/{drill_id}/approve"
+    friendly_errors(
+        lambda: asyncio.run(call_api("POST", server_url(server), path, officer_token(token)))
+    )()
+    click.echo(f"drill #{drill_id} approved: it will fire at its secret moment")
 
 
 @drill.command("list")

@@ -358,8 +358,9 @@ ROUTES: Final[tuple[Route, ...]] = (
             "when given) is issued as an Exercise warning to the people marked for exercises: "
             "【演练】 on every text, the same call-and-respond and escalation as a live warning. "
             "The moment and scenario are shown to the scheduling officer and kept in the audit "
-            "log; everyone else sees only that a drill is scheduled, its window and counties. A "
-            "live orange or red warning in the drill's county postpones it by an hour."
+            "log; everyone else sees only that a drill is scheduled, its window and counties. "
+            "Orange and red drills wait for a second officer (POST …/approve). A live orange or "
+            "red warning in the drill's county postpones it by an hour."
         ),
         body=ScheduleRequest,
     ),
@@ -378,6 +379,21 @@ ROUTES: Final[tuple[Route, ...]] = (
         OFFICERS,
         "One blind drill (the moment and scenario only for its scheduler, or once fired)",
         (Answer(200, "The drill", DrillOut),),
+    ),
+    Route(
+        "POST",
+        f"{API}/drills/{{drill_id}}/approve",
+        drills.approve_drill,
+        ("approver",),
+        "Release an orange or red blind drill (a second officer, never its scheduler)",
+        (Answer(200, "Released: it will fire at its secret moment", DrillOut),),
+        description=(
+            "Orange and red drills (the policy's manual_approval_levels) wait for a second "
+            "officer, as manual warnings do. The approver reads the scenarios it is drawn from "
+            "(GET /api/v1/drills/{drill_id}) and never learns which one or when. 403 for its "
+            "scheduler; 409 when it is not waiting or its window is over."
+        ),
+        errors=(403, 409),
     ),
     Route(
         "POST",

@@ -17,8 +17,13 @@ CREATE TABLE blind_drills (
     counties       text[] NOT NULL,             -- the counties it may fall on (not secret)
     fire_at        timestamptz NOT NULL,        -- secret until it fires
     scenario       jsonb NOT NULL,              -- secret: hazard, level, county, texts
+    -- The scenarios it was drawn from: what an approver reads (orange and red drills wait for a
+    -- second officer, as manual warnings do), learning what it may be, not which or when.
+    scenarios      jsonb NOT NULL,
     state          text NOT NULL DEFAULT 'scheduled'
-        CHECK (state IN ('scheduled', 'fired', 'cancelled')),
+        CHECK (state IN ('pending_approval', 'scheduled', 'fired', 'cancelled')),
+    approved_by    text,
+    approved_at    timestamptz,
     postponements  integer NOT NULL DEFAULT 0,
     warning_id     bigint REFERENCES warnings (id),
     fired_at       timestamptz,

@@ -1,11 +1,17 @@
 -- Blind drills (双盲演练): scheduled with a secret moment and scenario, fired by the daemon.
 
 -- name: drill_insert
--- A scheduled drill. $1 officer, $2 now, $3 window start, $4 window end, $5 counties (6-digit
--- codes padded to 12), $6 fire at, $7 scenario (jsonb)
+-- A scheduled drill. $1 officer, $2 now, $3 window start, $4 window end, $5 counties (12-digit),
+-- $6 fire at, $7 scenario (jsonb), $8 the scenarios drawn from (jsonb), $9 state
 INSERT INTO blind_drills (scheduled_by, scheduled_at, window_start, window_end, counties, fire_at,
-                          scenario)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+                          scenario, scenarios, state)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING *;
+
+-- name: drill_approve
+-- A second officer releases a drill waiting for approval. $1 id, $2 approver, $3 now
+UPDATE blind_drills SET state = 'scheduled', approved_by = $2, approved_at = $3
+ WHERE id = $1 AND state = 'pending_approval' AND scheduled_by <> $2 AND window_end > $3
 RETURNING *;
 
 -- name: drill_counties_known
@@ -30,7 +36,7 @@ SELECT d.*, coalesce(c.name, '') AS county_name
 -- name: drill_cancel
 -- Cancel a drill that has not fired. $1 id, $2 officer, $3 now
 UPDATE blind_drills SET state = 'cancelled', cancelled_by = $2, cancelled_at = $3
- WHERE id = $1 AND state = 'scheduled'
+ WHERE id = $1 AND state IN ('pending_approval', 'scheduled')
 RETURNING *;
 
 -- name: drills_due

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from warnd.app import drills as use_cases
 from warnd.web.http import SERVICES, USER, json_payload, json_response, path_id
+from warnd.web.middleware import has_role
 
 
 async def schedule_drill(request: web.Request) -> web.Response:
@@ -18,13 +19,25 @@ async def schedule_drill(request: web.Request) -> web.Response:
 
 async def list_drills(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    return json_response(await use_cases.list_drills(services, request[USER].name))
+    user = request[USER]
+    approver = has_role(user, "approver")
+    return json_response(await use_cases.list_drills(services, user.name, approver=approver))
 
 
 async def get_drill(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     drill_id = path_id(request, "drill_id")
-    return json_response(await use_cases.get_drill(services, request[USER].name, drill_id))
+    user = request[USER]
+    drill = await use_cases.get_drill(
+        services, user.name, drill_id, approver=has_role(user, "approver")
+    )
+    return json_response(drill)
+
+
+async def approve_drill(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    drill_id = path_id(request, "drill_id")
+    return json_response(await use_cases.approve(services, request[USER].name, drill_id))
 
 
 async def cancel_drill(request: web.Request) -> web.Response:
