@@ -22,6 +22,8 @@ from tests.fixtures import (
     Api,
     rainstorm_cap,
 )
+from warnd.app.report import EvaluationReport
+from warnd.app.report_files import summary_rows
 from warnd.cli.main import main
 from warnd.core.clock import ManualClock
 from warnd.pipeline.drills import POSTPONE, DrillScanner
@@ -185,6 +187,15 @@ async def test_a_due_drill_fires_once_as_an_exercise_for_the_exercise_people_onl
     assert addresses == {"+8613900000004", "+8613800000001", "+8613800000002"}
     bodies = await app.pool.fetch("SELECT body FROM messages WHERE warning_id = $1", warning_id)
     assert bodies and all("演练" in r["body"] for r in bodies)
+
+    status, report = await app.call("GET", f"{API}/warnings/{warning_id}/report", OFFICER_TOKEN)
+    assert status == 200
+    assert (report["warning"]["blind_drill_id"], report["warning"]["drill_scheduled_by"]) == (
+        drill["id"],
+        "li",
+    )
+    summary = dict(summary_rows(EvaluationReport.model_validate(report)))
+    assert summary["演练方式"].startswith(f"双盲演练 #{drill['id']}（li 安排")
 
     status, seen = await app.call("GET", f"{API}/drills/{drill['id']}", OFFICER_TOKEN)
     assert (seen["state"], seen["warning_id"], seen["secret"]) == ("fired", warning_id, False)

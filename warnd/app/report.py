@@ -45,6 +45,11 @@ class ReportWarning(_Out):
     expires: datetime | None
     counties: list[str]
     villages: int
+    blind_drill_id: int | None = Field(default=None, description="the blind drill it was")
+    drill_scheduled_by: str | None = None
+    drill_window_start: datetime | None = None
+    drill_window_end: datetime | None = None
+    drill_postponements: int = 0
 
 
 class Reach(_Out):

@@ -159,6 +159,18 @@ def summary_rows(report: EvaluationReport) -> list[tuple[str, str]]:
         ("灾种 / 级别", f"{hazard} / {_level_zh(w.level)}"),
         ("区域", "、".join(w.counties) or w.area_desc or "—"),
         ("覆盖村（社区）", f"{w.villages}"),
+        *(
+            [
+                (
+                    "演练方式",
+                    f"双盲演练 #{w.blind_drill_id}（{w.drill_scheduled_by} 安排，时段 "
+                    f"{t(w.drill_window_start)} 至 {t(w.drill_window_end)}，"
+                    f"推迟 {w.drill_postponements} 次）",
+                )
+            ]
+            if w.blind_drill_id is not None
+            else []
+        ),
         ("发布时间", t(w.issued_at)),
         ("报告生成时间", t(report.generated_at)),
         ("覆盖人数（对象）", f"{people}"),

@@ -5,7 +5,8 @@
 -- per-division reach leaves them out; the per-audience table shows them on rows of their own.
 
 -- name: report_warning
--- The warning itself, the counties it covers and how many villages. $1 warning id
+-- The warning itself, the counties it covers, how many villages, and the blind drill it was (its
+-- scheduler, window and postponements). $1 warning id
 SELECT w.id, w.status, w.msg_type, w.hazard, w.level, w.event, w.headline, w.area_desc, w.state,
        w.sent, coalesce(w.approved_at, w.received_at) AS issued_at, w.expires,
        coalesce((SELECT array_agg(d.name ORDER BY d.code)
@@ -13,8 +14,12 @@ SELECT w.id, w.status, w.msg_type, w.hazard, w.level, w.event, w.headline, w.are
                   WHERE d.level = 'county'
                     AND d.code IN (SELECT code FROM covered_codes(w.id, ARRAY['county']))),
                 '{}') AS counties,
-       (SELECT count(*) FROM warning_villages v WHERE v.warning_id = w.id) AS villages
+       (SELECT count(*) FROM warning_villages v WHERE v.warning_id = w.id) AS villages,
+       b.id AS blind_drill_id, b.scheduled_by AS drill_scheduled_by,
+       b.window_start AS drill_window_start, b.window_end AS drill_window_end,
+       coalesce(b.postponements, 0) AS drill_postponements
   FROM warnings w
+  LEFT JOIN blind_drills b ON b.warning_id = w.id
  WHERE w.id = $1;
 
 -- name: report_reach_audiences
