@@ -22,6 +22,8 @@ from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.policy.model import DrillScoring
 
+REPORT_WORK_MEM = "128MB"
+
 ReportFormat = Literal["json", "xlsx", "pdf"]
 REPORT_FORMATS: tuple[ReportFormat, ...] = ("json", "xlsx", "pdf")
 
@@ -263,6 +265,11 @@ async def build_report(
     """Every figure of the warning's report, read in one repeatable-read snapshot so that the
     sections agree with one another while the warning is still running."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        # A city-wide warning's figures sort and group millions of deliveries: memory enough to
+        # do it without spilling to disk, and no JIT (compiling cost a second a query, measured
+        # on 1 M deliveries). For this transaction only.
+        await conn.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+        await conn.execute("SET LOCAL jit = off")
         head = await conn.fetchrow(sql("report_warning"), warning_id)
         if head is None:
             raise no_warning(warning_id)
