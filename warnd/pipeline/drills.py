@@ -48,7 +48,7 @@ def drill_warning(drill_id: int, scenario: dict[str, Any], now: datetime) -> Nor
         level=level,
         area=Area(codes=(scenario["county"],)),
         event=event,
-        headline=scenario.get("headline") or f"【演练】{event}",
+        headline=scenario.get("headline") or event,  # 【演练】 is added to every text anyway
         description=scenario.get("description") or "",
         instruction=scenario.get("instruction") or "",
         expires=now + DRILL_LASTS,
