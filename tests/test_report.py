@@ -48,6 +48,7 @@ from tests.fixtures import (
     serve_api,
 )
 from tests.peers import require, require_cjk_font
+from warnd.app import report_files
 from warnd.app.metrics import Metrics
 from warnd.app.report import EvaluationReport, build_report
 from warnd.app.report_files import render_json, render_pdf, render_xlsx
@@ -495,3 +496,17 @@ async def test_a_real_fail_over_is_counted_where_it_went(
     ]
     waiting = [c for c in report.channels if (c.channel, c.channel_kind) == ("", "voice")]
     assert [c.failed_over_in for c in waiting] == [1]
+
+
+async def test_without_a_cjk_font_the_pdf_is_refused_naming_the_package(
+    api: tuple[Api, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, warning_id = api
+    monkeypatch.delenv("WARND_CJK_FONT", raising=False)
+    monkeypatch.setattr(report_files, "CJK_FONT_PATHS", ())
+    path = f"{API}/warnings/{warning_id}/report"
+    status, body = await client.call("GET", f"{path}?format=pdf", OFFICER_TOKEN)
+    assert (status, body["error"]) == (503, "font_missing")
+    assert "fonts-noto-cjk" in body["detail"]
+    status, _ = await client.call("GET", path, OFFICER_TOKEN)  # the figures need no font
+    assert status == 200
