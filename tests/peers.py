@@ -33,6 +33,8 @@ PACKAGES: Final = {
     "espeak-ng": "espeak-ng",
     "sox": "sox",
     "mosquitto": "mosquitto",
+    "pdftotext": "poppler-utils",
+    "pdftoppm": "poppler-utils",
 }
 
 SCENARIOS: Final = Path(__file__).parent / "sip"
@@ -57,6 +59,16 @@ def require_pjsua2() -> None:
     """The same for PJSIP's Python binding, which has wheels for Linux x86-64 only."""
     if importlib.util.find_spec("pjsua2") is None:
         _missing("pjsua2 is not installed (pip install pjsua2-python)")
+
+
+def require_cjk_font() -> None:
+    """The same for the CJK font the PDF report embeds (Debian package fonts-noto-cjk)."""
+    from warnd.app.report_files import CjkFontMissingError, cjk_font
+
+    try:
+        cjk_font()
+    except CjkFontMissingError as exc:
+        _missing(str(exc))
 
 
 def free_udp_port() -> int:

@@ -32,6 +32,7 @@ DECLARED_TABLES = {
     "field_tasks",
     "field_task_events",
     "eew_reports",
+    "blind_drills",
 }
 
 

@@ -13,9 +13,11 @@ from importlib.metadata import entry_points
 
 import click
 
+from warnd.cli.drill import drill
 from warnd.cli.eew import eew
 from warnd.cli.errors import friendly_errors
 from warnd.cli.officer import warning
+from warnd.cli.report import report
 from warnd.cli.roster import roster
 from warnd.runtime.settings import Settings, database_url
 
@@ -71,5 +73,7 @@ def db_migrate() -> None:
 main.add_command(roster)
 main.add_command(eew)
 main.add_command(warning)
+main.add_command(report)
+main.add_command(drill)
 for entry in entry_points(group=COMMANDS_GROUP):
     main.add_command(entry.load(), entry.name)

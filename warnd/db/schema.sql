@@ -268,6 +268,8 @@ CREATE TABLE deliveries (
     -- Past this time the message is too late to send (an earthquake alert after the shaking):
     -- it is cancelled as expired, by dispatch or by the channel (migration 009).
     expires_at     timestamptz,
+    -- The channel kind it left when it last failed over to the next one (migration 014).
+    failed_over_from text,
     -- A re-run of the same escalation step is a no-op (ON CONFLICT ON CONSTRAINT), while another
     -- step may reach the same address again; NULLS NOT DISTINCT keeps deliveries that are no
     -- step unique too.
@@ -521,6 +523,34 @@ CREATE TABLE eew_reports (
 CREATE INDEX eew_reports_received ON eew_reports (received_at);
 CREATE INDEX eew_reports_unrecorded ON eew_reports (received_at) WHERE recorded_at IS NULL;
 
+-- Blind drills (双盲演练, migration 014): an officer gives a window and the scenarios to choose
+-- from; warnd picks the moment and the scenario at random and keeps both secret (only the
+-- scheduling officer and the audit log see them) until the drill fires as an Exercise warning. A
+-- live orange or red warning in the drill's county postpones it.
+CREATE TABLE blind_drills (
+    id             bigserial PRIMARY KEY,
+    scheduled_by   text NOT NULL,
+    scheduled_at   timestamptz NOT NULL,
+    window_start   timestamptz NOT NULL,
+    window_end     timestamptz NOT NULL CHECK (window_end > window_start),
+    counties       text[] NOT NULL,             -- the counties it may fall on (not secret)
+    fire_at        timestamptz NOT NULL,        -- secret until it fires
+    scenario       jsonb NOT NULL,              -- secret: hazard, level, county, texts
+    -- The scenarios it was drawn from: what an approver reads (orange and red drills wait for a
+    -- second officer, as manual warnings do), learning what it may be, not which or when.
+    scenarios      jsonb NOT NULL,
+    state          text NOT NULL DEFAULT 'scheduled'
+        CHECK (state IN ('pending_approval', 'scheduled', 'fired', 'cancelled')),
+    approved_by    text,
+    approved_at    timestamptz,
+    postponements  integer NOT NULL DEFAULT 0,
+    warning_id     bigint REFERENCES warnings (id),
+    fired_at       timestamptz,
+    cancelled_by   text,
+    cancelled_at   timestamptz
+);
+CREATE INDEX blind_drills_due ON blind_drills (fire_at) WHERE state = 'scheduled';
+
 -- =============================================================================================
 -- The role warnd runs as (migration 007): it writes warnings and the outbox but owns nothing,
 -- so it cannot change the schema, disable the append-only triggers, truncate a table or rewrite
@@ -546,4 +576,5 @@ GRANT SELECT ON schema_migrations TO warnd_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON reply_counts TO warnd_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON speakers, speaker_alarms TO warnd_app;
 GRANT SELECT, INSERT, UPDATE ON eew_reports TO warnd_app;
+GRANT SELECT, INSERT, UPDATE ON blind_drills TO warnd_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO warnd_app;

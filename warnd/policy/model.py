@@ -435,6 +435,33 @@ def _hazard_code(value: str) -> str:
     return value
 
 
+class DrillScoring(_Strict):
+    """How the evaluation report scores each town and county (0-100) after a drill or warning:
+    a weighted mean of the answer rate, a time score and the share of field tasks done. The time
+    score is 1 when the median time to answer is at or under ``target``, 0 at or over ``limit``,
+    linear between. A division without field tasks is scored on the other two, re-weighted."""
+
+    answer_rate: float = Field(default=0.5, ge=0, le=1, allow_inf_nan=False)
+    time_to_answer: float = Field(default=0.3, ge=0, le=1, allow_inf_nan=False)
+    task_completion: float = Field(default=0.2, ge=0, le=1, allow_inf_nan=False)
+    target: Duration = timedelta(minutes=2)
+    limit: Duration = timedelta(minutes=10)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DrillScoring:
+        total = self.answer_rate + self.time_to_answer + self.task_completion
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                "answer_rate + time_to_answer + task_completion must add up to 1 "
+                f"(they add up to {total:g})"
+            )
+        if self.answer_rate + self.time_to_answer <= 0:
+            raise ValueError("answer_rate and time_to_answer cannot both be 0")
+        if self.limit <= self.target:
+            raise ValueError("limit must be longer than target")
+        return self
+
+
 class Policy(_Strict):
     """The whole dissemination policy, as loaded from ``policy.toml``."""
 
@@ -448,6 +475,7 @@ class Policy(_Strict):
     publish: PublishRules = Field(default_factory=PublishRules)
     templates: TemplateNames = Field(default_factory=TemplateNames)
     earthquake_early_warning: EarthquakeEarlyWarning = Field(default_factory=EarthquakeEarlyWarning)
+    drill_scoring: DrillScoring = Field(default_factory=DrillScoring)
 
     _compiled: Templates | None = PrivateAttr(default=None)
     _fingerprint: str = PrivateAttr(default="")

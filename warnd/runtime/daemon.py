@@ -36,6 +36,7 @@ from warnd.db.queries import sql
 from warnd.db.roles import RUNTIME_LOGIN, RUNTIME_ROLE, as_user, ensure_runtime_login
 from warnd.pipeline.answers import Answers
 from warnd.pipeline.dispatch import Dispatcher
+from warnd.pipeline.drills import DrillScanner
 from warnd.pipeline.eew import FastPath
 from warnd.pipeline.eew_subscription import EewFeed
 from warnd.pipeline.escalation import Escalation
@@ -340,6 +341,7 @@ class Daemon:
             "plan": plan_loop,
             "housekeeping": housekeeping,
             "escalate": escalation.run,
+            "drills": DrillScanner(pool, self.clock, services.plan_wakeup.set).run,
         }
         if self.config.eew is not None:  # the seismic service's reports over MQTT
             loops["eew_feed"] = EewFeed(services, self.config.eew).run

@@ -50,12 +50,16 @@ from channels.mqtt_broadcast.channel import MqttBroadcastChannel
 from channels.mqtt_broadcast.config import MqttBroadcastConfig
 from channels.simulator import SimulatorChannel, SimulatorConfig
 from rosters.generate import generate
+from warnd.app.report import ReportFormat, build_report
+from warnd.app.report_files import CjkFontMissingError, cjk_font, file_name
+from warnd.app.report_files import render as render_report
 from warnd.cli.watch import STEP_ZH, fetch, render
 from warnd.core.clock import ScaledClock
 from warnd.core.config import load_config_data
 from warnd.core.escalate import ACTIONS
 from warnd.db.pool import open_pool, recreate_database
 from warnd.db.queries import sql
+from warnd.policy.loader import load_policy
 from warnd.runtime.daemon import Daemon
 from warnd.runtime.settings import Settings, database_url
 from warnd.tools.speakers import FleetOptions, SpeakerFleet
@@ -573,6 +577,38 @@ class DemoError(Exception):
     """The demo could not run its round; the message says why."""
 
 
+async def write_round_report(url: str, warning_id: int, policy_path: Path) -> Path:
+    """The round's evaluation report, as of its last event (the round ran on a fast clock, so
+    wall-clock now would be minutes behind it), in this directory: the PDF, or the XLSX when
+    this machine has no CJK font to embed."""
+    policy = load_policy(policy_path)
+    async with open_pool(url, min_size=1, max_size=1) as pool, pool.acquire() as conn:
+        last = await conn.fetchval(
+            """SELECT max(at) FROM (
+                   SELECT e.at FROM callout_events e JOIN callouts c ON c.id = e.callout_id
+                    WHERE c.warning_id = $1
+                   UNION ALL
+                   SELECT e.at FROM field_task_events e JOIN field_tasks t ON t.id = e.task_id
+                    WHERE t.warning_id = $1) AS events""",
+            warning_id,
+        )
+        report = await build_report(
+            conn,
+            warning_id,
+            now=last or datetime.now().astimezone(),
+            scoring=policy.drill_scoring,
+            timezone=policy.night.timezone,
+        )
+    try:
+        cjk_font()
+        fmt: ReportFormat = "pdf"
+    except CjkFontMissingError:
+        fmt = "xlsx"
+    path = Path.cwd() / file_name(report, fmt)
+    path.write_bytes(await asyncio.to_thread(render_report, report, fmt))
+    return path
+
+
 async def run_demo(
     households: int,
     console: Console,
@@ -607,6 +643,8 @@ async def run_demo(
         console.print(f"[red]{exc}[/]")
         return 1
     print_summary(summary, console)
+    path = await write_round_report(url, summary.warning_id, settings.policy)
+    console.print(f"[green]✓[/] 评估报告 evaluation report: [bold]{path}[/]")
     return 0
 
 

@@ -61,6 +61,8 @@ def _content(answer: Answer) -> dict[str, Any]:
     if answer.csv_columns is not None:
         columns = ", ".join(answer.csv_columns)
         content["text/csv"] = {"schema": {"type": "string", "description": f"columns: {columns}"}}
+    for media_type in answer.files:
+        content[media_type] = {"schema": {"type": "string", "format": "binary"}}
     return content
 
 

@@ -8,6 +8,9 @@ from channels.http_sms.webhook import MAX_EVENTS, InboundReceipt, InboundReply
 from channels.http_voice.webhook import MAX_EVENTS as MAX_CALL_RESULTS
 from channels.http_voice.webhook import InboundCallResult
 from warnd.app.callouts import OfficerAck
+from warnd.app.drills import DrillList, DrillOut, ScheduleRequest
+from warnd.app.report import EvaluationReport
+from warnd.app.report_files import MEDIA_TYPES
 from warnd.app.views import (
     AUDIT_CSV_COLUMNS,
     CALLOUT_CSV_COLUMNS,
@@ -35,7 +38,17 @@ from warnd.ingest.amend import CancelRequest, CorrectRequest
 from warnd.ingest.eew import EewMessage
 from warnd.ingest.manual import ManualWarning
 from warnd.web import media
-from warnd.web.api import callouts, eew, feeds, probes, rejected, speakers, tasks, warnings
+from warnd.web.api import (
+    callouts,
+    drills,
+    eew,
+    feeds,
+    probes,
+    rejected,
+    speakers,
+    tasks,
+    warnings,
+)
 from warnd.web.api.queries import (
     AuditQuery,
     CalloutsQuery,
@@ -43,6 +56,7 @@ from warnd.web.api.queries import (
     EewPreviewQuery,
     ProgressQuery,
     RejectedQuery,
+    ReportQuery,
     SpeakersQuery,
     TasksQuery,
     WarningsQuery,
@@ -351,6 +365,93 @@ ROUTES: Final[tuple[Route, ...]] = (
             "append-only: the database refuses UPDATE and DELETE."
         ),
         query=AuditQuery,
+    ),
+    Route(
+        "POST",
+        f"{API}/drills",
+        drills.schedule_drill,
+        ("officer",),
+        "Schedule a blind drill (双盲演练): warnd picks the moment and the scenario",
+        (Answer(201, "Scheduled: the moment and scenario, shown to you alone", DrillOut),),
+        description=(
+            "Inside the window, at a moment drawn at random, one of the scenarios (hazard, "
+            "level, one of its counties, drawn at random; only counties listed in `counties` "
+            "when given) is issued as an Exercise warning to the people marked for exercises: "
+            "【演练】 on every text, the same call-and-respond and escalation as a live warning. "
+            "The moment and scenario are shown to the scheduling officer and kept in the audit "
+            "log; everyone else sees only that a drill is scheduled, its window and counties. "
+            "Orange and red drills wait for a second officer (POST …/approve). A live orange or "
+            "red warning in the drill's county postpones it by an hour."
+        ),
+        body=ScheduleRequest,
+    ),
+    Route(
+        "GET",
+        f"{API}/drills",
+        drills.list_drills,
+        OFFICERS,
+        "Blind drills, newest first (the moment and scenario only for their scheduler)",
+        (Answer(200, "The drills", DrillList),),
+    ),
+    Route(
+        "GET",
+        f"{API}/drills/{{drill_id}}",
+        drills.get_drill,
+        OFFICERS,
+        "One blind drill (the moment and scenario only for its scheduler, or once fired)",
+        (Answer(200, "The drill", DrillOut),),
+    ),
+    Route(
+        "POST",
+        f"{API}/drills/{{drill_id}}/approve",
+        drills.approve_drill,
+        ("approver",),
+        "Release an orange or red blind drill (a second officer, never its scheduler)",
+        (Answer(200, "Released: it will fire at its secret moment", DrillOut),),
+        description=(
+            "Orange and red drills (the policy's manual_approval_levels) wait for a second "
+            "officer, as manual warnings do. The approver reads the scenarios it is drawn from "
+            "(GET /api/v1/drills/{drill_id}) and never learns which one or when. 403 for its "
+            "scheduler; 409 when it is not waiting or its window is over."
+        ),
+        errors=(403, 409),
+    ),
+    Route(
+        "POST",
+        f"{API}/drills/{{drill_id}}/cancel",
+        drills.cancel_drill,
+        ("officer",),
+        "Cancel a blind drill before it fires (any officer)",
+        (Answer(200, "Cancelled", DrillOut),),
+        errors=(409,),
+    ),
+    Route(
+        "GET",
+        f"{API}/warnings/{{warning_id}}/report",
+        warnings.warning_report,
+        OFFICERS,
+        "The evaluation report (效果评估) of a warning or drill: JSON, XLSX or PDF",
+        (
+            Answer(
+                200,
+                "The report's figures (JSON), or the report as a file (XLSX, PDF)",
+                EvaluationReport,
+                files=(MEDIA_TYPES["xlsx"], MEDIA_TYPES["pdf"]),
+            ),
+        ),
+        description=(
+            "As of now, live or drill: reach per audience, county and town (people, messages, "
+            "delivered, failed, time from issue to the first and to 90 % delivered), failures "
+            "by reason; call-and-respond per level and per county and town (on time, late, "
+            "never, time to answer p50/p90), escalation steps, the never-answered list with "
+            "phones; field tasks per village (ordered, done, overdue); channels (throughput, "
+            "failures, fail-overs); a timeline of deliveries and answers; a drill score per "
+            "county and town (weights in the policy's drill_scoring); for a drill, the previous "
+            "drills of the same counties. XLSX: one sheet per section with Excel charts. PDF: in "
+            "Chinese, a CJK font embedded; 503 when the server lacks one (Debian fonts-noto-cjk)."
+        ),
+        query=ReportQuery,
+        errors=(503,),
     ),
     Route(
         "POST",

@@ -39,6 +39,7 @@ class Answer:
     schema: dict[str, Any] | None = None  # a body no model describes
     media_type: str = "application/json"
     csv_columns: tuple[str, ...] | None = None  # a JSON page, or every row as CSV
+    files: tuple[str, ...] = ()  # media types of the same answer as a file (?format=xlsx, pdf)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ UPDATE deliveries d
 -- $1 bigint[] ids, $2 int[] attempts (fence), $3 text[] reasons, $4 now
 UPDATE deliveries d
    SET channel_kind = d.fallback[1], fallback = d.fallback[2:], state = 'queued',
+       failed_over_from = d.channel_kind,
        due_at = $4::timestamptz, attempts = 0, error = r.reason, lease_until = NULL,
        channel = NULL, message_id = m.id
   FROM unnest($1::bigint[], $2::int[], $3::text[]) AS r(id, attempts, reason), messages m

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from warnd.app.reads import AUDIT_PAGE_MAX, AuditCursor
+from warnd.app.report import ReportFormat
 from warnd.app.views import (
     AudienceName,
     CalloutFilterState,
@@ -141,4 +142,14 @@ class EewPreviewQuery(QueryModel):
         max_length=60,
         pattern=r"^[^\x00-\x1f\x7f]+$",
         description="the place the sample texts name",
+    )
+
+
+class ReportQuery(QueryModel):
+    format: ReportFormat = Field(
+        default="json",
+        description=(
+            "json: the figures; xlsx: one sheet per section with Excel charts; pdf: the report "
+            "in Chinese to file and print"
+        ),
     )

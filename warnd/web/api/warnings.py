@@ -4,10 +4,14 @@ read query of ``warnd.app`` and writes its answer; the rules live there."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from warnd.app import reads
 from warnd.app import warnings as use_cases
+from warnd.app.report import evaluation_report
+from warnd.app.report_files import MEDIA_TYPES, CjkFontMissingError, file_name, render
 from warnd.app.views import (
     AUDIT_CSV_COLUMNS,
     DELIVERY_CSV_COLUMNS,
@@ -17,10 +21,17 @@ from warnd.app.views import (
 )
 from warnd.ingest.amend import CancelRequest, CorrectRequest, parse_request
 from warnd.web.api.feeds import accepted
-from warnd.web.api.queries import AuditQuery, DeliveriesQuery, ProgressQuery, WarningsQuery
+from warnd.web.api.queries import (
+    AuditQuery,
+    DeliveriesQuery,
+    ProgressQuery,
+    ReportQuery,
+    WarningsQuery,
+)
 from warnd.web.http import (
     SERVICES,
     USER,
+    ApiError,
     json_payload,
     json_response,
     path_id,
@@ -133,3 +144,24 @@ async def warning_audit(request: web.Request) -> web.StreamResponse:
         )
     page = await reads.audit_page(services, warning_id, after=q.cursor, limit=q.limit)
     return json_response(page)
+
+
+async def warning_report(request: web.Request) -> web.Response:
+    """The evaluation report of a warning or drill as JSON, XLSX or PDF."""
+    services = request.app[SERVICES]
+    warning_id = path_id(request, "warning_id")
+    q = query(request, ReportQuery)
+    report = await evaluation_report(services, warning_id)
+    if q.format == "json":
+        return json_response(report)
+    try:
+        # Laying out a city-wide report takes a while: off the event loop, so dispatch and
+        # answers go on meanwhile.
+        body = await asyncio.to_thread(render, report, q.format)
+    except CjkFontMissingError as exc:
+        raise ApiError(503, "font_missing", str(exc)) from None
+    return web.Response(
+        body=body,
+        content_type=MEDIA_TYPES[q.format],
+        headers={"Content-Disposition": f'attachment; filename="{file_name(report, q.format)}"'},
+    )
