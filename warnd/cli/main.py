@@ -17,6 +17,7 @@ from warnd.cli.eew import eew
 from warnd.cli.errors import friendly_errors
 from warnd.cli.officer import warning
 from warnd.cli.roster import roster
+from warnd.cli.users import user
 from warnd.runtime.settings import Settings, database_url
 
 COMMANDS_GROUP = "warnd.commands"
@@ -71,5 +72,6 @@ def db_migrate() -> None:
 main.add_command(roster)
 main.add_command(eew)
 main.add_command(warning)
+main.add_command(user)
 for entry in entry_points(group=COMMANDS_GROUP):
     main.add_command(entry.load(), entry.name)

@@ -1,0 +1,252 @@
+"""The console's guard over plain HTTP: signing in (argon2, lockout, idle timeout), the session
+cookie's flags, CSRF on every POST, the CSP, and ``warnd user add``.
+
+The whole officer's round in a real browser is in tests/test_console_browser.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import asyncpg
+from click.testing import CliRunner
+
+from tests.fixtures import CHIEF_TOKEN, NOW, Api
+from warnd.app.users import IDLE_TIMEOUT, MAX_FAILURES, add_user
+from warnd.cli.main import main
+from warnd.core.clock import ManualClock
+
+PASSWORD = "correct horse 1"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def add_officers(pool: asyncpg.Pool) -> None:
+    await add_user(pool, "zhang", ["officer"], PASSWORD, now=NOW)
+    await add_user(pool, "li", ["approver", "officer"], PASSWORD, now=NOW)
+
+
+async def csrf_of(api: Api, path: str) -> str:
+    response = await api.client.get(path)
+    assert response.status == 200, await response.text()
+    found = _CSRF.search(await response.text())
+    assert found is not None
+    return found[1]
+
+
+async def sign_in(api: Api, name: str, password: str = PASSWORD) -> Any:
+    token = await csrf_of(api, "/console/login")
+    return await api.client.post(
+        "/console/login",
+        data={"csrf_token": token, "username": name, "password": password},
+        allow_redirects=False,
+    )
+
+
+async def test_sign_in_opens_a_session_with_safe_cookie_and_headers(app: Api) -> None:
+    await add_officers(app.pool)
+    response = await sign_in(app, "zhang")
+    assert response.status == 303
+    assert response.headers["Location"] == "/console/"
+    cookie = response.cookies["warnd_session"]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Strict"
+    assert cookie["path"] == "/console"
+    assert not cookie["secure"]  # plain HTTP here; over TLS it is Secure (request.secure)
+    board = await app.client.get("/console/")
+    assert board.status == 200
+    csp = board.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    page = await board.text()
+    assert "值班台" in page and "<script>" not in page  # no inline script anywhere
+    stored = await app.pool.fetchval("SELECT token_sha256 FROM console_sessions")
+    assert stored != cookie.value  # only its digest is kept
+    actions = await app.pool.fetch("SELECT actor, action FROM audit_log ORDER BY id")
+    assert ("zhang", "console_signed_in") in [tuple(r) for r in actions]
+
+
+async def test_pages_need_a_session(app: Api) -> None:
+    response = await app.client.get("/console/", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/console/login"
+    live = await app.client.get("/console/live/board", headers={"HX-Request": "true"})
+    assert live.status == 401
+
+
+async def test_a_post_without_csrf_token_is_refused_and_changes_nothing(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    form = {
+        "hazard": "rainstorm",
+        "level": "blue",
+        "codes": "370811",
+        "headline": "任城区暴雨蓝色预警",
+        "area_desc": "任城区",
+    }
+    refused = await app.client.post("/console/warnings", data=form, allow_redirects=False)
+    assert refused.status == 403
+    assert "页面已过期或请求来源不明" in await refused.text()
+    wrong = await app.client.post(
+        "/console/warnings", data={**form, "csrf_token": "x" * 40}, allow_redirects=False
+    )
+    assert wrong.status == 403
+    assert await app.count("warnings") == 0
+    # The same form with the session's token is taken.
+    token = await csrf_of(app, "/console/compose")
+    taken = await app.client.post(
+        "/console/warnings", data={**form, "csrf_token": token}, allow_redirects=False
+    )
+    assert taken.status == 303, await taken.text()
+    assert await app.count("warnings") == 1
+
+
+async def test_sign_in_form_needs_its_own_token(app: Api) -> None:
+    await add_officers(app.pool)
+    response = await app.client.post(
+        "/console/login", data={"username": "zhang", "password": PASSWORD}
+    )
+    assert response.status == 403
+    assert await app.count("console_sessions") == 0
+
+
+async def test_repeated_failures_lock_the_officer_out(app: Api) -> None:
+    await add_officers(app.pool)
+    for _ in range(MAX_FAILURES - 1):
+        failed = await sign_in(app, "zhang", "wrong password")
+        assert failed.status == 401
+        assert "用户名或密码错误" in await failed.text()
+    locked = await sign_in(app, "zhang", "wrong password")
+    assert locked.status == 401 and "已锁定" in await locked.text()
+    still = await sign_in(app, "zhang")  # the right password, while locked
+    assert still.status == 401 and "已锁定" in await still.text()
+    assert await app.count("console_sessions") == 0
+    clock = app.services.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(16 * 60)
+    assert (await sign_in(app, "zhang")).status == 303
+    actions = [
+        r["action"]
+        for r in await app.pool.fetch("SELECT action FROM audit_log WHERE actor = 'zhang'")
+    ]
+    assert "console_locked_out" in actions and "console_sign_in_locked" in actions
+    # An unknown name answers the same as a wrong password.
+    unknown = await sign_in(app, "nobody", PASSWORD)
+    assert unknown.status == 401 and "用户名或密码错误" in await unknown.text()
+
+
+async def test_an_idle_session_ends(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    assert (await app.client.get("/console/", allow_redirects=False)).status == 200
+    clock = app.services.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(IDLE_TIMEOUT.total_seconds() + 1)
+    response = await app.client.get("/console/", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/console/login"
+
+
+async def test_the_author_cannot_approve_and_the_area_must_be_typed(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "li")  # officer and approver
+    token = await csrf_of(app, "/console/compose")
+    issued = await app.client.post(
+        "/console/warnings",
+        data={
+            "csrf_token": token,
+            "hazard": "rainstorm",
+            "level": "red",
+            "codes": "370811",
+            "headline": "任城区暴雨红色预警",
+            "area_desc": "任城区",
+        },
+        allow_redirects=False,
+    )
+    assert issued.status == 303
+    warning_id = int(issued.headers["Location"].rsplit("/", 1)[1])
+    page = await (await app.client.get(f"/console/warnings/{warning_id}")).text()
+    assert "您是发布人" in page and "area_confirm" not in page
+    digest = re.search(r'name="texts_sha256" value="([0-9a-f]+)"', page)
+    assert digest is None  # no approval form for the author
+    preview = await app.client.get(f"/api/v1/warnings/{warning_id}/preview", headers=_chief())
+    sha = (await preview.json())["texts_sha256"]
+    self_approval = await app.client.post(
+        f"/console/warnings/{warning_id}/approve",
+        data={"csrf_token": token, "texts_sha256": sha, "area_confirm": "任城区"},
+    )
+    assert self_approval.status == 403
+    assert "须由另一名值班员审批" in await self_approval.text()
+    assert await app.pool.fetchval("SELECT state FROM warnings") == "pending_approval"
+
+    await app.client.post("/console/logout", data={"csrf_token": token})
+    await sign_in(app, "zhang")  # an officer without the approver role
+    token = await csrf_of(app, "/console/compose")
+    no_role = await app.client.post(
+        f"/console/warnings/{warning_id}/approve",
+        data={"csrf_token": token, "texts_sha256": sha, "area_confirm": "任城区"},
+    )
+    assert no_role.status == 403
+    await add_user(app.pool, "wang", ["approver"], PASSWORD, now=NOW)
+    await sign_in(app, "wang")
+    token = await csrf_of(app, f"/console/warnings/{warning_id}")
+    wrong_area = await app.client.post(
+        f"/console/warnings/{warning_id}/approve",
+        data={"csrf_token": token, "texts_sha256": sha, "area_confirm": "泗水县"},
+    )
+    assert wrong_area.status == 422 and "不一致" in await wrong_area.text()
+    assert await app.pool.fetchval("SELECT state FROM warnings") == "pending_approval"
+    approved = await app.client.post(
+        f"/console/warnings/{warning_id}/approve",
+        data={"csrf_token": token, "texts_sha256": sha, "area_confirm": " 任城区 "},
+        allow_redirects=False,
+    )
+    assert approved.status == 303, await approved.text()
+    row = await app.pool.fetchrow("SELECT state, approver FROM warnings")
+    assert row is not None and tuple(row) == ("active", "wang")
+    audit = await app.pool.fetchval("SELECT actor FROM audit_log WHERE action = 'warning_approved'")
+    assert audit == "wang"
+
+
+def _chief() -> dict[str, str]:
+    return {"Authorization": f"Bearer {CHIEF_TOKEN}"}
+
+
+async def test_bad_compose_input_names_the_field_and_stores_nothing(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    token = await csrf_of(app, "/console/compose")
+    response = await app.client.post(
+        "/console/warnings",
+        data={"csrf_token": token, "hazard": "rainstorm", "level": "red", "headline": "x"},
+    )
+    assert response.status == 422
+    page = await response.text()
+    assert "area" in page and "预警内容有误" in page
+    assert await app.count("warnings") == 0
+
+
+async def test_warnd_user_add_reads_the_password_from_stdin(
+    db_url: str, pool: asyncpg.Pool
+) -> None:
+    env = {"WARND_DATABASE_URL": db_url}
+    args = ["user", "add", "zhao", "--roles", "officer,approver", "--password-stdin"]
+    result = await asyncio.to_thread(
+        CliRunner().invoke, main, args, input=PASSWORD + "\n", env=env, catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "added user zhao (approver, officer)" in result.output
+    row = await pool.fetchrow("SELECT password_hash, roles FROM console_users WHERE name = 'zhao'")
+    assert row is not None
+    assert row["password_hash"].startswith("$argon2id$") and PASSWORD not in row["password_hash"]
+    again = await asyncio.to_thread(
+        CliRunner().invoke, main, args, input=PASSWORD + "\n", env=env, catch_exceptions=False
+    )
+    assert again.exit_code == 2 and "exists already" in again.output
+    bad = await asyncio.to_thread(
+        CliRunner().invoke,
+        main,
+        ["user", "add", "qian", "--roles", "boss", "--password-stdin"],
+        input=PASSWORD + "\n",
+        env=env,
+        catch_exceptions=False,
+    )
+    assert bad.exit_code == 2 and "roles" in bad.output

@@ -1,0 +1,141 @@
+"""What the duty officer's console reads beyond the API's reads: the board at a glance (built
+from ``warnd.app.reads``), the division picker, silent feeds, and the notice a cancel would send
+before it is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from warnd.app import reads
+from warnd.app.services import Services
+from warnd.app.views import (
+    FieldTaskProgress,
+    ProgressReport,
+    RejectedList,
+    SpeakerList,
+    WarningDetail,
+    WarningSummary,
+)
+from warnd.db.queries import sql
+from warnd.ingest.amend import CancelRequest, cancellation
+from warnd.ingest.store import load_warning
+from warnd.policy.texts import Text, notice_texts
+
+BOARD_WARNINGS: Final = 20  # active or waiting warnings the board shows; the rest are listed
+BOARD_REJECTED: Final = 5
+BOARD_SPEAKERS: Final = 10
+DIVISION_MATCHES: Final = 30
+
+
+@dataclass(frozen=True)
+class ActiveWarning:
+    """An active warning on the board: its deliveries and call-outs, and its field tasks."""
+
+    detail: WarningDetail
+    tasks: FieldTaskProgress
+
+
+@dataclass(frozen=True)
+class SilentFeed:
+    feed: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class Board:
+    """The 值班台 at one moment."""
+
+    as_of: datetime
+    pending: list[WarningSummary]
+    active: list[ActiveWarning]
+    silent_feeds: list[SilentFeed]
+    speakers: SpeakerList  # the offline ones, with the counts of all
+    rejected: RejectedList
+    simulated: bool
+
+
+@dataclass(frozen=True)
+class DivisionMatch:
+    code: str
+    name: str
+    level: str
+    parents: str
+
+
+def task_totals(report: ProgressReport) -> FieldTaskProgress:
+    """The field tasks of a roll-up's divisions added up."""
+    rows = [d.field_tasks for d in report.divisions]
+    return FieldTaskProgress(
+        total=sum(t.total for t in rows),
+        done=sum(t.done for t in rows),
+        open=sum(t.open for t in rows),
+        overdue=sum(t.overdue for t in rows),
+        persons=sum(t.persons for t in rows),
+        reached=sum(t.reached for t in rows),
+    )
+
+
+async def board(services: Services) -> Board:
+    """Waiting and active warnings with their progress, silent feeds, offline loudspeakers and
+    the latest refused feed messages."""
+    pending = await reads.warning_list(
+        services, state="pending_approval", before=None, limit=BOARD_WARNINGS
+    )
+    active = await reads.warning_list(services, state="active", before=None, limit=BOARD_WARNINGS)
+    shown: list[ActiveWarning] = []
+    for summary in active.warnings:
+        detail = await reads.warning_detail(services, summary.id)
+        report = await reads.progress(services, summary.id, "county")
+        shown.append(ActiveWarning(detail, task_totals(report)))
+    silent = await services.pool.fetch(sql("silent_feeds"))
+    speakers = await reads.speakers_list(
+        services, online=False, division=None, after="", limit=BOARD_SPEAKERS
+    )
+    rejected = await reads.rejected_list(services, before=None, limit=BOARD_REJECTED)
+    return Board(
+        as_of=services.clock.now(),
+        pending=pending.warnings,
+        active=shown,
+        silent_feeds=[SilentFeed(r["feed"], r["changed_at"]) for r in silent],
+        speakers=speakers,
+        rejected=rejected,
+        simulated=services.simulated,
+    )
+
+
+async def search_divisions(services: Services, text: str) -> list[DivisionMatch]:
+    """Counties, towns and villages whose name or code contains ``text``."""
+    text = text.strip()[:40]
+    if not text:
+        return []
+    rows = await services.pool.fetch(sql("search_divisions"), text, DIVISION_MATCHES)
+    return [DivisionMatch(r["code"], r["name"], r["level"], r["parents"] or "") for r in rows]
+
+
+async def division_names(services: Services, codes: list[str]) -> list[DivisionMatch]:
+    """The divisions of ``codes`` (12 digits) that exist, in the order given."""
+    rows = await services.pool.fetch(sql("division_names"), codes)
+    return [DivisionMatch(r["code"], r["name"], r["level"], "") for r in rows]
+
+
+async def cancel_notices(
+    services: Services, officer: str, warning_id: int, request: CancelRequest
+) -> list[Text]:
+    """The notices cancelling the warning would send now, to the kinds of phones and speakers it
+    has reached, rendered as planning will render them; empty when it reached nobody."""
+    async with services.pool.acquire() as conn:
+        await reads.require_warning(conn, warning_id)
+        original = await load_warning(conn, warning_id)
+        place = await reads.place_of(conn, warning_id, original)
+        reached = await conn.fetch(sql("reached_kinds"), [warning_id], None, None)
+    successor = cancellation(original, request, officer=officer, now=services.clock.now())
+    return notice_texts(
+        services.current_policy(),
+        successor,
+        [(r["audience"], r["channel_kind"]) for r in reached],
+        place=place,
+        short_code=None,
+        max_chars=services.max_chars,
+    )

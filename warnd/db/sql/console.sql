@@ -1,0 +1,80 @@
+-- The console's officers and their sessions (migration 011).
+
+-- name: insert_console_user
+-- A new officer; nothing when the name is taken.
+-- $1 name, $2 argon2 hash, $3 roles text[], $4 now
+INSERT INTO console_users (name, password_hash, roles, created_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO NOTHING
+RETURNING name;
+
+-- name: set_console_password
+-- A new password (and roles) for an existing officer; unlocks them. $1 name, $2 hash, $3 roles
+UPDATE console_users
+   SET password_hash = $2, roles = $3, failed_logins = 0, locked_until = NULL
+ WHERE name = $1
+RETURNING name;
+
+-- name: console_user
+-- An officer as sign-in reads them. $1 name
+SELECT name, password_hash, roles, failed_logins, locked_until FROM console_users WHERE name = $1;
+
+-- name: console_sign_in_failed
+-- One more failed sign-in; the failure that reaches the limit locks the officer out until
+-- $3 + $4 and starts the count again. $1 name, $2 the limit, $3 now, $4 lockout (interval)
+UPDATE console_users
+   SET failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END,
+       locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3::timestamptz + $4::interval
+                           ELSE locked_until END
+ WHERE name = $1
+RETURNING failed_logins, locked_until;
+
+-- name: console_sign_in_succeeded
+-- A successful sign-in clears the failure count and opens a session.
+-- $1 name, $2 token sha256, $3 csrf token, $4 now
+WITH cleared AS (
+    UPDATE console_users SET failed_logins = 0, locked_until = NULL WHERE name = $1
+)
+INSERT INTO console_sessions (token_sha256, user_name, csrf_token, created_at, last_seen)
+VALUES ($2, $1, $3, $4, $4);
+
+-- name: console_session
+-- The live session of a token, marked seen now; nothing when unknown or idle since before
+-- $3. $1 token sha256, $2 now, $3 the oldest last_seen still live
+UPDATE console_sessions s
+   SET last_seen = $2
+  FROM console_users u
+ WHERE s.token_sha256 = $1 AND s.last_seen >= $3 AND u.name = s.user_name
+RETURNING u.name, u.roles, s.csrf_token;
+
+-- name: delete_console_session
+-- Sign out, or forget a session found idle. $1 token sha256
+DELETE FROM console_sessions WHERE token_sha256 = $1 RETURNING user_name;
+
+-- name: delete_idle_console_sessions
+-- Sessions idle since before $1 are gone for good. $1 the oldest last_seen still live
+DELETE FROM console_sessions WHERE last_seen < $1;
+
+-- name: silent_feeds
+-- Feeds whose heartbeat has stopped (the heartbeat stage's verdict), longest silent first.
+SELECT feed, changed_at FROM feed_health WHERE silent ORDER BY changed_at;
+
+-- name: search_divisions
+-- Counties, towns and villages whose name or code contains $1, counties first, with their
+-- parents' names for telling 张庄村 from 张庄村. $1 text, $2 limit
+SELECT d.code, d.name, d.level,
+       concat_ws(' / ', g.name, p.name) AS parents
+  FROM divisions d
+  LEFT JOIN divisions p ON p.code = d.parent_code
+  LEFT JOIN divisions g ON g.code = p.parent_code AND g.level <> 'city'
+ WHERE d.level IN ('county', 'town', 'village')
+   AND (d.name LIKE '%' || $1 || '%' OR d.code LIKE $1 || '%')
+ ORDER BY array_position(ARRAY['county', 'town', 'village'], d.level), d.code
+ LIMIT $2;
+
+-- name: division_names
+-- The names of the given divisions, in the order of $1. $1 text[] codes (12 digits)
+SELECT d.code, d.name, d.level
+  FROM unnest($1::text[]) WITH ORDINALITY AS c (code, n)
+  JOIN divisions d ON d.code = c.code
+ ORDER BY c.n;

@@ -1,0 +1,63 @@
+// The console's only script (the CSP allows no inline script): live figures over SSE, bar
+// widths, the division picker, and the exercise colour while composing.
+"use strict";
+
+function applyWidths(root) {
+  root.querySelectorAll("[data-width]").forEach(function (el) {
+    el.style.width = el.getAttribute("data-width") + "%";
+  });
+}
+
+function startLive() {
+  var box = document.querySelector("[data-live]");
+  if (!box || !window.EventSource) { return; }
+  var source = new EventSource(box.getAttribute("data-live"));
+  source.addEventListener("update", function (e) {
+    box.innerHTML = e.data;
+    applyWidths(box);
+    box.setAttribute("data-updated", String(Date.now()));
+  });
+}
+
+function pickDivisions() {
+  var found = document.getElementById("found");
+  var chosen = document.getElementById("chosen");
+  if (!found || !chosen) { return; }
+  found.addEventListener("click", function (e) {
+    var button = e.target.closest("button.pick");
+    if (!button) { return; }
+    var code = button.getAttribute("data-code");
+    if (chosen.querySelector('input[value="' + code + '"]')) { return; }
+    var label = document.createElement("label");
+    label.className = "chip";
+    var box = document.createElement("input");
+    box.type = "checkbox"; box.name = "codes"; box.value = code; box.checked = true;
+    label.appendChild(box);
+    label.appendChild(document.createTextNode(" " + button.getAttribute("data-name")));
+    chosen.appendChild(label);
+    var area = document.querySelector('input[name="area_desc"]');
+    if (area && !area.value) { area.value = button.getAttribute("data-name"); }
+  });
+  chosen.addEventListener("change", function (e) {
+    if (e.target.name === "codes" && !e.target.checked) { e.target.closest("label").remove(); }
+  });
+}
+
+function exerciseWhileComposing() {
+  var form = document.getElementById("compose");
+  if (!form) { return; }
+  function paint() {
+    var exercise = form.querySelector('input[name="status"][value="Exercise"]').checked;
+    document.body.classList.toggle("exercise", exercise);
+    document.body.classList.toggle("live", !exercise);
+  }
+  form.addEventListener("change", paint);
+  paint();
+}
+
+document.addEventListener("DOMContentLoaded", function () {
+  applyWidths(document);
+  startLive();
+  pickDivisions();
+  exerciseWhileComposing();
+});
