@@ -92,18 +92,30 @@ def new_login_csrf() -> str:
     return secrets.token_urlsafe(24)
 
 
-def page(
-    request: web.Request, template: str, context: dict[str, Any], status: int = 200
-) -> web.Response:
-    """A console page: ``context`` over what every page shows (the officer, simulated channels,
-    whether it is an exercise's)."""
+def _context(request: web.Request, context: dict[str, Any]) -> dict[str, Any]:
+    """``context`` over what every page shows (the officer, simulated channels, whether it is
+    an exercise's)."""
     base = {
         "session": request.get(SESSION),
         "simulated": request.app[SERVICES].simulated,
         "exercise": False,
         "prefix": PREFIX,
     }
-    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
+    return {**base, **context}
+
+
+def page(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    """A console page."""
+    return aiohttp_jinja2.render_template(
+        template, request, _context(request, context), status=status
+    )
+
+
+def fragment(request: web.Request, template: str, context: dict[str, Any]) -> str:
+    """Part of a page, as a live stream sends it."""
+    return aiohttp_jinja2.render_string(template, request, _context(request, context))
 
 
 def refusal_page(request: web.Request, status: int, code: str, detail: str) -> web.Response:

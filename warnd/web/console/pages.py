@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from warnd.app import board, reads, users
@@ -85,7 +84,7 @@ async def board_page(request: web.Request) -> web.Response:
 async def board_fragment(request: web.Request) -> str:
     """The board's live part, as the SSE stream sends it."""
     current = await board.board(request.app[SERVICES])
-    return aiohttp_jinja2.render_string("_board_live.html", request, {"board": current})
+    return guard.fragment(request, "_board_live.html", {"board": current})
 
 
 # --- composing a warning -----------------------------------------------------------------------
@@ -218,7 +217,7 @@ async def warning_page(request: web.Request) -> web.Response:
 async def warning_fragment(request: web.Request) -> str:
     warning_id = path_id(request, "warning_id")
     live = await _warning_live(request, warning_id)
-    return aiohttp_jinja2.render_string("_warning_live.html", request, live)
+    return guard.fragment(request, "_warning_live.html", live)
 
 
 async def approve(request: web.Request) -> web.StreamResponse:
