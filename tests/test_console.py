@@ -15,8 +15,10 @@ from click.testing import CliRunner
 
 from tests.fixtures import CHIEF_TOKEN, NOW, Api
 from warnd.app.users import IDLE_TIMEOUT, MAX_FAILURES, add_user
+from warnd.app.views import CalloutSummary, DivisionProgress, FieldTaskProgress
 from warnd.cli.main import main
 from warnd.core.clock import ManualClock
+from warnd.web.console.mapping import village_state
 
 PASSWORD = "correct horse 1"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -250,3 +252,39 @@ async def test_warnd_user_add_reads_the_password_from_stdin(
         catch_exceptions=False,
     )
     assert bad.exit_code == 2 and "roles" in bad.output
+
+
+def test_a_village_on_the_map_shows_its_most_urgent_state() -> None:
+    def row(**figures: int) -> DivisionProgress:
+        callouts = CalloutSummary(
+            total=figures.get("c_total", 0),
+            acknowledged_on_time=figures.get("c_on_time", 0),
+            acknowledged_late=0,
+            open=0,
+            overdue=figures.get("c_overdue", 0),
+            escalated=0,
+            closed=0,
+        )
+        tasks = FieldTaskProgress(total=0, done=0, open=0, overdue=0, persons=0, reached=0)
+        return DivisionProgress(
+            code="370811002201",
+            name="张庄村",
+            total=4,
+            queued=0,
+            sending=0,
+            sent=0,
+            delivered=figures.get("delivered", 0),
+            failed=0,
+            cancelled=0,
+            callouts=callouts,
+            field_tasks=tasks,
+            speakers=1,
+            speakers_offline=figures.get("offline", 0),
+        )
+
+    assert village_state(None) == "not_reached"
+    assert village_state(row()) == "not_reached"
+    assert village_state(row(delivered=2, c_total=2, c_overdue=1, offline=1)) == "overdue"
+    assert village_state(row(delivered=2, c_total=2, offline=1)) == "speaker_offline"
+    assert village_state(row(delivered=2, c_total=2, c_on_time=2)) == "answered"
+    assert village_state(row(delivered=2, c_total=2, c_on_time=1)) == "reached"

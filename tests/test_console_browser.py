@@ -169,6 +169,15 @@ async def test_the_officers_round_in_chromium(warnd: tuple[Daemon, str], shots: 
         await expect(row).to_have_count(1)
         await expect(row.locator("a.phone")).to_have_text(SILENT_HEAD)
         await officer.screenshot(path=shots / "warning.png", full_page=True)
+        # 一张图: 李庄村 red (overdue), 张庄村 by where its people stand.
+        await officer.click("text=一张图")
+        await expect(officer.locator("svg.map circle.village")).to_have_count(2)
+        await expect(
+            officer.locator(f"circle.village[data-code='{seed.VILLAGE_R2}']")
+        ).to_have_class("village overdue")
+        await officer.screenshot(path=shots / "map.png", full_page=True)
+        await officer.go_back()
+        row = officer.locator("#overdue tr", has_text="李书记")
         await row.locator("input[name=reason]").fill("电话联系李书记本人，已收到并开始鸣锣")
         await row.locator("button:has-text('记录应答')").click()
         await expect(officer.locator("#overdue tr", has_text="李书记")).to_have_count(0)

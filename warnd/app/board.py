@@ -1,6 +1,6 @@
 """What the duty officer's console reads beyond the API's reads: the board at a glance (built
-from ``warnd.app.reads``), the division picker, silent feeds, and the notice a cancel would send
-before it is stored."""
+from ``warnd.app.reads``), the division picker, silent feeds, the villages' places for the map,
+and the notice a cancel would send before it is stored."""
 
 from __future__ import annotations
 
@@ -64,6 +64,14 @@ class DivisionMatch:
     parents: str
 
 
+@dataclass(frozen=True)
+class VillagePoint:
+    code: str
+    name: str
+    lat: float
+    lon: float
+
+
 def task_totals(report: ProgressReport) -> FieldTaskProgress:
     """The field tasks of a roll-up's divisions added up."""
     rows = [d.field_tasks for d in report.divisions]
@@ -118,6 +126,12 @@ async def division_names(services: Services, codes: list[str]) -> list[DivisionM
     """The divisions of ``codes`` (12 digits) that exist, in the order given."""
     rows = await services.pool.fetch(sql("division_names"), codes)
     return [DivisionMatch(r["code"], r["name"], r["level"], "") for r in rows]
+
+
+async def village_points(services: Services, warning_id: int) -> list[VillagePoint]:
+    """The warning's villages with their coordinates (none before it is planned)."""
+    rows = await services.pool.fetch(sql("warning_village_points"), warning_id)
+    return [VillagePoint(r["code"], r["name"], r["lat"], r["lon"]) for r in rows]
 
 
 async def cancel_notices(

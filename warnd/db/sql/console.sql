@@ -78,3 +78,12 @@ SELECT d.code, d.name, d.level
   FROM unnest($1::text[]) WITH ORDINALITY AS c (code, n)
   JOIN divisions d ON d.code = c.code
  ORDER BY c.n;
+
+-- name: warning_village_points
+-- Where a warning's villages are, for the map (一张图): those the planner resolved its area to.
+-- $1 warning id
+SELECT d.code, d.name, d.lat, d.lon
+  FROM warning_villages wv
+  JOIN divisions d ON d.code = wv.village_code
+ WHERE wv.warning_id = $1 AND d.lat IS NOT NULL AND d.lon IS NOT NULL
+ ORDER BY d.code;

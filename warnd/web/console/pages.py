@@ -16,7 +16,7 @@ from warnd.core.config import Role
 from warnd.core.errors import InputError
 from warnd.core.vocabulary import HAZARDS, Level
 from warnd.ingest.amend import CancelRequest, parse_request
-from warnd.web.console import guard
+from warnd.web.console import guard, mapping
 from warnd.web.console.guard import PREFIX, require
 from warnd.web.console.words import REFUSALS
 from warnd.web.http import SERVICES, path_id
@@ -218,6 +218,24 @@ async def warning_fragment(request: web.Request) -> str:
     warning_id = path_id(request, "warning_id")
     live = await _warning_live(request, warning_id)
     return guard.fragment(request, "_warning_live.html", live)
+
+
+async def map_page(request: web.Request) -> web.Response:
+    """一张图: the warning's villages as points coloured by state, its drawn area over them."""
+    services = request.app[SERVICES]
+    warning_id = path_id(request, "warning_id")
+    detail = await reads.warning_detail(services, warning_id)
+    report = await reads.progress(services, warning_id, "village")
+    villages = await board.village_points(services, warning_id)
+    drawing = mapping.draw(villages, {d.code: d for d in report.divisions}, detail.warning.area)
+    context = {
+        "w": detail,
+        "drawing": drawing,
+        "states": mapping.STATES,
+        "size": (mapping.WIDTH, mapping.HEIGHT),
+        "exercise": detail.warning.status == "Exercise",
+    }
+    return _page(request, "map.html", context)
 
 
 async def approve(request: web.Request) -> web.StreamResponse:

@@ -37,6 +37,24 @@ AUDIENCES: Final = {
     "broadcast": "应急广播",
     "notice:cancelled": "解除通知",
     "notice:withdrawn": "撤销通知",
+    "field_task": "现场任务人",
+}
+# The audit trail's actions and call-out / field-task events; unknown ones show as recorded.
+ACTIONS: Final = {
+    "warning_received": "收到/发布预警",
+    "warning_approved": "审批通过",
+    "warning_rejected": "驳回",
+    "warning_cancelled": "解除",
+    "warning_corrected": "更正",
+    "callout_acknowledged": "值班员记录应答",
+    "policy_reloaded": "重新加载策略",
+    "opened": "发起叫应",
+    "acknowledged": "已应答",
+    "step_fired": "执行升级",
+    "step_skipped": "跳过升级",
+    "closed": "关闭",
+    "progress": "报告进展",
+    "done": "完成",
 }
 CHANNEL_KINDS: Final = {
     "sms": "短信",
@@ -103,5 +121,6 @@ def install(env: jinja2.Environment) -> None:
         division_level=lambda v: DIVISION_LEVELS.get(v, v),
         msg_type=lambda m: MSG_TYPES.get(m, m),
         status_zh=lambda s: STATUSES.get(s, s),
+        action_zh=lambda a: ACTIONS.get(a, a),
     )
     env.globals.update(percent=percent, HAZARDS=HAZARDS, LEVELS=list(Level))
