@@ -288,3 +288,18 @@ def test_a_village_on_the_map_shows_its_most_urgent_state() -> None:
     assert village_state(row(delivered=2, c_total=2, offline=1)) == "speaker_offline"
     assert village_state(row(delivered=2, c_total=2, c_on_time=2)) == "answered"
     assert village_state(row(delivered=2, c_total=2, c_on_time=1)) == "reached"
+
+
+async def test_the_live_board_streams_its_figures_as_server_sent_events(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    async with app.client.get("/console/live/board") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/event-stream"
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        first = b""
+        while not first.endswith(b"\n\n"):
+            first += await response.content.readline()
+    text = first.decode()
+    assert text.startswith("event: update\ndata: ")
+    assert "待审批" in text and "生效中的预警" in text

@@ -190,6 +190,14 @@ async def session(services: Services, token: str) -> LiveSession | None:
     return LiveSession(ConsoleUser(row["name"], frozenset(row["roles"])), row["csrf_token"])
 
 
+async def still_live(services: Services, token: str) -> bool:
+    """Whether the session is live, without counting this as the officer's activity."""
+    since = services.clock.now() - IDLE_TIMEOUT
+    return bool(
+        await services.pool.fetchval(sql("console_session_live"), token_digest(token), since)
+    )
+
+
 async def sign_out(services: Services, token: str) -> None:
     now = services.clock.now()
     name = await services.pool.fetchval(sql("delete_console_session"), token_digest(token))

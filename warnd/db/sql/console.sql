@@ -87,3 +87,8 @@ SELECT d.code, d.name, d.lat, d.lon
   JOIN divisions d ON d.code = wv.village_code
  WHERE wv.warning_id = $1 AND d.lat IS NOT NULL AND d.lon IS NOT NULL
  ORDER BY d.code;
+
+-- name: console_session_live
+-- Whether a session is still live, without marking it seen (an open live stream is not the
+-- officer at work). $1 token sha256, $2 the oldest last_seen still live
+SELECT EXISTS (SELECT 1 FROM console_sessions WHERE token_sha256 = $1 AND last_seen >= $2);

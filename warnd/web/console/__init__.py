@@ -57,7 +57,7 @@ def add_console(app: web.Application) -> list[tuple[str, str]]:
     )
     words.install(env)
     env.globals["static"] = lambda name: f"{PREFIX}/static/{name}"
-    app.cleanup_ctx.append(live.stopping_ctx)
+    app.cleanup_ctx.append(live.shared_ctx)
     app.on_shutdown.append(live.on_shutdown)
     added: list[tuple[str, str]] = []
     for method, path, handler in ROUTES:

@@ -17,6 +17,11 @@ function startLive() {
     applyWidths(box);
     box.setAttribute("data-updated", String(Date.now()));
   });
+  // The session ended (signed out elsewhere, or idle): the sign-in page, not stale figures.
+  source.addEventListener("signed-out", function () {
+    source.close();
+    window.location.reload();
+  });
 }
 
 function pickDivisions() {
