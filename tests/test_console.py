@@ -303,3 +303,34 @@ async def test_the_live_board_streams_its_figures_as_server_sent_events(app: Api
     text = first.decode()
     assert text.startswith("event: update\ndata: ")
     assert "待审批" in text and "生效中的预警" in text
+
+
+def _console_routes(api: Api) -> set[tuple[str, str]]:
+    assert api.client.app is not None
+    return {
+        (route.method, re.sub(r"\{\w+\}", "1", route.resource.canonical))
+        for route in api.client.app.router.routes()
+        if route.resource is not None
+        and route.method != "HEAD"
+        and route.resource.canonical.startswith("/console")
+        and not route.resource.canonical.startswith(("/console/login", "/console/static"))
+    }
+
+
+async def test_every_console_route_needs_a_session_and_every_post_its_csrf_token(
+    app: Api,
+) -> None:
+    routes = _console_routes(app)
+    assert ("POST", "/console/warnings/1/approve") in routes
+    for method, path in sorted(routes):
+        response = await app.client.request(method, path, allow_redirects=False)
+        assert response.status == 303, (method, path)
+        assert response.headers["Location"] == "/console/login"
+    await add_officers(app.pool)
+    await sign_in(app, "li")
+    for method, path in sorted(routes):
+        if method == "POST":
+            response = await app.client.post(path, data={"reason": "电话确认"})
+            assert response.status == 403, (method, path)
+    assert await app.count("warnings") == 0
+    assert await app.count("console_sessions") == 1  # not even the sign-out went through
