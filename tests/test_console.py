@@ -334,3 +334,70 @@ async def test_every_console_route_needs_a_session_and_every_post_its_csrf_token
             assert response.status == 403, (method, path)
     assert await app.count("warnings") == 0
     assert await app.count("console_sessions") == 1  # not even the sign-out went through
+
+
+async def test_an_approver_refuses_and_an_officer_corrects_from_the_warning_page(
+    app: Api,
+) -> None:
+    await add_officers(app.pool)
+    await add_user(app.pool, "wang", ["approver"], PASSWORD, now=NOW)
+    await sign_in(app, "zhang")
+    token = await csrf_of(app, "/console/compose")
+    form = {
+        "csrf_token": token,
+        "hazard": "rainstorm",
+        "codes": "370811",
+        "headline": "任城区暴雨预警",
+        "area_desc": "任城区",
+    }
+    red = await app.client.post(
+        "/console/warnings", data={**form, "level": "red"}, allow_redirects=False
+    )
+    red_id = int(red.headers["Location"].rsplit("/", 1)[1])
+    yellow = await app.client.post(
+        "/console/warnings", data={**form, "level": "yellow"}, allow_redirects=False
+    )
+    yellow_id = int(yellow.headers["Location"].rsplit("/", 1)[1])
+    page = await (await app.client.get(f"/console/warnings/{yellow_id}")).text()
+    assert "更正预警" in page and "现场任务" in page
+    corrected = await app.client.post(
+        f"/console/warnings/{yellow_id}/correct",
+        data={
+            "csrf_token": token,
+            "level": "blue",
+            "headline": "任城区暴雨预警（已减弱）",
+            "description": "",
+            "instruction": "",
+            "reason": "雨势减弱",
+        },
+        allow_redirects=False,
+    )
+    assert corrected.status == 303, await corrected.text()
+    update = await app.pool.fetchrow(
+        "SELECT msg_type, level, headline, author FROM warnings WHERE supersedes_id = $1",
+        yellow_id,
+    )
+    assert update is not None
+    assert tuple(update) == ("Update", "blue", "任城区暴雨预警（已减弱）", "zhang")
+    higher = await app.client.post(
+        f"/console/warnings/{red_id}/correct",
+        data={"csrf_token": token, "headline": "任城区暴雨红色预警", "reason": "更正待审批的"},
+    )
+    assert higher.status == 409  # only an active warning is corrected
+
+    await sign_in(app, "wang")
+    token = await csrf_of(app, f"/console/warnings/{red_id}")
+    refused = await app.client.post(
+        f"/console/warnings/{red_id}/reject",
+        data={"csrf_token": token, "reason": "区域有误"},
+        allow_redirects=False,
+    )
+    assert refused.status == 303
+    assert await app.pool.fetchval("SELECT state FROM warnings WHERE id = $1", red_id) == (
+        "rejected"
+    )
+    reason = await app.pool.fetchval(
+        "SELECT detail->>'reason' FROM audit_log WHERE action = 'warning_rejected' "
+        "AND actor = 'wang'"
+    )
+    assert reason == "区域有误"

@@ -41,6 +41,7 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("POST", f"/warnings/{_ID}/reject", pages.reject),
     ("GET", f"/warnings/{_ID}/cancel", pages.cancel_page),
     ("POST", f"/warnings/{_ID}/cancel", pages.cancel),
+    ("POST", f"/warnings/{_ID}/correct", pages.correct),
     ("POST", "/callouts/{callout_id:[0-9]+}/ack", pages.acknowledge),
 )
 

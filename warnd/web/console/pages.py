@@ -15,7 +15,7 @@ from warnd.app.views import PROGRESS_LEVELS
 from warnd.core.config import Role
 from warnd.core.errors import InputError
 from warnd.core.vocabulary import HAZARDS, Level
-from warnd.ingest.amend import CancelRequest, parse_request
+from warnd.ingest.amend import CancelRequest, CorrectRequest, parse_request
 from warnd.web.console import guard, mapping
 from warnd.web.console.guard import PREFIX, require
 from warnd.web.console.words import REFUSALS
@@ -23,6 +23,7 @@ from warnd.web.http import SERVICES, path_id
 
 OVERDUE_SHOWN: Final = 200  # the 未叫应名单 on the page; the CSV export has every row
 AUDIT_SHOWN: Final = 200
+TASKS_SHOWN: Final = 200
 MAX_NAME: Final = 64
 
 
@@ -200,12 +201,16 @@ async def warning_page(request: web.Request) -> web.Response:
         limit=OVERDUE_SHOWN,
     )
     audit = await reads.audit_page(services, warning_id, after=None, limit=AUDIT_SHOWN)
+    tasks = await reads.field_tasks_page(
+        services, warning_id, kind=None, state=None, after=0, limit=TASKS_SHOWN
+    )
     user = guard.officer(request)
     context = {
         **live,
         "preview": preview,
         "overdue": overdue,
         "audit": audit.entries,
+        "field_tasks": tasks.tasks,
         "exercise": detail.warning.status == "Exercise",
         "may_approve": user.has(Role.APPROVER) and detail.author != user.name,
         "may_act": user.has(Role.OFFICER),
@@ -297,6 +302,27 @@ async def cancel(request: web.Request) -> web.StreamResponse:
         CancelRequest, {"reason": data.get("reason", ""), "message": data.get("message", "")}
     )
     stored = await use_cases.cancel(request.app[SERVICES], user.name, warning_id, body)
+    raise _see(f"/warnings/{stored.warning_id}")
+
+
+async def correct(request: web.Request) -> web.StreamResponse:
+    """更正: only the fields the officer changed go into the correction; the rules (a lower
+    level only, orange and red with new words wait for a second officer) are the use case's."""
+    user = require(request, Role.OFFICER)
+    services = request.app[SERVICES]
+    warning_id = path_id(request, "warning_id")
+    data = await guard.form(request)
+    detail = await reads.warning_detail(services, warning_id)
+    current = detail.warning
+    payload: dict[str, Any] = {"reason": data.get("reason", "")}
+    for name in ("headline", "description", "instruction"):
+        value = data.get(name)
+        if value is not None and value.strip() != getattr(current, name):
+            payload[name] = value.strip()
+    if data.get("level") and data["level"] != current.level:
+        payload["level"] = data["level"]
+    body = parse_request(CorrectRequest, payload)
+    stored = await use_cases.correct(services, user.name, warning_id, body)
     raise _see(f"/warnings/{stored.warning_id}")
 
 

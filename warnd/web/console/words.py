@@ -63,6 +63,9 @@ CHANNEL_KINDS: Final = {
     "other": "其他",
 }
 DIVISION_LEVELS: Final = {"city": "市", "county": "县区", "town": "乡镇", "village": "村居"}
+TASK_KINDS: Final = {"door_knock": "敲门入户", "gong": "鸣锣吹哨"}
+TASK_STATES: Final = {"open": "进行中", "escalated": "已升级", "done": "已完成", "closed": "已关闭"}
+TASK_WHY: Final = {"blind_spot": "广播盲区", "remote": "偏远村", "loudspeaker_failed": "广播故障"}
 MSG_TYPES: Final = {"Alert": "发布", "Update": "更正", "Cancel": "解除"}
 STATUSES: Final = {"Actual": "正式", "Exercise": "演练", "Test": "测试"}
 
@@ -122,5 +125,13 @@ def install(env: jinja2.Environment) -> None:
         msg_type=lambda m: MSG_TYPES.get(m, m),
         status_zh=lambda s: STATUSES.get(s, s),
         action_zh=lambda a: ACTIONS.get(a, a),
+        task_kind=lambda k: TASK_KINDS.get(k, k),
+        task_state=lambda k: TASK_STATES.get(k, k),
+        task_why=lambda k: TASK_WHY.get(k, "") if k else "",
     )
-    env.globals.update(percent=percent, HAZARDS=HAZARDS, LEVELS=list(Level))
+    env.globals.update(
+        percent=percent,
+        HAZARDS=HAZARDS,
+        LEVELS=list(Level),
+        Level=Level,
+    )
