@@ -267,7 +267,7 @@ def test_a_village_on_the_map_shows_its_most_urgent_state() -> None:
         )
         tasks = FieldTaskProgress(total=0, done=0, open=0, overdue=0, persons=0, reached=0)
         return DivisionProgress(
-            code="370811002201",
+            code="370811001201",
             name="张庄村",
             total=4,
             queued=0,
@@ -401,3 +401,18 @@ async def test_an_approver_refuses_and_an_officer_corrects_from_the_warning_page
         "AND actor = 'wang'"
     )
     assert reason == "区域有误"
+
+
+async def test_the_roster_pages_find_a_division_and_list_who_answers_for_it(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    found = await (await app.client.get("/console/roster", params={"q": "张庄"})).text()
+    assert 'href="/console/roster/370811001201"' in found
+    village = await (await app.client.get("/console/roster/370811001201")).text()
+    assert "张书记" in village and 'href="tel:+8613900000004"' in village
+    assert re.search(r'id="households">2<', village)
+    county = await (await app.client.get("/console/roster/370811")).text()
+    assert "任区长" in county and "许庄街道" in county
+    missing = await app.client.get("/console/roster/370899")
+    assert missing.status == 404 and "找不到" in await missing.text()
+    assert (await app.client.get("/console/roster/37081")).status == 404  # not a code

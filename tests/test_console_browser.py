@@ -233,5 +233,13 @@ async def test_the_officers_round_in_chromium(warnd: tuple[Daemon, str], shots: 
         await officer.goto(f"{base}/warnings/{exercise_id}/cancel")
         await expect(officer.locator(".watermark")).to_be_visible()
 
+        # 名册: who answers for 李庄村, with the phones to call.
+        await officer.click("text=名册")
+        await officer.fill("input[name=q]", "李庄")
+        await officer.click("button:has-text('查找')")
+        await officer.click(f"a[href='/console/roster/{seed.VILLAGE_R2}']")
+        await expect(officer.locator("#responders")).to_contain_text("李书记")
+        await officer.screenshot(path=shots / "roster.png", full_page=True)
+
         await browser.close()
     assert errors == []  # no script error, no CSP violation

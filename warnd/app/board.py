@@ -18,6 +18,7 @@ from warnd.app.views import (
     WarningDetail,
     WarningSummary,
 )
+from warnd.core.errors import NotFoundError
 from warnd.db.queries import sql
 from warnd.ingest.amend import CancelRequest, cancellation
 from warnd.ingest.store import load_warning
@@ -132,6 +133,46 @@ async def village_points(services: Services, warning_id: int) -> list[VillagePoi
     """The warning's villages with their coordinates (none before it is planned)."""
     rows = await services.pool.fetch(sql("warning_village_points"), warning_id)
     return [VillagePoint(r["code"], r["name"], r["lat"], r["lon"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class DivisionCard:
+    """A division on the roster page: where it sits, what is under it, who answers for it."""
+
+    code: str
+    name: str
+    level: str
+    parent_code: str | None
+    parent_name: str | None
+    blind_spot: bool
+    remote: bool
+    households: int | None  # villages only
+    children: list[dict[str, object]]
+    responders: list[dict[str, object]]
+
+
+async def division_card(services: Services, code: str) -> DivisionCard:
+    """The division ``code`` (6, 9 or 12 digits) with its children and responders;
+    ``NotFoundError`` when the roster has no such division."""
+    full = code.ljust(12, "0")
+    async with services.pool.acquire() as conn:
+        row = await conn.fetchrow(sql("division_card"), full)
+        if row is None:
+            raise NotFoundError(f"division {code} is not in the roster")
+        children = await conn.fetch(sql("division_children"), full)
+        responders = await conn.fetch(sql("division_responders"), full)
+    return DivisionCard(
+        code=row["code"],
+        name=row["name"],
+        level=row["level"],
+        parent_code=row["parent_code"],
+        parent_name=row["parent_name"],
+        blind_spot=row["blind_spot"],
+        remote=row["remote"],
+        households=row["households"],
+        children=[dict(r) for r in children],
+        responders=[dict(r) for r in responders],
+    )
 
 
 async def cancel_notices(

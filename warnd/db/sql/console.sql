@@ -92,3 +92,28 @@ SELECT d.code, d.name, d.lat, d.lon
 -- Whether a session is still live, without marking it seen (an open live stream is not the
 -- officer at work). $1 token sha256, $2 the oldest last_seen still live
 SELECT EXISTS (SELECT 1 FROM console_sessions WHERE token_sha256 = $1 AND last_seen >= $2);
+
+-- name: division_card
+-- One division for the roster page: its parent, its flags, and (a village) its households.
+-- $1 code (12 digits)
+SELECT d.code, d.name, d.level, d.parent_code, p.name AS parent_name, d.blind_spot, d.remote,
+       CASE WHEN d.level = 'village'
+            THEN (SELECT count(*) FROM households h WHERE h.village_code = d.code) END
+           AS households,
+       (SELECT count(*) FROM divisions c WHERE c.parent_code = d.code) AS children
+  FROM divisions d
+  LEFT JOIN divisions p ON p.code = d.parent_code
+ WHERE d.code = $1;
+
+-- name: division_children
+-- The divisions directly under one, by code. $1 code (12 digits)
+SELECT code, name, level, blind_spot FROM divisions WHERE parent_code = $1 ORDER BY code;
+
+-- name: division_responders
+-- The responsible people (责任人) of one division with their backup (B角). $1 code (12 digits)
+SELECT r.ref, r.name, r.phone, r.level, r.role, r.specialities, r.exercise, b.name AS backup,
+       b.phone AS backup_phone
+  FROM responders r
+  LEFT JOIN responders b ON b.id = r.backup_id
+ WHERE r.division_code = $1
+ ORDER BY r.ref;

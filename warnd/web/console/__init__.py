@@ -33,6 +33,8 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", "/compose", pages.compose_page),
     ("GET", "/compose/texts", pages.compose_texts),
     ("GET", "/divisions", pages.divisions),
+    ("GET", "/roster", pages.roster_page),
+    ("GET", "/roster/{code:[0-9]{6}|[0-9]{9}|[0-9]{12}}", pages.division_page),
     ("POST", "/warnings", pages.issue),
     ("GET", f"/warnings/{_ID}", pages.warning_page),
     ("GET", f"/live/warnings/{_ID}", live.stream(pages.warning_fragment)),

@@ -169,6 +169,22 @@ async def issue(request: web.Request) -> web.StreamResponse:
     raise _see(f"/warnings/{stored.warning_id}")
 
 
+# --- the roster (名册) ---------------------------------------------------------------------------
+
+
+async def roster_page(request: web.Request) -> web.Response:
+    """Find a division; its page lists who answers for it, with phones."""
+    q = request.query.get("q", "")[:40]
+    found = await board.search_divisions(request.app[SERVICES], q) if q else []
+    return _page(request, "roster.html", {"q": q, "found": found})
+
+
+async def division_page(request: web.Request) -> web.Response:
+    code = request.match_info["code"]
+    card = await board.division_card(request.app[SERVICES], code)
+    return _page(request, "division.html", {"d": card})
+
+
 # --- a warning ---------------------------------------------------------------------------------
 
 
