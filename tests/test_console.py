@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
+import trustme
 from click.testing import CliRunner
 
 from tests.fixtures import CHIEF_TOKEN, NOW, Api
@@ -18,6 +22,9 @@ from warnd.app.users import IDLE_TIMEOUT, MAX_FAILURES, add_user
 from warnd.app.views import CalloutSummary, DivisionProgress, FieldTaskProgress
 from warnd.cli.main import main
 from warnd.core.clock import ManualClock
+from warnd.core.config import AppConfig
+from warnd.runtime.daemon import Daemon, make_channels
+from warnd.runtime.settings import Settings
 from warnd.web.console.mapping import village_state
 
 PASSWORD = "correct horse 1"
@@ -416,3 +423,37 @@ async def test_the_roster_pages_find_a_division_and_list_who_answers_for_it(app:
     missing = await app.client.get("/console/roster/370899")
     assert missing.status == 404 and "找不到" in await missing.text()
     assert (await app.client.get("/console/roster/37081")).status == 404  # not a code
+
+
+async def test_over_tls_the_console_cookies_are_secure(seeded: str, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "warnd.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "warnd.key"))
+    config = AppConfig.model_validate(
+        {"http": {"tls_cert": "warnd.pem", "tls_key": "warnd.key"}}, context={"base": tmp_path}
+    )
+    daemon = Daemon(
+        Settings(http_port=0),
+        simulate=True,
+        config=config,
+        channels=make_channels({}, simulate=True),
+    )
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with daemon.running(seeded) as services, aiohttp.ClientSession(cookie_jar=jar) as http:
+        await add_user(services.pool, "zhang", ["officer"], PASSWORD, now=NOW)
+        base = f"https://127.0.0.1:{daemon.port}/console"
+        async with http.get(f"{base}/login", ssl=trust) as response:
+            assert "; Secure" in response.headers["Set-Cookie"]
+            found = _CSRF.search(await response.text())
+        assert found is not None
+        form = {"csrf_token": found[1], "username": "zhang", "password": PASSWORD}
+        async with http.post(
+            f"{base}/login", data=form, ssl=trust, allow_redirects=False
+        ) as response:
+            assert response.status == 303
+            session = [c for c in response.headers.getall("Set-Cookie") if "warnd_session=" in c]
+        assert len(session) == 1
+        assert all(flag in session[0] for flag in ("; Secure", "; HttpOnly", "SameSite=Strict"))
