@@ -20,7 +20,7 @@ from warnd.app.views import (
 )
 from warnd.core.errors import NotFoundError
 from warnd.db.queries import sql
-from warnd.ingest.amend import CancelRequest, cancellation
+from warnd.ingest.amend import CancelRequest, cancellation, parse_request
 from warnd.ingest.store import load_warning
 from warnd.policy.texts import Text, notice_texts
 
@@ -176,10 +176,13 @@ async def division_card(services: Services, code: str) -> DivisionCard:
 
 
 async def cancel_notices(
-    services: Services, officer: str, warning_id: int, request: CancelRequest
+    services: Services, officer: str, warning_id: int, message: str
 ) -> list[Text]:
-    """The notices cancelling the warning would send now, to the kinds of phones and speakers it
-    has reached, rendered as planning will render them; empty when it reached nobody."""
+    """The notices cancelling the warning with ``message`` would send now, to the kinds of
+    phones and speakers it has reached, rendered as planning will render them; empty when it
+    reached nobody. ``InputError`` when the message could not be sent."""
+    # The reason is audited, never sent: the notices do not depend on it.
+    request = parse_request(CancelRequest, {"reason": "preview", "message": message})
     async with services.pool.acquire() as conn:
         await reads.require_warning(conn, warning_id)
         original = await load_warning(conn, warning_id)

@@ -298,8 +298,7 @@ async def cancel_page(request: web.Request) -> web.Response:
     message = request.query.get("message", "")[:200]
     reason = request.query.get("reason", "")[:500]
     detail = await reads.warning_detail(services, warning_id)
-    draft = CancelRequest.model_construct(reason=reason or "--", message=message)
-    notices = await board.cancel_notices(services, user.name, warning_id, draft)
+    notices = await board.cancel_notices(services, user.name, warning_id, message)
     context = {
         "w": detail,
         "notices": notices,

@@ -17,6 +17,11 @@ function startLive() {
     applyWidths(box);
     box.setAttribute("data-updated", String(Date.now()));
   });
+  // Refused (the session ended before the stream opened): the browser gives up on a refused
+  // stream, so the page goes to the sign-in rather than showing figures that no longer move.
+  source.addEventListener("error", function () {
+    if (source.readyState === EventSource.CLOSED) { window.location.reload(); }
+  });
   // The session ended (signed out elsewhere, or idle): the sign-in page, not stale figures.
   source.addEventListener("signed-out", function () {
     source.close();
