@@ -200,6 +200,10 @@ async def test_the_officers_round_in_chromium(warnd: tuple[Daemon, str], shots: 
         await officer.click("button:has-text('确认解除')")
         await expect(officer.locator("h1 .state")).to_have_text("待审批")
         cancel_id = int(officer.url.rsplit("/", 1)[1])
+        # The warning itself says its cancel waits, and offers no second cancel.
+        await officer.goto(f"{base}/warnings/{warning_id}")
+        await expect(officer.locator(".pending-amendment")).to_contain_text(f"#{cancel_id}")
+        await expect(officer.locator("text=解除…")).to_have_count(0)
         await approver.goto(f"{base}/warnings/{cancel_id}")
         await approver.fill("input[name=area_confirm]", "任城区")
         await approver.click("button:has-text('审批并发送')")

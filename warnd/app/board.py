@@ -175,6 +175,21 @@ async def division_card(services: Services, code: str) -> DivisionCard:
     )
 
 
+@dataclass(frozen=True)
+class PendingAmendment:
+    id: int
+    msg_type: str  # Cancel or Update
+    author: str | None
+    received_at: datetime
+
+
+async def pending_amendments(services: Services, warning_id: int) -> list[PendingAmendment]:
+    """Cancels and corrections of the warning waiting for a second officer: the warning page
+    says so, so that nobody cancels the same warning twice."""
+    rows = await services.pool.fetch(sql("pending_amendments"), warning_id)
+    return [PendingAmendment(r["id"], r["msg_type"], r["author"], r["received_at"]) for r in rows]
+
+
 async def cancel_notices(
     services: Services, officer: str, warning_id: int, message: str
 ) -> list[Text]:

@@ -117,3 +117,10 @@ SELECT r.ref, r.name, r.phone, r.level, r.role, r.specialities, r.exercise, b.na
   LEFT JOIN responders b ON b.id = r.backup_id
  WHERE r.division_code = $1
  ORDER BY r.ref;
+
+-- name: pending_amendments
+-- An officer's cancels and corrections of a warning still waiting for a second officer.
+-- $1 the warning they are for
+SELECT id, msg_type, author, received_at FROM warnings
+ WHERE amends_id = $1 AND state = 'pending_approval'
+ ORDER BY id;

@@ -221,8 +221,11 @@ async def warning_page(request: web.Request) -> web.Response:
         services, warning_id, kind=None, state=None, after=0, limit=TASKS_SHOWN
     )
     user = guard.officer(request)
+    amendments = await board.pending_amendments(services, warning_id)
     context = {
         **live,
+        "amendments": amendments,
+        "cancel_pending": any(a.msg_type == "Cancel" for a in amendments),
         "preview": preview,
         "overdue": overdue,
         "audit": audit.entries,
