@@ -118,6 +118,10 @@ async def test_the_officers_round_in_chromium(warnd: tuple[Daemon, str], shots: 
         await pick.click()
         await expect(officer.locator("#chosen input[name=codes]")).to_have_value(seed.RENCHENG)
         await expect(officer.locator("input[name=area_desc]")).to_have_value("任城区")
+        # What the area holds, before anything is stored.
+        await expect(officer.locator("#area-villages")).to_have_text("2")
+        await expect(officer.locator("#area-households")).to_have_text("5")
+        await expect(officer.locator("#area-responders")).to_have_text("6")
         await officer.select_option("select[name=level]", "red")
         await expect(officer.locator("input[name=headline]")).to_have_value("任城区暴雨红色预警")
         await officer.screenshot(path=shots / "compose.png", full_page=True)

@@ -123,6 +123,21 @@ async def search_divisions(services: Services, text: str) -> list[DivisionMatch]
     return [DivisionMatch(r["code"], r["name"], r["level"], r["parents"] or "") for r in rows]
 
 
+@dataclass(frozen=True)
+class AreaSummary:
+    villages: int
+    households: int
+    responders: int
+
+
+async def area_summary(services: Services, codes: list[str]) -> AreaSummary:
+    """Villages, households and responsible people under the divisions picked while composing,
+    before anything is stored (the preview after submitting counts by the policy)."""
+    row = await services.pool.fetchrow(sql("area_summary"), [c.ljust(12, "0") for c in codes])
+    assert row is not None  # scalar subqueries always answer
+    return AreaSummary(row["villages"], row["households"], row["responders"])
+
+
 async def division_names(services: Services, codes: list[str]) -> list[DivisionMatch]:
     """The divisions of ``codes`` (12 digits) that exist, in the order given."""
     rows = await services.pool.fetch(sql("division_names"), codes)

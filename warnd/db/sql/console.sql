@@ -124,3 +124,24 @@ SELECT r.ref, r.name, r.phone, r.level, r.role, r.specialities, r.exercise, b.na
 SELECT id, msg_type, author, received_at FROM warnings
  WHERE amends_id = $1 AND state = 'pending_approval'
  ORDER BY id;
+
+-- name: area_summary
+-- What divisions picked while composing hold, before anything is stored: villages, households
+-- and responsible people under them (each counted once however the picks overlap).
+-- $1 text[] division codes (12 digits)
+WITH picked AS (
+    SELECT CASE d.level WHEN 'county' THEN left(d.code, 6)
+                        WHEN 'town' THEN left(d.code, 9)
+                        ELSE d.code END AS prefix
+      FROM divisions d
+     WHERE d.code = ANY($1::text[]) AND d.level IN ('county', 'town', 'village')
+)
+SELECT (SELECT count(*) FROM divisions v
+         WHERE v.level = 'village'
+           AND EXISTS (SELECT 1 FROM picked p WHERE v.code LIKE p.prefix || '%')) AS villages,
+       (SELECT count(*) FROM households h
+         WHERE EXISTS (SELECT 1 FROM picked p WHERE h.village_code LIKE p.prefix || '%'))
+           AS households,
+       (SELECT count(*) FROM responders r
+         WHERE EXISTS (SELECT 1 FROM picked p WHERE r.division_code LIKE p.prefix || '%'))
+           AS responders;

@@ -32,6 +32,7 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", "/live/board", live.stream(pages.board_fragment)),
     ("GET", "/compose", pages.compose_page),
     ("GET", "/compose/texts", pages.compose_texts),
+    ("GET", "/compose/area", pages.compose_area),
     ("GET", "/divisions", pages.divisions),
     ("GET", "/roster", pages.roster_page),
     ("GET", "/roster/{code:[0-9]{6}|[0-9]{9}|[0-9]{12}}", pages.division_page),

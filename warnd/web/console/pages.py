@@ -122,7 +122,8 @@ async def compose_page(request: web.Request) -> web.Response:
     require(request, Role.OFFICER)
     values = {"hazard": "rainstorm", "level": "red", "status": "Actual", "area_desc": ""}
     values |= prefilled("rainstorm", "red", "")
-    return _page(request, "compose.html", {"values": values, "chosen": [], "error": None})
+    context: dict[str, Any] = {"values": values, "chosen": [], "error": None, "summary": None}
+    return _page(request, "compose.html", context)
 
 
 async def compose_texts(request: web.Request) -> web.Response:
@@ -135,6 +136,13 @@ async def compose_texts(request: web.Request) -> web.Response:
 async def divisions(request: web.Request) -> web.Response:
     found = await board.search_divisions(request.app[SERVICES], request.query.get("q", ""))
     return _page(request, "_divisions.html", {"found": found})
+
+
+async def compose_area(request: web.Request) -> web.Response:
+    """What the divisions picked hold, shown while composing (htmx swaps it in)."""
+    codes = [c for c in request.query.getall("codes", []) if c.isdigit() and len(c) <= 12][:200]
+    summary = await board.area_summary(request.app[SERVICES], codes) if codes else None
+    return _page(request, "_area.html", {"summary": summary})
 
 
 async def issue(request: web.Request) -> web.StreamResponse:
@@ -164,7 +172,10 @@ async def issue(request: web.Request) -> web.StreamResponse:
         values = {**blank, **data, "status": payload["status"], "area_desc": area_desc}
         error = f"{REFUSALS.get(exc.code, '填写内容有误。')} {exc.detail}"
         return _page(
-            request, "compose.html", {"values": values, "chosen": chosen, "error": error}, 422
+            request,
+            "compose.html",
+            {"values": values, "chosen": chosen, "error": error, "summary": None},
+            422,
         )
     raise _see(f"/warnings/{stored.warning_id}")
 

@@ -47,10 +47,17 @@ function pickDivisions() {
     chosen.appendChild(label);
     var area = document.querySelector('input[name="area_desc"]');
     if (area && !area.value) { area.value = button.getAttribute("data-name"); }
+    summarise();
   });
   chosen.addEventListener("change", function (e) {
     if (e.target.name === "codes" && !e.target.checked) { e.target.closest("label").remove(); }
+    summarise();
   });
+  // The counts under the picked divisions, fetched again by htmx (#area-summary).
+  function summarise() {
+    var summary = document.getElementById("area-summary");
+    if (summary) { summary.dispatchEvent(new Event("chosen-changed")); }
+  }
 }
 
 function exerciseWhileComposing() {
