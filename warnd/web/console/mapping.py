@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from warnd.app.board import VillagePoint
+from warnd.app.console_reads import VillagePoint
 from warnd.app.views import AreaOut, DivisionProgress
 
 WIDTH: Final = 900.0

@@ -8,8 +8,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from warnd.app import board, reads, users
 from warnd.app import callouts as callout_cases
+from warnd.app import console_reads, reads, users
 from warnd.app import warnings as use_cases
 from warnd.app.views import PROGRESS_LEVELS
 from warnd.core.config import Role
@@ -78,13 +78,13 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def board_page(request: web.Request) -> web.Response:
-    current = await board.board(request.app[SERVICES])
+    current = await console_reads.board(request.app[SERVICES])
     return _page(request, "board.html", {"board": current})
 
 
 async def board_fragment(request: web.Request) -> str:
     """The board's live part, as the SSE stream sends it."""
-    current = await board.board(request.app[SERVICES])
+    current = await console_reads.board(request.app[SERVICES])
     return guard.fragment(request, "_board_live.html", {"board": current})
 
 
@@ -134,14 +134,14 @@ async def compose_texts(request: web.Request) -> web.Response:
 
 
 async def divisions(request: web.Request) -> web.Response:
-    found = await board.search_divisions(request.app[SERVICES], request.query.get("q", ""))
+    found = await console_reads.search_divisions(request.app[SERVICES], request.query.get("q", ""))
     return _page(request, "_divisions.html", {"found": found})
 
 
 async def compose_area(request: web.Request) -> web.Response:
     """What the divisions picked hold, shown while composing (htmx swaps it in)."""
     codes = [c for c in request.query.getall("codes", []) if c.isdigit() and len(c) <= 12][:200]
-    summary = await board.area_summary(request.app[SERVICES], codes) if codes else None
+    summary = await console_reads.area_summary(request.app[SERVICES], codes) if codes else None
     return _page(request, "_area.html", {"summary": summary})
 
 
@@ -151,7 +151,7 @@ async def issue(request: web.Request) -> web.StreamResponse:
     items = await guard.form_items(request)
     data = {k: v for k, v in items if isinstance(v, str)}
     codes = [v for k, v in items if k == "codes" and isinstance(v, str)]
-    chosen = await board.division_names(
+    chosen = await console_reads.division_names(
         services, [c.ljust(12, "0")[:12] for c in codes if c.isdigit()]
     )
     area_desc = data.get("area_desc", "").strip() or "、".join(d.name for d in chosen)
@@ -186,13 +186,13 @@ async def issue(request: web.Request) -> web.StreamResponse:
 async def roster_page(request: web.Request) -> web.Response:
     """Find a division; its page lists who answers for it, with phones."""
     q = request.query.get("q", "")[:40]
-    found = await board.search_divisions(request.app[SERVICES], q) if q else []
+    found = await console_reads.search_divisions(request.app[SERVICES], q) if q else []
     return _page(request, "roster.html", {"q": q, "found": found})
 
 
 async def division_page(request: web.Request) -> web.Response:
     code = request.match_info["code"]
-    card = await board.division_card(request.app[SERVICES], code)
+    card = await console_reads.division_card(request.app[SERVICES], code)
     return _page(request, "division.html", {"d": card})
 
 
@@ -209,7 +209,12 @@ async def _warning_live(request: web.Request, warning_id: int) -> dict[str, Any]
     detail = await reads.warning_detail(services, warning_id)
     level = _level(request)
     report = await reads.progress(services, warning_id, level)
-    return {"w": detail, "report": report, "level": level, "tasks": board.task_totals(report)}
+    return {
+        "w": detail,
+        "report": report,
+        "level": level,
+        "tasks": console_reads.task_totals(report),
+    }
 
 
 async def warning_page(request: web.Request) -> web.Response:
@@ -232,7 +237,7 @@ async def warning_page(request: web.Request) -> web.Response:
         services, warning_id, kind=None, state=None, after=0, limit=TASKS_SHOWN
     )
     user = guard.officer(request)
-    amendments = await board.pending_amendments(services, warning_id)
+    amendments = await console_reads.pending_amendments(services, warning_id)
     context = {
         **live,
         "amendments": amendments,
@@ -261,7 +266,7 @@ async def map_page(request: web.Request) -> web.Response:
     warning_id = path_id(request, "warning_id")
     detail = await reads.warning_detail(services, warning_id)
     report = await reads.progress(services, warning_id, "village")
-    villages = await board.village_points(services, warning_id)
+    villages = await console_reads.village_points(services, warning_id)
     drawing = mapping.draw(villages, {d.code: d for d in report.divisions}, detail.warning.area)
     context = {
         "w": detail,
@@ -312,7 +317,7 @@ async def cancel_page(request: web.Request) -> web.Response:
     message = request.query.get("message", "")[:200]
     reason = request.query.get("reason", "")[:500]
     detail = await reads.warning_detail(services, warning_id)
-    notices = await board.cancel_notices(services, user.name, warning_id, message)
+    notices = await console_reads.cancel_notices(services, user.name, warning_id, message)
     context = {
         "w": detail,
         "notices": notices,
