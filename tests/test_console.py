@@ -100,10 +100,16 @@ async def test_a_post_without_csrf_token_is_refused_and_changes_nothing(app: Api
     )
     assert wrong.status == 403
     assert await app.count("warnings") == 0
-    # The same form with the session's token is taken.
+    # The same form with the session's token is taken, once the officer has confirmed that a
+    # blue warning goes out at once.
     token = await csrf_of(app, "/console/compose")
+    unconfirmed = await app.client.post("/console/warnings", data={**form, "csrf_token": token})
+    assert unconfirmed.status == 422 and "立即发送" in await unconfirmed.text()
+    assert await app.count("warnings") == 0
     taken = await app.client.post(
-        "/console/warnings", data={**form, "csrf_token": token}, allow_redirects=False
+        "/console/warnings",
+        data={**form, "csrf_token": token, "confirm_now": "yes"},
+        allow_redirects=False,
     )
     assert taken.status == 303, await taken.text()
     assert await app.count("warnings") == 1
@@ -362,7 +368,9 @@ async def test_an_approver_refuses_and_an_officer_corrects_from_the_warning_page
     )
     red_id = int(red.headers["Location"].rsplit("/", 1)[1])
     yellow = await app.client.post(
-        "/console/warnings", data={**form, "level": "yellow"}, allow_redirects=False
+        "/console/warnings",
+        data={**form, "level": "yellow", "confirm_now": "yes"},
+        allow_redirects=False,
     )
     yellow_id = int(yellow.headers["Location"].rsplit("/", 1)[1])
     page = await (await app.client.get(f"/console/warnings/{yellow_id}")).text()

@@ -125,7 +125,7 @@ async def test_the_officers_round_in_chromium(warnd: tuple[Daemon, str], shots: 
         await officer.select_option("select[name=level]", "red")
         await expect(officer.locator("input[name=headline]")).to_have_value("任城区暴雨红色预警")
         await officer.screenshot(path=shots / "compose.png", full_page=True)
-        await officer.click("button:has-text('提交并预览')")
+        await officer.click("button:has-text('提交审批（审批前不发送）')")
 
         # The preview: the people per audience, before anything is sent; the author cannot
         # approve.
@@ -228,7 +228,10 @@ async def test_the_officers_round_in_chromium(warnd: tuple[Daemon, str], shots: 
         await officer.fill("input[name=q]", "张庄")
         await officer.locator(f"button.pick[data-code='{seed.VILLAGE_R1}']").click()
         await officer.select_option("select[name=level]", "blue")
-        await officer.click("button:has-text('提交并预览')")
+        # A blue warning goes out at once: the form asks the officer to confirm first.
+        await expect(officer.locator("button:has-text('立即发布')")).to_be_visible()
+        await officer.check("input[name=confirm_now]")
+        await officer.click("button:has-text('立即发布')")
         await expect(officer.locator(".band-exercise")).to_be_visible()
         await expect(officer.locator(".watermark")).to_be_visible()
         await expect(officer.locator("h1 .exercise-chip")).to_have_text("演练")

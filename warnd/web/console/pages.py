@@ -11,6 +11,7 @@ from aiohttp import web
 from warnd.app import callouts as callout_cases
 from warnd.app import console_reads, reads, users
 from warnd.app import warnings as use_cases
+from warnd.app.services import Services
 from warnd.app.views import PROGRESS_LEVELS
 from warnd.core.config import Role
 from warnd.core.errors import InputError
@@ -123,7 +124,14 @@ async def compose_page(request: web.Request) -> web.Response:
     values = {"hazard": "rainstorm", "level": "red", "status": "Actual", "area_desc": ""}
     values |= prefilled("rainstorm", "red", "")
     context: dict[str, Any] = {"values": values, "chosen": [], "error": None, "summary": None}
-    return _page(request, "compose.html", context)
+    return _page(request, "compose.html", {**context, **_approval_levels(request)})
+
+
+def _approval_levels(request: web.Request) -> dict[str, Any]:
+    """Which levels wait for a second officer by the policy in force: the others go out as soon
+    as they are submitted, and the form says so and asks the officer to confirm."""
+    policy = request.app[SERVICES].current_policy()
+    return {"waits": [level.value for level in Level if policy.needs_approval(level, manual=True)]}
 
 
 async def compose_texts(request: web.Request) -> web.Response:
@@ -143,6 +151,19 @@ async def compose_area(request: web.Request) -> web.Response:
     codes = [c for c in request.query.getall("codes", []) if c.isdigit() and len(c) <= 12][:200]
     summary = await console_reads.area_summary(request.app[SERVICES], codes) if codes else None
     return _page(request, "_area.html", {"summary": summary})
+
+
+def _confirmed(services: Services, level: str, confirmed: bool) -> None:
+    """A level that does not wait for a second officer goes out on submit: only with the box
+    ticked that says the officer checked level and area (one click must not warn a city)."""
+    if confirmed or level not in {v.value for v in Level}:
+        return  # an unknown level is refused by the use case, naming the field
+    if not services.current_policy().needs_approval(Level(level), manual=True):
+        raise InputError(
+            "confirm_now: a warning of this level goes out as soon as it is submitted; "
+            "tick the box to confirm the level and the area",
+            code="confirm_now",
+        )
 
 
 async def issue(request: web.Request) -> web.StreamResponse:
@@ -166,6 +187,7 @@ async def issue(request: web.Request) -> web.StreamResponse:
         "area_desc": area_desc,
     }
     try:
+        _confirmed(services, payload["level"], data.get("confirm_now") == "yes")
         stored = await use_cases.issue(services, user.name, payload)
     except InputError as exc:
         blank = dict.fromkeys(("hazard", "level", "headline", "description", "instruction"), "")
@@ -174,7 +196,13 @@ async def issue(request: web.Request) -> web.StreamResponse:
         return _page(
             request,
             "compose.html",
-            {"values": values, "chosen": chosen, "error": error, "summary": None},
+            {
+                "values": values,
+                "chosen": chosen,
+                "error": error,
+                "summary": None,
+                **_approval_levels(request),
+            },
             422,
         )
     raise _see(f"/warnings/{stored.warning_id}")

@@ -68,8 +68,22 @@ function exerciseWhileComposing() {
     document.body.classList.toggle("exercise", exercise);
     document.body.classList.toggle("live", !exercise);
   }
-  form.addEventListener("change", paint);
+  // Levels that wait for a second officer say so; the others go out at once and ask for the
+  // officer's confirmation (the server refuses them without it).
+  function levelNote() {
+    var row = document.getElementById("submit-row");
+    if (!row) { return; }
+    var waits = row.getAttribute("data-waits").split(",");
+    var level = form.querySelector('select[name="level"]').value;
+    var now = waits.indexOf(level) < 0;
+    row.querySelector(".waits").hidden = now;
+    row.querySelector(".now-confirm").hidden = !now;
+    row.querySelector('input[name="confirm_now"]').required = now;
+    row.querySelector("button").textContent = now ? "立即发布" : "提交审批（审批前不发送）";
+  }
+  form.addEventListener("change", function () { paint(); levelNote(); });
   paint();
+  levelNote();
 }
 
 document.addEventListener("DOMContentLoaded", function () {
