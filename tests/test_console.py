@@ -265,6 +265,17 @@ async def test_warnd_user_add_reads_the_password_from_stdin(
         catch_exceptions=False,
     )
     assert bad.exit_code == 2 and "roles" in bad.output
+    # At a terminal the password is asked twice and never echoed.
+    prompted = await asyncio.to_thread(
+        CliRunner().invoke,
+        main,
+        ["user", "add", "sun"],
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+        env=env,
+        catch_exceptions=False,
+    )
+    assert prompted.exit_code == 0, prompted.output
+    assert PASSWORD not in prompted.output and "added user sun (officer)" in prompted.output
 
 
 def test_a_village_on_the_map_shows_its_most_urgent_state() -> None:
