@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import trustme
 from click.testing import CliRunner
 
 from tests.fixtures import CHIEF_TOKEN, NOW, Api
+from warnd.app.console_reads import Timeline
 from warnd.app.users import IDLE_TIMEOUT, MAX_FAILURES, add_user
 from warnd.app.views import CalloutSummary, DivisionProgress, FieldTaskProgress
 from warnd.cli.main import main
@@ -25,6 +27,7 @@ from warnd.core.clock import ManualClock
 from warnd.core.config import AppConfig
 from warnd.runtime.daemon import Daemon, make_channels
 from warnd.runtime.settings import Settings
+from warnd.web.console.charts import chart
 from warnd.web.console.mapping import village_state
 
 PASSWORD = "correct horse 1"
@@ -476,3 +479,23 @@ async def test_over_tls_the_console_cookies_are_secure(seeded: str, tmp_path: Pa
             session = [c for c in response.headers.getall("Set-Cookie") if "warnd_session=" in c]
         assert len(session) == 1
         assert all(flag in session[0] for flag in ("; Secure", "; HttpOnly", "SameSite=Strict"))
+
+
+def test_the_time_chart_is_cumulative_and_flat_between_buckets() -> None:
+    start = datetime(2026, 7, 29, 2, 0, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    line = Timeline(
+        start=start,
+        end=start + 10 * minute,
+        bucket=minute,
+        delivered=[(start + 2 * minute, 3), (start + 4 * minute, 1)],
+        answered=[],
+    )
+    drawn = chart(line)
+    assert drawn.delivered_total == 4 and drawn.answered_total == 0 and drawn.top == 4
+    assert drawn.answered == ""
+    points = [tuple(map(float, p.split(","))) for p in drawn.delivered.split()]
+    ys = [y for _, y in points]
+    assert ys[0] == ys[1]  # nothing before the first bucket
+    assert ys[-1] == ys[-2] == min(ys)  # the top, held until now
+    assert [x for x, _ in points] == sorted(x for x, _ in points)

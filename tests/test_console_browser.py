@@ -172,6 +172,9 @@ async def test_the_officers_round_in_chromium(warnd: tuple[Daemon, str], shots: 
         row = officer.locator("#overdue tr", has_text="李书记")
         await expect(row).to_have_count(1)
         await expect(row.locator("a.phone")).to_have_text(SILENT_HEAD)
+        # The time chart, loaded after the page: deliveries and answers so far.
+        await expect(officer.locator("#chart-delivered")).not_to_have_text("0")
+        await expect(officer.locator("svg.chart polyline.answered")).to_have_count(1)
         await officer.screenshot(path=shots / "warning.png", full_page=True)
         # 一张图: 李庄村 red (overdue), 张庄村 by where its people stand.
         await officer.click("text=一张图")

@@ -4,8 +4,9 @@ and the notice a cancel would send before it is stored."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from warnd.app import reads
@@ -203,6 +204,36 @@ async def pending_amendments(services: Services, warning_id: int) -> list[Pendin
     says so, so that nobody cancels the same warning twice."""
     rows = await services.pool.fetch(sql("pending_amendments"), warning_id)
     return [PendingAmendment(r["id"], r["msg_type"], r["author"], r["received_at"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Deliveries delivered and call-outs answered per bucket since the warning arrived."""
+
+    start: datetime
+    end: datetime
+    bucket: timedelta
+    delivered: list[tuple[datetime, int]]
+    answered: list[tuple[datetime, int]]
+
+
+TIMELINE_BUCKETS: Final = 60  # points per series at most, whatever the warning's age
+
+
+async def timeline(services: Services, warning_id: int) -> Timeline:
+    """The warning's deliveries and answers over time, in at most ``TIMELINE_BUCKETS`` buckets
+    of whole minutes from its arrival to now."""
+    detail = await reads.warning_detail(services, warning_id)
+    start, end = detail.received_at, services.clock.now()
+    minutes = max(1, math.ceil((end - start).total_seconds() / 60 / TIMELINE_BUCKETS))
+    bucket = timedelta(minutes=minutes)
+    rows = await services.pool.fetch(sql("warning_timeline"), warning_id, bucket, start)
+    series: dict[str, list[tuple[datetime, int]]] = {"delivered": [], "answered": []}
+    for r in rows:
+        series[r["series"]].append((r["t"], r["n"]))
+    return Timeline(
+        start, max(end, start + bucket), bucket, series["delivered"], series["answered"]
+    )
 
 
 async def cancel_notices(

@@ -145,3 +145,19 @@ SELECT (SELECT count(*) FROM divisions v
        (SELECT count(*) FROM responders r
          WHERE EXISTS (SELECT 1 FROM picked p WHERE r.division_code LIKE p.prefix || '%'))
            AS responders;
+
+-- name: warning_timeline
+-- Deliveries delivered and call-outs answered per time bucket, for the warning page's chart.
+-- Read once when the page asks for the chart, never by the live stream.
+-- $1 warning id, $2 bucket (interval), $3 origin (the warning's arrival)
+SELECT 'delivered' AS series, date_bin($2::interval, delivered_at, $3::timestamptz) AS t,
+       count(*) AS n
+  FROM deliveries
+ WHERE warning_id = $1 AND delivered_at IS NOT NULL
+ GROUP BY 2
+UNION ALL
+SELECT 'answered', date_bin($2::interval, acknowledged_at, $3::timestamptz), count(*)
+  FROM callouts
+ WHERE warning_id = $1 AND acknowledged_at IS NOT NULL
+ GROUP BY 2
+ORDER BY 1, 2;

@@ -40,6 +40,7 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", f"/warnings/{_ID}", pages.warning_page),
     ("GET", f"/live/warnings/{_ID}", live.stream(pages.warning_fragment)),
     ("GET", f"/warnings/{_ID}/map", pages.map_page),
+    ("GET", f"/warnings/{_ID}/chart", pages.chart_fragment),
     ("POST", f"/warnings/{_ID}/approve", pages.approve),
     ("POST", f"/warnings/{_ID}/reject", pages.reject),
     ("GET", f"/warnings/{_ID}/cancel", pages.cancel_page),

@@ -17,7 +17,7 @@ from warnd.core.config import Role
 from warnd.core.errors import InputError
 from warnd.core.vocabulary import HAZARDS, Level
 from warnd.ingest.amend import CancelRequest, CorrectRequest, parse_request
-from warnd.web.console import guard, mapping
+from warnd.web.console import charts, guard, mapping
 from warnd.web.console.guard import PREFIX, require
 from warnd.web.console.words import REFUSALS
 from warnd.web.http import SERVICES, path_id
@@ -286,6 +286,19 @@ async def warning_fragment(request: web.Request) -> str:
     warning_id = path_id(request, "warning_id")
     live = await _warning_live(request, warning_id)
     return guard.fragment(request, "_warning_live.html", live)
+
+
+async def chart_fragment(request: web.Request) -> web.Response:
+    """The time chart, asked for by the page once it has loaded (htmx): it reads every
+    delivered time of the warning, so it is kept out of the page's own answer and the stream."""
+    warning_id = path_id(request, "warning_id")
+    line = await console_reads.timeline(request.app[SERVICES], warning_id)
+    context = {
+        "chart": charts.chart(line),
+        "size": (charts.WIDTH, charts.HEIGHT),
+        "warning_id": warning_id,
+    }
+    return _page(request, "_chart.html", context)
 
 
 async def map_page(request: web.Request) -> web.Response:
