@@ -53,9 +53,12 @@ def is_console(request: web.Request) -> bool:
     return request.path == PREFIX or request.path.startswith(PREFIX + "/")
 
 
-def cookie_flags(request: web.Request) -> dict[str, object]:
-    """HttpOnly, SameSite=Strict, Secure over TLS, for the console's paths only."""
-    return {"httponly": True, "samesite": "Strict", "secure": request.secure, "path": PREFIX}
+def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
+    """A console cookie: HttpOnly, SameSite=Strict, Secure over TLS, for the console's paths
+    only, and gone when the browser closes."""
+    response.set_cookie(
+        name, value, httponly=True, samesite="Strict", secure=request.secure, path=PREFIX
+    )
 
 
 def officer(request: web.Request) -> users.ConsoleUser:

@@ -22,7 +22,7 @@ from warnd.web.console.guard import PREFIX, require
 from warnd.web.console.words import REFUSALS
 from warnd.web.http import SERVICES, path_id
 
-OVERDUE_SHOWN: Final = 200  # the 未叫应名单 on the page; the CSV export has every row
+OVERDUE_SHOWN: Final = 200  # the 未叫应名单 on the page; the API's CSV export has every row
 AUDIT_SHOWN: Final = 200
 TASKS_SHOWN: Final = 200
 MAX_NAME: Final = 64
@@ -48,7 +48,7 @@ async def login_form(request: web.Request) -> web.Response:
 def _login(request: web.Request, name: str, error: str | None, status: int = 200) -> web.Response:
     token = guard.new_login_csrf()
     response = _page(request, "login.html", {"name": name, "error": error, "csrf": token}, status)
-    response.set_cookie(guard.LOGIN_CSRF_COOKIE, token, **guard.cookie_flags(request))  # type: ignore[arg-type]
+    guard.set_cookie(request, response, guard.LOGIN_CSRF_COOKIE, token)
     return response
 
 
@@ -63,7 +63,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     except users.SignInRefusedError as exc:
         return _login(request, name, exc.detail, status=401)
     response = web.HTTPSeeOther(f"{PREFIX}/")
-    response.set_cookie(guard.SESSION_COOKIE, opened.token, **guard.cookie_flags(request))  # type: ignore[arg-type]
+    guard.set_cookie(request, response, guard.SESSION_COOKIE, opened.token)
     response.del_cookie(guard.LOGIN_CSRF_COOKIE, path=PREFIX)
     raise response
 
