@@ -35,6 +35,7 @@ PACKAGES: Final = {
     "mosquitto": "mosquitto",
     "pdftotext": "poppler-utils",
     "pdftoppm": "poppler-utils",
+    "chromium": "chromium",
 }
 
 SCENARIOS: Final = Path(__file__).parent / "sip"
@@ -53,6 +54,19 @@ def require(*programs: str) -> None:
     for program in programs:
         if shutil.which(program) is None:
             _missing(f"{program} is not installed (Debian package {PACKAGES.get(program, '?')})")
+
+
+CHROMIUM: Final = "/usr/bin/chromium"  # Debian's; Playwright downloads no browser of its own
+
+
+def require_chromium() -> str:
+    """Debian's chromium and Playwright for Python, for the console's browser tests; the
+    browser's path. Skips (fails under WARND_REQUIRE_PEERS=1) naming what to install."""
+    if not Path(CHROMIUM).exists():
+        _missing(f"{CHROMIUM} is missing: apt-get install chromium (Debian package chromium)")
+    if importlib.util.find_spec("playwright") is None:
+        _missing("playwright is not installed (pip install -e '.[test]')")
+    return CHROMIUM
 
 
 def require_pjsua2() -> None:

@@ -4,6 +4,7 @@ clock; the summary it prints must be what the database holds."""
 from __future__ import annotations
 
 import io
+import re
 import statistics
 from pathlib import Path
 
@@ -124,6 +125,10 @@ async def test_a_round_answers_on_time_late_and_never_and_escalates(db_url: str)
     text = out.getvalue()
     assert f"{overall.on_time:,}" in text
     assert "重拨本人 repeat" in text and "field tasks" in text
+    # The console's address and the demo officers' credentials, to watch the round in a browser.
+    assert re.search(
+        r"console \(值班台\): http://127\.0\.0\.1:\d+/console/ — user demo-officer", text
+    )
 
 
 # A round that reaches only exercise people: about 15 s of wall-clock time, more when loaded.

@@ -33,6 +33,8 @@ DECLARED_TABLES = {
     "field_task_events",
     "eew_reports",
     "blind_drills",
+    "console_users",
+    "console_sessions",
 }
 
 

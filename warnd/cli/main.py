@@ -19,6 +19,7 @@ from warnd.cli.errors import friendly_errors
 from warnd.cli.officer import warning
 from warnd.cli.report import report
 from warnd.cli.roster import roster
+from warnd.cli.users import user
 from warnd.runtime.settings import Settings, database_url
 
 COMMANDS_GROUP = "warnd.commands"
@@ -75,5 +76,6 @@ main.add_command(eew)
 main.add_command(warning)
 main.add_command(report)
 main.add_command(drill)
+main.add_command(user)
 for entry in entry_points(group=COMMANDS_GROUP):
     main.add_command(entry.load(), entry.name)

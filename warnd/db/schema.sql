@@ -551,6 +551,29 @@ CREATE TABLE blind_drills (
 );
 CREATE INDEX blind_drills_due ON blind_drills (fire_at) WHERE state = 'scheduled';
 
+-- The duty officers who sign in to the console (migration 011): in the database, so that
+-- `warnd user add` and lockout counters take effect at once in every process.
+CREATE TABLE console_users (
+    name            text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+    password_hash   text NOT NULL,                 -- argon2id, PHC string
+    roles           text[] NOT NULL CHECK (cardinality(roles) > 0
+                        AND roles <@ ARRAY['officer', 'approver', 'admin']),
+    created_at      timestamptz NOT NULL,
+    failed_logins   integer NOT NULL DEFAULT 0,    -- consecutive failures since the last success
+    locked_until    timestamptz                    -- too many failures: refused until then
+);
+
+-- A signed-in officer's session. Only the SHA-256 of the cookie's token is kept, so a copy of
+-- the table signs nobody in. A session idle past the timeout is refused and deleted.
+CREATE TABLE console_sessions (
+    token_sha256    text PRIMARY KEY,
+    user_name       text NOT NULL REFERENCES console_users (name) ON DELETE CASCADE,
+    csrf_token      text NOT NULL,
+    created_at      timestamptz NOT NULL,
+    last_seen       timestamptz NOT NULL
+);
+CREATE INDEX console_sessions_user ON console_sessions (user_name);
+
 -- =============================================================================================
 -- The role warnd runs as (migration 007): it writes warnings and the outbox but owns nothing,
 -- so it cannot change the schema, disable the append-only triggers, truncate a table or rewrite
@@ -577,4 +600,6 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON reply_counts TO warnd_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON speakers, speaker_alarms TO warnd_app;
 GRANT SELECT, INSERT, UPDATE ON eew_reports TO warnd_app;
 GRANT SELECT, INSERT, UPDATE ON blind_drills TO warnd_app;
+GRANT SELECT, INSERT, UPDATE ON console_users TO warnd_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON console_sessions TO warnd_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO warnd_app;

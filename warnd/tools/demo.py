@@ -53,6 +53,7 @@ from rosters.generate import generate
 from warnd.app.report import ReportFormat, build_report
 from warnd.app.report_files import CjkFontMissingError, cjk_font, file_name
 from warnd.app.report_files import render as render_report
+from warnd.app.users import add_user
 from warnd.cli.watch import STEP_ZH, fetch, render
 from warnd.core.clock import ScaledClock
 from warnd.core.config import load_config_data
@@ -68,6 +69,7 @@ DEMO_DB = "warnd_demo"
 DEMO_COUNTY = "370831"  # 泗水县: eastern mountains, flash floods, blind spots
 DEMO_FEED = "demo-feed"
 DEMO_OFFICER = "demo-officer"
+DEMO_APPROVER = "demo-approver"  # a second officer, so that the console's approval can be tried
 
 # How long a round lasts, in warning time: the red chain's last step (duty officer, 12 min), the
 # latest "late" answer (LATE_S) and the sends in between all fit.
@@ -388,6 +390,15 @@ async def run_round(
     )
     try:
         async with daemon.running(url) as services:
+            # The console (值班台): the round can be watched live in a browser while it runs.
+            password = secrets.token_urlsafe(9)
+            for name, roles in ((DEMO_OFFICER, ["officer"]), (DEMO_APPROVER, ["approver"])):
+                await add_user(services.pool, name, roles, password, now=clock.now())
+            console.print(
+                f"[green]✓[/] console (值班台): http://127.0.0.1:{daemon.port}/console/ — "
+                f"user [bold]{DEMO_OFFICER}[/] (approver: {DEMO_APPROVER}), "
+                f"password [bold]{password}[/]"
+            )
             warning_id = await _post_warning(daemon, services.clock.now(), feed_token, exercise)
             console.print(
                 f"[green]✓[/] CAP red rainstorm warning accepted: #{warning_id}"

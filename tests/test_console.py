@@ -1,0 +1,501 @@
+"""The console's guard over plain HTTP: signing in (argon2, lockout, idle timeout), the session
+cookie's flags, CSRF on every POST, the CSP, and ``warnd user add``.
+
+The whole officer's round in a real browser is in tests/test_console_browser.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import trustme
+from click.testing import CliRunner
+
+from tests.fixtures import CHIEF_TOKEN, NOW, Api
+from warnd.app.console_reads import Timeline
+from warnd.app.users import IDLE_TIMEOUT, MAX_FAILURES, add_user
+from warnd.app.views import CalloutSummary, DivisionProgress, FieldTaskProgress
+from warnd.cli.main import main
+from warnd.core.clock import ManualClock
+from warnd.core.config import AppConfig
+from warnd.runtime.daemon import Daemon, make_channels
+from warnd.runtime.settings import Settings
+from warnd.web.console.charts import chart
+from warnd.web.console.mapping import village_state
+
+PASSWORD = "correct horse 1"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def add_officers(pool: asyncpg.Pool) -> None:
+    await add_user(pool, "zhang", ["officer"], PASSWORD, now=NOW)
+    await add_user(pool, "li", ["approver", "officer"], PASSWORD, now=NOW)
+
+
+async def csrf_of(api: Api, path: str) -> str:
+    response = await api.client.get(path)
+    assert response.status == 200, await response.text()
+    found = _CSRF.search(await response.text())
+    assert found is not None
+    return found[1]
+
+
+async def sign_in(api: Api, name: str, password: str = PASSWORD) -> Any:
+    token = await csrf_of(api, "/console/login")
+    return await api.client.post(
+        "/console/login",
+        data={"csrf_token": token, "username": name, "password": password},
+        allow_redirects=False,
+    )
+
+
+async def test_sign_in_opens_a_session_with_safe_cookie_and_headers(app: Api) -> None:
+    await add_officers(app.pool)
+    response = await sign_in(app, "zhang")
+    assert response.status == 303
+    assert response.headers["Location"] == "/console/"
+    cookie = response.cookies["warnd_session"]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Strict"
+    assert cookie["path"] == "/console"
+    assert not cookie["secure"]  # plain HTTP here; over TLS it is Secure (request.secure)
+    board = await app.client.get("/console/")
+    assert board.status == 200
+    csp = board.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    page = await board.text()
+    assert "值班台" in page and "<script>" not in page  # no inline script anywhere
+    stored = await app.pool.fetchval("SELECT token_sha256 FROM console_sessions")
+    assert stored != cookie.value  # only its digest is kept
+    actions = await app.pool.fetch("SELECT actor, action FROM audit_log ORDER BY id")
+    assert ("zhang", "console_signed_in") in [tuple(r) for r in actions]
+
+
+async def test_pages_need_a_session(app: Api) -> None:
+    response = await app.client.get("/console/", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/console/login"
+    live = await app.client.get("/console/live/board", headers={"HX-Request": "true"})
+    assert live.status == 401
+
+
+async def test_a_post_without_csrf_token_is_refused_and_changes_nothing(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    form = {
+        "hazard": "rainstorm",
+        "level": "blue",
+        "codes": "370811",
+        "headline": "任城区暴雨蓝色预警",
+        "area_desc": "任城区",
+    }
+    refused = await app.client.post("/console/warnings", data=form, allow_redirects=False)
+    assert refused.status == 403
+    assert "页面已过期或请求来源不明" in await refused.text()
+    wrong = await app.client.post(
+        "/console/warnings", data={**form, "csrf_token": "x" * 40}, allow_redirects=False
+    )
+    assert wrong.status == 403
+    assert await app.count("warnings") == 0
+    # The same form with the session's token is taken, once the officer has confirmed that a
+    # blue warning goes out at once.
+    token = await csrf_of(app, "/console/compose")
+    unconfirmed = await app.client.post("/console/warnings", data={**form, "csrf_token": token})
+    assert unconfirmed.status == 422 and "立即发送" in await unconfirmed.text()
+    assert await app.count("warnings") == 0
+    taken = await app.client.post(
+        "/console/warnings",
+        data={**form, "csrf_token": token, "confirm_now": "yes"},
+        allow_redirects=False,
+    )
+    assert taken.status == 303, await taken.text()
+    assert await app.count("warnings") == 1
+
+
+async def test_sign_in_form_needs_its_own_token(app: Api) -> None:
+    await add_officers(app.pool)
+    response = await app.client.post(
+        "/console/login", data={"username": "zhang", "password": PASSWORD}
+    )
+    assert response.status == 403
+    assert await app.count("console_sessions") == 0
+
+
+async def test_repeated_failures_lock_the_officer_out(app: Api) -> None:
+    await add_officers(app.pool)
+    for _ in range(MAX_FAILURES - 1):
+        failed = await sign_in(app, "zhang", "wrong password")
+        assert failed.status == 401
+        assert "用户名或密码错误" in await failed.text()
+    locked = await sign_in(app, "zhang", "wrong password")
+    assert locked.status == 401 and "已锁定" in await locked.text()
+    still = await sign_in(app, "zhang")  # the right password, while locked
+    assert still.status == 401 and "已锁定" in await still.text()
+    assert await app.count("console_sessions") == 0
+    clock = app.services.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(16 * 60)
+    assert (await sign_in(app, "zhang")).status == 303
+    actions = [
+        r["action"]
+        for r in await app.pool.fetch("SELECT action FROM audit_log WHERE actor = 'zhang'")
+    ]
+    assert "console_locked_out" in actions and "console_sign_in_locked" in actions
+    # An unknown name answers the same as a wrong password.
+    unknown = await sign_in(app, "nobody", PASSWORD)
+    assert unknown.status == 401 and "用户名或密码错误" in await unknown.text()
+
+
+async def test_an_idle_session_ends(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    assert (await app.client.get("/console/", allow_redirects=False)).status == 200
+    clock = app.services.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(IDLE_TIMEOUT.total_seconds() + 1)
+    response = await app.client.get("/console/", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/console/login"
+
+
+async def test_the_author_cannot_approve_and_the_area_must_be_typed(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "li")  # officer and approver
+    token = await csrf_of(app, "/console/compose")
+    issued = await app.client.post(
+        "/console/warnings",
+        data={
+            "csrf_token": token,
+            "hazard": "rainstorm",
+            "level": "red",
+            "codes": "370811",
+            "headline": "任城区暴雨红色预警",
+            "area_desc": "任城区",
+        },
+        allow_redirects=False,
+    )
+    assert issued.status == 303
+    warning_id = int(issued.headers["Location"].rsplit("/", 1)[1])
+    page = await (await app.client.get(f"/console/warnings/{warning_id}")).text()
+    assert "您是发布人" in page and "area_confirm" not in page
+    digest = re.search(r'name="texts_sha256" value="([0-9a-f]+)"', page)
+    assert digest is None  # no approval form for the author
+    preview = await app.client.get(f"/api/v1/warnings/{warning_id}/preview", headers=_chief())
+    sha = (await preview.json())["texts_sha256"]
+    self_approval = await app.client.post(
+        f"/console/warnings/{warning_id}/approve",
+        data={"csrf_token": token, "texts_sha256": sha, "area_confirm": "任城区"},
+    )
+    assert self_approval.status == 403
+    assert "须由另一名值班员审批" in await self_approval.text()
+    assert await app.pool.fetchval("SELECT state FROM warnings") == "pending_approval"
+
+    await app.client.post("/console/logout", data={"csrf_token": token})
+    await sign_in(app, "zhang")  # an officer without the approver role
+    token = await csrf_of(app, "/console/compose")
+    no_role = await app.client.post(
+        f"/console/warnings/{warning_id}/approve",
+        data={"csrf_token": token, "texts_sha256": sha, "area_confirm": "任城区"},
+    )
+    assert no_role.status == 403
+    await add_user(app.pool, "wang", ["approver"], PASSWORD, now=NOW)
+    await sign_in(app, "wang")
+    token = await csrf_of(app, f"/console/warnings/{warning_id}")
+    wrong_area = await app.client.post(
+        f"/console/warnings/{warning_id}/approve",
+        data={"csrf_token": token, "texts_sha256": sha, "area_confirm": "泗水县"},
+    )
+    assert wrong_area.status == 422 and "不一致" in await wrong_area.text()
+    assert await app.pool.fetchval("SELECT state FROM warnings") == "pending_approval"
+    approved = await app.client.post(
+        f"/console/warnings/{warning_id}/approve",
+        data={"csrf_token": token, "texts_sha256": sha, "area_confirm": " 任城区 "},
+        allow_redirects=False,
+    )
+    assert approved.status == 303, await approved.text()
+    row = await app.pool.fetchrow("SELECT state, approver FROM warnings")
+    assert row is not None and tuple(row) == ("active", "wang")
+    audit = await app.pool.fetchval("SELECT actor FROM audit_log WHERE action = 'warning_approved'")
+    assert audit == "wang"
+
+
+def _chief() -> dict[str, str]:
+    return {"Authorization": f"Bearer {CHIEF_TOKEN}"}
+
+
+async def test_bad_compose_input_names_the_field_and_stores_nothing(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    token = await csrf_of(app, "/console/compose")
+    response = await app.client.post(
+        "/console/warnings",
+        data={"csrf_token": token, "hazard": "rainstorm", "level": "red", "headline": "x"},
+    )
+    assert response.status == 422
+    page = await response.text()
+    assert "area" in page and "预警内容有误" in page
+    assert await app.count("warnings") == 0
+
+
+async def test_warnd_user_add_reads_the_password_from_stdin(
+    db_url: str, pool: asyncpg.Pool
+) -> None:
+    env = {"WARND_DATABASE_URL": db_url}
+    args = ["user", "add", "zhao", "--roles", "officer,approver", "--password-stdin"]
+    result = await asyncio.to_thread(
+        CliRunner().invoke, main, args, input=PASSWORD + "\n", env=env, catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "added user zhao (approver, officer)" in result.output
+    row = await pool.fetchrow("SELECT password_hash, roles FROM console_users WHERE name = 'zhao'")
+    assert row is not None
+    assert row["password_hash"].startswith("$argon2id$") and PASSWORD not in row["password_hash"]
+    again = await asyncio.to_thread(
+        CliRunner().invoke, main, args, input=PASSWORD + "\n", env=env, catch_exceptions=False
+    )
+    assert again.exit_code == 2 and "exists already" in again.output
+    bad = await asyncio.to_thread(
+        CliRunner().invoke,
+        main,
+        ["user", "add", "qian", "--roles", "boss", "--password-stdin"],
+        input=PASSWORD + "\n",
+        env=env,
+        catch_exceptions=False,
+    )
+    assert bad.exit_code == 2 and "roles" in bad.output
+    # At a terminal the password is asked twice and never echoed.
+    prompted = await asyncio.to_thread(
+        CliRunner().invoke,
+        main,
+        ["user", "add", "sun"],
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+        env=env,
+        catch_exceptions=False,
+    )
+    assert prompted.exit_code == 0, prompted.output
+    assert PASSWORD not in prompted.output and "added user sun (officer)" in prompted.output
+
+
+def test_a_village_on_the_map_shows_its_most_urgent_state() -> None:
+    def row(**figures: int) -> DivisionProgress:
+        callouts = CalloutSummary(
+            total=figures.get("c_total", 0),
+            acknowledged_on_time=figures.get("c_on_time", 0),
+            acknowledged_late=0,
+            open=0,
+            overdue=figures.get("c_overdue", 0),
+            escalated=0,
+            closed=0,
+        )
+        tasks = FieldTaskProgress(total=0, done=0, open=0, overdue=0, persons=0, reached=0)
+        return DivisionProgress(
+            code="370811001201",
+            name="张庄村",
+            total=4,
+            queued=0,
+            sending=0,
+            sent=0,
+            delivered=figures.get("delivered", 0),
+            failed=0,
+            cancelled=0,
+            callouts=callouts,
+            field_tasks=tasks,
+            speakers=1,
+            speakers_offline=figures.get("offline", 0),
+        )
+
+    assert village_state(None) == "not_reached"
+    assert village_state(row()) == "not_reached"
+    assert village_state(row(delivered=2, c_total=2, c_overdue=1, offline=1)) == "overdue"
+    assert village_state(row(delivered=2, c_total=2, offline=1)) == "speaker_offline"
+    assert village_state(row(delivered=2, c_total=2, c_on_time=2)) == "answered"
+    assert village_state(row(delivered=2, c_total=2, c_on_time=1)) == "reached"
+
+
+async def test_the_live_board_streams_its_figures_as_server_sent_events(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    async with app.client.get("/console/live/board") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/event-stream"
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        first = b""
+        while not first.endswith(b"\n\n"):
+            first += await response.content.readline()
+    text = first.decode()
+    assert text.startswith("event: update\ndata: ")
+    assert "待审批" in text and "生效中的预警" in text
+
+
+def _console_routes(api: Api) -> set[tuple[str, str]]:
+    assert api.client.app is not None
+    return {
+        (route.method, re.sub(r"\{\w+\}", "1", route.resource.canonical))
+        for route in api.client.app.router.routes()
+        if route.resource is not None
+        and route.method != "HEAD"
+        and route.resource.canonical.startswith("/console")
+        and not route.resource.canonical.startswith(("/console/login", "/console/static"))
+    }
+
+
+async def test_every_console_route_needs_a_session_and_every_post_its_csrf_token(
+    app: Api,
+) -> None:
+    routes = _console_routes(app)
+    assert ("POST", "/console/warnings/1/approve") in routes
+    for method, path in sorted(routes):
+        response = await app.client.request(method, path, allow_redirects=False)
+        assert response.status == 303, (method, path)
+        assert response.headers["Location"] == "/console/login"
+    await add_officers(app.pool)
+    await sign_in(app, "li")
+    for method, path in sorted(routes):
+        if method == "POST":
+            response = await app.client.post(path, data={"reason": "电话确认"})
+            assert response.status == 403, (method, path)
+    assert await app.count("warnings") == 0
+    assert await app.count("console_sessions") == 1  # not even the sign-out went through
+
+
+async def test_an_approver_refuses_and_an_officer_corrects_from_the_warning_page(
+    app: Api,
+) -> None:
+    await add_officers(app.pool)
+    await add_user(app.pool, "wang", ["approver"], PASSWORD, now=NOW)
+    await sign_in(app, "zhang")
+    token = await csrf_of(app, "/console/compose")
+    form = {
+        "csrf_token": token,
+        "hazard": "rainstorm",
+        "codes": "370811",
+        "headline": "任城区暴雨预警",
+        "area_desc": "任城区",
+    }
+    red = await app.client.post(
+        "/console/warnings", data={**form, "level": "red"}, allow_redirects=False
+    )
+    red_id = int(red.headers["Location"].rsplit("/", 1)[1])
+    yellow = await app.client.post(
+        "/console/warnings",
+        data={**form, "level": "yellow", "confirm_now": "yes"},
+        allow_redirects=False,
+    )
+    yellow_id = int(yellow.headers["Location"].rsplit("/", 1)[1])
+    page = await (await app.client.get(f"/console/warnings/{yellow_id}")).text()
+    assert "更正预警" in page and "现场任务" in page
+    corrected = await app.client.post(
+        f"/console/warnings/{yellow_id}/correct",
+        data={
+            "csrf_token": token,
+            "level": "blue",
+            "headline": "任城区暴雨预警（已减弱）",
+            "description": "",
+            "instruction": "",
+            "reason": "雨势减弱",
+        },
+        allow_redirects=False,
+    )
+    assert corrected.status == 303, await corrected.text()
+    update = await app.pool.fetchrow(
+        "SELECT msg_type, level, headline, author FROM warnings WHERE supersedes_id = $1",
+        yellow_id,
+    )
+    assert update is not None
+    assert tuple(update) == ("Update", "blue", "任城区暴雨预警（已减弱）", "zhang")
+    higher = await app.client.post(
+        f"/console/warnings/{red_id}/correct",
+        data={"csrf_token": token, "headline": "任城区暴雨红色预警", "reason": "更正待审批的"},
+    )
+    assert higher.status == 409  # only an active warning is corrected
+
+    await sign_in(app, "wang")
+    token = await csrf_of(app, f"/console/warnings/{red_id}")
+    refused = await app.client.post(
+        f"/console/warnings/{red_id}/reject",
+        data={"csrf_token": token, "reason": "区域有误"},
+        allow_redirects=False,
+    )
+    assert refused.status == 303
+    assert await app.pool.fetchval("SELECT state FROM warnings WHERE id = $1", red_id) == (
+        "rejected"
+    )
+    reason = await app.pool.fetchval(
+        "SELECT detail->>'reason' FROM audit_log WHERE action = 'warning_rejected' "
+        "AND actor = 'wang'"
+    )
+    assert reason == "区域有误"
+
+
+async def test_the_roster_pages_find_a_division_and_list_who_answers_for_it(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    found = await (await app.client.get("/console/roster", params={"q": "张庄"})).text()
+    assert 'href="/console/roster/370811001201"' in found
+    village = await (await app.client.get("/console/roster/370811001201")).text()
+    assert "张书记" in village and 'href="tel:+8613900000004"' in village
+    assert re.search(r'id="households">2<', village)
+    county = await (await app.client.get("/console/roster/370811")).text()
+    assert "任区长" in county and "许庄街道" in county
+    missing = await app.client.get("/console/roster/370899")
+    assert missing.status == 404 and "找不到" in await missing.text()
+    assert (await app.client.get("/console/roster/37081")).status == 404  # not a code
+
+
+async def test_over_tls_the_console_cookies_are_secure(seeded: str, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "warnd.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "warnd.key"))
+    config = AppConfig.model_validate(
+        {"http": {"tls_cert": "warnd.pem", "tls_key": "warnd.key"}}, context={"base": tmp_path}
+    )
+    daemon = Daemon(
+        Settings(http_port=0),
+        simulate=True,
+        config=config,
+        channels=make_channels({}, simulate=True),
+    )
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with daemon.running(seeded) as services, aiohttp.ClientSession(cookie_jar=jar) as http:
+        await add_user(services.pool, "zhang", ["officer"], PASSWORD, now=NOW)
+        base = f"https://127.0.0.1:{daemon.port}/console"
+        async with http.get(f"{base}/login", ssl=trust) as response:
+            assert "; Secure" in response.headers["Set-Cookie"]
+            found = _CSRF.search(await response.text())
+        assert found is not None
+        form = {"csrf_token": found[1], "username": "zhang", "password": PASSWORD}
+        async with http.post(
+            f"{base}/login", data=form, ssl=trust, allow_redirects=False
+        ) as response:
+            assert response.status == 303
+            session = [c for c in response.headers.getall("Set-Cookie") if "warnd_session=" in c]
+        assert len(session) == 1
+        assert all(flag in session[0] for flag in ("; Secure", "; HttpOnly", "SameSite=Strict"))
+
+
+def test_the_time_chart_is_cumulative_and_flat_between_buckets() -> None:
+    start = datetime(2026, 7, 29, 2, 0, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    line = Timeline(
+        start=start,
+        end=start + 10 * minute,
+        bucket=minute,
+        delivered=[(start + 2 * minute, 3), (start + 4 * minute, 1)],
+        answered=[],
+    )
+    drawn = chart(line)
+    assert drawn.delivered_total == 4 and drawn.answered_total == 0 and drawn.top == 4
+    assert drawn.answered == ""
+    points = [tuple(map(float, p.split(","))) for p in drawn.delivered.split()]
+    ys = [y for _, y in points]
+    assert ys[0] == ys[1]  # nothing before the first bucket
+    assert ys[-1] == ys[-2] == min(ys)  # the top, held until now
+    assert [x for x, _ in points] == sorted(x for x, _ in points)
