@@ -32,6 +32,8 @@ DECLARED_TABLES = {
     "field_tasks",
     "field_task_events",
     "eew_reports",
+    "delivery_tallies",
+    "delivery_tally_changes",
 }
 
 

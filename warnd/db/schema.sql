@@ -286,6 +286,112 @@ CREATE INDEX deliveries_task ON deliveries (task_id) WHERE task_id IS NOT NULL;
 CREATE INDEX deliveries_broadcast_failed ON deliveries (warning_id)
     WHERE audience = 'broadcast' AND state = 'failed';
 
+-- Deliveries counted per (warning, division, audience, state) (migration 012): every statement
+-- that changes deliveries appends its net change per key to delivery_tally_changes (a
+-- statement-level trigger over the transition tables, taking no lock another writer waits on);
+-- fold_delivery_tallies() moves the changes into delivery_tallies. Readers add both, so counts
+-- are exact at any moment. first_sent / last_sent bound the sent_at of the rows that entered a
+-- key (sent_at is written once and never cleared). The trigger and the fold run as the owner:
+-- the runtime role only reads the figures.
+CREATE TABLE delivery_tallies (
+    warning_id     bigint NOT NULL,
+    division_code  text NOT NULL,
+    audience       text NOT NULL,
+    state          text NOT NULL,
+    n              bigint NOT NULL,
+    first_sent     timestamptz,
+    last_sent      timestamptz,
+    PRIMARY KEY (warning_id, division_code, audience, state)
+);
+
+-- No foreign key to warnings, as on deliveries: its check would take a share lock on the
+-- warning's row in every dispatch statement, and wait behind an officer's amendment holding it.
+CREATE TABLE delivery_tally_changes (
+    warning_id     bigint NOT NULL,
+    division_code  text NOT NULL,
+    audience       text NOT NULL,
+    state          text NOT NULL,
+    n              bigint NOT NULL,
+    first_sent     timestamptz,
+    last_sent      timestamptz
+);
+CREATE INDEX delivery_tally_changes_warning ON delivery_tally_changes (warning_id);
+
+CREATE FUNCTION tally_deliveries() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO delivery_tally_changes
+        SELECT warning_id, division_code, audience, state, count(*), min(sent_at), max(sent_at)
+          FROM new_rows
+         GROUP BY warning_id, division_code, audience, state;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO delivery_tally_changes
+        SELECT warning_id, division_code, audience, state, -count(*), NULL, NULL
+          FROM old_rows
+         GROUP BY warning_id, division_code, audience, state;
+    ELSE
+        -- Most updates move rows between states; those that change no key (a gateway id, a
+        -- lease) net to zero and leave nothing.
+        INSERT INTO delivery_tally_changes
+        SELECT warning_id, division_code, audience, state, sum(n), min(sent_at), max(sent_at)
+          FROM (SELECT warning_id, division_code, audience, state, -1 AS n,
+                       NULL::timestamptz AS sent_at
+                  FROM old_rows
+                UNION ALL
+                SELECT warning_id, division_code, audience, state, 1, sent_at
+                  FROM new_rows) AS moved
+         GROUP BY warning_id, division_code, audience, state
+        HAVING sum(n) <> 0;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER deliveries_tally_insert AFTER INSERT ON deliveries
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_deliveries();
+CREATE TRIGGER deliveries_tally_update AFTER UPDATE ON deliveries
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_deliveries();
+CREATE TRIGGER deliveries_tally_delete AFTER DELETE ON deliveries
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_deliveries();
+
+-- Emptying the outbox (the owner, in a benchmark's reset) empties its counts. A reset under
+-- session_replication_role = replica fires no trigger: it must name both tables itself.
+CREATE FUNCTION truncate_delivery_tallies() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+    TRUNCATE delivery_tallies, delivery_tally_changes;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER deliveries_tally_truncate AFTER TRUNCATE ON deliveries
+    FOR EACH STATEMENT EXECUTE FUNCTION truncate_delivery_tallies();
+
+-- Move the changes into the tallies; the number of change rows folded. Keys are written in
+-- order, so two folds at once wait for each other instead of deadlocking.
+CREATE FUNCTION fold_delivery_tallies() RETURNS bigint
+LANGUAGE sql SECURITY DEFINER SET search_path = public AS $$
+    WITH moved AS (
+        DELETE FROM delivery_tally_changes RETURNING *
+    ), folded AS (
+        INSERT INTO delivery_tallies AS t
+        SELECT warning_id, division_code, audience, state, sum(n), min(first_sent),
+               max(last_sent)
+          FROM moved
+         GROUP BY warning_id, division_code, audience, state
+         ORDER BY warning_id, division_code, audience, state
+        ON CONFLICT (warning_id, division_code, audience, state) DO UPDATE
+           SET n = t.n + excluded.n,
+               first_sent = least(t.first_sent, excluded.first_sent),
+               last_sent = greatest(t.last_sent, excluded.last_sent)
+        RETURNING 1
+    )
+    SELECT count(*) FROM moved;
+$$;
+
 -- Inbound events from channels that matched nothing yet (replies, unknown receipts), for the
 -- officer.
 CREATE TABLE inbound_events (
@@ -542,4 +648,6 @@ GRANT SELECT ON schema_migrations TO warnd_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON reply_counts TO warnd_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON speakers, speaker_alarms TO warnd_app;
 GRANT SELECT, INSERT, UPDATE ON eew_reports TO warnd_app;
+GRANT SELECT ON delivery_tallies, delivery_tally_changes TO warnd_app;
+GRANT EXECUTE ON FUNCTION fold_delivery_tallies() TO warnd_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO warnd_app;

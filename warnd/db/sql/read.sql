@@ -17,12 +17,18 @@ SELECT id, source, sender, identifier, sent, status, msg_type, hazard, level, ev
  LIMIT $3;
 
 -- name: delivery_counts
--- A warning's deliveries counted by audience and state, with the first and last hand-over.
+-- A warning's deliveries counted by audience and state, with the first and last hand-over: read
+-- from the tallies and their unfolded changes (migration 012), never from the deliveries.
 -- $1 warning id
-SELECT audience, state, count(*) AS n, min(sent_at) AS first_sent, max(sent_at) AS last_sent
-  FROM deliveries
- WHERE warning_id = $1
+SELECT audience, state, sum(n)::bigint AS n, min(first_sent) AS first_sent,
+       max(last_sent) AS last_sent
+  FROM (SELECT audience, state, n, first_sent, last_sent
+          FROM delivery_tallies WHERE warning_id = $1
+        UNION ALL
+        SELECT audience, state, n, first_sent, last_sent
+          FROM delivery_tally_changes WHERE warning_id = $1) AS t
  GROUP BY audience, state
+HAVING sum(n) > 0
  ORDER BY audience, state;
 
 -- name: progress_by_division
@@ -30,9 +36,10 @@ SELECT audience, state, count(*) AS n, min(sent_at) AS first_sent, max(sent_at) 
 -- (叫应) and its field tasks. Each thing counts under the division of that level that contains
 -- its person: a delivery's recipient, a call-out's responder, a task's village. People above the
 -- level (a county head in a town roll-up) are in no row of it.
--- Each source is first counted per division code of its own rows (a city-wide warning has
--- millions of deliveries but a few thousand codes), and only those counts meet the divisions
--- table and the prefix arithmetic.
+-- Each source is first counted per division code of its own rows, and only those counts meet
+-- the divisions table and the prefix arithmetic. Deliveries are read from their tallies and
+-- unfolded changes (migration 012): a city-wide warning has millions of deliveries but a few
+-- thousand codes, and the read costs the codes.
 -- Call-outs: open means pending, notified or escalated; overdue is open and past the deadline
 -- at $3; escalated counts those at least one escalation step has fired for. Field tasks: done
 -- is state done; persons are the people the tasks are about, reached what was reported done.
@@ -40,20 +47,22 @@ SELECT audience, state, count(*) AS n, min(sent_at) AS first_sent, max(sent_at) 
 -- $1 warning id, $2 code prefix length of the level (6 county, 9 town, 12 village), $3 now
 WITH per_code AS (
     SELECT x.division_code AS code,
-           count(*) AS total,
-           count(*) FILTER (WHERE x.state = 'queued') AS queued,
-           count(*) FILTER (WHERE x.state = 'sending') AS sending,
-           count(*) FILTER (WHERE x.state = 'sent') AS sent,
-           count(*) FILTER (WHERE x.state = 'delivered') AS delivered,
-           count(*) FILTER (WHERE x.state = 'failed') AS failed,
-           count(*) FILTER (WHERE x.state = 'cancelled') AS cancelled,
+           sum(x.n)::bigint AS total,
+           coalesce(sum(x.n) FILTER (WHERE x.state = 'queued'), 0)::bigint AS queued,
+           coalesce(sum(x.n) FILTER (WHERE x.state = 'sending'), 0)::bigint AS sending,
+           coalesce(sum(x.n) FILTER (WHERE x.state = 'sent'), 0)::bigint AS sent,
+           coalesce(sum(x.n) FILTER (WHERE x.state = 'delivered'), 0)::bigint AS delivered,
+           coalesce(sum(x.n) FILTER (WHERE x.state = 'failed'), 0)::bigint AS failed,
+           coalesce(sum(x.n) FILTER (WHERE x.state = 'cancelled'), 0)::bigint AS cancelled,
            0 AS c_total, 0 AS c_on_time, 0 AS c_late, 0 AS c_open, 0 AS c_overdue,
            0 AS c_escalated, 0 AS c_closed,
            0 AS t_total, 0 AS t_done, 0 AS t_open, 0 AS t_overdue, 0 AS t_persons,
            0 AS t_reached, 0 AS s_total, 0 AS s_offline
-      FROM deliveries x
-     WHERE x.warning_id = $1
+      FROM (SELECT division_code, state, n FROM delivery_tallies WHERE warning_id = $1
+            UNION ALL
+            SELECT division_code, state, n FROM delivery_tally_changes WHERE warning_id = $1) x
      GROUP BY x.division_code
+    HAVING sum(x.n) <> 0  -- a division whose deliveries were all deleted: no row, as before
     UNION ALL
     SELECT r.division_code, 0, 0, 0, 0, 0, 0, 0,
            count(*),
