@@ -87,7 +87,9 @@ async def assert_reads_agree(pool: asyncpg.Pool, clock: ManualClock, warning_id:
         by_state[state] = by_state.get(state, 0) + n
         per = by_audience.setdefault(audience, {})
         per[state] = per.get(state, 0) + n
-    first, last = await pool.fetchrow(SENT_BOUNDS, warning_id)
+    bounds = await pool.fetchrow(SENT_BOUNDS, warning_id)
+    assert bounds is not None
+    first, last = bounds
     detail = await warning_detail(services(pool, clock), warning_id)
     assert detail.progress.by_state == by_state
     assert detail.progress.by_audience == by_audience
