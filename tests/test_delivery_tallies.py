@@ -40,14 +40,16 @@ Key = tuple[str, str, str]  # division code, audience, state
 TRUTH = """SELECT division_code, audience, state, count(*) AS n
              FROM deliveries WHERE warning_id = $1
             GROUP BY 1, 2, 3"""
-TALLIED = """SELECT division_code, audience, state, sum(n)::bigint AS n
-               FROM (SELECT division_code, audience, state, n FROM delivery_tallies
-                      WHERE warning_id = $1
+TALLIED = """SELECT t.division_code, t.audience, s.state, sum(s.n)::bigint AS n
+               FROM (SELECT * FROM delivery_tallies WHERE warning_id = $1
                      UNION ALL
-                     SELECT division_code, audience, state, n FROM delivery_tally_changes
-                      WHERE warning_id = $1) t
+                     SELECT * FROM delivery_tally_changes WHERE warning_id = $1) t
+              CROSS JOIN LATERAL (VALUES ('queued', t.queued), ('sending', t.sending),
+                                         ('sent', t.sent), ('delivered', t.delivered),
+                                         ('failed', t.failed), ('cancelled', t.cancelled))
+                         AS s(state, n)
               GROUP BY 1, 2, 3
-             HAVING sum(n) <> 0"""
+             HAVING sum(s.n) <> 0"""
 SENT_BOUNDS = "SELECT min(sent_at), max(sent_at) FROM deliveries WHERE warning_id = $1"
 
 

@@ -12,7 +12,13 @@ from typing import Final
 import asyncpg
 
 from warnd.app.services import Services
-from warnd.app.views import BoardFigures, BoardWarning, CalloutSummary, FieldTaskProgress
+from warnd.app.views import (
+    DELIVERY_STATES,
+    BoardFigures,
+    BoardWarning,
+    CalloutSummary,
+    FieldTaskProgress,
+)
 from warnd.db import Conn
 from warnd.db.queries import sql
 
@@ -45,7 +51,7 @@ async def board_figures(services: Services) -> BoardFigures:
 
 
 def _board_warning(row: asyncpg.Record) -> BoardWarning:
-    by_state = {str(k): int(v) for k, v in row["by_state"].items()}
+    by_state = {state: row[state] for state in DELIVERY_STATES if row[state]}
     return BoardWarning(
         id=row["id"],
         source=row["source"],

@@ -14,19 +14,14 @@ WITH shown AS (
      WHERE state IN ('active', 'pending_approval')
      ORDER BY id DESC
      LIMIT $2
-), counted AS (
-    SELECT t.warning_id, t.state, sum(t.n)::bigint AS n
-      FROM (SELECT warning_id, state, n FROM delivery_tallies
-             WHERE warning_id IN (SELECT id FROM shown)
-            UNION ALL
-            SELECT warning_id, state, n FROM delivery_tally_changes
-             WHERE warning_id IN (SELECT id FROM shown)) AS t
-     GROUP BY t.warning_id, t.state
-    HAVING sum(t.n) > 0
 ), sent AS (
-    SELECT warning_id, jsonb_object_agg(state, n) AS by_state
-      FROM counted
-     GROUP BY warning_id
+    SELECT t.warning_id, sum(t.queued) AS queued, sum(t.sending) AS sending,
+           sum(t.sent) AS sent, sum(t.delivered) AS delivered, sum(t.failed) AS failed,
+           sum(t.cancelled) AS cancelled
+      FROM (SELECT * FROM delivery_tallies WHERE warning_id IN (SELECT id FROM shown)
+            UNION ALL
+            SELECT * FROM delivery_tally_changes WHERE warning_id IN (SELECT id FROM shown)) AS t
+     GROUP BY t.warning_id
 ), calls AS (
     SELECT c.warning_id,
            count(*) AS total,
@@ -55,7 +50,10 @@ WITH shown AS (
      WHERE t.warning_id IN (SELECT id FROM shown)
      GROUP BY t.warning_id
 )
-SELECT s.*, coalesce(d.by_state, '{}') AS by_state,
+SELECT s.*,
+       coalesce(d.queued, 0) AS queued, coalesce(d.sending, 0) AS sending,
+       coalesce(d.sent, 0) AS sent, coalesce(d.delivered, 0) AS delivered,
+       coalesce(d.failed, 0) AS failed, coalesce(d.cancelled, 0) AS cancelled,
        coalesce(c.total, 0) AS c_total, coalesce(c.on_time, 0) AS c_on_time,
        coalesce(c.late, 0) AS c_late, coalesce(c.open, 0) AS c_open,
        coalesce(c.overdue, 0) AS c_overdue, coalesce(c.escalated, 0) AS c_escalated,

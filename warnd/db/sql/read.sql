@@ -17,19 +17,25 @@ SELECT id, source, sender, identifier, sent, status, msg_type, hazard, level, ev
  LIMIT $3;
 
 -- name: delivery_counts
--- A warning's deliveries counted by audience and state, with the first and last hand-over: read
--- from the tallies and their unfolded changes (migration 012), never from the deliveries.
--- $1 warning id
-SELECT audience, state, sum(n)::bigint AS n, min(first_sent) AS first_sent,
-       max(last_sent) AS last_sent
-  FROM (SELECT audience, state, n, first_sent, last_sent
-          FROM delivery_tallies WHERE warning_id = $1
-        UNION ALL
-        SELECT audience, state, n, first_sent, last_sent
-          FROM delivery_tally_changes WHERE warning_id = $1) AS t
- GROUP BY audience, state
-HAVING sum(n) > 0
- ORDER BY audience, state;
+-- A warning's deliveries counted by audience and state, with the first and last hand-over of the
+-- audience: read from the tallies and their unfolded changes (migration 012), never from the
+-- deliveries. $1 warning id
+WITH per_audience AS (
+    SELECT audience, sum(queued) AS queued, sum(sending) AS sending, sum(sent) AS sent,
+           sum(delivered) AS delivered, sum(failed) AS failed, sum(cancelled) AS cancelled,
+           min(first_sent) AS first_sent, max(last_sent) AS last_sent
+      FROM (SELECT * FROM delivery_tallies WHERE warning_id = $1
+            UNION ALL
+            SELECT * FROM delivery_tally_changes WHERE warning_id = $1) AS t
+     GROUP BY audience
+)
+SELECT a.audience, s.state, s.n, a.first_sent, a.last_sent
+  FROM per_audience a
+ CROSS JOIN LATERAL (VALUES ('cancelled', a.cancelled), ('delivered', a.delivered),
+                            ('failed', a.failed), ('queued', a.queued), ('sending', a.sending),
+                            ('sent', a.sent)) AS s(state, n)
+ WHERE s.n > 0
+ ORDER BY a.audience, s.state;
 
 -- name: progress_by_division
 -- One warning rolled up to the divisions of one level: its deliveries by state, its call-outs
@@ -47,22 +53,19 @@ HAVING sum(n) > 0
 -- $1 warning id, $2 code prefix length of the level (6 county, 9 town, 12 village), $3 now
 WITH per_code AS (
     SELECT x.division_code AS code,
-           sum(x.n)::bigint AS total,
-           coalesce(sum(x.n) FILTER (WHERE x.state = 'queued'), 0)::bigint AS queued,
-           coalesce(sum(x.n) FILTER (WHERE x.state = 'sending'), 0)::bigint AS sending,
-           coalesce(sum(x.n) FILTER (WHERE x.state = 'sent'), 0)::bigint AS sent,
-           coalesce(sum(x.n) FILTER (WHERE x.state = 'delivered'), 0)::bigint AS delivered,
-           coalesce(sum(x.n) FILTER (WHERE x.state = 'failed'), 0)::bigint AS failed,
-           coalesce(sum(x.n) FILTER (WHERE x.state = 'cancelled'), 0)::bigint AS cancelled,
+           sum(x.queued + x.sending + x.sent + x.delivered + x.failed + x.cancelled) AS total,
+           sum(x.queued) AS queued, sum(x.sending) AS sending, sum(x.sent) AS sent,
+           sum(x.delivered) AS delivered, sum(x.failed) AS failed,
+           sum(x.cancelled) AS cancelled,
            0 AS c_total, 0 AS c_on_time, 0 AS c_late, 0 AS c_open, 0 AS c_overdue,
            0 AS c_escalated, 0 AS c_closed,
            0 AS t_total, 0 AS t_done, 0 AS t_open, 0 AS t_overdue, 0 AS t_persons,
            0 AS t_reached, 0 AS s_total, 0 AS s_offline
-      FROM (SELECT division_code, state, n FROM delivery_tallies WHERE warning_id = $1
+      FROM (SELECT * FROM delivery_tallies WHERE warning_id = $1
             UNION ALL
-            SELECT division_code, state, n FROM delivery_tally_changes WHERE warning_id = $1) x
+            SELECT * FROM delivery_tally_changes WHERE warning_id = $1) AS x
      GROUP BY x.division_code
-    HAVING sum(x.n) <> 0  -- a division whose deliveries were all deleted: no row, as before
+    HAVING sum(x.queued + x.sending + x.sent + x.delivered + x.failed + x.cancelled) <> 0
     UNION ALL
     SELECT r.division_code, 0, 0, 0, 0, 0, 0, 0,
            count(*),
