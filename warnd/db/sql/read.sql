@@ -52,11 +52,14 @@ SELECT a.audience, s.state, s.n, a.first_sent, a.last_sent
 -- Speakers: those known in the covered villages, and how many are offline now.
 -- $1 warning id, $2 code prefix length of the level (6 county, 9 town, 12 village), $3 now
 WITH per_code AS (
+    -- Counts as integer (a division holds fewer than 2^31 of anything), so that summing them
+    -- per level below is bigint arithmetic, not numeric.
     SELECT x.division_code AS code,
-           sum(x.queued + x.sending + x.sent + x.delivered + x.failed + x.cancelled) AS total,
-           sum(x.queued) AS queued, sum(x.sending) AS sending, sum(x.sent) AS sent,
-           sum(x.delivered) AS delivered, sum(x.failed) AS failed,
-           sum(x.cancelled) AS cancelled,
+           sum(x.queued + x.sending + x.sent + x.delivered + x.failed + x.cancelled)::integer
+               AS total,
+           sum(x.queued)::integer AS queued, sum(x.sending)::integer AS sending,
+           sum(x.sent)::integer AS sent, sum(x.delivered)::integer AS delivered,
+           sum(x.failed)::integer AS failed, sum(x.cancelled)::integer AS cancelled,
            0 AS c_total, 0 AS c_on_time, 0 AS c_late, 0 AS c_open, 0 AS c_overdue,
            0 AS c_escalated, 0 AS c_closed,
            0 AS t_total, 0 AS t_done, 0 AS t_open, 0 AS t_overdue, 0 AS t_persons,
@@ -68,15 +71,16 @@ WITH per_code AS (
     HAVING sum(x.queued + x.sending + x.sent + x.delivered + x.failed + x.cancelled) <> 0
     UNION ALL
     SELECT r.division_code, 0, 0, 0, 0, 0, 0, 0,
-           count(*),
-           count(*) FILTER (WHERE c.state = 'acknowledged' AND NOT c.ack_late),
-           count(*) FILTER (WHERE c.state = 'acknowledged' AND c.ack_late),
-           count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')),
-           count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')
-                              AND c.deadline < $3::timestamptz),
-           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM callout_events e
-                                           WHERE e.callout_id = c.id AND e.kind = 'step_fired')),
-           count(*) FILTER (WHERE c.state = 'closed'),
+           count(*)::integer,
+           (count(*) FILTER (WHERE c.state = 'acknowledged' AND NOT c.ack_late))::integer,
+           (count(*) FILTER (WHERE c.state = 'acknowledged' AND c.ack_late))::integer,
+           (count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')))::integer,
+           (count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')
+                               AND c.deadline < $3::timestamptz))::integer,
+           (count(*) FILTER (WHERE EXISTS (SELECT 1 FROM callout_events e
+                                            WHERE e.callout_id = c.id
+                                              AND e.kind = 'step_fired')))::integer,
+           (count(*) FILTER (WHERE c.state = 'closed'))::integer,
            0, 0, 0, 0, 0, 0, 0, 0
       FROM callouts c
       JOIN responders r ON r.id = c.responder_id
@@ -84,25 +88,25 @@ WITH per_code AS (
      GROUP BY r.division_code
     UNION ALL
     SELECT t.village_code, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           count(*),
-           count(*) FILTER (WHERE t.state = 'done'),
-           count(*) FILTER (WHERE t.state IN ('open', 'escalated')),
-           count(*) FILTER (WHERE t.state IN ('open', 'escalated')
-                              AND t.deadline < $3::timestamptz),
-           sum(t.targets),
-           sum(least(t.done, t.targets)), 0, 0
+           count(*)::integer,
+           (count(*) FILTER (WHERE t.state = 'done'))::integer,
+           (count(*) FILTER (WHERE t.state IN ('open', 'escalated')))::integer,
+           (count(*) FILTER (WHERE t.state IN ('open', 'escalated')
+                               AND t.deadline < $3::timestamptz))::integer,
+           sum(t.targets)::integer,
+           sum(least(t.done, t.targets))::integer, 0, 0
       FROM field_tasks t
      WHERE t.warning_id = $1
      GROUP BY t.village_code
     UNION ALL
     SELECT s.division_code, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           count(*), count(*) FILTER (WHERE NOT s.online)
+           count(*)::integer, (count(*) FILTER (WHERE NOT s.online))::integer
       FROM speakers s
       JOIN warning_villages wv ON wv.warning_id = $1 AND wv.village_code = s.division_code
      GROUP BY s.division_code
 ),
 rolled AS (
-    SELECT rpad(left(p.code, $2), 12, '0') AS code,
+    SELECT rpad(left(p.code, $2), 12, '0') COLLATE "C" AS code,
            sum(p.total)::bigint AS total, sum(p.queued)::bigint AS queued,
            sum(p.sending)::bigint AS sending, sum(p.sent)::bigint AS sent,
            sum(p.delivered)::bigint AS delivered, sum(p.failed)::bigint AS failed,
