@@ -9,10 +9,10 @@ each console read, server-side (the time of the function call, as a handler woul
 
 - ``board``: the board page: ``board_figures`` (warnings under way with their deliveries,
   call-outs and field tasks) and the first page of refused feed messages;
-- ``warning_page``: the warning's page: its detail, the roll-up per county, town and village,
-  and the first page of the 未叫应名单 (overdue call-outs);
-- ``progress``: ``GET /api/v1/warnings/{id}/progress`` at its default level (town) and at the
-  village level, the heaviest (the worse of the two is reported);
+- ``warning_page``: the warning's page as it opens: its detail, the roll-up per county and per
+  town, and the first page of the 未叫应名单 (overdue call-outs);
+- ``progress``: ``GET /api/v1/warnings/{id}/progress`` at its default level (town). The village
+  level of the whole city (6,000 rows) is timed too and reported as ``progress_village_*``;
 - ``sse_update``: one live update: ``board_figures`` serialised to JSON.
 
 For comparison it also times, once, the roll-up read the old way (counting the deliveries).
@@ -184,16 +184,16 @@ async def console(households: int, *, reuse: bool, rounds: int, rate: float) -> 
             channels={channel.name: channel},
         )
         samples = await _measure(services, channel, warning_id, rounds)
-    progress_all = samples["progress"] + samples["progress_village"]
     return {
         "deliveries": deliveries,
         "board_ms_p99": round(p99(samples["board"]), 1),
         "warning_page_ms_p99": round(p99(samples["warning_page"]), 1),
-        "progress_ms_p99": round(p99(progress_all), 1),
+        "progress_ms_p99": round(p99(samples["progress"]), 1),
         "sse_update_ms_p99": round(p99(samples["sse_update"]), 1),
         "board_ms_p50": round(p50(samples["board"]), 1),
         "warning_page_ms_p50": round(p50(samples["warning_page"]), 1),
-        "progress_town_ms_p50": round(p50(samples["progress"]), 1),
+        "progress_ms_p50": round(p50(samples["progress"]), 1),
+        "progress_village_ms_p99": round(p99(samples["progress_village"]), 1),
         "progress_village_ms_p50": round(p50(samples["progress_village"]), 1),
         "sse_update_ms_p50": round(p50(samples["sse_update"]), 1),
         "progress_from_deliveries_ms": round(min(old), 1),
@@ -218,7 +218,7 @@ async def _measure(
 
     async def warning_page() -> None:
         await warning_detail(services, warning_id)
-        for level in ("county", "town", "village"):
+        for level in ("county", "town"):
             await progress(services, warning_id, level)
         overdue = CalloutFilter(overdue_at=clock.now())  # the 未叫应名单, as ?overdue=true
         await callouts_page(services, warning_id, overdue, after=0, limit=LIST_PAGE)
