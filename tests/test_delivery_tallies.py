@@ -118,6 +118,9 @@ async def assert_reads_agree(pool: asyncpg.Pool, clock: ManualClock, warning_id:
     if on_board:
         assert on_board[0].by_state == by_state
         assert on_board[0].deliveries == sum(truth.values())
+        assert on_board[0].callouts == detail.callouts  # the same call-outs, read once more
+    else:
+        assert detail.state not in ("active", "pending_approval")
 
 
 def results(claimed: Sequence[Claimed], outcome: Outcome, reason: Reason) -> list[SendResult]:
