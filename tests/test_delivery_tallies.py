@@ -224,7 +224,7 @@ async def test_a_mixed_round_is_tallied_exactly(pool: asyncpg.Pool, policy: Poli
 async def test_a_fresh_database_folds_nothing_and_reads_nothing(pool: asyncpg.Pool) -> None:
     assert await fold_tallies(pool) == 0
     board = await board_figures(services(pool, ManualClock(DAYTIME)))
-    assert board.warnings == [] and board.pending_approval == 0
+    assert board.warnings == [] and board.pending_approval == 0 and not board.more_warnings
 
 
 async def test_emptying_the_outbox_empties_its_tallies(pool: asyncpg.Pool, policy: Policy) -> None:

@@ -22,7 +22,7 @@ from warnd.app.views import (
 from warnd.db import Conn
 from warnd.db.queries import sql
 
-BOARD_WARNINGS: Final = 50  # more under way at once is a disaster of its own: the list says so
+BOARD_WARNINGS: Final = 50  # more under way at once is a disaster of its own: the board says so
 
 
 async def board_figures(services: Services) -> BoardFigures:
@@ -34,13 +34,14 @@ async def board_figures(services: Services) -> BoardFigures:
         services.pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
-        rows = await conn.fetch(sql("board_warnings"), now, BOARD_WARNINGS)
+        rows = await conn.fetch(sql("board_warnings"), now, BOARD_WARNINGS + 1)
         signals = await conn.fetchrow(sql("board_signals"))
     assert signals is not None  # scalar subqueries always make their row
-    warnings = [_board_warning(r) for r in rows]
+    warnings = [_board_warning(r) for r in rows[:BOARD_WARNINGS]]
     return BoardFigures(
         as_of=now,
         warnings=warnings,
+        more_warnings=len(rows) > BOARD_WARNINGS,
         pending_approval=sum(w.state == "pending_approval" for w in warnings),
         silent_feeds=list(signals["silent_feeds"]),
         speakers_online=signals["speakers_online"],

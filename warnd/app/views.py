@@ -310,6 +310,7 @@ class BoardFigures(BaseModel):
 
     as_of: datetime = Field(description="the time overdue is reckoned at")
     warnings: list[BoardWarning] = Field(description="active or awaiting approval, newest first")
+    more_warnings: bool = Field(description="more are under way than the board lists (the oldest)")
     pending_approval: int = Field(description="of them, waiting for a second officer")
     silent_feeds: list[str]
     speakers_online: int
