@@ -35,6 +35,8 @@ DECLARED_TABLES = {
     "blind_drills",
     "console_users",
     "console_sessions",
+    "delivery_tallies",
+    "delivery_tally_changes",
 }
 
 

@@ -281,6 +281,44 @@ class DivisionProgress(BaseModel):
     speakers_offline: int = Field(description="of them, offline now")
 
 
+class BoardWarning(BaseModel):
+    """One warning on the duty officer's board: what it is and how far it got."""
+
+    id: int
+    source: str
+    status: str = Field(description="Actual, Exercise (演练) …")
+    msg_type: str
+    hazard: str
+    level: str
+    event: str
+    headline: str
+    area_desc: str
+    state: str
+    plan_state: str
+    author: str | None
+    approver: str | None
+    received_at: datetime
+    expires: datetime | None
+    deliveries: int = Field(description="deliveries planned so far, in every state")
+    by_state: dict[str, int] = Field(description="delivery state → count (none: left out)")
+    callouts: CalloutSummary
+    field_tasks: FieldTaskProgress
+
+
+class BoardFigures(BaseModel):
+    """The board's live figures (值班台), recomputed for every live update."""
+
+    as_of: datetime = Field(description="the time overdue is reckoned at")
+    warnings: list[BoardWarning] = Field(description="active or awaiting approval, newest first")
+    more_warnings: bool = Field(description="more are under way than the board lists (the oldest)")
+    pending_approval: int = Field(description="of them, waiting for a second officer")
+    silent_feeds: list[str]
+    speakers_online: int
+    speakers_offline: int
+    latest_rejected_id: int | None = Field(description="the newest refused feed message")
+    simulated: bool
+
+
 class ProgressReport(BaseModel):
     """A warning rolled up per division of one level; people above it are in no row."""
 

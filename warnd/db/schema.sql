@@ -288,6 +288,150 @@ CREATE INDEX deliveries_task ON deliveries (task_id) WHERE task_id IS NOT NULL;
 CREATE INDEX deliveries_broadcast_failed ON deliveries (warning_id)
     WHERE audience = 'broadcast' AND state = 'failed';
 
+-- Deliveries counted per (warning, division, audience) and state (migration 012): every
+-- statement that changes deliveries appends its net change per key to delivery_tally_changes
+-- (a statement-level trigger over the transition tables, taking no lock another writer waits
+-- on); fold_delivery_tallies() moves the changes into delivery_tallies. Readers add both, so
+-- counts are exact at any moment. first_sent / last_sent bound the sent_at of the rows that
+-- entered a key (sent_at is written once and never cleared). The trigger and the fold run as
+-- the owner: the runtime role only reads the figures.
+CREATE TABLE delivery_tallies (
+    warning_id     bigint NOT NULL,
+    division_code  text NOT NULL,
+    audience       text NOT NULL,
+    -- One column per state rather than a row per state: a read sums a sixth of the rows.
+    queued         integer NOT NULL,
+    sending        integer NOT NULL,
+    sent           integer NOT NULL,
+    delivered      integer NOT NULL,
+    failed         integer NOT NULL,
+    cancelled      integer NOT NULL,
+    first_sent     timestamptz,
+    last_sent      timestamptz,
+    PRIMARY KEY (warning_id, division_code, audience)
+);
+
+-- No foreign key to warnings, as on deliveries: its check would take a share lock on the
+-- warning's row in every dispatch statement, and wait behind an officer's amendment holding it.
+CREATE TABLE delivery_tally_changes (
+    warning_id     bigint NOT NULL,
+    division_code  text NOT NULL,
+    audience       text NOT NULL,
+    queued         integer NOT NULL,
+    sending        integer NOT NULL,
+    sent           integer NOT NULL,
+    delivered      integer NOT NULL,
+    failed         integer NOT NULL,
+    cancelled      integer NOT NULL,
+    first_sent     timestamptz,
+    last_sent      timestamptz
+);
+CREATE INDEX delivery_tally_changes_warning ON delivery_tally_changes (warning_id);
+
+CREATE FUNCTION tally_deliveries() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+    -- Rows leaving (old) count -1 in their state, rows arriving (new) +1; an insert has no old
+    -- rows and a delete no new ones. Keys whose counts net to zero (an update that moved no row
+    -- between states: a gateway id, a lease) leave nothing.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO delivery_tally_changes
+        SELECT warning_id, division_code, audience,
+               count(*) FILTER (WHERE state = 'queued'),
+               count(*) FILTER (WHERE state = 'sending'),
+               count(*) FILTER (WHERE state = 'sent'),
+               count(*) FILTER (WHERE state = 'delivered'),
+               count(*) FILTER (WHERE state = 'failed'),
+               count(*) FILTER (WHERE state = 'cancelled'),
+               min(sent_at), max(sent_at)
+          FROM new_rows
+         GROUP BY warning_id, division_code, audience;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO delivery_tally_changes
+        SELECT warning_id, division_code, audience,
+               -count(*) FILTER (WHERE state = 'queued'),
+               -count(*) FILTER (WHERE state = 'sending'),
+               -count(*) FILTER (WHERE state = 'sent'),
+               -count(*) FILTER (WHERE state = 'delivered'),
+               -count(*) FILTER (WHERE state = 'failed'),
+               -count(*) FILTER (WHERE state = 'cancelled'),
+               NULL, NULL
+          FROM old_rows
+         GROUP BY warning_id, division_code, audience;
+    ELSE
+        INSERT INTO delivery_tally_changes
+        SELECT c.* FROM (
+            SELECT warning_id, division_code, audience,
+                   coalesce(sum(n) FILTER (WHERE state = 'queued'), 0)::integer AS queued,
+                   coalesce(sum(n) FILTER (WHERE state = 'sending'), 0)::integer AS sending,
+                   coalesce(sum(n) FILTER (WHERE state = 'sent'), 0)::integer AS sent,
+                   coalesce(sum(n) FILTER (WHERE state = 'delivered'), 0)::integer AS delivered,
+                   coalesce(sum(n) FILTER (WHERE state = 'failed'), 0)::integer AS failed,
+                   coalesce(sum(n) FILTER (WHERE state = 'cancelled'), 0)::integer AS cancelled,
+                   min(sent_at) AS first_sent, max(sent_at) AS last_sent
+              FROM (SELECT warning_id, division_code, audience, state, -1 AS n,
+                           NULL::timestamptz AS sent_at
+                      FROM old_rows
+                    UNION ALL
+                    SELECT warning_id, division_code, audience, state, 1, sent_at
+                      FROM new_rows) AS moved
+             GROUP BY warning_id, division_code, audience) AS c
+         WHERE (c.queued, c.sending, c.sent, c.delivered, c.failed, c.cancelled)
+               <> (0, 0, 0, 0, 0, 0);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER deliveries_tally_insert AFTER INSERT ON deliveries
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_deliveries();
+CREATE TRIGGER deliveries_tally_update AFTER UPDATE ON deliveries
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_deliveries();
+CREATE TRIGGER deliveries_tally_delete AFTER DELETE ON deliveries
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_deliveries();
+
+-- Emptying the outbox (the owner, in a benchmark's reset) empties its counts. A reset under
+-- session_replication_role = replica fires no trigger: it must name both tables itself.
+CREATE FUNCTION truncate_delivery_tallies() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+    TRUNCATE delivery_tallies, delivery_tally_changes;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER deliveries_tally_truncate AFTER TRUNCATE ON deliveries
+    FOR EACH STATEMENT EXECUTE FUNCTION truncate_delivery_tallies();
+
+-- Move the changes into the tallies; the number of change rows folded. Keys are written in
+-- order, so two folds at once wait for each other instead of deadlocking.
+CREATE FUNCTION fold_delivery_tallies() RETURNS bigint
+LANGUAGE sql SECURITY DEFINER SET search_path = public AS $$
+    WITH moved AS (
+        DELETE FROM delivery_tally_changes RETURNING *
+    ), folded AS (
+        INSERT INTO delivery_tallies AS t
+        SELECT warning_id, division_code, audience, sum(queued), sum(sending), sum(sent),
+               sum(delivered), sum(failed), sum(cancelled), min(first_sent), max(last_sent)
+          FROM moved
+         GROUP BY warning_id, division_code, audience
+         ORDER BY warning_id, division_code, audience
+        ON CONFLICT (warning_id, division_code, audience) DO UPDATE
+           SET queued = t.queued + excluded.queued,
+               sending = t.sending + excluded.sending,
+               sent = t.sent + excluded.sent,
+               delivered = t.delivered + excluded.delivered,
+               failed = t.failed + excluded.failed,
+               cancelled = t.cancelled + excluded.cancelled,
+               first_sent = least(t.first_sent, excluded.first_sent),
+               last_sent = greatest(t.last_sent, excluded.last_sent)
+        RETURNING 1
+    )
+    SELECT count(*) FROM moved;
+$$;
+
 -- Inbound events from channels that matched nothing yet (replies, unknown receipts), for the
 -- officer.
 CREATE TABLE inbound_events (
@@ -602,4 +746,6 @@ GRANT SELECT, INSERT, UPDATE ON eew_reports TO warnd_app;
 GRANT SELECT, INSERT, UPDATE ON blind_drills TO warnd_app;
 GRANT SELECT, INSERT, UPDATE ON console_users TO warnd_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON console_sessions TO warnd_app;
+GRANT SELECT ON delivery_tallies, delivery_tally_changes TO warnd_app;
+GRANT EXECUTE ON FUNCTION fold_delivery_tallies() TO warnd_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO warnd_app;

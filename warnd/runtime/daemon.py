@@ -23,6 +23,7 @@ from aiohttp import web
 
 from channels.base import Channel
 from channels.registry import ChannelConfigError, build_channels
+from warnd.app.board import fold_tallies
 from warnd.app.metrics import ChannelHealth, Metrics
 from warnd.app.services import Services, max_chars
 from warnd.core.clock import Clock, ScaledClock, SystemClock
@@ -331,6 +332,7 @@ class Daemon:
                 await dispatcher.notify_skipped_callouts()
                 await inbound.match_early_receipts()
                 await pool.execute(sql("expire_warnings"), self.clock.now())
+                await fold_tallies(pool)  # keeps what the board's reads add up short
                 await pool.execute(
                     sql("prune_reply_counts"), self.clock.now() - timedelta(minutes=10)
                 )

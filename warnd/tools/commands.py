@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from warnd.tools import bench_broadcast  # noqa: F401 - registers ``bench broadcast``
+from warnd.tools import (
+    bench_broadcast,  # noqa: F401 - registers ``bench broadcast``
+    bench_console,  # noqa: F401 - registers ``bench console``
+)
 from warnd.tools.bench_callouts import acks_command, escalation_command
 from warnd.tools.bench_eew import eew_command
 from warnd.tools.bench_fanout import bench

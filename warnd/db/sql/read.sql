@@ -17,101 +17,119 @@ SELECT id, source, sender, identifier, sent, status, msg_type, hazard, level, ev
  LIMIT $3;
 
 -- name: delivery_counts
--- A warning's deliveries counted by audience and state, with the first and last hand-over.
--- $1 warning id
-SELECT audience, state, count(*) AS n, min(sent_at) AS first_sent, max(sent_at) AS last_sent
-  FROM deliveries
- WHERE warning_id = $1
- GROUP BY audience, state
- ORDER BY audience, state;
+-- A warning's deliveries counted by audience and state, with the first and last hand-over of the
+-- audience: read from the tallies and their unfolded changes (migration 012), never from the
+-- deliveries. $1 warning id
+WITH per_audience AS (
+    SELECT audience, sum(queued) AS queued, sum(sending) AS sending, sum(sent) AS sent,
+           sum(delivered) AS delivered, sum(failed) AS failed, sum(cancelled) AS cancelled,
+           min(first_sent) AS first_sent, max(last_sent) AS last_sent
+      FROM (SELECT * FROM delivery_tallies WHERE warning_id = $1
+            UNION ALL
+            SELECT * FROM delivery_tally_changes WHERE warning_id = $1) AS t
+     GROUP BY audience
+)
+SELECT a.audience, s.state, s.n, a.first_sent, a.last_sent
+  FROM per_audience a
+ CROSS JOIN LATERAL (VALUES ('cancelled', a.cancelled), ('delivered', a.delivered),
+                            ('failed', a.failed), ('queued', a.queued), ('sending', a.sending),
+                            ('sent', a.sent)) AS s(state, n)
+ WHERE s.n > 0
+ ORDER BY a.audience, s.state;
 
 -- name: progress_by_division
 -- One warning rolled up to the divisions of one level: its deliveries by state, its call-outs
 -- (叫应) and its field tasks. Each thing counts under the division of that level that contains
 -- its person: a delivery's recipient, a call-out's responder, a task's village. People above the
 -- level (a county head in a town roll-up) are in no row of it.
--- Each source is first counted per division code of its own rows (a city-wide warning has
--- millions of deliveries but a few thousand codes), and only those counts meet the divisions
--- table and the prefix arithmetic.
+-- Each source is rolled up to the level on its own (narrow rows, one aggregate each), and the
+-- four meet by division code at the end. Deliveries are read from their tallies and unfolded
+-- changes (migration 012): a city-wide warning has millions of deliveries but a few tens of
+-- thousands of tallies, so the read costs the divisions and the responders, not the deliveries.
+-- Codes are digits: grouped and ordered byte-wise (COLLATE "C"), the order is the same.
 -- Call-outs: open means pending, notified or escalated; overdue is open and past the deadline
 -- at $3; escalated counts those at least one escalation step has fired for. Field tasks: done
 -- is state done; persons are the people the tasks are about, reached what was reported done.
 -- Speakers: those known in the covered villages, and how many are offline now.
 -- $1 warning id, $2 code prefix length of the level (6 county, 9 town, 12 village), $3 now
-WITH per_code AS (
-    SELECT x.division_code AS code,
-           count(*) AS total,
-           count(*) FILTER (WHERE x.state = 'queued') AS queued,
-           count(*) FILTER (WHERE x.state = 'sending') AS sending,
-           count(*) FILTER (WHERE x.state = 'sent') AS sent,
-           count(*) FILTER (WHERE x.state = 'delivered') AS delivered,
-           count(*) FILTER (WHERE x.state = 'failed') AS failed,
-           count(*) FILTER (WHERE x.state = 'cancelled') AS cancelled,
-           0 AS c_total, 0 AS c_on_time, 0 AS c_late, 0 AS c_open, 0 AS c_overdue,
-           0 AS c_escalated, 0 AS c_closed,
-           0 AS t_total, 0 AS t_done, 0 AS t_open, 0 AS t_overdue, 0 AS t_persons,
-           0 AS t_reached, 0 AS s_total, 0 AS s_offline
-      FROM deliveries x
-     WHERE x.warning_id = $1
-     GROUP BY x.division_code
-    UNION ALL
-    SELECT r.division_code, 0, 0, 0, 0, 0, 0, 0,
-           count(*),
-           count(*) FILTER (WHERE c.state = 'acknowledged' AND NOT c.ack_late),
-           count(*) FILTER (WHERE c.state = 'acknowledged' AND c.ack_late),
-           count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')),
+WITH within AS (
+    -- The divisions at the level or below: what a row of the level may count.
+    SELECT code, rpad(left(code, $2), 12, '0') COLLATE "C" AS rolled
+      FROM divisions
+     WHERE code_prefix_length(level) >= $2
+), sent AS (
+    SELECT w.rolled AS code,
+           sum(x.queued + x.sending + x.sent + x.delivered + x.failed + x.cancelled) AS total,
+           sum(x.queued) AS queued, sum(x.sending) AS sending, sum(x.sent) AS sent,
+           sum(x.delivered) AS delivered, sum(x.failed) AS failed,
+           sum(x.cancelled) AS cancelled
+      FROM (SELECT * FROM delivery_tallies WHERE warning_id = $1
+            UNION ALL
+            SELECT * FROM delivery_tally_changes WHERE warning_id = $1) AS x
+      JOIN within w ON w.code = x.division_code
+     GROUP BY w.rolled
+    HAVING sum(x.queued + x.sending + x.sent + x.delivered + x.failed + x.cancelled) <> 0
+), called AS (
+    SELECT w.rolled AS code,
+           count(*) AS c_total,
+           count(*) FILTER (WHERE c.state = 'acknowledged' AND NOT c.ack_late) AS c_on_time,
+           count(*) FILTER (WHERE c.state = 'acknowledged' AND c.ack_late) AS c_late,
+           count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')) AS c_open,
            count(*) FILTER (WHERE c.state IN ('pending', 'notified', 'escalated')
-                              AND c.deadline < $3::timestamptz),
+                              AND c.deadline < $3::timestamptz) AS c_overdue,
            count(*) FILTER (WHERE EXISTS (SELECT 1 FROM callout_events e
-                                           WHERE e.callout_id = c.id AND e.kind = 'step_fired')),
-           count(*) FILTER (WHERE c.state = 'closed'),
-           0, 0, 0, 0, 0, 0, 0, 0
+                                           WHERE e.callout_id = c.id AND e.kind = 'step_fired'))
+               AS c_escalated,
+           count(*) FILTER (WHERE c.state = 'closed') AS c_closed
       FROM callouts c
       JOIN responders r ON r.id = c.responder_id
+      JOIN within w ON w.code = r.division_code
      WHERE c.warning_id = $1
-     GROUP BY r.division_code
-    UNION ALL
-    SELECT t.village_code, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           count(*),
-           count(*) FILTER (WHERE t.state = 'done'),
-           count(*) FILTER (WHERE t.state IN ('open', 'escalated')),
+     GROUP BY w.rolled
+), tasked AS (
+    SELECT w.rolled AS code,
+           count(*) AS t_total,
+           count(*) FILTER (WHERE t.state = 'done') AS t_done,
+           count(*) FILTER (WHERE t.state IN ('open', 'escalated')) AS t_open,
            count(*) FILTER (WHERE t.state IN ('open', 'escalated')
-                              AND t.deadline < $3::timestamptz),
-           sum(t.targets),
-           sum(least(t.done, t.targets)), 0, 0
+                              AND t.deadline < $3::timestamptz) AS t_overdue,
+           sum(t.targets)::bigint AS t_persons,
+           sum(least(t.done, t.targets))::bigint AS t_reached
       FROM field_tasks t
+      JOIN within w ON w.code = t.village_code
      WHERE t.warning_id = $1
-     GROUP BY t.village_code
-    UNION ALL
-    SELECT s.division_code, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-           count(*), count(*) FILTER (WHERE NOT s.online)
+     GROUP BY w.rolled
+), heard AS (
+    SELECT w.rolled AS code, count(*) AS s_total, count(*) FILTER (WHERE NOT s.online) AS s_offline
       FROM speakers s
       JOIN warning_villages wv ON wv.warning_id = $1 AND wv.village_code = s.division_code
-     GROUP BY s.division_code
-),
-rolled AS (
-    SELECT rpad(left(p.code, $2), 12, '0') AS code,
-           sum(p.total)::bigint AS total, sum(p.queued)::bigint AS queued,
-           sum(p.sending)::bigint AS sending, sum(p.sent)::bigint AS sent,
-           sum(p.delivered)::bigint AS delivered, sum(p.failed)::bigint AS failed,
-           sum(p.cancelled)::bigint AS cancelled,
-           sum(p.c_total)::bigint AS c_total, sum(p.c_on_time)::bigint AS c_on_time,
-           sum(p.c_late)::bigint AS c_late, sum(p.c_open)::bigint AS c_open,
-           sum(p.c_overdue)::bigint AS c_overdue, sum(p.c_escalated)::bigint AS c_escalated,
-           sum(p.c_closed)::bigint AS c_closed,
-           sum(p.t_total)::bigint AS t_total, sum(p.t_done)::bigint AS t_done,
-           sum(p.t_open)::bigint AS t_open, sum(p.t_overdue)::bigint AS t_overdue,
-           sum(p.t_persons)::bigint AS t_persons, sum(p.t_reached)::bigint AS t_reached,
-           sum(p.s_total)::bigint AS s_total, sum(p.s_offline)::bigint AS s_offline
-      FROM per_code p
-      JOIN divisions dv ON dv.code = p.code
-     WHERE code_prefix_length(dv.level) >= $2
-     GROUP BY 1
+      JOIN within w ON w.code = s.division_code
+     GROUP BY w.rolled
+), codes AS (
+    SELECT code FROM sent UNION SELECT code FROM called
+    UNION SELECT code FROM tasked UNION SELECT code FROM heard
 )
-SELECT g.*, coalesce(d.name, '') AS name
-  FROM rolled g
-  LEFT JOIN divisions d ON d.code = g.code
- ORDER BY g.code;
+SELECT k.code,
+       coalesce(d.total, 0)::bigint AS total, coalesce(d.queued, 0)::bigint AS queued,
+       coalesce(d.sending, 0)::bigint AS sending, coalesce(d.sent, 0)::bigint AS sent,
+       coalesce(d.delivered, 0)::bigint AS delivered, coalesce(d.failed, 0)::bigint AS failed,
+       coalesce(d.cancelled, 0)::bigint AS cancelled,
+       coalesce(c.c_total, 0) AS c_total, coalesce(c.c_on_time, 0) AS c_on_time,
+       coalesce(c.c_late, 0) AS c_late, coalesce(c.c_open, 0) AS c_open,
+       coalesce(c.c_overdue, 0) AS c_overdue, coalesce(c.c_escalated, 0) AS c_escalated,
+       coalesce(c.c_closed, 0) AS c_closed,
+       coalesce(t.t_total, 0) AS t_total, coalesce(t.t_done, 0) AS t_done,
+       coalesce(t.t_open, 0) AS t_open, coalesce(t.t_overdue, 0) AS t_overdue,
+       coalesce(t.t_persons, 0) AS t_persons, coalesce(t.t_reached, 0) AS t_reached,
+       coalesce(h.s_total, 0) AS s_total, coalesce(h.s_offline, 0) AS s_offline,
+       coalesce(n.name, '') AS name
+  FROM codes k
+  LEFT JOIN sent d ON d.code = k.code
+  LEFT JOIN called c ON c.code = k.code
+  LEFT JOIN tasked t ON t.code = k.code
+  LEFT JOIN heard h ON h.code = k.code
+  LEFT JOIN divisions n ON n.code = k.code
+ ORDER BY k.code;
 
 -- name: list_deliveries
 -- One page of a warning's deliveries in id order, with the recipient's name: the responder

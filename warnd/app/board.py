@@ -1,0 +1,98 @@
+"""The duty officer's board (值班台): the live figures of every warning under way.
+
+Every open console asks for them every few seconds (the JSON API, the console's page and its
+live updates call ``board_figures``), so each figure is read from tallies and call-outs: the cost
+grows with divisions and responders, not with the millions of deliveries of a city-wide warning.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import asyncpg
+
+from warnd.app.services import Services
+from warnd.app.views import (
+    DELIVERY_STATES,
+    BoardFigures,
+    BoardWarning,
+    CalloutSummary,
+    FieldTaskProgress,
+)
+from warnd.db import Conn
+from warnd.db.queries import sql
+
+BOARD_WARNINGS: Final = 50  # more under way at once is a disaster of its own: the board says so
+
+
+async def board_figures(services: Services) -> BoardFigures:
+    """Warnings active or waiting for approval with their deliveries, call-outs and field tasks;
+    silent feeds, speakers and the newest refused feed message. One snapshot: the figures of one
+    update never mix two moments."""
+    now = services.clock.now()
+    async with (
+        services.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        rows = await conn.fetch(sql("board_warnings"), now, BOARD_WARNINGS + 1)
+        signals = await conn.fetchrow(sql("board_signals"))
+    assert signals is not None  # scalar subqueries always make their row
+    warnings = [_board_warning(r) for r in rows[:BOARD_WARNINGS]]
+    return BoardFigures(
+        as_of=now,
+        warnings=warnings,
+        more_warnings=len(rows) > BOARD_WARNINGS,
+        pending_approval=sum(w.state == "pending_approval" for w in warnings),
+        silent_feeds=list(signals["silent_feeds"]),
+        speakers_online=signals["speakers_online"],
+        speakers_offline=signals["speakers_offline"],
+        latest_rejected_id=signals["latest_rejected_id"],
+        simulated=services.simulated,
+    )
+
+
+def _board_warning(row: asyncpg.Record) -> BoardWarning:
+    by_state = {state: row[state] for state in DELIVERY_STATES if row[state]}
+    return BoardWarning(
+        id=row["id"],
+        source=row["source"],
+        status=row["status"],
+        msg_type=row["msg_type"],
+        hazard=row["hazard"],
+        level=row["level"],
+        event=row["event"],
+        headline=row["headline"],
+        area_desc=row["area_desc"],
+        state=row["state"],
+        plan_state=row["plan_state"],
+        author=row["author"],
+        approver=row["approver"],
+        received_at=row["received_at"],
+        expires=row["expires"],
+        deliveries=sum(by_state.values()),
+        by_state=by_state,
+        callouts=CalloutSummary(
+            total=row["c_total"],
+            acknowledged_on_time=row["c_on_time"],
+            acknowledged_late=row["c_late"],
+            open=row["c_open"],
+            overdue=row["c_overdue"],
+            escalated=row["c_escalated"],
+            closed=row["c_closed"],
+        ),
+        field_tasks=FieldTaskProgress(
+            total=row["t_total"],
+            done=row["t_done"],
+            open=row["t_open"],
+            overdue=row["t_overdue"],
+            persons=row["t_persons"],
+            reached=row["t_reached"],
+        ),
+    )
+
+
+async def fold_tallies(pool: asyncpg.Pool | Conn) -> int:
+    """Fold the deliveries' tally changes into their tallies; how many change rows were folded.
+    Counts are exact without it: folding keeps what every read adds up short."""
+    folded: int = await pool.fetchval(sql("fold_delivery_tallies"))
+    return folded
