@@ -67,12 +67,21 @@ class Dispatcher:
         self._poll = poll_seconds
         self._recorded = recorded  # set once sent rows carry their gateway ids (for receipts)
         self._stopping = False
+        self._stopped: set[str] = set()  # channels given up (another process holds them now)
 
-    def stop_claiming(self) -> None:
-        """Stopping gracefully: the workers claim nothing more, and return once the batches
-        already handed to their channels have their outcomes recorded (within a poll)."""
-        self._stopping = True
+    def stop_claiming(self, channel: str | None = None) -> None:
+        """Stopping gracefully (one channel's worker, or every one): claim nothing more, and
+        return once the batches already handed to the channel have their outcomes recorded
+        (within a poll)."""
+        if channel is None:
+            self._stopping = True
+        else:
+            self._stopped.add(channel)
         self._wakeup.set()
+
+    def resume_claiming(self, channel: str) -> None:
+        """A channel given up is held here again: its next worker claims."""
+        self._stopped.discard(channel)
 
     async def run_worker(self, channel: Channel) -> None:
         """Send for one channel until cancelled, or until ``stop_claiming`` and the batches on
@@ -96,7 +105,7 @@ class Dispatcher:
                 for task in [t for t in sending if t.done()]:
                     sending.discard(task)
                     task.result()  # a batch that failed to record stops the worker, as before
-                if self._stopping:
+                if self._stopping or channel.name in self._stopped:
                     break
                 claimed = await self.claim(channel, batch_size)
                 if not claimed:
