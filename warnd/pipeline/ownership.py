@@ -56,6 +56,9 @@ log = structlog.get_logger(__name__)
 # not asked to bind every second by every process.
 START_RETRY_SECONDS = 30.0
 
+# A channel taken over is started this many checks after its lock was taken.
+FENCE_ROUNDS = 2
+
 Hand = Callable[[str], Awaitable[None]]  # take or give up one channel, by name
 
 
@@ -87,7 +90,7 @@ class Timing:
 
     @property
     def fence(self) -> float:
-        return 2 * self.check
+        return FENCE_ROUNDS * self.check
 
     @property
     def keepalive(self) -> int:
@@ -107,6 +110,7 @@ class ChannelOwnership:
         take: Hand,
         give_up: Hand,
         takeover_seconds: float = 5.0,
+        name: str | None = None,
     ) -> None:
         self._url = url
         self._keys = {name: channel_key(name) for name in sorted(names)}
@@ -114,14 +118,14 @@ class ChannelOwnership:
         self._take = take
         self._give_up = give_up
         self.timing = Timing(takeover_seconds)
-        self.name = process_name()
+        self.name = name or process_name()
         self._conn: asyncpg.Connection | None = None
         self.held: set[str] = set()  # started here, sending
-        self._fenced: dict[str, float] = {}  # locked here, started when the fence has passed
+        self._fenced: dict[str, int] = {}  # locked here, started from that round on
         self._seen_held: set[str] = set()  # another process held it when last tried
         self.holders: dict[str, str] = {}  # channel -> who holds it, as last seen
-        self._elapsed = 0.0  # seconds of checks run, for the fences
-        self._failed: dict[str, float] = {}  # could not start here: not tried again before then
+        self._rounds = 0  # checks run: fences and retries are counted in rounds
+        self._failed: dict[str, int] = {}  # could not start here: not tried before that round
 
     def owner_of(self, name: str) -> tuple[bool, str | None]:
         """Whether the channel is held (started, sending) here, and who holds it as last seen
@@ -144,11 +148,11 @@ class ChannelOwnership:
         while True:
             await self.round()
             await self._clock.sleep(self.timing.check)
-            self._elapsed += self.timing.check
 
     async def round(self) -> None:
         """One check: the connection still answers (or every channel is given up), the fenced
         channels whose fence has passed are started, the others tried again."""
+        self._rounds += 1
         if self._conn is None:
             try:
                 await self._connect()
@@ -158,20 +162,20 @@ class ChannelOwnership:
         try:
             async with asyncio.timeout(self.timing.ping_timeout):
                 await self._conn_or_raise().fetchval("SELECT 1")
-                for name in [n for n, at in self._fenced.items() if at <= self._elapsed]:
+                for name in [n for n, at in self._fenced.items() if at <= self._rounds]:
                     del self._fenced[name]
                     await self._start(name)
                 wanted = {
                     n
                     for n in set(self._keys) - self.held - set(self._fenced)
-                    if self._failed.get(n, 0.0) <= self._elapsed
+                    if self._failed.get(n, 0) <= self._rounds
                 }
                 taken = await self._try(wanted)
                 for name in taken:
                     if name in self._seen_held:
                         # Taking over: the old owner may not know yet that it lost the lock.
                         log.warning("channel_taking_over", channel=name, fence=self.timing.fence)
-                        self._fenced[name] = self._elapsed + self.timing.fence
+                        self._fenced[name] = self._rounds + FENCE_ROUNDS
                     else:
                         await self._start(name)
                 self._seen_held = wanted - taken
@@ -205,7 +209,7 @@ class ChannelOwnership:
         except Exception:  # e.g. the SMSC refuses the bind: let another process try
             log.exception("channel_start_failed", channel=name, retry_in=START_RETRY_SECONDS)
             self.held.discard(name)
-            self._failed[name] = self._elapsed + START_RETRY_SECONDS
+            self._failed[name] = self._rounds + math.ceil(START_RETRY_SECONDS / self.timing.check)
             await self._conn_or_raise().execute(
                 "SELECT pg_advisory_unlock(2052, $1::int)", self._keys[name]
             )
