@@ -53,7 +53,10 @@ async def gone(db_url: str, name: str) -> None:
     """Until PostgreSQL has ended the session of a closed ownership (and freed its locks)."""
     conn = await connect(db_url)
     try:
-        query = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1)"
+        query = (
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity "
+            "WHERE application_name = $1 AND datname = current_database())"
+        )
         await until(lambda: conn.fetchval(query, name), what=f"the session of {name} to end")
     finally:
         await conn.close()
@@ -104,7 +107,8 @@ async def test_a_holder_whose_connection_breaks_gives_its_channels_up(db_url: st
         assert await standby.first_round() == set()
         # The network between the holder and PostgreSQL fails: the server ends its session.
         await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = $1 AND datname = current_database()",
             "warnd host-a pid 1",
         )
         await holder.round()
@@ -207,3 +211,53 @@ async def test_two_daemons_send_every_message_once_through_the_holder(seeded: st
     for r in rows:
         reached.setdefault(r["audience"], set()).add(r["address"])
     assert reached == seed.RED_RAINSTORM_RENCHENG_BY_AUDIENCE
+
+
+class Counted(RecordingChannel):
+    """A recording channel that counts its starts and stops."""
+
+    def __init__(self, name: str, kind: ChannelKind) -> None:
+        super().__init__(name, kind)
+        self.starts = 0
+        self.stops = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+
+    async def stop(self) -> None:
+        self.stops += 1
+
+
+async def test_a_daemon_that_loses_its_database_connection_stops_sending_then_resumes(
+    seeded: str,
+) -> None:
+    config = load_config_data(SIM_CONFIG, source=Path("<test>"))
+    sms = Counted("sms", ChannelKind.SMS)
+    daemon = Daemon(
+        Settings(http_port=0, takeover_seconds=0.6), config=config, channels={"sms": sms}
+    )
+    conn = await connect(seeded)
+    try:
+        async with daemon.running(seeded) as services:
+            assert (sms.starts, sms.stops) == (1, 0)
+            # The ownership session ends (PostgreSQL restarted, a cable cut): the channel is
+            # given up at the next check, then held again once the connection is back.
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'warnd % pid %' AND datname = current_database()"
+            )
+            await until(lambda: sms.stops == 1, what="the channel given up")
+            await until(lambda: sms.starts == 2, what="the channel held again")
+            assert daemon.port is not None
+            status, body = await post_cap(
+                daemon.port, rainstorm_cap("lost-1", datetime.now(SHANGHAI))
+            )
+            assert status == 201, body
+            sent = (
+                "SELECT count(*) > 0 AND bool_and(state = 'sent') FROM deliveries "
+                "WHERE channel_kind = 'sms'"
+            )
+            await until(lambda: services.pool.fetchval(sent), 30, what="the SMS sent")
+    finally:
+        await conn.close()
+    assert sms.sent

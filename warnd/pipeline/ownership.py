@@ -56,6 +56,15 @@ log = structlog.get_logger(__name__)
 # not asked to bind every second by every process.
 START_RETRY_SECONDS = 30.0
 
+# What a broken ownership connection raises. A session the server ended (pg_terminate_backend, a
+# restart) can leave asyncpg's protocol mid-operation: the next query raises InternalClientError.
+CONNECTION_FAILED = (
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 # A channel taken over is started this many checks after its lock was taken.
 FENCE_ROUNDS = 2
 
@@ -159,29 +168,34 @@ class ChannelOwnership:
             except DatabaseError as exc:
                 log.warning("ownership_connect_failed", error=str(exc))
                 return
+        starting: list[str] = []
         try:
             async with asyncio.timeout(self.timing.ping_timeout):
                 await self._conn_or_raise().fetchval("SELECT 1")
                 for name in [n for n, at in self._fenced.items() if at <= self._rounds]:
                     del self._fenced[name]
-                    await self._start(name)
+                    starting.append(name)
                 wanted = {
                     n
-                    for n in set(self._keys) - self.held - set(self._fenced)
+                    for n in set(self._keys) - self.held - set(self._fenced) - set(starting)
                     if self._failed.get(n, 0) <= self._rounds
                 }
                 taken = await self._try(wanted)
-                for name in taken:
+                for name in sorted(taken):
                     if name in self._seen_held:
                         # Taking over: the old owner may not know yet that it lost the lock.
                         log.warning("channel_taking_over", channel=name, fence=self.timing.fence)
                         self._fenced[name] = self._rounds + FENCE_ROUNDS
                     else:
-                        await self._start(name)
+                        starting.append(name)
                 self._seen_held = wanted - taken
                 await self._read_holders()
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except CONNECTION_FAILED as exc:
             await self.lose(f"{type(exc).__name__}: {exc}")
+            return
+        # Outside the check's timeout: a bind may take longer than a check.
+        for name in starting:
+            await self._start(name)
 
     async def lose(self, reason: str) -> None:
         """The connection failed: give every channel up (they may be another's already), then
@@ -210,9 +224,12 @@ class ChannelOwnership:
             log.exception("channel_start_failed", channel=name, retry_in=START_RETRY_SECONDS)
             self.held.discard(name)
             self._failed[name] = self._rounds + math.ceil(START_RETRY_SECONDS / self.timing.check)
-            await self._conn_or_raise().execute(
-                "SELECT pg_advisory_unlock(2052, $1::int)", self._keys[name]
-            )
+            try:
+                await self._conn_or_raise().execute(
+                    "SELECT pg_advisory_unlock(2052, $1::int)", self._keys[name]
+                )
+            except CONNECTION_FAILED as exc:
+                await self.lose(f"{type(exc).__name__}: {exc}")  # unlocked with the session
 
     async def _try(self, names: set[str]) -> set[str]:
         if not names:
