@@ -129,14 +129,58 @@ class Dispatcher:
             raise
 
     async def _send_batch(self, channel: Channel, bucket: Pacer, claimed: list[Claimed]) -> None:
+        """Send a claimed batch and record its outcomes.
+
+        A queueing channel answers message by message, and a batch of it is up to a second of
+        its rate: so it is handed over in parts of one window, all at once (the channel keeps
+        them in order), and each part is recorded as soon as it comes back, together with the
+        parts that came back meanwhile. What a gateway accepted is then on record within a
+        record's time rather than when the whole batch is done: a process killed mid-batch
+        leaves about a window accepted and unrecorded (sent again when the lease runs out), not
+        a second of the rate (measured: ``warnd bench faults``)."""
         try:
             await bucket.acquire(len(claimed))
-            results = await self._send(channel, claimed)
         except asyncio.CancelledError:
-            # Stopping mid-send: hand the rows back now instead of waiting for the lease.
             await asyncio.shield(self._release(claimed))
             raise
-        await asyncio.shield(self.record(channel.name, claimed, results))
+        size = max(1, channel.limits.window) if channel.limits.queues else len(claimed)
+        if len(claimed) <= size:
+            try:
+                results = await self._send(channel, claimed)
+            except asyncio.CancelledError:
+                # Stopping mid-send: hand the rows back now instead of waiting for the lease.
+                await asyncio.shield(self._release(claimed))
+                raise
+            await asyncio.shield(self.record(channel.name, claimed, results))
+            log.debug("batch_sent", channel=channel.name, size=len(claimed))
+            return
+        parts = {
+            asyncio.create_task(self._send(channel, claimed[i : i + size])): claimed[i : i + size]
+            for i in range(0, len(claimed), size)
+        }
+        pending = set(parts)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                rows: list[Claimed] = []
+                outcomes: list[SendResult] = []
+                for task in done:
+                    rows += parts[task]
+                    outcomes += task.result()
+                await asyncio.shield(self.record(channel.name, rows, outcomes))
+        except asyncio.CancelledError:
+            # Stopping mid-send: the parts still with the channel hand their rows back now
+            # instead of waiting for the lease; those being recorded are recorded.
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.shield(self._release([c for task in pending for c in parts[task]]))
+            raise
+        except BaseException:
+            # A record failed (the database went away): the parts on the wire finish; their
+            # rows wait for the lease rather than go back now (they may have reached a phone).
+            await asyncio.gather(*pending, return_exceptions=True)
+            raise
         log.debug("batch_sent", channel=channel.name, size=len(claimed))
 
     async def claim(self, channel: Channel, limit: int) -> list[Claimed]:
