@@ -1,4 +1,5 @@
-"""Three real ``warnd run`` processes on one database and one SMPP link to a test SMSC.
+"""Three real ``warnd run`` processes on one database and one SMPP link to a test SMSC; and a
+record the database refused for a while, written again rather than sent twice.
 
 The SMSC sees one bind at a time and never more than the link's configured rate, however many
 processes run; the holder killed with SIGKILL mid fan-out is replaced by another, which binds
@@ -13,19 +14,38 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import asyncpg
 import pytest
 import structlog
 
+from channels.base import ChannelKind, SendResult
 from tests import seed
-from tests.fixtures import FEED_TOKEN, free_port, post_cap, rainstorm_cap, start_worker
+from tests.fixtures import (
+    DAYTIME,
+    FEED_TOKEN,
+    RecordingChannel,
+    free_port,
+    plan,
+    post_cap,
+    rainstorm,
+    rainstorm_cap,
+    start_worker,
+)
 from tests.smsc import TestSmsc
 from tests.waiting import until
+from warnd.app.metrics import Metrics
+from warnd.core.clock import ManualClock
+from warnd.core.outcomes import Claimed
+from warnd.db.notify import Wakeup
 from warnd.db.pool import connect
+from warnd.pipeline.dispatch import Dispatcher
+from warnd.policy.model import Policy
 
 log = structlog.get_logger(__name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -167,3 +187,38 @@ async def test_three_processes_one_smpp_link_one_bind_the_rate_and_a_takeover(
     wire = Counter(r["address"].lstrip("+") for r in on_the_wire)
     assert all(n <= wire[a] for a, n in twice.items()), (twice, wire)
     log.info("sent_twice", messages=sum(twice.values()), on_the_wire=len(on_the_wire))
+
+
+async def test_a_record_the_database_refused_for_a_while_is_written_again(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """A database cut after messages went out: their outcomes are recorded once it is back,
+    not left to the lease (which would send them a second time)."""
+    warning_id = await plan(pool, policy, rainstorm())
+    sms = RecordingChannel("sms", ChannelKind.SMS)
+    dispatcher = Dispatcher(pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup())
+    record = dispatcher.record
+    refused: list[int] = []
+
+    async def database_back_on_the_third_try(
+        channel: str, claimed: Sequence[Claimed], results: Sequence[SendResult]
+    ) -> None:
+        if len(refused) < 2:
+            refused.append(len(claimed))
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+        await record(channel, claimed, results)
+
+    dispatcher.record = database_back_on_the_third_try  # type: ignore[method-assign]
+    worker = asyncio.create_task(dispatcher.run_worker(sms))
+    try:
+        unsent = (
+            "SELECT count(*) = 0 FROM deliveries "
+            "WHERE warning_id = $1 AND channel_kind = 'sms' AND state <> 'sent'"
+        )
+        await until(lambda: pool.fetchval(unsent, warning_id), what="every SMS recorded sent")
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert len(refused) == 2
+    sent = [m.key for m in sms.sent]
+    assert len(sent) == len(set(sent))  # each once

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 import asyncpg
 import structlog
@@ -39,6 +40,15 @@ log = structlog.get_logger(__name__)
 # throttled link takes longer; the channel gives back what waits too long, unsent).
 AHEAD_BATCHES = 3
 AHEAD_MESSAGES = 3_000
+# What a record raises while the database is unreachable (a cut cable, a restart): the outcomes
+# are written again rather than lost, since the messages went out.
+UNREACHABLE = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
 
 class Dispatcher:
@@ -151,7 +161,7 @@ class Dispatcher:
                 # Stopping mid-send: hand the rows back now instead of waiting for the lease.
                 await asyncio.shield(self._release(claimed))
                 raise
-            await asyncio.shield(self.record(channel.name, claimed, results))
+            await asyncio.shield(self._record_again(channel.name, claimed, results))
             log.debug("batch_sent", channel=channel.name, size=len(claimed))
             return
         parts = {
@@ -167,7 +177,7 @@ class Dispatcher:
                 for task in done:
                     rows += parts[task]
                     outcomes += task.result()
-                await asyncio.shield(self.record(channel.name, rows, outcomes))
+                await asyncio.shield(self._record_again(channel.name, rows, outcomes))
         except asyncio.CancelledError:
             # Stopping mid-send: the parts still with the channel hand their rows back now
             # instead of waiting for the lease; those being recorded are recorded.
@@ -182,6 +192,32 @@ class Dispatcher:
             await asyncio.gather(*pending, return_exceptions=True)
             raise
         log.debug("batch_sent", channel=channel.name, size=len(claimed))
+
+    async def _record_again(
+        self, channel: str, claimed: Sequence[Claimed], results: Sequence[SendResult]
+    ) -> None:
+        """``record``, tried again while the database is unreachable: these messages went out,
+        and rows left ``sending`` would go out a second time when their lease runs out. Tried
+        for half a lease (after that another worker may have claimed them again, and the
+        record's fence would refuse it anyway); then the error is raised."""
+        give_up_at = self._clock.now() + timedelta(seconds=self._lease / 2)
+        pause = 0.2
+        while True:
+            try:
+                await self.record(channel, claimed, results)
+            except UNREACHABLE as exc:
+                if self._clock.now() + timedelta(seconds=pause) > give_up_at:
+                    raise
+                log.warning(
+                    "record_retrying",
+                    channel=channel,
+                    messages=len(claimed),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                await self._clock.sleep(pause)
+                pause = min(2 * pause, 5.0)
+            else:
+                return
 
     async def claim(self, channel: Channel, limit: int) -> list[Claimed]:
         rows = await self._pool.fetch(
