@@ -15,8 +15,8 @@ Scenarios (``--scenario``, all by default):
   the way through;
 - ``db-cut``: three processes reach PostgreSQL through a TCP proxy that cuts every connection and
   refuses new ones for ``--cut-seconds`` (10) a third of the way through;
-- ``smsc-flaky``: one process; the SMSC drops the link every ``--drop-every`` messages (without
-  answering the last) and answers every ``--throttle-every``-th with ESME_RTHROTTLED;
+- ``smsc-flaky``: one process; the SMSC drops the link every 5,000th message (without answering
+  it) and answers every 2,000th with ESME_RTHROTTLED (the link halves its rate each time);
 - ``escalation-kill``: three processes with only the escalate role, a city's call-outs all due
   (opened months ago); one is killed with SIGKILL a third of the way: every step of every chain
   must fire exactly once (messages = steps, lost = steps never fired, duplicates = fired twice).
@@ -470,7 +470,7 @@ async def sms_scenario(
             **os.environ,
             "WARND_DATABASE_URL": served,
             "WARND_CONFIG": str(config),
-            "WARND_LEASE_SECONDS": "5",
+            "WARND_LEASE_SECONDS": "60",
             "WARND_TAKEOVER_SECONDS": "5",
             "WARND_STOP_GRACE": "3",
             "WARND_LOG_LEVEL": "warning",
@@ -596,8 +596,8 @@ async def run(scenarios: tuple[str, ...], households: int, cut_seconds: float) -
                         logs,
                         processes=1,
                         fault="none",
-                        drop_every=2000,
-                        throttle_every=97,
+                        drop_every=5000,
+                        throttle_every=2000,
                     )
                 else:
                     outcome = await escalation_scenario(url, logs, processes=3)
