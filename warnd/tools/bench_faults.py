@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ import asyncpg
 import click
 
 from warnd.core.clock import ManualClock
+from warnd.core.model import Area
 from warnd.db.pool import open_pool, recreate_database
 from warnd.ingest.store import store_warning
 from warnd.pipeline.planner import Planner
@@ -324,11 +325,26 @@ async def wait_for(check: Callable[[], Awaitable[object]], within: float, what: 
         await asyncio.sleep(0.05)
 
 
+@dataclass(frozen=True)
+class Size:
+    """How big a run is, and where: the generated roster, the warning's area, the lease."""
+
+    households: int = 20_000
+    county: str | None = None  # one county (6 digits) instead of the whole city
+    lease_seconds: float = 60.0  # longer than a batch waits in a throttled link's lanes
+    server_url: str | None = None  # default: the configured server, or the embedded one
+    database: str = BENCH_DB
+
+    @property
+    def area(self) -> str:
+        return self.county or "370800"
+
+
 @contextlib.asynccontextmanager
-async def bench_database(households: int) -> AsyncIterator[str]:
-    """A fresh bench database with a generated city of ``households``; its owner's URL."""
-    server = database_url(Settings())
-    url = await recreate_database(server, BENCH_DB)
+async def bench_database(size: Size) -> AsyncIterator[str]:
+    """A fresh bench database with a generated roster; its owner's URL."""
+    server = size.server_url or database_url(Settings())
+    url = await recreate_database(server, size.database)
     async with open_pool(url, min_size=1, max_size=2):
         pass  # migrated before the generator connects
     generate = await asyncio.create_subprocess_exec(
@@ -338,7 +354,8 @@ async def bench_database(households: int) -> AsyncIterator[str]:
         "roster",
         "generate",
         "--households",
-        str(households),
+        str(size.households),
+        *(("--counties", size.county) if size.county else ()),
         env={**os.environ, "WARND_DATABASE_URL": url},
         stdout=asyncio.subprocess.DEVNULL,
     )
@@ -367,7 +384,7 @@ FANNED_OUT = (
 )
 
 
-async def post_warning(port: int) -> None:
+async def post_warning(port: int, area: str) -> None:
     now = datetime.now(UTC)
     sent = now.astimezone().isoformat(timespec="seconds")
     expires = (now + timedelta(hours=6)).astimezone().isoformat(timespec="seconds")
@@ -390,7 +407,7 @@ async def post_warning(port: int) -> None:
     <instruction>请立即转移低洼地带群众。</instruction>
     <area>
       <areaDesc>济宁市</areaDesc>
-      <geocode><valueName>行政区划代码</valueName><value>370800</value></geocode>
+      <geocode><valueName>行政区划代码</valueName><value>{area}</value></geocode>
     </area>
   </info>
 </alert>""".encode()
@@ -445,6 +462,7 @@ async def sms_scenario(
     name: str,
     url: str,
     logs: Path,
+    size: Size,
     *,
     processes: int,
     fault: str,
@@ -452,7 +470,8 @@ async def sms_scenario(
     drop_every: int | None = None,
     throttle_every: int | None = None,
 ) -> Outcome:
-    """A city-wide fan-out through one SMPP link, with ``fault`` injected a third of the way."""
+    """A fan-out (the city, or ``size.county``) through one SMPP link, with ``fault`` injected a
+    third of the way."""
     await reset(url)
     smsc = Smsc(drop_every=drop_every, throttle_every=throttle_every)
     await smsc.start()
@@ -470,7 +489,7 @@ async def sms_scenario(
             **os.environ,
             "WARND_DATABASE_URL": served,
             "WARND_CONFIG": str(config),
-            "WARND_LEASE_SECONDS": "60",
+            "WARND_LEASE_SECONDS": str(size.lease_seconds),
             "WARND_TAKEOVER_SECONDS": "5",
             "WARND_STOP_GRACE": "3",
             "WARND_LOG_LEVEL": "warning",
@@ -482,7 +501,7 @@ async def sms_scenario(
     try:
         await fleet.start(processes)
         started = time.monotonic()
-        await post_warning(next(iter(fleet.processes)))
+        await post_warning(next(iter(fleet.processes)), size.area)
         planned = "SELECT count(*) FROM deliveries WHERE channel_kind = 'sms'"
         await wait_for(lambda: _planned(conn), 120, "the plan")
         total = await conn.fetchval(planned)
@@ -528,7 +547,7 @@ async def _accepted_since(smsc: Smsc, since: float) -> bool:
     return smsc.last_accept > since
 
 
-async def escalation_scenario(url: str, logs: Path, *, processes: int) -> Outcome:
+async def escalation_scenario(url: str, logs: Path, size: Size, *, processes: int) -> Outcome:
     """Every call-out of a city-wide warning opened months ago, so that every step is due; three
     escalate-only processes work them, one killed with SIGKILL a third of the way."""
     await reset(url)
@@ -536,7 +555,10 @@ async def escalation_scenario(url: str, logs: Path, *, processes: int) -> Outcom
     policy = load_policy(settings.policy)
     opened = datetime.now(UTC) - timedelta(days=60)
     async with open_pool(url, min_size=1, max_size=2, run_migrations=False) as pool:
-        await store_warning(pool, city_warning(opened), source="bench", now=opened)
+        warning = city_warning(opened)
+        if size.county:
+            warning = replace(warning, area=Area(codes=(size.county,)))
+        await store_warning(pool, warning, source="bench", now=opened)
         planner = Planner(pool, lambda: policy, ManualClock(opened), {"sms": 670})
         await planner.plan_pending()
     conn = await asyncpg.connect(url)
@@ -577,30 +599,39 @@ async def _fetch_at_least(conn: asyncpg.Connection, query: str, count: int) -> b
     return bool(await conn.fetchval(query) >= count)
 
 
-async def run(scenarios: tuple[str, ...], households: int, cut_seconds: float) -> list[Outcome]:
+async def run(scenarios: tuple[str, ...], size: Size, cut_seconds: float) -> list[Outcome]:
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="warnd-faults-") as folder:
         logs = Path(folder)
-        async with bench_database(households) as url:
+        async with bench_database(size) as url:
             for scenario in scenarios:
                 if scenario == "kill9":
-                    outcome = await sms_scenario("kill9", url, logs, processes=3, fault="kill9")
+                    outcome = await sms_scenario(
+                        "kill9", url, logs, size, processes=3, fault="kill9"
+                    )
                 elif scenario == "db-cut":
                     outcome = await sms_scenario(
-                        "db-cut", url, logs, processes=3, fault="db-cut", cut_seconds=cut_seconds
+                        "db-cut",
+                        url,
+                        logs,
+                        size,
+                        processes=3,
+                        fault="db-cut",
+                        cut_seconds=cut_seconds,
                     )
                 elif scenario == "smsc-flaky":
                     outcome = await sms_scenario(
                         "smsc-flaky",
                         url,
                         logs,
+                        size,
                         processes=1,
                         fault="none",
                         drop_every=5000,
                         throttle_every=2000,
                     )
                 else:
-                    outcome = await escalation_scenario(url, logs, processes=3)
+                    outcome = await escalation_scenario(url, logs, size, processes=3)
                 outcomes.append(outcome)
                 click.echo(f"{outcome.row()}", err=True)
     return outcomes
@@ -620,16 +651,22 @@ async def run(scenarios: tuple[str, ...], households: int, cut_seconds: float) -
     show_default=True,
     help="Households of the generated city (CI runs 20,000; by hand 500,000).",
 )
+@click.option("--county", default=None, help="Generate and warn one county (e.g. 370811).")
 @click.option("--cut-seconds", default=10.0, show_default=True, help="db-cut: cut this long.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per scenario.")
 def faults_command(
-    scenarios: tuple[str, ...], households: int, cut_seconds: float, as_json: bool
+    scenarios: tuple[str, ...],
+    households: int,
+    county: str | None,
+    cut_seconds: float,
+    as_json: bool,
 ) -> None:
     """Real processes, injected faults: messages, lost, duplicates, recovery seconds."""
     from warnd.cli.errors import friendly_errors
 
+    size = Size(households=households, county=county)
     outcomes = friendly_errors(
-        lambda: asyncio.run(run(scenarios or SCENARIOS, households, cut_seconds))
+        lambda: asyncio.run(run(scenarios or SCENARIOS, size, cut_seconds))
     )()
     for outcome in outcomes:
         report(f"faults: {outcome.scenario}", outcome.row(), as_json)
