@@ -78,6 +78,7 @@ class Dispatcher:
         self._recorded = recorded  # set once sent rows carry their gateway ids (for receipts)
         self._stopping = False
         self._stopped: set[str] = set()  # channels given up (another process holds them now)
+        self._records: set[asyncio.Task[None]] = set()  # records that outlive their worker
 
     def stop_claiming(self, channel: str | None = None) -> None:
         """Stopping gracefully (one channel's worker, or every one): claim nothing more, and
@@ -161,7 +162,7 @@ class Dispatcher:
                 # Stopping mid-send: hand the rows back now instead of waiting for the lease.
                 await asyncio.shield(self._release(claimed))
                 raise
-            await asyncio.shield(self._record_again(channel.name, claimed, results))
+            await asyncio.shield(self._recording(channel.name, claimed, results))
             log.debug("batch_sent", channel=channel.name, size=len(claimed))
             return
         parts = {
@@ -177,14 +178,23 @@ class Dispatcher:
                 for task in done:
                     rows += parts[task]
                     outcomes += task.result()
-                await asyncio.shield(self._record_again(channel.name, rows, outcomes))
+                await asyncio.shield(self._recording(channel.name, rows, outcomes))
         except asyncio.CancelledError:
             # Stopping mid-send: the parts still with the channel hand their rows back now
-            # instead of waiting for the lease; those being recorded are recorded.
-            for task in pending:
+            # instead of waiting for the lease; those being recorded are recorded, and so are
+            # those that came back meanwhile (in the background: the database may be away).
+            back = [t for t in pending if t.done() and not t.cancelled() and not t.exception()]
+            unfinished = [t for t in pending if t not in back]
+            for task in unfinished:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            await asyncio.shield(self._release([c for task in pending for c in parts[task]]))
+            await asyncio.gather(*unfinished, return_exceptions=True)
+            if back:
+                self._recording(
+                    channel.name,
+                    [c for task in back for c in parts[task]],
+                    [r for task in back for r in task.result()],
+                )
+            await asyncio.shield(self._release([c for task in unfinished for c in parts[task]]))
             raise
         except BaseException:
             # A record failed (the database went away): the parts on the wire finish; their
@@ -192,6 +202,16 @@ class Dispatcher:
             await asyncio.gather(*pending, return_exceptions=True)
             raise
         log.debug("batch_sent", channel=channel.name, size=len(claimed))
+
+    def _recording(
+        self, channel: str, claimed: Sequence[Claimed], results: Sequence[SendResult]
+    ) -> asyncio.Task[None]:
+        """``_record_again`` as a task of its own, kept until done: a worker cancelled while it
+        runs (stopping, or the channel given up) does not take the record down with it."""
+        task = asyncio.create_task(self._record_again(channel, claimed, results))
+        self._records.add(task)
+        task.add_done_callback(self._records.discard)
+        return task
 
     async def _record_again(
         self, channel: str, claimed: Sequence[Claimed], results: Sequence[SendResult]
