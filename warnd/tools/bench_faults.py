@@ -264,23 +264,28 @@ class Fleet:
     logs: Path
     processes: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
 
-    async def start(self, count: int, *args: str) -> None:
+    async def start(self, count: int, *args: str, http: bool = True) -> None:
+        """Start ``count`` processes at once; wait until each answers /healthz or, without
+        the api role (``http`` false), has logged that it started."""
+        started: dict[int, Path] = {}
         for _ in range(count):
             port = free_port()
-            log = (self.logs / f"warnd-{port}.log").open("ab")
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "warnd",
-                "run",
-                *args,
-                env={**self.env, "WARND_HTTP_PORT": str(port)},
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
-            log.close()
-            self.processes[port] = process
-            await wait_for(functools.partial(_answers, port), 120, f"warnd on port {port} to start")
+            path = self.logs / f"warnd-{port}.log"
+            with path.open("ab") as log:
+                self.processes[port] = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "warnd",
+                    "run",
+                    *args,
+                    env={**self.env, "WARND_HTTP_PORT": str(port), "WARND_LOG_LEVEL": "info"},
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=log,
+                )
+            started[port] = path
+        for port, path in started.items():
+            ready = functools.partial(_answers, port) if http else functools.partial(_logged, path)
+            await wait_for(ready, 120, f"warnd on port {port} to start")
 
     async def holder(self, channel: str) -> int | None:
         for port in self.processes:
@@ -315,6 +320,10 @@ async def _answers(port: int) -> bool:
             return response.status == 200
     except aiohttp.ClientError:
         return False
+
+
+async def _logged(path: Path) -> bool:
+    return "warnd_started" in await asyncio.to_thread(path.read_text, "utf-8", "replace")
 
 
 async def wait_for(check: Callable[[], Awaitable[object]], within: float, what: str) -> None:
@@ -572,7 +581,7 @@ async def escalation_scenario(url: str, logs: Path, size: Size, *, processes: in
         }
         total = sum(chains.values())
         started = time.monotonic()
-        await fleet.start(processes, "--simulate", "--roles", "escalate")
+        await fleet.start(processes, "--simulate", "--roles", "escalate", http=False)
         done = "SELECT count(*) FROM callout_events WHERE kind IN ('step_fired', 'step_skipped')"
         await wait_for(lambda: _fetch_at_least(conn, done, total // 3), 600, "a third of the steps")
         await fleet.kill(next(iter(fleet.processes)))
