@@ -174,9 +174,13 @@ async def test_three_processes_one_smpp_link_one_bind_the_rate_and_a_takeover(
     assert len(survivors) == 1
     # One bind at a time, two in all (the first holder's, its successor's).
     assert smsc.most_bound == 1 and smsc.binds == 2
-    # The link's rate, whatever the number of processes (its pacer lets 50 ms of it through
-    # at once).
-    assert most_in_one_second([s.at for s in smsc.submits]) <= RATE + max(1, RATE // 20) + 1
+    # The link's rate, whatever the number of processes: on average over the run, and within
+    # any one second give or take the arrival jitter of this test's own event loop (its pacer
+    # lets 50 ms of the rate through at once; three processes each pacing alone would show
+    # three times the rate).
+    arrivals = sorted(s.at for s in smsc.submits)
+    assert (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) <= RATE * 1.02
+    assert most_in_one_second(arrivals) <= RATE * 5 // 4
     # Nothing lost: every SMS delivery sent, to every address planned.
     assert {r["state"] for r in rows} <= {"sent", "delivered"}, Counter(r["state"] for r in rows)
     firsts = Counter(s.destination for s in smsc.submits if s.udh is None or s.udh[2] == 1)
