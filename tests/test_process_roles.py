@@ -3,7 +3,7 @@ each do one part — the API takes it, a planner plans it, a dispatcher sends it
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -105,3 +105,53 @@ async def test_api_plan_and_dispatch_in_three_processes(seeded: str) -> None:
         reached.setdefault(r["audience"], set()).add(r["address"])
     assert reached == seed.RED_RAINSTORM_RENCHENG_BY_AUDIENCE
     assert len(rows) == sum(len(c.sent) for c in sender.values())
+
+
+async def test_an_earthquake_report_taken_by_the_api_is_sent_by_the_dispatcher(
+    seeded: str,
+) -> None:
+    """The fast path of a process that holds no channel queues the alerts at once for the one
+    that does (no alert waits for a plan, none is dropped)."""
+    config = load_config_data({"feeds": {"seismic": {"token": FEED_TOKEN}}}, source=Path("<t>"))
+    front, sender = channels(), channels()
+    api = Daemon(Settings(http_port=0), config=config, channels=front, roles={Role.API})
+    dispatch = Daemon(Settings(http_port=0), config=config, channels=sender, roles={Role.DISPATCH})
+    body = {
+        "event_id": "CEA-ROLES",
+        "report_no": 1,
+        "origin_time": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
+        "lat": 35.40,
+        "lon": 116.60,
+        "depth_km": 10,
+        "magnitude": 5.5,
+        "place": "济宁市任城区",
+        "final": False,
+        "cancel": False,
+        "status": "Actual",
+    }
+    async with (
+        dispatch.running(seeded),
+        api.running(seeded) as services,
+        aiohttp.ClientSession() as http,
+    ):
+        assert api.port is not None
+        async with http.post(
+            f"http://127.0.0.1:{api.port}/api/v1/eew",
+            json=body,
+            headers={"Authorization": f"Bearer {FEED_TOKEN}"},
+        ) as response:
+            answer = await response.json()
+            assert response.status == 202, answer
+        sent = (
+            "SELECT count(*) > 0 AND bool_and(d.state = 'sent') FROM deliveries d "
+            "JOIN warnings w ON w.id = d.warning_id WHERE w.source = 'eew' AND d.priority = 0"
+        )
+        await until(lambda: services.pool.fetchval(sent), 30, what="the alerts sent")
+        alerts = await services.pool.fetch(
+            "SELECT d.channel, d.address FROM deliveries d JOIN warnings w ON w.id = d.warning_id"
+            " WHERE w.source = 'eew' AND d.priority = 0"
+        )
+    assert not any(c.sent for c in front.values())  # the front holds no channel
+    handed = sorted(m.address for c in sender.values() for m in c.sent)
+    assert sorted(a["address"] for a in alerts) == handed
+    assert {a["channel"] for a in alerts} <= set(sender)
