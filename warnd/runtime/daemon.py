@@ -229,11 +229,15 @@ class Daemon:
         stages.ownership = ownership
         services.channel_owner = ownership.owner_of
         held = await ownership.first_round()
+        started: list[str] = []
         try:
             for name in sorted(held):
                 await stages.holder.start(name)
+                started.append(name)
         except BaseException:
-            await stages.holder.stop_channels()
+            for name in started:  # a later one was refused: the others unbind before exit
+                with contextlib.suppress(Exception):
+                    await self.channels[name].stop()
             await ownership.close()
             raise
         return held
@@ -323,7 +327,6 @@ class Daemon:
             self.channels,
             dispatcher,
             inbound,
-            self.clock,
             lambda name, loop: supervised(name, loop, self.clock),
             stop_grace=self.settings.stop_grace,
         )

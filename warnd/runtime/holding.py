@@ -16,7 +16,6 @@ import structlog
 
 from channels.base import Channel
 from channels.registry import ChannelConfigError
-from warnd.core.clock import Clock
 from warnd.core.errors import ConfigError
 from warnd.pipeline.dispatch import Dispatcher
 from warnd.pipeline.inbound import Inbound
@@ -47,7 +46,6 @@ class ChannelHolder:
         channels: Mapping[str, Channel],
         dispatcher: Dispatcher,
         inbound: Inbound,
-        clock: Clock,
         supervise: Supervise,
         *,
         stop_grace: float,
@@ -55,7 +53,6 @@ class ChannelHolder:
         self._channels = channels
         self._dispatcher = dispatcher
         self._inbound = inbound
-        self._clock = clock
         self._supervise = supervise
         self._stop_grace = stop_grace
         self._held: dict[str, _Held] = {}
