@@ -12,13 +12,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import pytest
 
 from channels.base import ChannelKind
+from channels.registry import ChannelConfigError
 from tests import seed
 from tests.fixtures import FEED_TOKEN, RecordingChannel, post_cap, rainstorm_cap
 from tests.waiting import until
 from warnd.core.clock import SystemClock
 from warnd.core.config import load_config_data
+from warnd.core.errors import ConfigError
 from warnd.db.pool import connect
 from warnd.pipeline.ownership import FENCE_ROUNDS, ChannelOwnership, channel_key
 from warnd.runtime.daemon import Daemon
@@ -261,3 +264,37 @@ async def test_a_daemon_that_loses_its_database_connection_stops_sending_then_re
     finally:
         await conn.close()
     assert sms.sent
+
+
+async def test_a_bind_refused_at_start_up_stops_warnd_before_it_serves(seeded: str) -> None:
+    class Refusing(Counted):
+        async def start(self) -> None:
+            raise ChannelConfigError("the SMSC refused the bind: check system_id and password")
+
+    config = load_config_data(SIM_CONFIG, source=Path("<test>"))
+    first = Counted("a-sms", ChannelKind.SMS)
+    daemon = Daemon(
+        Settings(http_port=0),
+        config=config,
+        channels={"a-sms": first, "b-sms": Refusing("b-sms", ChannelKind.SMS)},
+    )
+    with pytest.raises(ConfigError, match=r"channels\.b-sms: the SMSC refused the bind"):
+        async with daemon.running(seeded):
+            pass
+    assert daemon.port is None  # never served
+    assert (first.starts, first.stops) == (1, 1)  # started before the refusal, unbound after
+    # Its locks went with its ownership connection: another process takes both at once.
+    log = Log()
+    standby = ChannelOwnership(
+        seeded, ["a-sms", "b-sms"], SystemClock(), take=log.take, give_up=log.give_up
+    )
+    try:
+        await until(lambda: _takes_both(standby), what="the locks freed")
+    finally:
+        await standby.close()
+
+
+async def _takes_both(standby: ChannelOwnership) -> bool:
+    await standby.close()
+    standby.held.clear()
+    return await standby.first_round() == {"a-sms", "b-sms"}
