@@ -14,13 +14,15 @@ from warnd.core.errors import ConfigError
 
 
 class Role(StrEnum):
-    API = "api"  # HTTP: API, console, feeds, webhooks, probes; the earthquake fast path
+    # HTTP: API, console, feeds, webhooks, probes; the seismic MQTT feed and the earthquake
+    # fast path
+    API = "api"
     PLAN = "plan"  # warnings into deliveries, call-outs and field tasks; gongs for silent speakers
     # Competes for the channels; sends on those it holds and records what their connections
     # report; hands back leases of dead workers
     DISPATCH = "dispatch"
-    # Timers: escalation of call-outs and field tasks, warning expiry, feed heartbeats and
-    # loudspeaker staleness
+    # Timers: escalation of call-outs and field tasks, scheduled drills, warning expiry, feed
+    # heartbeats and loudspeaker staleness
     ESCALATE = "escalate"
     INBOUND = "inbound"  # receipts that came before their send was recorded; reply counts
 
