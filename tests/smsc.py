@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ class Submitted:
     raw: bytes  # the whole PDU as it crossed the wire
     message_id: str = ""  # empty when the SMSC refused it or never answered
     status: int = 0
+    at: float = field(default_factory=time.monotonic)  # when it arrived (rates, not timing)
 
 
 @dataclass
@@ -87,6 +89,7 @@ class TestSmsc:
         self.port = 0
         self.submits: list[Submitted] = []
         self.binds = 0
+        self.most_bound = 0  # the most sessions bound at once
         self.bind_refusals = 0
         self.enquire_links = 0
         # (command_id, command_status) of every response the ESME sent us (deliver_sm_resp,
@@ -263,6 +266,7 @@ class TestSmsc:
                 self.binds += 1
             await self._write(session, response.pdu())
             session.bound = ok
+            self.most_bound = max(self.most_bound, self.bound_sessions)
         elif command == SmppCommand.ENQUIRE_LINK:
             self.enquire_links += 1
             await self._write(session, EnquireLinkResp(header.sequence_num).pdu())

@@ -678,8 +678,17 @@ async def test_simulated_mode_is_said_everywhere(simulated_app: Api) -> None:
     api = simulated_app
     _, ready = await api.call("GET", "/readyz", None)
     assert ready["mode"] == "simulated"
+    # No dispatcher in this app: nobody competes for the channel here (held and holder null).
     assert ready["channels"] == [
-        {"name": "sim", "kind": "sms", "simulated": True, "ready": None, "links": None}
+        {
+            "name": "sim",
+            "kind": "sms",
+            "simulated": True,
+            "ready": None,
+            "links": None,
+            "held": None,
+            "holder": None,
+        }
     ]
     status, created = await api.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual("blue"))
     assert status == 201

@@ -275,15 +275,16 @@ async def test_a_batch_that_fails_to_record_leaves_the_others_on_the_wire_to_fin
     record = dispatcher.record
     failed: list[int] = []
 
-    async def database_gone_once(
+    async def database_gone_for_one_batch(
         channel: str, claimed: Sequence[Claimed], results: Sequence[SendResult]
     ) -> None:
-        if not failed:
-            failed.extend(c.id for c in claimed)
+        # Gone for that batch as long as its record is tried again (half a lease).
+        if not failed or failed == [c.id for c in claimed]:
+            failed[:] = [c.id for c in claimed]
             raise OSError("connection to the database lost")
         await record(channel, claimed, results)
 
-    dispatcher.record = database_gone_once  # type: ignore[method-assign]
+    dispatcher.record = database_gone_for_one_batch  # type: ignore[method-assign]
     claims = CountedClaims(dispatcher)
 
     async def first_batch_failed() -> None:

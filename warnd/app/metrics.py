@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -84,15 +84,32 @@ class Metrics:
         )
 
 
+# Per channel: held by this process, and by whom; None where no channel is competed for.
+Owner = Callable[[str], "tuple[bool, str | None] | None"]
+
+
 class ChannelHealth(Collector):
     """Per-link metrics of channels that hold connections (SMPP, SIP): read from
     ``Channel.health()`` at each scrape, so the numbers are the channel's own and nothing is
-    counted twice."""
+    counted twice. With several processes, only the holder of a channel reports its links, and
+    every process says which channels it holds (``warnd_channel_held``)."""
 
-    def __init__(self, channels: Mapping[str, Channel]) -> None:
+    def __init__(self, channels: Mapping[str, Channel], *, owner: Owner | None = None) -> None:
         self._channels = channels
+        self._owner = owner
 
     def collect(self) -> Iterator[Metric]:
+        held = GaugeMetricFamily(
+            "warnd_channel_held",
+            "1 while this process holds the channel (bound, sending); 0 while another does or "
+            "none (only in processes with the dispatch role)",
+            labels=["channel"],
+        )
+        owners = {name: self._owner(name) for name in self._channels} if self._owner else {}
+        for name, owner in sorted(owners.items()):
+            if owner is not None:
+                held.add_metric([name], 1.0 if owner[0] else 0.0)
+        yield held
         labels = ["channel", "link"]
         up = GaugeMetricFamily("warnd_channel_link_up", "1 while the link is bound", labels=labels)
         in_flight = GaugeMetricFamily(
@@ -109,6 +126,9 @@ class ChannelHealth(Collector):
             labels=[*labels, "event"],
         )
         for name, channel in sorted(self._channels.items()):
+            owner = owners.get(name)
+            if self._owner is not None and (owner is None or not owner[0]):
+                continue  # not started here: its links are the holder's to report
             links = (channel.health() or {}).get("links")
             if not isinstance(links, dict):
                 continue

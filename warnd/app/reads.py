@@ -8,7 +8,7 @@ A warning that does not exist is ``NotFoundError``, whatever is asked about it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -573,7 +573,8 @@ async def readiness(services: Services) -> Ready:
         database=database,
         mode="simulated" if services.simulated else "live",
         channels=[
-            _channel_out(name, channel) for name, channel in sorted(services.channels.items())
+            _channel_out(name, channel, services.channel_owner)
+            for name, channel in sorted(services.channels.items())
         ],
     )
 
@@ -596,14 +597,20 @@ _LINK_STATE: Final = (
 )
 
 
-def _channel_out(name: str, channel: Channel) -> ChannelOut:
-    health = channel.health() or {}
+def _channel_out(
+    name: str, channel: Channel, owner: Callable[[str], tuple[bool, str | None]] | None = None
+) -> ChannelOut:
+    held, holder = owner(name) if owner is not None else (None, None)
+    # A channel another process holds is not started here: its links are the holder's to say.
+    health = (channel.health() or {}) if held is not False else {}
     links = health.get("links")
     ready = health.get("ready")
     return ChannelOut(
         name=name,
         kind=str(channel.kind),
         simulated=channel.simulated,
+        held=held,
+        holder=holder,
         ready=ready if isinstance(ready, bool) else None,
         links={
             link: {key: facts[key] for key in _LINK_STATE if key in facts}

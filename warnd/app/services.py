@@ -39,6 +39,9 @@ class Services:
     # process without one: reports are then recorded only. It returns the report's assessment
     # on the roster it holds (the feed's answer summarises it), or None.
     eew: Callable[[EewReport], Awaitable[EewAssessment | None]] | None = None
+    # Per channel: held (started, sending) by this process, and by whom as last seen; None in
+    # a process that competes for no channel (without the dispatch role).
+    channel_owner: Callable[[str], tuple[bool, str | None]] | None = None
     # One CAP parse at a time per feed (a thread each): a feed that sends costly messages
     # waits for itself, and the others' parses go on.
     _parse_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)

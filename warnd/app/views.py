@@ -513,7 +513,18 @@ class ChannelOut(BaseModel):
     links: dict[str, dict[str, Any]] | None = Field(
         default=None,
         description="per link: bound, in flight, window and rate (SMPP); registered, workers up "
-        "and calls waiting (SIP); no addresses or errors",
+        "and calls waiting (SIP); no addresses or errors. Only from the process holding the "
+        "channel",
+    )
+    held: bool | None = Field(
+        default=None,
+        description="this process holds the channel (bound, sending): one process at a time "
+        "does; null in a process without the dispatch role",
+    )
+    holder: str | None = Field(
+        default=None,
+        description="the process holding the channel (host and process id), as last seen; "
+        "null when none does",
     )
 
 

@@ -38,12 +38,21 @@ def main(log_level: str | None) -> None:
 @click.option(
     "--simulate", is_flag=True, help="Use simulated phones and speakers (no real channel)."
 )
+@click.option(
+    "--roles",
+    default="all",
+    show_default=True,
+    envvar="WARND_ROLES",
+    help="What this process does, comma-separated: api, plan, dispatch, escalate, inbound "
+    "(several processes may share a role; see the README).",
+)
 @friendly_errors
-def run(simulate: bool) -> None:
-    """Run the daemon: HTTP API, planner and dispatch workers."""
+def run(simulate: bool, roles: str) -> None:
+    """Run the daemon: HTTP API, planner, dispatch workers and timers (or some of them)."""
     from warnd.runtime.daemon import Daemon, tune_gc
+    from warnd.runtime.roles import parse_roles
 
-    daemon = Daemon(Settings(), simulate=simulate)
+    daemon = Daemon(Settings(), simulate=simulate, roles=parse_roles(roles))
     tune_gc()
     asyncio.run(daemon.serve_forever())
 

@@ -29,10 +29,14 @@ async def _init_connection(conn: Conn) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def connect(url: str) -> asyncpg.Connection:
-    """A single connection with warnd's codecs (for LISTEN and long-held locks)."""
+async def connect(url: str, *, application_name: str | None = None) -> asyncpg.Connection:
+    """A single connection with warnd's codecs (for LISTEN and long-held locks);
+    ``application_name`` names it in pg_stat_activity instead of "warnd"."""
+    settings = SERVER_SETTINGS
+    if application_name is not None:
+        settings = {**SERVER_SETTINGS, "application_name": application_name}
     try:
-        conn: asyncpg.Connection = await asyncpg.connect(url, server_settings=SERVER_SETTINGS)
+        conn: asyncpg.Connection = await asyncpg.connect(url, server_settings=settings)
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
     await _init_connection(conn)

@@ -73,6 +73,7 @@ from warnd.core.model import Area, NormalisedWarning
 from warnd.core.outcomes import Claimed
 from warnd.core.vocabulary import Level, priority
 from warnd.db import Conn
+from warnd.db.notify import DELIVERIES_CHANNEL
 from warnd.db.queries import sql
 from warnd.ingest.store import store_warning
 from warnd.pipeline.callouts import open_callouts
@@ -202,22 +203,33 @@ class FastPath:
         record: Record,
         *,
         lease_seconds: float = 120.0,
+        held: Callable[[str], bool] | None = None,
     ) -> None:
         self._pool = pool
         self._policy = policy
         self._clock = clock
         self._record = record
         self._lease = lease_seconds
-        # The first channel of each kind takes the alerts (a kind with several channels splits
-        # ordinary traffic by dispatch; an alert is too urgent to wait for a choice).
-        self._channels: dict[str, Channel] = {}
-        for channel in channels.values():
-            self._channels.setdefault(channel.kind.value, channel)
+        # The first channel of each kind this process holds takes the alerts (a kind with
+        # several channels splits ordinary traffic by dispatch; an alert is too urgent to wait
+        # for a choice). With several processes, a kind whose channels another process holds
+        # is queued for it at once instead (``held``: None when every channel is this one's).
+        self._held = held
+        self._channels: dict[str, list[tuple[str, Channel]]] = {}
+        for name, channel in channels.items():
+            self._channels.setdefault(channel.kind.value, []).append((name, channel))
         self._roster: QuakeRoster | None = None
         self._roster_changed = False
         self._ids = IdReserve(pool)
         self._events: dict[str, EventAlerts] = {}
         self._pending: set[asyncio.Task[None]] = set()
+
+    def _sender(self, kind: str) -> Channel | None:
+        """The channel of the kind that sends here; None when another process holds them."""
+        for name, channel in self._channels.get(kind, ()):
+            if self._held is None or self._held(name):
+                return channel
+        return None
 
     def roster_changed(self) -> None:
         """A roster was imported (NOTIFY from any process): the next ``prepare`` reloads."""
@@ -365,9 +377,13 @@ class FastPath:
             Claimed(i, 0, m.address, 1, (), m.text, 0, context, assessment.expires_at(m.village))
             for i, m in zip(ids, messages, strict=True)
         ]
-        channel = self._channels[messages[0].kind]
+        kind = messages[0].kind
+        channel = self._sender(kind)
+        if channel is None:  # queued with the record, for the process that holds the kind
+            sends.append(_Send(kind, None, messages, claimed, None))
+            return
         sending = asyncio.create_task(channel.send([c.message() for c in claimed]))
-        sends.append(_Send(channel, messages, claimed, sending))
+        sends.append(_Send(kind, channel, messages, claimed, sending))
         await asyncio.sleep(0)  # the send starts: a queueing channel has its messages now
 
     def _messages(
@@ -440,6 +456,8 @@ class FastPath:
             log.exception("eew_record_failed", event_id=report.event_id)
             raise
         for send in sends:
+            if send.channel is None or send.sending is None:
+                continue  # queued: the holder's worker sends and records it
             try:
                 results = await send.sending
             except Exception:  # a plugin's failure: the lease brings the rows back, expired
@@ -487,22 +505,17 @@ class FastPath:
                 now=now,
             )
             message_ids: dict[tuple[str, str], int] = {}
-            for kind in dict.fromkeys(send.channel.kind.value for send in sends):
+            for kind in dict.fromkeys(send.kind for send in sends):
                 # A kind's messages may have been handed in several sends: one key per body.
                 bodies = sorted(
-                    {
-                        m.text
-                        for send in sends
-                        if send.channel.kind.value == kind
-                        for m in send.messages
-                    }
+                    {m.text for send in sends if send.kind == kind for m in send.messages}
                 )
                 for n, body in enumerate(bodies):
                     message_ids[kind, body] = await conn.fetchval(
                         sql("upsert_message"), warning_id, f"eew:{n}", kind, body
                     )
             for send in sends:
-                kind = send.channel.kind.value
+                kind = send.kind
                 await conn.execute(
                     sql("eew_deliveries"),
                     warning_id,
@@ -514,11 +527,13 @@ class FastPath:
                     [m.address for m in send.messages],
                     [c.expires_at for c in send.claimed],
                     kind,
-                    send.channel.name,
+                    send.channel.name if send.channel is not None else None,
                     priority("earthquake", level, 0),
                     now,
                     now + timedelta(seconds=self._lease),
                 )
+            if any(send.channel is None for send in sends):
+                await conn.execute("SELECT pg_notify($1, '')", DELIVERIES_CHANNEL)
 
         await store_warning(self._pool, warning, source=SOURCE, now=now, within=within)
 
@@ -560,12 +575,14 @@ class FastPath:
 
 @dataclass(frozen=True)
 class _Send:
-    """One channel's share of a report: the messages, as claimed rows, and the sending task."""
+    """One channel's share of a report: the messages, as claimed rows, and the sending task;
+    no channel nor task when another process holds the kind's channels (queued for it)."""
 
-    channel: Channel
+    kind: str
+    channel: Channel | None
     messages: list[_Message]
     claimed: list[Claimed]
-    sending: asyncio.Task[list[SendResult]]
+    sending: asyncio.Task[list[SendResult]] | None
 
 
 def _texts_in_slices(

@@ -1,8 +1,9 @@
 """The warnd process: HTTP API, planner, dispatch workers and housekeeping, on one pool.
 
 Every stage reads and writes PostgreSQL, so any number of these processes can share one database:
-planners hold a warning by advisory lock, workers claim deliveries with SKIP LOCKED, and
-housekeeping is idempotent.
+planners hold a warning by advisory lock, workers claim deliveries with SKIP LOCKED, each
+channel is held by one process at a time (``warnd.pipeline.ownership``), and housekeeping is
+safe to run twice. A process runs the loops of its roles (``warnd.runtime.roles``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import contextlib
 import gc
 import signal
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -43,18 +45,18 @@ from warnd.pipeline.eew_subscription import EewFeed
 from warnd.pipeline.escalation import Escalation
 from warnd.pipeline.heartbeat import HeartbeatWatch
 from warnd.pipeline.inbound import Inbound
+from warnd.pipeline.ownership import ChannelOwnership
 from warnd.pipeline.planner import Planner
 from warnd.pipeline.speaker_watch import SpeakerWatch
 from warnd.policy.loader import PolicyHolder
 from warnd.runtime.config import load_config
+from warnd.runtime.holding import ChannelHolder
+from warnd.runtime.roles import ALL_ROLES, Role
 from warnd.runtime.settings import Settings, database_url
 
 log = structlog.get_logger(__name__)
 
-INBOUND_STAGE = "inbound:"  # the inbound listeners' stage names: "inbound:<channel>"
-SEND_STAGE = "send:"  # the send workers' stage names
-# At shutdown, how long the listeners may take to record what the stopping channels reported.
-DRAIN_SECONDS = 10.0
+OWNERSHIP_STAGE = "ownership"  # the loop competing for channels
 
 SIMULATED_CHANNELS: dict[str, dict[str, object]] = {
     "simulated-sms": {"type": "simulator", "kind": "sms"},
@@ -149,8 +151,10 @@ class Daemon:
         metrics: Metrics | None = None,
         config: AppConfig | None = None,
         channels: Mapping[str, Channel] | None = None,
+        roles: Collection[Role] = ALL_ROLES,
     ) -> None:
         self.settings = settings
+        self.roles = frozenset(roles)
         self.clock = clock or _clock(settings, simulate=simulate)
         self.metrics = metrics or Metrics()
         self.config = config or load_config(settings.config)
@@ -162,18 +166,19 @@ class Daemon:
         )
         if simulate:
             check_mode(self.channels, simulate=True)
-        self.metrics.registry.register(ChannelHealth(self.channels))
         self.services: Services | None = None
         self.port: int | None = None
+        self._where: str | None = None  # the HTTP server's address, with role api
+        self._holder: ChannelHolder | None = None
+        self.metrics.registry.register(ChannelHealth(self.channels, owner=self._owner_of))
         self._preparing: set[asyncio.Task[None]] = set()  # channels rendering texts ahead
         self._dispatcher: Dispatcher | None = None
         self._fast_path: FastPath | None = None
 
     @asynccontextmanager
     async def running(self, url: str | None = None) -> AsyncIterator[Services]:
-        """Start every stage and the HTTP server; stop them all on exit."""
-        from warnd.web.app import build_app
-
+        """Start this process's roles: the channels it holds, its loops and (role ``api``) the
+        HTTP server; stop them all on exit."""
         embedded = url is None and self.settings.database_url is None
         url = url or database_url(self.settings)
         url = await self._prepare_database(url, embedded=embedded)
@@ -189,62 +194,99 @@ class Daemon:
                 channels=self.channels,
             )
             self.services = services
-            for channel in self.channels.values():
-                try:
-                    await channel.start()
-                except ChannelConfigError as exc:  # e.g. an SMSC refusing the credentials
-                    raise ConfigError(f"channels.{channel.name}: {exc}") from exc
-            runner = web.AppRunner(build_app(services), access_log=None)
-            await runner.setup()
-            host = self.config.http.host or self.settings.http_host
-            port = self.config.http.port or self.settings.http_port
-            tls = tls_context(self.config.http)
-            site = web.TCPSite(runner, host, port, ssl_context=tls)
-            await site.start()
-            self.port = _bound_port(runner)
-            tasks = self._start_stages(url, services)
+            stages = self._build_stages(services)
+            held = await self._take_channels(url, services, stages)
+            runner = await self._serve_http(services) if Role.API in self.roles else None
+            tasks = self._start_loops(url, services, stages)
+            for name in sorted(held):
+                stages.holder.run(name)
             log.info(
                 "warnd_started",
-                http=f"{'https' if tls else 'http'}://{host}:{self.port}",
+                roles=sorted(role.value for role in self.roles),
+                http=self._where,
                 channels=sorted(self.channels),
+                held=sorted(held),
                 simulated=services.simulated,
             )
             try:
                 yield services
             finally:
-                await self._stop(tasks, runner)
+                await self._stop(tasks, runner, stages)
 
-    async def _stop(self, tasks: list[asyncio.Task[None]], runner: web.AppRunner) -> None:
-        """Stop gracefully: claim nothing more and let what is on the wire finish and be
-        recorded (up to ``stop_grace``; then the rest goes back to the queue), stop the other
-        stages and serving, then the channels, and record what they report as they stop (a call
-        hung up comes back "stopped") before the inbound listeners end."""
-        listeners = [t for t in tasks if t.get_name().startswith(INBOUND_STAGE)]
-        senders = [t for t in tasks if t.get_name().startswith(SEND_STAGE)]
-        others = [t for t in tasks if t not in listeners and t not in senders]
-        if self._dispatcher is not None and senders:
-            self._dispatcher.stop_claiming()
-            _, late = await asyncio.wait(senders, timeout=self.settings.stop_grace)
-            for task in late:
-                log.warning("send_not_drained", stage=task.get_name())
-        for task in [*senders, *others, *self._preparing]:
+    async def _take_channels(self, url: str, services: Services, stages: _Stages) -> set[str]:
+        """Role ``dispatch``: compete for the channels and start those nobody holds (a refused
+        bind is a ConfigError, before warnd serves); the others are tried again by the
+        ownership loop. Without the role no channel is started here."""
+        if Role.DISPATCH not in self.roles or not self.channels:
+            return set()
+        ownership = ChannelOwnership(
+            url,
+            self.channels,
+            SystemClock(),  # connection health is wall-clock time, even in a fast-clock drill
+            take=stages.holder.take,
+            give_up=stages.holder.give_up,
+            takeover_seconds=self.settings.takeover_seconds,
+        )
+        stages.ownership = ownership
+        services.channel_owner = ownership.owner_of
+        held = await ownership.first_round()
+        started: list[str] = []
+        try:
+            for name in sorted(held):
+                await stages.holder.start(name)
+                started.append(name)
+        except BaseException:
+            for name in started:  # a later one was refused: the others unbind before exit
+                with contextlib.suppress(Exception):
+                    await self.channels[name].stop()
+            await ownership.close()
+            raise
+        return held
+
+    async def _serve_http(self, services: Services) -> web.AppRunner:
+        from warnd.web.app import build_app
+
+        runner = web.AppRunner(build_app(services), access_log=None)
+        await runner.setup()
+        host = self.config.http.host or self.settings.http_host
+        port = self.config.http.port or self.settings.http_port
+        tls = tls_context(self.config.http)
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
+        await site.start()
+        self.port = _bound_port(runner)
+        self._where = f"{'https' if tls else 'http'}://{host}:{self.port}"
+        return runner
+
+    async def _stop(
+        self, tasks: list[asyncio.Task[None]], runner: web.AppRunner | None, stages: _Stages
+    ) -> None:
+        """Stop gracefully: take and give up no channel any more; claim nothing more and let
+        what is on the wire finish and be recorded (up to ``stop_grace``; then the rest goes
+        back to the queue); stop the other loops and serving, then the held channels, and
+        record what they report as they stop (a call hung up comes back "stopped") before
+        their listeners end. The channels' locks go last, once nothing of them is bound."""
+        competing = [t for t in tasks if t.get_name() == OWNERSHIP_STAGE]
+        for task in competing:
             task.cancel()
-        await asyncio.gather(*senders, *others, *self._preparing, return_exceptions=True)
-        await runner.cleanup()
+        await asyncio.gather(*competing, return_exceptions=True)
+        await stages.holder.stop_senders()
+        others = [t for t in tasks if t not in competing]
+        for task in [*others, *self._preparing]:
+            task.cancel()
+        await asyncio.gather(*others, *self._preparing, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
         if self._fast_path is not None:  # early warnings' records and outcomes
             await self._fast_path.drain(self.settings.stop_grace)
-        for channel in self.channels.values():
-            try:
-                await channel.stop()
-            finally:
-                channel.end_events()
-        if listeners:
-            _, late = await asyncio.wait(listeners, timeout=DRAIN_SECONDS)
-            for task in late:  # the database is gone or slow: what is left is not recorded
-                log.warning("inbound_not_drained", stage=task.get_name())
-                task.cancel()
-            await asyncio.gather(*listeners, return_exceptions=True)
+        await stages.holder.stop_channels()
+        if stages.ownership is not None:
+            await stages.ownership.close()
         log.info("warnd_stopped")
+
+    def _owner_of(self, name: str) -> tuple[bool, str | None] | None:
+        """Held here, and by whom; None in a process that holds no channel (no dispatch)."""
+        owner = self.services.channel_owner if self.services is not None else None
+        return owner(name) if owner is not None else None
 
     async def _prepare_database(self, owner_url: str, *, embedded: bool) -> str:
         """Migrate as the owner; the URL to serve with, as a role that owns nothing.
@@ -263,20 +305,14 @@ class Daemon:
             return self.settings.runtime_database_url
         return as_user(owner_url, RUNTIME_LOGIN) if embedded else owner_url
 
-    def _start_stages(self, url: str, services: Services) -> list[asyncio.Task[None]]:
+    def _build_stages(self, services: Services) -> _Stages:
+        """The stages' objects; which of them run is the roles' choice (``_start_loops``)."""
         pool = services.pool
-        planner = Planner(
-            pool,
-            services.current_policy,
-            self.clock,
-            max_chars(self.channels),
-            prepare=self._prepare,
-        )
         lease = self.settings.lease_seconds
         recorded = Signal()  # a dispatcher recorded sends: early reports can be matched
         answers = Answers(pool, self.clock)
-        escalation = Escalation(pool, self.clock)
         inbound = Inbound(pool, self.clock, self.metrics, answers=answers, recorded=recorded)
+        # Webhooks (role api) apply what gateways post here, whoever holds their channel.
         services.inbound = inbound.handle_events
         dispatcher = Dispatcher(
             pool,
@@ -288,15 +324,42 @@ class Daemon:
             lease_seconds=lease,
         )
         self._dispatcher = dispatcher
-        self._fast_path = FastPath(
-            pool,
+        holder = ChannelHolder(
             self.channels,
+            dispatcher,
+            inbound,
+            lambda name, loop: supervised(name, loop, self.clock),
+            stop_grace=self.settings.stop_grace,
+        )
+        self._holder = holder
+        if Role.API in self.roles:
+            self._fast_path = FastPath(
+                pool,
+                self.channels,
+                services.current_policy,
+                self.clock,
+                dispatcher.record,
+                lease_seconds=lease,
+                held=lambda name: name in holder.held,
+            )
+            services.eew = self._fast_path
+        return _Stages(dispatcher, inbound, holder)
+
+    def _start_loops(
+        self, url: str, services: Services, stages: _Stages
+    ) -> list[asyncio.Task[None]]:
+        """Start the loops of this process's roles (README, "Several processes")."""
+        pool = services.pool
+        roles = self.roles
+        dispatcher, inbound = stages.dispatcher, stages.inbound
+        planner = Planner(
+            pool,
             services.current_policy,
             self.clock,
-            dispatcher.record,
-            lease_seconds=lease,
+            max_chars(self.channels),
+            prepare=self._prepare,
         )
-        services.eew = self._fast_path
+        lease = self.settings.lease_seconds
 
         async def plan_loop() -> None:
             while True:
@@ -317,39 +380,57 @@ class Daemon:
             self.metrics,
             self.clock.now(),
         )
-
         speakers = SpeakerWatch(pool, self.config.speakers, self.metrics)
         fast_path = self._fast_path
 
+        # Each role's share of housekeeping; every step is safe with any number of processes
+        # (a conditional upsert, SKIP LOCKED, or an UPDATE whose WHERE a second run no longer
+        # matches).
+        chores: list[Callable[[], Awaitable[object]]] = []
+        if Role.ESCALATE in roles:
+            chores += [
+                lambda: heartbeats.check(self.clock.now()),
+                lambda: speakers.check(self.clock.now()),
+                lambda: pool.execute(sql("expire_warnings"), self.clock.now()),
+                lambda: fold_tallies(pool),  # keeps what the board's reads add up short
+            ]
+        if fast_path is not None:
+            chores += [
+                fast_path.prepare,  # an early warning never waits for roster or ids
+                # A report whose record a crash interrupted, once its alerts' lease is over.
+                lambda: fast_path.recover(self.clock.now() - timedelta(seconds=lease)),
+            ]
+        if Role.DISPATCH in roles:
+            chores += [dispatcher.reclaim_leases, dispatcher.notify_skipped_callouts]
+        if Role.INBOUND in roles:
+            chores += [
+                inbound.match_early_receipts,
+                lambda: pool.execute(
+                    sql("prune_reply_counts"), self.clock.now() - timedelta(minutes=10)
+                ),
+            ]
+
         async def housekeeping() -> None:
             while True:
-                await heartbeats.check(self.clock.now())
-                await speakers.check(self.clock.now())
-                await fast_path.prepare()  # an early warning never waits for roster or ids
-                # A report whose record a crash interrupted, once its alerts' lease is over.
-                await fast_path.recover(self.clock.now() - timedelta(seconds=lease))
-                await dispatcher.reclaim_leases()
-                await dispatcher.notify_skipped_callouts()
-                await inbound.match_early_receipts()
-                await pool.execute(sql("expire_warnings"), self.clock.now())
-                await fold_tallies(pool)  # keeps what the board's reads add up short
-                await pool.execute(
-                    sql("prune_reply_counts"), self.clock.now() - timedelta(minutes=10)
-                )
+                for chore in chores:
+                    await chore()
                 await self.clock.sleep(min(5.0, lease / 2))
 
-        loops: dict[str, Callable[[], Awaitable[None]]] = {
-            "listen": lambda: self._listen(url, services),
-            "plan": plan_loop,
-            "housekeeping": housekeeping,
-            "escalate": escalation.run,
-            "drills": DrillScanner(pool, self.clock, services.plan_wakeup.set).run,
-        }
-        if self.config.eew is not None:  # the seismic service's reports over MQTT
+        loops: dict[str, Callable[[], Awaitable[None]]] = {}
+        if roles & {Role.API, Role.PLAN, Role.DISPATCH}:  # NOTIFY wakes stages, reloads rosters
+            loops["listen"] = lambda: self._listen(url, services)
+        if Role.PLAN in roles:
+            loops["plan"] = plan_loop
+        if chores:
+            loops["housekeeping"] = housekeeping
+        if Role.ESCALATE in roles:
+            loops["escalate"] = Escalation(pool, self.clock).run
+            loops["drills"] = DrillScanner(pool, self.clock, services.plan_wakeup.set).run
+        if self.config.eew is not None and Role.API in roles:
+            # The seismic service's reports over MQTT, handed to this process's fast path.
             loops["eew_feed"] = EewFeed(services, self.config.eew).run
-        for name, channel in self.channels.items():
-            loops[f"{SEND_STAGE}{name}"] = _bind(dispatcher.run_worker, channel)
-            loops[f"{INBOUND_STAGE}{name}"] = _bind(inbound.run, channel)
+        if stages.ownership is not None:
+            loops[OWNERSHIP_STAGE] = stages.ownership.run
         return [
             asyncio.create_task(supervised(name, loop, self.clock), name=name)
             for name, loop in loops.items()
@@ -366,9 +447,10 @@ class Daemon:
             except Exception:  # a plugin's failure here must not stop planning; it is logged
                 log.exception("channel_prepare_failed", channel=channel.name, texts=len(texts))
 
-        for channel in self.channels.values():
-            if channel.kind.value == kind:
-                task = asyncio.create_task(prepare(channel))
+        held = self._holder.held if self._holder is not None else set()
+        for name, channel in self.channels.items():
+            if channel.kind.value == kind and name in held:  # a channel held elsewhere
+                task = asyncio.create_task(prepare(channel))  # prepares there
                 self._preparing.add(task)
                 task.add_done_callback(self._preparing.discard)
 
@@ -454,10 +536,14 @@ def tls_context(http: HttpConfig) -> ssl.SSLContext | None:
     return context
 
 
-def _bind(
-    fn: Callable[[Channel], Awaitable[None]], channel: Channel
-) -> Callable[[], Awaitable[None]]:
-    return lambda: fn(channel)
+@dataclass
+class _Stages:
+    """The stage objects the loops of a process share."""
+
+    dispatcher: Dispatcher
+    inbound: Inbound
+    holder: ChannelHolder
+    ownership: ChannelOwnership | None = None
 
 
 def _bound_port(runner: web.AppRunner) -> int:

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         description="on SIGTERM, how long the messages already handed to channels may take to "
         "finish and be recorded; what is still unsent then goes back to the queue",
     )
+    takeover_seconds: float = Field(
+        default=5.0,
+        ge=0.5,
+        description="with several processes: how soon a channel whose holder died (or lost "
+        "its database connection) is held and bound by another",
+    )
     time_scale: float = Field(
         default=1.0,
         gt=0,

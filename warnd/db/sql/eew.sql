@@ -106,15 +106,19 @@ UPDATE warnings SET plan_cursor = $2 WHERE id = $1;
 -- name: eew_deliveries
 -- The alerts of one channel, already handed to it: sending, under a lease (a crash brings them
 -- back to the queue, where their expiry cancels them rather than send them late); each
--- responder's points at their call-out.
+-- responder's points at their call-out. Without a channel (another process holds every channel
+-- of the kind), queued at once for that process's workers, at the alerts' priority.
 -- $1 warning id, $2 bigint[] ids, $3 bigint[] message ids, $4 text[] audiences, $5 bigint[]
 -- recipient ids, $6 text[] divisions, $7 text[] addresses, $8 timestamptz[] expiries, $9 kind,
--- $10 channel, $11 priority, $12 now, $13 lease until
+-- $10 channel (NULL: queued), $11 priority, $12 now, $13 lease until
 INSERT INTO deliveries (id, warning_id, message_id, audience, recipient_id, division_code,
                         address, channel_kind, priority, state, attempts, channel, queued_at,
                         due_at, sending_at, lease_until, expires_at, callout_id)
 SELECT a.id, $1, a.message_id, a.audience, a.recipient_id, a.division_code, a.address, $9, $11,
-       'sending', 1, $10, $12, $12, $12, $13, a.expires_at, co.id
+       CASE WHEN $10::text IS NULL THEN 'queued' ELSE 'sending' END,
+       CASE WHEN $10::text IS NULL THEN 0 ELSE 1 END, $10::text, $12, $12,
+       CASE WHEN $10::text IS NOT NULL THEN $12::timestamptz END,
+       CASE WHEN $10::text IS NOT NULL THEN $13::timestamptz END, a.expires_at, co.id
   FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[],
               $8::timestamptz[])
        AS a(id, message_id, audience, recipient_id, division_code, address, expires_at)
