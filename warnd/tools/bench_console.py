@@ -10,8 +10,11 @@ each console read, server-side (the time of the function call, as a handler woul
 - ``board``: the console's board page as its handler answers it: ``board_figures`` (warnings
   under way with their deliveries, call-outs and field tasks, silent feeds, offline speakers,
   the newest refused feed messages) rendered into the page;
-- ``warning_page``: the warning's page as it opens: its detail, the roll-up per county and per
-  town, and the first page of the 未叫应名单 (overdue call-outs);
+- ``warning_page``: the console's warning page as its handler answers it: the detail, the
+  roll-up per county (the page's default level), the 未叫应名单 (overdue call-outs), the audit
+  trail, the field tasks, pending cancels and corrections, rendered. What the API's client
+  would read for such a page (detail, roll-ups per county and per town, the first 50 overdue
+  call-outs) is timed too and reported as ``warning_reads_*``;
 - ``progress``: ``GET /api/v1/warnings/{id}/progress`` at its default level (town). The village
   level of the whole city (6,000 rows) is timed too and reported as ``progress_village_*``;
 - ``sse_update``: one live update of the board as its stream makes it: ``board_figures``
@@ -210,6 +213,8 @@ async def console(households: int, *, reuse: bool, rounds: int, rate: float) -> 
         "sse_update_ms_p50": round(p50(samples["sse_update"]), 1),
         "api_board_ms_p99": round(p99(samples["api_board"]), 1),
         "api_board_ms_p50": round(p50(samples["api_board"]), 1),
+        "warning_reads_ms_p99": round(p99(samples["warning_reads"]), 1),
+        "warning_reads_ms_p50": round(p50(samples["warning_reads"]), 1),
         "progress_from_deliveries_ms": round(min(old), 1),
         "rounds": rounds,
         "sent_while_reading": channel.sent,
@@ -230,19 +235,24 @@ async def _measure(
             await fold_tallies(pool)
             await asyncio.sleep(FOLD_EVERY_S)
 
+    app = build_app(services)
+
+    def signed_in(path: str, **match: str) -> web.Request:
+        request = make_mocked_request("GET", path, match_info=match, app=app)
+        request[SESSION] = LiveSession(ConsoleUser("bench", frozenset({"officer"})), "-")
+        return request
+
     async def warning_page() -> None:
+        path = f"/console/warnings/{warning_id}"
+        response = await pages.warning_page(signed_in(path, warning_id=str(warning_id)))
+        assert response.status == 200
+
+    async def warning_reads() -> None:
         await warning_detail(services, warning_id)
         for level in ("county", "town"):
             await progress(services, warning_id, level)
         overdue = CalloutFilter(overdue_at=clock.now())  # the 未叫应名单, as ?overdue=true
         await callouts_page(services, warning_id, overdue, after=0, limit=LIST_PAGE)
-
-    app = build_app(services)
-
-    def signed_in(path: str) -> web.Request:
-        request = make_mocked_request("GET", path, app=app)
-        request[SESSION] = LiveSession(ConsoleUser("bench", frozenset({"officer"})), "-")
-        return request
 
     async def board_page() -> None:
         response = await pages.board_page(signed_in("/console/"))
@@ -267,6 +277,7 @@ async def _measure(
         "progress_village": progress_villages,
         "sse_update": sse_update,
         "api_board": api_board,
+        "warning_reads": warning_reads,
     }
     samples: dict[str, list[float]] = {name: [] for name in reads}
     load = [
