@@ -18,7 +18,15 @@ import asyncpg
 import trustme
 from click.testing import CliRunner
 
-from tests.fixtures import CHIEF_TOKEN, NOW, Api
+from tests.fixtures import (
+    CHIEF_TOKEN,
+    NOW,
+    VILLAGE_1,
+    Api,
+    cap_alert,
+    insert_deliveries,
+    manual,
+)
 from warnd.app.console_reads import Timeline
 from warnd.app.users import IDLE_TIMEOUT, MAX_FAILURES, add_user
 from warnd.app.views import CalloutSummary, DivisionProgress, FieldTaskProgress
@@ -29,6 +37,7 @@ from warnd.runtime.daemon import Daemon, make_channels
 from warnd.runtime.settings import Settings
 from warnd.web.console.charts import chart
 from warnd.web.console.mapping import village_state
+from warnd.web.routing import API
 
 PASSWORD = "correct horse 1"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -330,6 +339,38 @@ async def test_the_live_board_streams_its_figures_as_server_sent_events(app: Api
     text = first.decode()
     assert text.startswith("event: update\ndata: ")
     assert "待审批" in text and "生效中的预警" in text
+
+
+async def test_the_board_shows_what_get_board_answers(app: Api) -> None:
+    """The board page renders the figures of GET /api/v1/board: a warning waiting with its
+    headline, an active one with its deliveries, a silent feed, an offline speaker, a refused
+    message."""
+    await add_officers(app.pool)
+    _, created = await app.cap(cap_alert())
+    active = int(created["warning_id"])
+    await insert_deliveries(app.pool, active)
+    status, body = await app.call("POST", f"{API}/warnings", CHIEF_TOKEN, manual("red"))
+    assert status == 201, body
+    await app.cap(b"<not-xml")
+    await app.pool.execute(
+        "INSERT INTO feed_health (feed, silent, changed_at) VALUES ('cma', true, $1)", NOW
+    )
+    await app.pool.execute(
+        "INSERT INTO speakers (channel, id, division_code, online, state_at) "
+        "VALUES ('broadcast', $1, $1, false, $2)",
+        VILLAGE_1,
+        NOW,
+    )
+    await sign_in(app, "zhang")
+    page = await (await app.client.get("/console/")).text()
+    pending = page.index("待审批")
+    assert page.index("任城区暴雨预警", pending) < page.index("生效中的预警")
+    article = page[page.index(f'data-warning="{active}"') :]
+    assert re.search(r'class="delivered-count">1</b> / 3', article)
+    assert "cma：自" in page and "起无心跳" in page
+    assert re.search(r'离线广播 <span class="count">1</span>', page)
+    assert "malformed_xml" in page
+    assert f'data-warning="{body["warning_id"]}"' not in page  # waiting: a row, not a card
 
 
 def _console_routes(api: Api) -> set[tuple[str, str]]:

@@ -18,35 +18,48 @@ from warnd.app.views import (
     BoardWarning,
     CalloutSummary,
     FieldTaskProgress,
+    RejectedOut,
+    SilentFeed,
+    SpeakerOut,
 )
 from warnd.db import Conn
 from warnd.db.queries import sql
 
 BOARD_WARNINGS: Final = 50  # more under way at once is a disaster of its own: the board says so
+BOARD_SPEAKERS: Final = 10  # offline speakers listed; the count is of all of them
+BOARD_REJECTED: Final = 5  # newest refused feed messages listed
+REJECTED_PREVIEW_CHARS: Final = 200  # of each body: the board shows a line, the API has the rest
 
 
 async def board_figures(services: Services) -> BoardFigures:
     """Warnings active or waiting for approval with their deliveries, call-outs and field tasks;
-    silent feeds, speakers and the newest refused feed message. One snapshot: the figures of one
-    update never mix two moments."""
+    silent feeds, offline speakers and the newest refused feed messages. One snapshot: the
+    figures of one update never mix two moments."""
     now = services.clock.now()
     async with (
         services.pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
         rows = await conn.fetch(sql("board_warnings"), now, BOARD_WARNINGS + 1)
-        signals = await conn.fetchrow(sql("board_signals"))
-    assert signals is not None  # scalar subqueries always make their row
+        counts = await conn.fetchrow(sql("board_counts"))
+        silent = await conn.fetch(sql("silent_feeds"))
+        # The lists of GET /api/v1/speakers?state=offline and GET /api/v1/rejected, first page.
+        speakers = await conn.fetch(sql("list_speakers"), "", False, "", "", BOARD_SPEAKERS)
+        rejected = await conn.fetch(
+            sql("list_rejected"), None, BOARD_REJECTED, REJECTED_PREVIEW_CHARS
+        )
+    assert counts is not None  # scalar subqueries always make their row
     warnings = [_board_warning(r) for r in rows[:BOARD_WARNINGS]]
     return BoardFigures(
         as_of=now,
         warnings=warnings,
         more_warnings=len(rows) > BOARD_WARNINGS,
-        pending_approval=sum(w.state == "pending_approval" for w in warnings),
-        silent_feeds=list(signals["silent_feeds"]),
-        speakers_online=signals["speakers_online"],
-        speakers_offline=signals["speakers_offline"],
-        latest_rejected_id=signals["latest_rejected_id"],
+        pending_approval=counts["pending_approval"],
+        silent_feeds=[SilentFeed(feed=r["feed"], since=r["changed_at"]) for r in silent],
+        speakers_online=counts["speakers_online"],
+        speakers_offline=counts["speakers_offline"],
+        offline_speakers=[SpeakerOut.model_validate(dict(r)) for r in speakers],
+        rejected=[RejectedOut.model_validate(dict(r)) for r in rejected],
         simulated=services.simulated,
     )
 

@@ -1,6 +1,6 @@
-"""What the duty officer's console reads beyond the API's reads: the board at a glance (built
-from ``warnd.app.reads``), the division picker, silent feeds, the villages' places for the map,
-and the notice a cancel would send before it is stored."""
+"""What the duty officer's console reads beyond the API's reads: the division picker, the
+villages' places for the map, and the notice a cancel would send before it is stored. (Its board
+reads ``warnd.app.board``, as ``GET /api/v1/board`` does.)"""
 
 from __future__ import annotations
 
@@ -11,51 +11,14 @@ from typing import Final
 
 from warnd.app import reads
 from warnd.app.services import Services
-from warnd.app.views import (
-    FieldTaskProgress,
-    ProgressReport,
-    RejectedList,
-    SpeakerList,
-    WarningDetail,
-    WarningSummary,
-)
+from warnd.app.views import FieldTaskProgress, ProgressReport
 from warnd.core.errors import NotFoundError
 from warnd.db.queries import sql
 from warnd.ingest.amend import CancelRequest, cancellation, parse_request
 from warnd.ingest.store import load_warning
 from warnd.policy.texts import Text, notice_texts
 
-BOARD_WARNINGS: Final = 20  # active or waiting warnings the board shows; the rest are listed
-BOARD_REJECTED: Final = 5
-BOARD_SPEAKERS: Final = 10
 DIVISION_MATCHES: Final = 30
-
-
-@dataclass(frozen=True)
-class ActiveWarning:
-    """An active warning on the board: its deliveries and call-outs, and its field tasks."""
-
-    detail: WarningDetail
-    tasks: FieldTaskProgress
-
-
-@dataclass(frozen=True)
-class SilentFeed:
-    feed: str
-    since: datetime
-
-
-@dataclass(frozen=True)
-class Board:
-    """The 值班台 at one moment."""
-
-    as_of: datetime
-    pending: list[WarningSummary]
-    active: list[ActiveWarning]
-    silent_feeds: list[SilentFeed]
-    speakers: SpeakerList  # the offline ones, with the counts of all
-    rejected: RejectedList
-    simulated: bool
 
 
 @dataclass(frozen=True)
@@ -84,34 +47,6 @@ def task_totals(report: ProgressReport) -> FieldTaskProgress:
         overdue=sum(t.overdue for t in rows),
         persons=sum(t.persons for t in rows),
         reached=sum(t.reached for t in rows),
-    )
-
-
-async def board(services: Services) -> Board:
-    """Waiting and active warnings with their progress, silent feeds, offline loudspeakers and
-    the latest refused feed messages."""
-    pending = await reads.warning_list(
-        services, state="pending_approval", before=None, limit=BOARD_WARNINGS
-    )
-    active = await reads.warning_list(services, state="active", before=None, limit=BOARD_WARNINGS)
-    shown: list[ActiveWarning] = []
-    for summary in active.warnings:
-        detail = await reads.warning_detail(services, summary.id)
-        report = await reads.progress(services, summary.id, "county")
-        shown.append(ActiveWarning(detail, task_totals(report)))
-    silent = await services.pool.fetch(sql("silent_feeds"))
-    speakers = await reads.speakers_list(
-        services, online=False, division=None, after="", limit=BOARD_SPEAKERS
-    )
-    rejected = await reads.rejected_list(services, before=None, limit=BOARD_REJECTED)
-    return Board(
-        as_of=services.clock.now(),
-        pending=pending.warnings,
-        active=shown,
-        silent_feeds=[SilentFeed(r["feed"], r["changed_at"]) for r in silent],
-        speakers=speakers,
-        rejected=rejected,
-        simulated=services.simulated,
     )
 
 

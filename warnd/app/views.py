@@ -305,20 +305,6 @@ class BoardWarning(BaseModel):
     field_tasks: FieldTaskProgress
 
 
-class BoardFigures(BaseModel):
-    """The board's live figures (值班台), recomputed for every live update."""
-
-    as_of: datetime = Field(description="the time overdue is reckoned at")
-    warnings: list[BoardWarning] = Field(description="active or awaiting approval, newest first")
-    more_warnings: bool = Field(description="more are under way than the board lists (the oldest)")
-    pending_approval: int = Field(description="of them, waiting for a second officer")
-    silent_feeds: list[str]
-    speakers_online: int
-    speakers_offline: int
-    latest_rejected_id: int | None = Field(description="the newest refused feed message")
-    simulated: bool
-
-
 class ProgressReport(BaseModel):
     """A warning rolled up per division of one level; people above it are in no row."""
 
@@ -466,6 +452,32 @@ class SpeakerList(BaseModel):
     offline: int = Field(description="and offline")
     speakers: list[SpeakerOut]
     next_after: str | None = Field(description="pass as after for the next page; null: the last")
+
+
+class SilentFeed(BaseModel):
+    feed: str
+    since: datetime = Field(description="when its heartbeat was found missing")
+
+
+class BoardFigures(BaseModel):
+    """The board's live figures (值班台), recomputed for every live update: the console's board
+    page and its live updates render exactly these."""
+
+    as_of: datetime = Field(description="the time overdue is reckoned at")
+    warnings: list[BoardWarning] = Field(
+        description="awaiting approval, then active, each newest first; past the limit the "
+        "oldest active ones are left out, never one awaiting approval"
+    )
+    more_warnings: bool = Field(description="more are under way than the board lists (the oldest)")
+    pending_approval: int = Field(description="warnings waiting for a second officer, all of them")
+    silent_feeds: list[SilentFeed] = Field(description="longest silent first")
+    speakers_online: int
+    speakers_offline: int
+    offline_speakers: list[SpeakerOut] = Field(description="the first offline ones, by id")
+    rejected: list[RejectedOut] = Field(
+        description="the newest refused feed messages, newest first, bodies cut to a preview"
+    )
+    simulated: bool
 
 
 class FieldTaskOut(BaseModel):

@@ -7,13 +7,22 @@ overdue. Then, while a dispatch worker sends the remaining queued rows at a stea
 tally changes are folded as housekeeping folds them, it times the application functions behind
 each console read, server-side (the time of the function call, as a handler would make it):
 
-- ``board``: the board page: ``board_figures`` (warnings under way with their deliveries,
-  call-outs and field tasks) and the first page of refused feed messages;
-- ``warning_page``: the warning's page as it opens: its detail, the roll-up per county and per
-  town, and the first page of the 未叫应名单 (overdue call-outs);
+- ``board``: the console's board page as its handler answers it: ``board_figures`` (warnings
+  under way with their deliveries, call-outs and field tasks, silent feeds, offline speakers,
+  the newest refused feed messages) rendered into the page;
+- ``warning_page``: the console's warning page as its handler answers it: the detail, the
+  roll-up per county (the page's default level), the 未叫应名单 (overdue call-outs), the audit
+  trail, the field tasks, pending cancels and corrections, rendered. What the API's client
+  would read for such a page (detail, roll-ups per county and per town, the first 50 overdue
+  call-outs) is timed too and reported as ``warning_reads_*``;
 - ``progress``: ``GET /api/v1/warnings/{id}/progress`` at its default level (town). The village
   level of the whole city (6,000 rows) is timed too and reported as ``progress_village_*``;
-- ``sse_update``: one live update: ``board_figures`` serialised to JSON.
+- ``sse_update``: one live update of the board as its stream makes it: ``board_figures``
+  rendered into the board's live part (the stream sends it when it changed). ``GET
+  /api/v1/board`` (the same figures as JSON) is timed too and reported as ``api_board_*``.
+
+The console's handlers are called as the server calls them, on a request made for them (no
+socket): the time is the handler's, reads and rendering, without the network.
 
 For comparison it also times, once, the roll-up read the old way (counting the deliveries).
 """
@@ -27,12 +36,15 @@ from typing import Final
 
 import asyncpg
 import click
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from channels.base import Channel, ChannelKind, Limits, OutboundMessage, Outcome, SendResult
 from warnd.app.board import board_figures, fold_tallies
 from warnd.app.metrics import Metrics
-from warnd.app.reads import CalloutFilter, callouts_page, progress, rejected_list, warning_detail
+from warnd.app.reads import CalloutFilter, callouts_page, progress, warning_detail
 from warnd.app.services import Services
+from warnd.app.users import ConsoleUser, LiveSession
 from warnd.core.clock import SystemClock
 from warnd.core.config import AppConfig
 from warnd.db.notify import Wakeup
@@ -43,6 +55,9 @@ from warnd.pipeline.planner import Planner
 from warnd.policy.loader import PolicyHolder, load_policy
 from warnd.runtime.settings import Settings, database_url
 from warnd.tools.bench_fanout import BENCH_DB, _generate, bench, city_warning, report
+from warnd.web.app import build_app
+from warnd.web.console import pages
+from warnd.web.console.guard import SESSION
 
 KEYS: Final = (
     "deliveries",
@@ -196,6 +211,10 @@ async def console(households: int, *, reuse: bool, rounds: int, rate: float) -> 
         "progress_village_ms_p99": round(p99(samples["progress_village"]), 1),
         "progress_village_ms_p50": round(p50(samples["progress_village"]), 1),
         "sse_update_ms_p50": round(p50(samples["sse_update"]), 1),
+        "api_board_ms_p99": round(p99(samples["api_board"]), 1),
+        "api_board_ms_p50": round(p50(samples["api_board"]), 1),
+        "warning_reads_ms_p99": round(p99(samples["warning_reads"]), 1),
+        "warning_reads_ms_p50": round(p50(samples["warning_reads"]), 1),
         "progress_from_deliveries_ms": round(min(old), 1),
         "rounds": rounds,
         "sent_while_reading": channel.sent,
@@ -216,7 +235,19 @@ async def _measure(
             await fold_tallies(pool)
             await asyncio.sleep(FOLD_EVERY_S)
 
+    app = build_app(services)
+
+    def signed_in(path: str, **match: str) -> web.Request:
+        request = make_mocked_request("GET", path, match_info=match, app=app)
+        request[SESSION] = LiveSession(ConsoleUser("bench", frozenset({"officer"})), "-")
+        return request
+
     async def warning_page() -> None:
+        path = f"/console/warnings/{warning_id}"
+        response = await pages.warning_page(signed_in(path, warning_id=str(warning_id)))
+        assert response.status == 200
+
+    async def warning_reads() -> None:
         await warning_detail(services, warning_id)
         for level in ("county", "town"):
             await progress(services, warning_id, level)
@@ -224,11 +255,14 @@ async def _measure(
         await callouts_page(services, warning_id, overdue, after=0, limit=LIST_PAGE)
 
     async def board_page() -> None:
-        await board_figures(services)
-        await rejected_list(services, before=None, limit=LIST_PAGE)
+        response = await pages.board_page(signed_in("/console/"))
+        assert response.status == 200
 
     async def sse_update() -> None:
-        (await board_figures(services)).model_dump_json()
+        await pages.board_fragment(signed_in("/console/live/board"))
+
+    async def api_board() -> None:
+        (await board_figures(services)).model_dump_json()  # GET /api/v1/board's handler
 
     async def progress_read() -> None:
         await progress(services, warning_id, "town")
@@ -242,6 +276,8 @@ async def _measure(
         "progress": progress_read,
         "progress_village": progress_villages,
         "sse_update": sse_update,
+        "api_board": api_board,
+        "warning_reads": warning_reads,
     }
     samples: dict[str, list[float]] = {name: [] for name in reads}
     load = [

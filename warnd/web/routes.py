@@ -16,6 +16,7 @@ from warnd.app.views import (
     CALLOUT_CSV_COLUMNS,
     DELIVERY_CSV_COLUMNS,
     AuditPage,
+    BoardFigures,
     CalloutOut,
     CalloutPage,
     DeliveryPage,
@@ -39,6 +40,7 @@ from warnd.ingest.eew import EewMessage
 from warnd.ingest.manual import ManualWarning
 from warnd.web import media
 from warnd.web.api import (
+    board,
     callouts,
     drills,
     eew,
@@ -194,6 +196,23 @@ ROUTES: Final[tuple[Route, ...]] = (
             "pending_approval until POST /api/v1/warnings/{warning_id}/approve."
         ),
         body=ManualWarning,
+    ),
+    Route(
+        "GET",
+        f"{API}/board",
+        board.get_board,
+        OFFICERS,
+        "The duty officer's board (值班台): every warning under way at a glance",
+        (Answer(200, "The board's figures, as the console's board shows them", BoardFigures),),
+        description=(
+            "Warnings waiting for approval or active (at most 50: those waiting first, then the "
+            "newest active; more_warnings says some were left out), each with its deliveries by "
+            "state, call-outs (answered on time and late, open, overdue now, escalated) and field "
+            "tasks; how many wait for approval; silent feeds; speakers online and offline with "
+            "the first offline ones; the newest refused feed messages. One consistent snapshot, "
+            "read from the delivery tallies: its cost grows with divisions and responders, not "
+            "with deliveries, so it may be polled every few seconds (the console's board does)."
+        ),
     ),
     Route(
         "GET",

@@ -3,16 +3,17 @@
 -- deliveries: those are read from their tallies (migration 012).
 
 -- name: board_warnings
--- Warnings active or waiting for approval, newest first, each with its deliveries by state, its
--- call-outs (as callout_summary) and its field tasks (as field_task_totals, with open and
--- overdue). Overdue is reckoned at $1.
+-- Warnings waiting for approval, then active ones, each newest first, with its deliveries by
+-- state, its call-outs (as callout_summary) and its field tasks (as field_task_totals, with open
+-- and overdue). Overdue is reckoned at $1. Past the limit, active ones are left out before any
+-- waiting one: a warning nobody approves is never sent, so the board must not hide it.
 -- $1 now, $2 limit
 WITH shown AS (
     SELECT id, source, status, msg_type, hazard, level, event, headline, area_desc, state,
            plan_state, author, approver, received_at, expires
       FROM warnings
      WHERE state IN ('active', 'pending_approval')
-     ORDER BY id DESC
+     ORDER BY state = 'pending_approval' DESC, id DESC
      LIMIT $2
 ), sent AS (
     SELECT t.warning_id, sum(t.queued) AS queued, sum(t.sending) AS sending,
@@ -65,15 +66,18 @@ SELECT s.*,
   LEFT JOIN sent d ON d.warning_id = s.id
   LEFT JOIN calls c ON c.warning_id = s.id
   LEFT JOIN tasks k ON k.warning_id = s.id
- ORDER BY s.id DESC;
+ ORDER BY s.state = 'pending_approval' DESC, s.id DESC;
 
--- name: board_signals
--- What else the board watches: silent feeds, speakers online and offline, and the newest refused
--- feed message (a console that saw a lower id has new ones to show).
-SELECT ARRAY(SELECT feed FROM feed_health WHERE silent ORDER BY feed) AS silent_feeds,
+-- name: board_counts
+-- The board's counts beyond the warnings it lists: all those waiting for approval, however many
+-- are under way, and the speakers online and offline (one row per village at most).
+SELECT (SELECT count(*) FROM warnings WHERE state = 'pending_approval') AS pending_approval,
        (SELECT count(*) FROM speakers WHERE online) AS speakers_online,
-       (SELECT count(*) FROM speakers WHERE NOT online) AS speakers_offline,
-       (SELECT max(id) FROM rejected_messages) AS latest_rejected_id;
+       (SELECT count(*) FROM speakers WHERE NOT online) AS speakers_offline;
+
+-- name: silent_feeds
+-- Feeds whose heartbeat has stopped (the heartbeat stage's verdict), longest silent first.
+SELECT feed, changed_at FROM feed_health WHERE silent ORDER BY changed_at;
 
 -- name: fold_delivery_tallies
 -- Move the deliveries' tally changes into their tallies (housekeeping): the number folded.

@@ -55,10 +55,6 @@ DELETE FROM console_sessions WHERE token_sha256 = $1 RETURNING user_name;
 -- Sessions idle since before $1 are gone for good. $1 the oldest last_seen still live
 DELETE FROM console_sessions WHERE last_seen < $1;
 
--- name: silent_feeds
--- Feeds whose heartbeat has stopped (the heartbeat stage's verdict), longest silent first.
-SELECT feed, changed_at FROM feed_health WHERE silent ORDER BY changed_at;
-
 -- name: search_divisions
 -- Counties, towns and villages whose name or code contains $1, counties first, with their
 -- parents' names for telling 张庄村 from 张庄村. $1 text, $2 limit

@@ -11,6 +11,7 @@ from aiohttp import web
 from warnd.app import callouts as callout_cases
 from warnd.app import console_reads, reads, users
 from warnd.app import warnings as use_cases
+from warnd.app.board import board_figures
 from warnd.app.services import Services
 from warnd.app.views import PROGRESS_LEVELS
 from warnd.core.config import Role
@@ -79,14 +80,14 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def board_page(request: web.Request) -> web.Response:
-    current = await console_reads.board(request.app[SERVICES])
-    return _page(request, "board.html", {"board": current})
+    figures = await board_figures(request.app[SERVICES])
+    return _page(request, "board.html", {"board": figures})
 
 
 async def board_fragment(request: web.Request) -> str:
-    """The board's live part, as the SSE stream sends it."""
-    current = await console_reads.board(request.app[SERVICES])
-    return guard.fragment(request, "_board_live.html", {"board": current})
+    """The board's live part, as the SSE stream sends it: the figures of GET /api/v1/board."""
+    figures = await board_figures(request.app[SERVICES])
+    return guard.fragment(request, "_board_live.html", {"board": figures})
 
 
 # --- composing a warning -----------------------------------------------------------------------
