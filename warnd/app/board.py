@@ -11,13 +11,12 @@ from typing import Final
 
 import asyncpg
 
+from warnd.app.reads import callout_summary, task_progress
 from warnd.app.services import Services
 from warnd.app.views import (
     DELIVERY_STATES,
     BoardFigures,
     BoardWarning,
-    CalloutSummary,
-    FieldTaskProgress,
     RejectedOut,
     SilentFeed,
     SpeakerOut,
@@ -84,23 +83,8 @@ def _board_warning(row: asyncpg.Record) -> BoardWarning:
         expires=row["expires"],
         deliveries=sum(by_state.values()),
         by_state=by_state,
-        callouts=CalloutSummary(
-            total=row["c_total"],
-            acknowledged_on_time=row["c_on_time"],
-            acknowledged_late=row["c_late"],
-            open=row["c_open"],
-            overdue=row["c_overdue"],
-            escalated=row["c_escalated"],
-            closed=row["c_closed"],
-        ),
-        field_tasks=FieldTaskProgress(
-            total=row["t_total"],
-            done=row["t_done"],
-            open=row["t_open"],
-            overdue=row["t_overdue"],
-            persons=row["t_persons"],
-            reached=row["t_reached"],
-        ),
+        callouts=callout_summary(row),
+        field_tasks=task_progress(row),
     )
 
 

@@ -281,23 +281,8 @@ def _division_progress(row: asyncpg.Record) -> DivisionProgress:
         delivered=row["delivered"],
         failed=row["failed"],
         cancelled=row["cancelled"],
-        callouts=CalloutSummary(
-            total=row["c_total"],
-            acknowledged_on_time=row["c_on_time"],
-            acknowledged_late=row["c_late"],
-            open=row["c_open"],
-            overdue=row["c_overdue"],
-            escalated=row["c_escalated"],
-            closed=row["c_closed"],
-        ),
-        field_tasks=FieldTaskProgress(
-            total=row["t_total"],
-            done=row["t_done"],
-            open=row["t_open"],
-            overdue=row["t_overdue"],
-            persons=row["t_persons"],
-            reached=row["t_reached"],
-        ),
+        callouts=callout_summary(row),
+        field_tasks=task_progress(row),
         speakers=row["s_total"],
         speakers_offline=row["s_offline"],
     )
@@ -649,3 +634,28 @@ async def count_tasks(
             await conn.fetch(sql("gong_candidates"), warning_id, speciality, exercise, None)
         )
     return counts
+
+
+def callout_summary(row: asyncpg.Record) -> CalloutSummary:
+    """A division's or warning's call-outs from a row's ``c_*`` columns (read.sql, board.sql)."""
+    return CalloutSummary(
+        total=row["c_total"],
+        acknowledged_on_time=row["c_on_time"],
+        acknowledged_late=row["c_late"],
+        open=row["c_open"],
+        overdue=row["c_overdue"],
+        escalated=row["c_escalated"],
+        closed=row["c_closed"],
+    )
+
+
+def task_progress(row: asyncpg.Record) -> FieldTaskProgress:
+    """Field tasks from a row's ``t_*`` columns (read.sql, board.sql)."""
+    return FieldTaskProgress(
+        total=row["t_total"],
+        done=row["t_done"],
+        open=row["t_open"],
+        overdue=row["t_overdue"],
+        persons=row["t_persons"],
+        reached=row["t_reached"],
+    )
