@@ -155,10 +155,10 @@ def policy() -> Policy:
 
 
 @pytest.fixture
-async def app(pool: asyncpg.Pool, policy: Policy) -> AsyncIterator[Api]:
+async def app(db_url: str, pool: asyncpg.Pool, policy: Policy) -> AsyncIterator[Api]:
     """The API on the small roster of tests/fixtures.py, with no channels."""
     await seed_roster(pool)
-    async for api in serve_api(pool, policy, {}):
+    async for api in serve_api(pool, policy, {}, database_url=db_url):
         yield api
 
 

@@ -114,9 +114,14 @@ class Api:
 
 
 async def serve_api(
-    pool: asyncpg.Pool, policy: Policy, channels: dict[str, Channel]
+    pool: asyncpg.Pool,
+    policy: Policy,
+    channels: dict[str, Channel],
+    *,
+    database_url: str | None = None,
 ) -> AsyncIterator[Api]:
-    """The app on ``pool`` with CONFIG's feed and users, its clock stopped at NOW."""
+    """The app on ``pool`` (whose URL is ``database_url``, for work on a connection of its own)
+    with CONFIG's feed and users, its clock stopped at NOW."""
     services = Services(
         pool=pool,
         config=CONFIG,
@@ -125,6 +130,7 @@ async def serve_api(
         metrics=Metrics(),
         channels=channels,
         max_body_bytes=64 * 1024,
+        database_url=database_url,
     )
     async with TestClient(TestServer(build_app(services))) as client:
         yield Api(client, services, pool)

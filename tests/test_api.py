@@ -400,6 +400,18 @@ async def test_preview_of_a_red_warning_counts_what_will_be_sent(app: Api) -> No
     )
     assert shown["reaches_people"] is True
     assert shown["simulated"] is False
+    assert (shown["night"], shown["night_window"]) == (True, "22:00–06:00")
+
+
+async def test_preview_by_day_is_not_night_and_keeps_the_sms_first(app: Api) -> None:
+    clock = app.services.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(8 * 3600)  # 10:00
+    status, body = await app.call("POST", f"{API}/warnings", OFFICER_TOKEN, manual())
+    assert status == 201, body
+    shown = await preview(app, body["warning_id"])
+    assert shown["night"] is False
+    assert shown["channels"]["responder"] == ["sms", "voice"]
 
 
 async def test_preview_of_a_blue_warning_reaches_responders_by_sms_only(app: Api) -> None:

@@ -14,6 +14,7 @@ from tests.fixtures import (
     NOW,
     OFFICER_TOKEN,
     OTHER_COUNTY,
+    OTHER_VILLAGE,
     TASKS,
     TOWN,
     VILLAGE_1,
@@ -40,9 +41,12 @@ async def warned(app: Api) -> int:
     return warning_id
 
 
-async def progress(app: Api, warning_id: int, level: str) -> dict[str, Any]:
+async def progress(
+    app: Api, warning_id: int, level: str, within: str | None = None
+) -> dict[str, Any]:
+    scope = f"&within={within}" if within else ""
     status, body = await app.call(
-        "GET", f"{API}/warnings/{warning_id}/progress?level={level}", OFFICER_TOKEN
+        "GET", f"{API}/warnings/{warning_id}/progress?level={level}{scope}", OFFICER_TOKEN
     )
     assert status == 200, body
     return body
@@ -99,6 +103,45 @@ async def test_towns_and_villages_leave_out_people_above_them(app: Api) -> None:
     assert villages[VILLAGE_1]["field_tasks"] == tasks(2, 1, 1, 1, 6, 5)
     assert villages[VILLAGE_2]["callouts"] == callouts(1, 0, 0, 1, 1, 1, 0)
     assert villages[VILLAGE_2]["field_tasks"] == tasks(1, 0, 1, 0, 3, 2)
+
+
+async def test_a_roll_up_within_a_division_has_only_the_divisions_inside_it(app: Api) -> None:
+    warning_id = await warned(app)
+    await app.pool.execute(
+        "INSERT INTO deliveries (warning_id, message_id, audience, recipient_id, division_code,"
+        "                        address, channel_kind, priority, state, queued_at)"
+        " SELECT $1, min(id), 'broadcast', 0, $2, $2, 'broadcast', 11, 'queued', $3"
+        "   FROM messages WHERE warning_id = $1",
+        warning_id,
+        OTHER_VILLAGE,
+        NOW,
+    )
+    everywhere = by_code(await progress(app, warning_id, "village"))
+    assert list(everywhere) == [VILLAGE_1, VILLAGE_2, OTHER_VILLAGE]
+
+    town = await progress(app, warning_id, "village", within=TOWN)
+    assert (town["within"], town["within_name"]) == (TOWN, "许庄街道")
+    assert by_code(town) == {code: everywhere[code] for code in (VILLAGE_1, VILLAGE_2)}
+    county = await progress(app, warning_id, "village", within=OTHER_COUNTY)
+    assert by_code(county) == {OTHER_VILLAGE: everywhere[OTHER_VILLAGE]}
+    towns = await progress(app, warning_id, "town", within=COUNTY)
+    assert list(by_code(towns)) == [TOWN]
+    assert (await progress(app, warning_id, "town"))["within"] is None
+
+
+async def test_a_roll_up_within_a_division_it_cannot_use_is_refused(app: Api) -> None:
+    warning_id = await warned(app)
+    path = f"{API}/warnings/{warning_id}/progress"
+    for query, code, says in [
+        ("level=village&within=370899999000", 422, "no division 370899999000"),
+        ("level=village&within=" + VILLAGE_1, 422, "is not above the village level"),
+        ("level=county&within=" + COUNTY, 422, "is not above the county level"),
+        ("level=town&within=3708", 400, "within"),
+        ("level=town&within=37081100100x", 400, "within"),
+    ]:
+        status, body = await app.call("GET", f"{path}?{query}", OFFICER_TOKEN)
+        assert status == code, (query, body)
+        assert says in str(body), (query, body)
 
 
 async def test_overdue_is_reckoned_at_the_clock_of_the_request(app: Api) -> None:

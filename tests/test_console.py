@@ -7,8 +7,10 @@ The whole officer's round in a real browser is in tests/test_console_browser.py.
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import ssl
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,9 @@ from click.testing import CliRunner
 
 from tests.fixtures import (
     CHIEF_TOKEN,
+    COUNTY,
     NOW,
+    TOWN,
     VILLAGE_1,
     Api,
     cap_alert,
@@ -192,6 +196,10 @@ async def test_the_author_cannot_approve_and_the_area_must_be_typed(app: Api) ->
     warning_id = int(issued.headers["Location"].rsplit("/", 1)[1])
     page = await (await app.client.get(f"/console/warnings/{warning_id}")).text()
     assert "您是发布人" in page and "area_confirm" not in page
+    # 02:00: the preview says the night channels are in force.
+    assert 'id="night-notice">现在是夜间时段（22:00–06:00）' in page
+    area = await (await app.client.get("/console/compose/area?codes=370811")).text()
+    assert "夜间时段（22:00–06:00）" in area
     digest = re.search(r'name="texts_sha256" value="([0-9a-f]+)"', page)
     assert digest is None  # no approval form for the author
     preview = await app.client.get(f"/api/v1/warnings/{warning_id}/preview", headers=_chief())
@@ -231,6 +239,79 @@ async def test_the_author_cannot_approve_and_the_area_must_be_typed(app: Api) ->
     assert row is not None and tuple(row) == ("active", "wang")
     audit = await app.pool.fetchval("SELECT actor FROM audit_log WHERE action = 'warning_approved'")
     assert audit == "wang"
+
+
+async def test_an_area_drawn_on_the_map_is_stored_and_resolved_to_its_villages(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    page = await (await app.client.get("/console/compose")).text()
+    assert 'id="draw-map"' in page and "任城区" in page  # the counties are labelled
+    token = await csrf_of(app, "/console/compose")
+    form = {
+        "csrf_token": token,
+        "hazard": "rainstorm",
+        "level": "red",
+        "headline": "张庄一带暴雨红色预警",
+        # A square around 张庄村 only (李庄村 is at 35.44,116.62); left open: closed for us.
+        "polygon": "35.425,116.605 35.435,116.605 35.435,116.615 35.425,116.615",
+        "draw_mode": "polygon",
+    }
+    unnamed = await app.client.post("/console/warnings", data=form)
+    assert unnamed.status == 422
+    text = await unnamed.text()
+    assert "area_desc" in text and "35.425,116.605" in text  # the drawing is kept
+    issued = await app.client.post(
+        "/console/warnings", data={**form, "area_desc": "张庄一带"}, allow_redirects=False
+    )
+    assert issued.status == 303, await issued.text()
+    warning_id = int(issued.headers["Location"].rsplit("/", 1)[1])
+    area = await app.pool.fetchval("SELECT area FROM warnings WHERE id = $1", warning_id)
+    assert area["polygons"] == [
+        [
+            [35.425, 116.605],
+            [35.435, 116.605],
+            [35.435, 116.615],
+            [35.425, 116.615],
+            [35.425, 116.605],
+        ]
+    ]
+    preview = await app.client.get(f"/api/v1/warnings/{warning_id}/preview", headers=_chief())
+    assert (await preview.json())["villages"] == 1
+
+    circled = await app.client.post(
+        "/console/warnings",
+        data={**form, "polygon": "", "circle": "35.43,116.61 2", "area_desc": "张庄周边"},
+        allow_redirects=False,
+    )
+    assert circled.status == 303, await circled.text()
+    area = await app.pool.fetchval("SELECT area FROM warnings ORDER BY id DESC LIMIT 1")
+    assert area["circles"] == [{"lat": 35.43, "lon": 116.61, "radius_km": 2.0}]
+
+
+async def test_a_badly_drawn_area_is_named_and_nothing_is_stored(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    token = await csrf_of(app, "/console/compose")
+    base = {
+        "csrf_token": token,
+        "hazard": "rainstorm",
+        "level": "red",
+        "headline": "暴雨红色预警",
+        "area_desc": "所画区域",
+    }
+    for fields, says in [
+        ({"polygon": "35.42;116.60 35.44,116.60 35.44,116.62"}, "polygon: point 1"),
+        ({"polygon": "35.42,abc 35.44,116.60 35.44,116.62"}, "point 1 longitude"),
+        ({"polygon": "35.42,116.60 35.44,116.60"}, "polygon"),
+        ({"polygon": "35.40,116.50 35.50,116.70 35.50,116.50 35.40,116.70"}, "cross"),
+        ({"polygon": "135.42,116.60 35.44,116.60 35.44,116.62"}, "area.polygons"),
+        ({"circle": "35.43,116.61"}, "circle:"),
+        ({"circle": "35.43,116.61 -3"}, "radius_km"),
+    ]:
+        response = await app.client.post("/console/warnings", data={**base, **fields})
+        assert response.status == 422, (fields, await response.text())
+        assert says in await response.text(), (fields, await response.text())
+    assert await app.pool.fetchval("SELECT count(*) FROM warnings") == 0
 
 
 def _chief() -> dict[str, str]:
@@ -473,6 +554,34 @@ async def test_an_approver_refuses_and_an_officer_corrects_from_the_warning_page
     assert reason == "区域有误"
 
 
+async def test_the_warning_page_opens_a_county_into_its_towns_and_a_town_into_its_villages(
+    app: Api,
+) -> None:
+    await add_officers(app.pool)
+    _, created = await app.cap(cap_alert())
+    warning_id = created["warning_id"]
+    await insert_deliveries(app.pool, warning_id)
+    await sign_in(app, "zhang")
+    page = await (await app.client.get(f"/console/warnings/{warning_id}")).text()
+    assert f'href="?level=town&amp;within={COUNTY}"' in page  # 任城区 opens into its towns
+    towns = await (
+        await app.client.get(f"/console/warnings/{warning_id}?level=town&within={COUNTY}")
+    ).text()
+    assert '<b id="within-name">任城区</b>' in towns
+    assert f'href="?level=village&amp;within={TOWN}"' in towns
+    assert f"within={COUNTY}" in re.findall(r'data-live="([^"]+)"', towns)[0]
+    villages = await (
+        await app.client.get(f"/console/warnings/{warning_id}?level=village&within={TOWN}")
+    ).text()
+    assert f'href="/console/roster/{VILLAGE_1}">张庄村</a>' in villages
+    path = f"/console/live/warnings/{warning_id}?level=village&within={TOWN}"
+    async with app.client.get(path) as response:
+        first = b""
+        while not first.endswith(b"\n\n"):
+            first += await response.content.readline()
+    assert "张庄村" in first.decode() and "许庄街道" in first.decode()
+
+
 async def test_the_roster_pages_find_a_division_and_list_who_answers_for_it(app: Api) -> None:
     await add_officers(app.pool)
     await sign_in(app, "zhang")
@@ -486,6 +595,108 @@ async def test_the_roster_pages_find_a_division_and_list_who_answers_for_it(app:
     missing = await app.client.get("/console/roster/370899")
     assert missing.status == 404 and "找不到" in await missing.text()
     assert (await app.client.get("/console/roster/37081")).status == 404  # not a code
+
+
+def upload(token: str | None, *files: tuple[str, bytes]) -> aiohttp.FormData:
+    """The roster upload form as a browser sends it: the CSRF token first, then the files."""
+    data = aiohttp.FormData()
+    if token is not None:
+        data.add_field("csrf_token", token)
+    for name, body in files:
+        data.add_field("files", body, filename=name, content_type="text/csv")
+    return data
+
+
+VILLAGES = "行政区划代码,名称,纬度,经度\n370811001203,赵庄村,35.45,116.63\n".encode()
+
+
+async def test_an_admin_uploads_a_roster_and_sees_what_it_brought(app: Api) -> None:
+    await add_user(app.pool, "chief", ["admin"], PASSWORD, now=NOW)
+    await sign_in(app, "chief")
+    token = await csrf_of(app, "/console/roster")
+    imported = await app.client.post(
+        "/console/roster/import", data=upload(token, ("villages.csv", VILLAGES))
+    )
+    page = await imported.text()
+    assert imported.status == 200, page
+    assert 'id="imported"' in page and "村（社区）" in page
+    assert (
+        await app.pool.fetchval("SELECT name FROM divisions WHERE code = '370811001203'")
+        == "赵庄村"
+    )
+    audit = await app.pool.fetchrow(
+        "SELECT actor, detail FROM audit_log WHERE action = 'roster_imported'"
+    )
+    assert audit is not None and audit["actor"] == "chief"
+    assert audit["detail"]["files"] == ["villages.csv"]
+
+    exported = await app.client.get("/console/roster/export?format=csv")
+    assert exported.status == 200
+    assert exported.headers["Content-Type"] == "application/zip"
+    assert exported.headers["Cache-Control"] == "no-store"
+    with zipfile.ZipFile(io.BytesIO(await exported.read())) as archive:
+        assert "赵庄村" in archive.read("divisions.csv").decode("utf-8-sig")
+    assert (
+        await app.pool.fetchval("SELECT actor FROM audit_log WHERE action = 'roster_exported'")
+        == "chief"
+    )
+
+
+async def test_a_roster_upload_with_errors_lists_them_and_imports_nothing(app: Api) -> None:
+    await add_user(app.pool, "chief", ["admin"], PASSWORD, now=NOW)
+    await sign_in(app, "chief")
+    token = await csrf_of(app, "/console/roster")
+    bad = "行政区划代码,名称\n37081100120X,坏村\n".encode()
+    refused = await app.client.post(
+        "/console/roster/import",
+        data=upload(token, ("villages.csv", VILLAGES), ("bad.csv", bad)),
+    )
+    page = await refused.text()
+    assert refused.status == 422, page
+    assert 'id="problems"' in page and "bad.csv" in page and "全部未导入" in page
+    assert (
+        await app.pool.fetchval("SELECT count(*) FROM divisions WHERE code = '370811001203'") == 0
+    )
+    for files, says in [
+        ((("notes.txt", b"hello"),), "notes.txt"),
+        ((("a.csv", VILLAGES), ("a.csv", VILLAGES)), "chosen twice"),
+        ((), "files:"),  # no file chosen: not even an upload
+    ]:
+        response = await app.client.post("/console/roster/import", data=upload(token, *files))
+        assert response.status == 422, files
+        assert says in await response.text(), files
+    assert (
+        await app.pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'roster_imported'")
+        == 0
+    )
+
+
+async def test_a_roster_upload_needs_an_admin_and_its_token_first(app: Api) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    token = await csrf_of(app, "/console/roster")
+    page = await (await app.client.get("/console/roster")).text()
+    assert "导入、导出名册须管理员权限" in page
+    assert (await app.client.get("/console/roster/export")).status == 403
+    officer = await app.client.post(
+        "/console/roster/import", data=upload(token, ("villages.csv", VILLAGES))
+    )
+    assert officer.status == 403
+    await add_user(app.pool, "chief", ["admin"], PASSWORD, now=NOW)
+    await sign_in(app, "chief")
+    token = await csrf_of(app, "/console/roster")
+    late = aiohttp.FormData()
+    late.add_field("files", VILLAGES, filename="villages.csv", content_type="text/csv")
+    late.add_field("csrf_token", token)
+    assert (await app.client.post("/console/roster/import", data=late)).status == 403
+    assert (await app.client.post("/console/roster/import", data=upload(None))).status == 403
+    elsewhere = await app.client.post(
+        "/console/warnings", data=upload(token, ("villages.csv", VILLAGES))
+    )
+    assert elsewhere.status == 422
+    assert (
+        await app.pool.fetchval("SELECT count(*) FROM divisions WHERE code = '370811001203'") == 0
+    )
 
 
 async def test_over_tls_the_console_cookies_are_secure(seeded: str, tmp_path: Path) -> None:

@@ -257,3 +257,57 @@ async def test_the_officers_round_in_chromium(warnd: tuple[Daemon, str], shots: 
 
         await browser.close()
     assert errors == []  # no script error, no CSP violation
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_an_area_is_drawn_on_the_compose_map_in_chromium(
+    warnd: tuple[Daemon, str], shots: Path
+) -> None:
+    chromium = require_chromium()
+    from playwright.async_api import async_playwright, expect
+
+    daemon, base = warnd
+    assert daemon.services is not None
+    pool = daemon.services.pool
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, headless=True)
+        page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        await page.goto(f"{base}/login")
+        await page.fill("input[name=username]", "zhang")
+        await page.fill("input[name=password]", PASSWORD)
+        await page.click("button[type=submit]")
+        await page.click("text=发布预警")
+
+        drawing = page.locator("#draw-map")
+        box = await drawing.bounding_box()
+        assert box is not None
+        corners = [(0.3, 0.3), (0.7, 0.3), (0.7, 0.7), (0.3, 0.7)]
+        for fx, fy in corners:
+            await drawing.click(position={"x": box["width"] * fx, "y": box["height"] * fy})
+        vertices = (await page.input_value("input[name=polygon]")).split()
+        assert len(vertices) == 4
+        points = [tuple(map(float, v.split(","))) for v in vertices]
+        # North up, east right: the first click (top left) is north and west of the third.
+        assert points[0][0] > points[2][0] and points[0][1] < points[2][1]
+        shown = await page.get_attribute("#drawn-polygon", "points")
+        assert shown is not None and len(shown.split()) == 4
+
+        await page.check("input[name=draw_mode][value=circle]")
+        await drawing.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5})
+        await drawing.click(position={"x": box["width"] * 0.6, "y": box["height"] * 0.5})
+        circle = (await page.input_value("input[name=circle]")).split()
+        assert len(circle) == 2 and float(circle[1]) > 0
+        await expect(page.locator("#drawn-circle")).not_to_have_attribute("r", "0")
+        await page.screenshot(path=shots / "compose-draw.png", full_page=True)
+
+        await page.fill("input[name=area_desc]", "所画区域")
+        await page.click("button:has-text('提交审批（审批前不发送）')")
+        await expect(page.locator("h1")).to_contain_text("暴雨")
+        area = await pool.fetchval("SELECT area FROM warnings ORDER BY id DESC LIMIT 1")
+        assert len(area["polygons"][0]) == 5  # closed for the officer
+        assert len(area["circles"]) == 1
+        await browser.close()
+    assert errors == []

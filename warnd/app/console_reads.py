@@ -86,6 +86,20 @@ async def village_points(services: Services, warning_id: int) -> list[VillagePoi
     return [VillagePoint(r["code"], r["name"], r["lat"], r["lon"]) for r in rows]
 
 
+async def town_points(services: Services) -> tuple[list[VillagePoint], list[VillagePoint]]:
+    """The counties and the towns with their coordinates: the map an area is drawn on."""
+    rows = await services.pool.fetch(sql("town_points"))
+
+    def at(level: str) -> list[VillagePoint]:
+        return [
+            VillagePoint(r["code"], r["name"], r["lat"], r["lon"])
+            for r in rows
+            if r["level"] == level
+        ]
+
+    return at("county"), at("town")
+
+
 @dataclass(frozen=True)
 class DivisionCard:
     """A division on the roster page: where it sits, what is under it, who answers for it."""

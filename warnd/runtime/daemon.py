@@ -192,6 +192,8 @@ class Daemon:
                 clock=self.clock,
                 metrics=self.metrics,
                 channels=self.channels,
+                database_url=url,
+                database_role=RUNTIME_ROLE,
             )
             self.services = services
             stages = self._build_stages(services)

@@ -16,7 +16,9 @@ each console read, server-side (the time of the function call, as a handler woul
   would read for such a page (detail, roll-ups per county and per town, the first 50 overdue
   call-outs) is timed too and reported as ``warning_reads_*``;
 - ``progress``: ``GET /api/v1/warnings/{id}/progress`` at its default level (town). The village
-  level of the whole city (6,000 rows) is timed too and reported as ``progress_village_*``;
+  level of the whole city (6,000 rows) is timed too and reported as ``progress_village_*``, and
+  the village level within the town of most villages (what the page shows when an officer
+  opens a town: ``?level=village&within=``) as ``progress_town_villages_*``;
 - ``sse_update``: one live update of the board as its stream makes it: ``board_figures``
   rendered into the board's live part (the stream sends it when it changed). ``GET
   /api/v1/board`` (the same figures as JSON) is timed too and reported as ``api_board_*``.
@@ -210,6 +212,8 @@ async def console(households: int, *, reuse: bool, rounds: int, rate: float) -> 
         "progress_ms_p50": round(p50(samples["progress"]), 1),
         "progress_village_ms_p99": round(p99(samples["progress_village"]), 1),
         "progress_village_ms_p50": round(p50(samples["progress_village"]), 1),
+        "progress_town_villages_ms_p99": round(p99(samples["progress_town_villages"]), 1),
+        "progress_town_villages_ms_p50": round(p50(samples["progress_town_villages"]), 1),
         "sse_update_ms_p50": round(p50(samples["sse_update"]), 1),
         "api_board_ms_p99": round(p99(samples["api_board"]), 1),
         "api_board_ms_p50": round(p50(samples["api_board"]), 1),
@@ -270,11 +274,20 @@ async def _measure(
     async def progress_villages() -> None:
         await progress(services, warning_id, "village")
 
+    busiest_town: str = await pool.fetchval(
+        "SELECT parent_code FROM divisions WHERE level = 'village'"
+        " GROUP BY parent_code ORDER BY count(*) DESC, parent_code LIMIT 1"
+    )
+
+    async def progress_town_villages() -> None:
+        await progress(services, warning_id, "village", busiest_town)
+
     reads: dict[str, Callable[[], Awaitable[None]]] = {
         "board": board_page,
         "warning_page": warning_page,
         "progress": progress_read,
         "progress_village": progress_villages,
+        "progress_town_villages": progress_town_villages,
         "sse_update": sse_update,
         "api_board": api_board,
         "warning_reads": warning_reads,

@@ -17,11 +17,21 @@ Scenarios (``--scenario``, all by default):
   refuses new ones for ``--cut-seconds`` (10) a third of the way through;
 - ``smsc-flaky``: one process; the SMSC drops the link every 5,000th message (without answering
   it) and answers every 2,000th with ESME_RTHROTTLED (the link halves its rate each time);
+- ``pg-restart``: three processes on an embedded PostgreSQL of the bench's own (it is the one
+  server the bench may stop): the server is stopped (fast shutdown: every session cut) a third
+  of the way, kept down ``--cut-seconds``, and started again; the processes reconnect by
+  themselves;
+- ``slow-fast``: one process, the SMS link beside a simulated voice channel paced at 10 calls a
+  second whose gateway takes half a second to a second to answer each batch (the red warning
+  calls every responder and facility); the fan-out is run twice, without and with the voice
+  channel, and the SMS rates at the SMSC compared: the fast channel must not be held back;
 - ``escalation-kill``: three processes with only the escalate role, a city's call-outs all due
   (opened months ago); one is killed with SIGKILL a third of the way: every step of every chain
   must fire exactly once (messages = steps, lost = steps never fired, duplicates = fired twice).
 
-Not here (yet): PostgreSQL itself restarted, and a slow channel beside a fast one.
+Every SMS scenario also reports what the SMSC saw of the link: how many binds, how many at once,
+and the most ``submit_sm`` it accepted in one second: the link's configured rate (``--rate``,
+1,000 a second), whatever the number of processes.
 
 Duplicates are allowed only for messages whose gateway answer never came or was not recorded
 (at most what the killed holder had claimed); lost, never.
@@ -36,6 +46,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +64,7 @@ import click
 
 from warnd.core.clock import ManualClock
 from warnd.core.model import Area
+from warnd.db.embedded import control, embedded_url
 from warnd.db.pool import open_pool, recreate_database
 from warnd.ingest.store import store_warning
 from warnd.pipeline.planner import Planner
@@ -62,9 +74,9 @@ from warnd.tools.bench_fanout import city_warning, report
 
 BENCH_DB = "warnd_bench_faults"
 TOKEN = "bench-faults-feed-token-0123456789"  # noqa: S105 - the bench database's own feed
-RATE = 1000  # submit_sm a second on the one SMPP link
+RATE = 1000  # submit_sm a second on the one SMPP link, unless --rate says otherwise
 WINDOW = 20
-SCENARIOS = ("kill9", "db-cut", "smsc-flaky", "escalation-kill")
+SCENARIOS = ("kill9", "db-cut", "pg-restart", "smsc-flaky", "slow-fast", "escalation-kill")
 CONFIG = """
 [feeds.bench]
 token = "{token}"
@@ -81,6 +93,17 @@ rate = {rate}
 response_timeout_s = 3.0
 bind_timeout_s = 3.0
 reconnect_max_s = 2.0
+"""
+# slow-fast: a simulated voice channel that calls 10 numbers a second and whose gateway takes
+# 0.5-1 s to answer each batch. The simulator, not a SIP trunk: what is under test is that
+# dispatch keeps the SMS worker apart from a slow one, not the voice channel itself.
+SLOW_VOICE = """
+[channels.voice]
+type = "simulator"
+kind = "voice"
+rate_per_s = 10
+window = 10
+send_delay_s = [0.5, 1.0]
 """
 # SMPP 3.4 command ids and statuses the SMSC uses.
 _BINDS = {0x00000001, 0x00000002, 0x00000009}
@@ -138,7 +161,9 @@ class Smsc:
     bound: int = 0
     most_bound: int = 0
     submits: int = 0
+    first_accept: float | None = None
     last_accept: float = 0.0
+    per_second: Counter[int] = field(default_factory=Counter)  # accepted, by monotonic second
     fault_over: float | None = None  # set when a fault ends; then the first accept after it:
     resumed: float | None = None
     _server: asyncio.Server | None = None
@@ -162,9 +187,24 @@ class Smsc:
         if destination is not None:
             self.accepted[destination] += 1
         self.last_accept = time.monotonic()
+        self.per_second[int(self.last_accept)] += 1
+        if self.first_accept is None:
+            self.first_accept = self.last_accept
         if self.fault_over is not None and self.resumed is None:
             self.resumed = self.last_accept
         return 0, f"{self.submits:x}".encode() + b"\x00"
+
+    @property
+    def peak_rate(self) -> int:
+        """The most ``submit_sm`` accepted within one second."""
+        return max(self.per_second.values(), default=0)
+
+    @property
+    def rate(self) -> float:
+        """Accepted a second, from the first accept to the last."""
+        if self.first_accept is None or self.last_accept <= self.first_accept:
+            return 0.0
+        return sum(self.accepted.values()) / (self.last_accept - self.first_accept)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         bound = False
@@ -347,6 +387,7 @@ class Size:
     lease_seconds: float = 60.0  # longer than a batch waits in a throttled link's lanes
     server_url: str | None = None  # default: the configured server, or the embedded one
     database: str = BENCH_DB
+    rate: int = RATE  # the SMPP link's configured rate
 
     @property
     def area(self) -> str:
@@ -390,10 +431,11 @@ async def reset(url: str) -> None:
         await conn.close()
 
 
+# The SMS fan-out has ended (slow-fast leaves voice calls queued: they are not waited for).
 FANNED_OUT = (
     "SELECT count(*) > 0 AND count(*) FILTER (WHERE state IN ('queued', 'sending')) = 0"
     "   AND NOT EXISTS (SELECT 1 FROM warnings WHERE plan_state IN ('pending', 'planning'))"
-    "  FROM deliveries"
+    "  FROM deliveries WHERE channel_kind = 'sms'"
 )
 
 
@@ -447,6 +489,9 @@ class Outcome:
     detail: str = ""
     # Rows the killed holder had claimed and not recorded: what may go twice at most.
     on_the_wire: int | None = None
+    # The SMSC's view of the link: the most accepted in one second, and the mean rate.
+    peak_per_s: int | None = None
+    rate_per_s: float | None = None
 
     def row(self) -> dict[str, Any]:
         return {
@@ -457,6 +502,7 @@ class Outcome:
             "recovery_s": "-" if self.recovery_s is None else round(self.recovery_s, 2),
             "seconds": round(self.seconds, 1),
             "on_the_wire": "-" if self.on_the_wire is None else self.on_the_wire,
+            "peak_per_s": "-" if self.peak_per_s is None else self.peak_per_s,
             "detail": self.detail,
         }
 
@@ -485,9 +531,12 @@ async def sms_scenario(
     cut_seconds: float = 10.0,
     drop_every: int | None = None,
     throttle_every: int | None = None,
+    channels: str = "",
+    server: Path | None = None,
 ) -> Outcome:
-    """A fan-out (the city, or ``size.county``) through one SMPP link, with ``fault`` injected a
-    third of the way."""
+    """A fan-out (the city, or ``size.county``) through one SMPP link (and ``channels``, more
+    channel tables), with ``fault`` injected a third of the way: ``kill9``, ``db-cut``,
+    ``pg-restart`` (of the embedded server under ``server``) or ``none``."""
     await reset(url)
     smsc = Smsc(drop_every=drop_every, throttle_every=throttle_every)
     await smsc.start()
@@ -499,7 +548,9 @@ async def sms_scenario(
         await proxy.start()
         served = proxied(url, proxy.port)
     config = logs / f"{name}.toml"
-    config.write_text(CONFIG.format(token=TOKEN, port=smsc.port, window=WINDOW, rate=RATE))
+    config.write_text(
+        CONFIG.format(token=TOKEN, port=smsc.port, window=WINDOW, rate=size.rate) + channels
+    )
     fleet = Fleet(
         {
             **os.environ,
@@ -514,7 +565,7 @@ async def sms_scenario(
     )
     conn = await asyncpg.connect(url)
     recovery: float | None = None
-    on_the_wire: int | None = None
+    on_the_wire: int | None = None  # kill9: what the killed holder had claimed, unrecorded
     try:
         await fleet.start(processes)
         started = time.monotonic()
@@ -525,15 +576,14 @@ async def sms_scenario(
         third = max(1, total // 3)
         await wait_for(lambda: _at_least(smsc, third), 300, f"{third} messages at the SMSC")
         if fault == "kill9":
-            holder = await fleet.holder("sms")
-            if holder is not None:
-                await fleet.kill(holder)
-            on_the_wire = await conn.fetchval(
-                "SELECT count(*) FROM deliveries WHERE state = 'sending' AND channel_kind = 'sms'"
-            )
+            on_the_wire = await kill_holder(fleet, conn)
         elif fault == "db-cut" and proxy is not None:
             proxy.cut(cut_seconds)
             await asyncio.sleep(cut_seconds)
+        elif fault == "pg-restart" and server is not None:
+            await conn.close()
+            await restart(server, cut_seconds)
+            conn = await asyncpg.connect(url)
         smsc.fault_over = time.monotonic()
         await wait_for(lambda: _resumed(smsc), 300, "sending to resume")
         if fault != "none" and smsc.resumed is not None:
@@ -547,8 +597,76 @@ async def sms_scenario(
         await smsc.stop()
         if proxy is not None:
             await proxy.stop()
-    detail = f"binds {smsc.binds}, at once {smsc.most_bound}"
-    return Outcome(name, messages, lost, twice, recovery, seconds, detail, on_the_wire)
+    return Outcome(
+        name,
+        messages,
+        lost,
+        twice,
+        recovery,
+        seconds,
+        f"binds {smsc.binds}, at once {smsc.most_bound}",
+        on_the_wire,
+        peak_per_s=smsc.peak_rate,
+        rate_per_s=smsc.rate,
+    )
+
+
+async def kill_holder(fleet: Fleet, conn: asyncpg.Connection) -> int:
+    """SIGKILL the process holding the SMPP link; the rows it had claimed and not recorded."""
+    holder = await fleet.holder("sms")
+    if holder is not None:
+        await fleet.kill(holder)
+    on_the_wire: int = await conn.fetchval(
+        "SELECT count(*) FROM deliveries WHERE state = 'sending' AND channel_kind = 'sms'"
+    )
+    return on_the_wire
+
+
+async def restart(server: Path, down_seconds: float) -> None:
+    """Stop the embedded server under ``server`` (fast shutdown: every session cut), keep it
+    down a while, start it again with the same options."""
+    await asyncio.to_thread(control, server, "-m", "fast", "stop")
+    await asyncio.sleep(down_seconds)
+    await asyncio.to_thread(control, server, "-l", str(server / "pg" / "log"), "restart")
+
+
+async def slow_fast_scenario(url: str, logs: Path, size: Size) -> Outcome:
+    """The same fan-out without and then with a slow voice channel beside the SMS link: the
+    SMS rate at the SMSC, compared side by side."""
+    alone = await sms_scenario("sms-alone", url, logs, size, processes=1, fault="none")
+    beside = await sms_scenario(
+        "slow-fast", url, logs, size, processes=1, fault="none", channels=SLOW_VOICE
+    )
+    alone_rate, beside_rate = alone.rate_per_s or 0.0, beside.rate_per_s or 0.0
+    ratio = beside_rate / alone_rate if alone_rate else 0.0
+    return replace(
+        beside,
+        detail=f"{beside.detail}; SMS {beside_rate:,.0f}/s beside voice at 10/s, "
+        f"{alone_rate:,.0f}/s alone (ratio {ratio:.2f})",
+    )
+
+
+async def restart_scenario(logs: Path, size: Size, down_seconds: float) -> Outcome:
+    """kill9's fan-out with the server stopped and started: on an embedded server of its own,
+    since a shared one is not the bench's to stop."""
+    data_dir = logs / "pg-restart"
+    server = await asyncio.to_thread(embedded_url, data_dir)
+    try:
+        async with bench_database(replace(size, server_url=server)) as url:
+            return await sms_scenario(
+                "pg-restart",
+                url,
+                logs,
+                size,
+                processes=3,
+                fault="pg-restart",
+                cut_seconds=down_seconds,
+                server=data_dir,
+            )
+    finally:
+        # Started again by pg_ctl, the server is no longer the one the package would stop.
+        with contextlib.suppress(subprocess.CalledProcessError):
+            await asyncio.to_thread(control, data_dir, "-m", "immediate", "stop")
 
 
 async def _planned(conn: asyncpg.Connection) -> bool:
@@ -621,20 +739,21 @@ async def run(scenarios: tuple[str, ...], size: Size, cut_seconds: float) -> lis
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="warnd-faults-") as folder:
         logs = Path(folder)
+        if "pg-restart" in scenarios:
+            outcomes.append(await restart_scenario(logs, size, cut_seconds))
+            click.echo(f"{outcomes[-1].row()}", err=True)
+        if set(scenarios) <= {"pg-restart"}:
+            return outcomes
         async with bench_database(size) as url:
             for scenario in scenarios:
-                if scenario == "kill9":
+                if scenario in ("kill9", "db-cut"):
                     outcome = await sms_scenario(
-                        "kill9", url, logs, size, processes=3, fault="kill9"
-                    )
-                elif scenario == "db-cut":
-                    outcome = await sms_scenario(
-                        "db-cut",
+                        scenario,
                         url,
                         logs,
                         size,
                         processes=3,
-                        fault="db-cut",
+                        fault=scenario,
                         cut_seconds=cut_seconds,
                     )
                 elif scenario == "smsc-flaky":
@@ -648,8 +767,12 @@ async def run(scenarios: tuple[str, ...], size: Size, cut_seconds: float) -> lis
                         drop_every=5000,
                         throttle_every=2000,
                     )
-                else:
+                elif scenario == "slow-fast":
+                    outcome = await slow_fast_scenario(url, logs, size)
+                elif scenario == "escalation-kill":
                     outcome = await escalation_scenario(url, logs, size, processes=3)
+                else:
+                    continue  # pg-restart: run above, on its own server
                 outcomes.append(outcome)
                 click.echo(f"{outcome.row()}", err=True)
     return outcomes
@@ -670,19 +793,33 @@ async def run(scenarios: tuple[str, ...], size: Size, cut_seconds: float) -> lis
     help="Households of the generated city (CI runs 20,000; by hand 500,000).",
 )
 @click.option("--county", default=None, help="Generate and warn one county (e.g. 370811).")
-@click.option("--cut-seconds", default=10.0, show_default=True, help="db-cut: cut this long.")
+@click.option(
+    "--rate",
+    default=RATE,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The SMPP link's configured rate, submit_sm a second (a full-size run goes faster).",
+)
+@click.option(
+    "--cut-seconds",
+    default=10.0,
+    show_default=True,
+    help="db-cut: the connections cut this long; pg-restart: the server down this long.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per scenario.")
 def faults_command(
+    *,
     scenarios: tuple[str, ...],
     households: int,
     county: str | None,
+    rate: int,
     cut_seconds: float,
     as_json: bool,
 ) -> None:
     """Real processes, injected faults: messages, lost, duplicates, recovery seconds."""
     from warnd.cli.errors import friendly_errors
 
-    size = Size(households=households, county=county)
+    size = Size(households=households, county=county, rate=rate)
     outcomes = friendly_errors(
         lambda: asyncio.run(run(scenarios or SCENARIOS, size, cut_seconds))
     )()

@@ -84,6 +84,13 @@ SELECT d.code, d.name, d.lat, d.lon
  WHERE wv.warning_id = $1 AND d.lat IS NOT NULL AND d.lon IS NOT NULL
  ORDER BY d.code;
 
+-- name: town_points
+-- Where the city's counties and towns are: the compose page's map to draw an area on.
+SELECT code, name, lat, lon, level
+  FROM divisions
+ WHERE level IN ('county', 'town') AND lat IS NOT NULL AND lon IS NOT NULL
+ ORDER BY code;
+
 -- name: console_session_live
 -- Whether a session is still live, without marking it seen (an open live stream is not the
 -- officer at work). $1 token sha256, $2 the oldest last_seen still live

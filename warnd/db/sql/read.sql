@@ -51,12 +51,16 @@ SELECT a.audience, s.state, s.n, a.first_sent, a.last_sent
 -- at $3; escalated counts those at least one escalation step has fired for. Field tasks: done
 -- is state done; persons are the people the tasks are about, reached what was reported done.
 -- Speakers: those known in the covered villages, and how many are offline now.
--- $1 warning id, $2 code prefix length of the level (6 county, 9 town, 12 village), $3 now
+-- Within a division ($4, its code prefix), only its own divisions are rolled up: a town's
+-- villages, not the city's 6,000; every source joins them, so the read costs the town.
+-- $1 warning id, $2 code prefix length of the level (6 county, 9 town, 12 village), $3 now,
+-- $4 code prefix of the division the roll-up stays within (NULL: everywhere)
 WITH within AS (
     -- The divisions at the level or below: what a row of the level may count.
     SELECT code, rpad(left(code, $2), 12, '0') COLLATE "C" AS rolled
       FROM divisions
      WHERE code_prefix_length(level) >= $2
+       AND ($4::text IS NULL OR starts_with(code, $4))
 ), sent AS (
     SELECT w.rolled AS code,
            sum(x.queued + x.sending + x.sent + x.delivered + x.failed + x.cancelled) AS total,

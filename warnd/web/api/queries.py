@@ -40,6 +40,11 @@ class WarningsQuery(QueryModel):
 
 class ProgressQuery(QueryModel):
     level: ProgressLevel = Field(default="town", description="the division level to roll up to")
+    within: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{12}$",
+        description="only the divisions inside this one (12-digit code above the level)",
+    )
 
 
 class DeliveriesQuery(QueryModel):

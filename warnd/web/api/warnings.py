@@ -106,7 +106,7 @@ async def preview_warning(request: web.Request) -> web.Response:
 async def warning_progress(request: web.Request) -> web.Response:
     warning_id = path_id(request, "warning_id")
     q = query(request, ProgressQuery)
-    return json_response(await reads.progress(request.app[SERVICES], warning_id, q.level))
+    return json_response(await reads.progress(request.app[SERVICES], warning_id, q.level, q.within))
 
 
 async def list_deliveries(request: web.Request) -> web.StreamResponse:

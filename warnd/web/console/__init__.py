@@ -35,6 +35,8 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", "/compose/area", pages.compose_area),
     ("GET", "/divisions", pages.divisions),
     ("GET", "/roster", pages.roster_page),
+    ("POST", "/roster/import", pages.roster_import),
+    ("GET", "/roster/export", pages.roster_export),
     ("GET", "/roster/{code:[0-9]{6}|[0-9]{9}|[0-9]{12}}", pages.division_page),
     ("POST", "/warnings", pages.issue),
     ("GET", f"/warnings/{_ID}", pages.warning_page),

@@ -9,13 +9,14 @@ must equal its own cookie's (double submit).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from typing import Any, Final
 
 import aiohttp_jinja2
 import structlog
-from aiohttp import web
+from aiohttp import BodyPartReader, MultipartReader, web
 
 from warnd.app import users
 from warnd.core.config import Role
@@ -47,6 +48,10 @@ SECURITY_HEADERS: Final = {
 
 SESSION: Final = web.RequestKey("console_session", users.LiveSession)
 TOKEN: Final = web.RequestKey("console_token", str)
+UPLOAD_PATH: Final = f"{PREFIX}/roster/import"
+MAX_TOKEN_BYTES: Final = 256  # a CSRF token is 32 characters
+# An upload's parts after its CSRF token, for the upload's handler to stream.
+UPLOAD: Final = web.RequestKey("console_upload", MultipartReader)
 
 
 def is_console(request: web.Request) -> bool:
@@ -85,6 +90,29 @@ async def form_items(request: web.Request) -> list[tuple[str, object]]:
     if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
         raise InputError("the form is too large", code="invalid_request")
     return list((await request.post()).items())
+
+
+async def _csrf_token(request: web.Request) -> str:
+    """The POST's csrf_token: a form's field, or an upload's first part (the upload form puts
+    it first); the rest of an upload is left for its handler to stream (``UPLOAD``)."""
+    if request.content_type != "multipart/form-data":
+        return (await form(request)).get(CSRF_FIELD, "")
+    if request.path != UPLOAD_PATH:
+        raise InputError(
+            "only a roster upload is sent as multipart/form-data", code="invalid_request"
+        )
+    try:
+        reader = await request.multipart()
+        part = await reader.next()
+        if not isinstance(part, BodyPartReader) or part.name != CSRF_FIELD:
+            return ""
+        token = b""
+        while not part.at_eof() and len(token) <= MAX_TOKEN_BYTES:
+            token += await part.read_chunk(MAX_TOKEN_BYTES)
+    except (ValueError, asyncio.IncompleteReadError) as exc:
+        raise InputError(f"the upload is not well-formed: {exc}", code="invalid_request") from None
+    request[UPLOAD] = reader
+    return token.decode("ascii", "replace")
 
 
 def _same(a: str, b: str) -> bool:
@@ -174,14 +202,12 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         raise web.HTTPSeeOther(f"{PREFIX}/login")
     request[SESSION] = live
     request[TOKEN] = token
-    if request.method == "POST":
-        data = await form(request)
-        if not _same(data.get(CSRF_FIELD, ""), live.csrf_token):
-            log.warning(
-                "console_csrf_refused",
-                path=request.path,
-                user=live.user.name,
-                remote=request.remote,
-            )
-            return refusal_page(request, 403, "csrf", "the form's csrf_token is missing or stale")
+    if request.method == "POST" and not _same(await _csrf_token(request), live.csrf_token):
+        log.warning(
+            "console_csrf_refused",
+            path=request.path,
+            user=live.user.name,
+            remote=request.remote,
+        )
+        return refusal_page(request, 403, "csrf", "the form's csrf_token is missing or stale")
     return await handler(request)

@@ -87,6 +87,37 @@ class _Projection:
         return round(km / 111.0 * self.scale, 1)
 
 
+@dataclass(frozen=True)
+class Canvas:
+    """The compose page's map to draw an area on: the counties (labels) and the towns (points),
+    and the projection's numbers, with which the page's script turns a click back into
+    latitude and longitude."""
+
+    counties: list[Dot]
+    towns: list[Dot]
+    lat0: float
+    lon0: float
+    kx: float
+    scale: float
+    margin: float = MARGIN
+
+
+def canvas(counties: Sequence[VillagePoint], towns: Sequence[VillagePoint]) -> Canvas:
+    project = _Projection([(p.lat, p.lon) for p in [*counties, *towns]])
+
+    def dots(points: Sequence[VillagePoint], kind: str) -> list[Dot]:
+        return [Dot(p.code, p.name, *project(p.lat, p.lon), kind) for p in points]
+
+    return Canvas(
+        dots(counties, "county"),
+        dots(towns, "town"),
+        project.lat0,
+        project.lon0,
+        round(project.kx, 6),
+        round(project.scale, 4),
+    )
+
+
 def draw(
     villages: Sequence[VillagePoint], rows: Mapping[str, DivisionProgress], area: AreaOut
 ) -> Drawing:

@@ -4,12 +4,18 @@ reads as the JSON API, which write the audit entries) and renders a template."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, Final, Literal
 
 from aiohttp import web
 
 from warnd.app import callouts as callout_cases
-from warnd.app import console_reads, reads, users
+from warnd.app import console_reads, reads, rosters, users
 from warnd.app import warnings as use_cases
 from warnd.app.board import board_figures
 from warnd.app.services import Services
@@ -18,14 +24,15 @@ from warnd.core.config import Role
 from warnd.core.errors import InputError
 from warnd.core.vocabulary import HAZARDS, Level
 from warnd.ingest.amend import CancelRequest, CorrectRequest, parse_request
-from warnd.web.console import charts, guard, mapping
+from warnd.web.console import charts, drawn, guard, mapping, uploads
 from warnd.web.console.guard import PREFIX, require
-from warnd.web.console.words import REFUSALS
+from warnd.web.console.words import REFUSALS, ZONE
 from warnd.web.http import SERVICES, path_id
 
 OVERDUE_SHOWN: Final = 200  # the 未叫应名单 on the page; the API's CSV export has every row
 AUDIT_SHOWN: Final = 200
 TASKS_SHOWN: Final = 200
+PROBLEMS_SHOWN: Final = 500  # of a refused roster upload; `warnd roster import --problems` has all
 MAX_NAME: Final = 64
 
 
@@ -123,9 +130,20 @@ def prefilled(hazard: str, level: str, place: str) -> dict[str, str]:
 async def compose_page(request: web.Request) -> web.Response:
     require(request, Role.OFFICER)
     values = {"hazard": "rainstorm", "level": "red", "status": "Actual", "area_desc": ""}
-    values |= prefilled("rainstorm", "red", "")
+    values |= prefilled("rainstorm", "red", "") | {"polygon": "", "circle": ""}
     context: dict[str, Any] = {"values": values, "chosen": [], "error": None, "summary": None}
-    return _page(request, "compose.html", {**context, **_approval_levels(request)})
+    return await _compose(request, context)
+
+
+async def _compose(
+    request: web.Request, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    """The compose page: the form, the levels that wait for approval, the map to draw on."""
+    counties, towns = await console_reads.town_points(request.app[SERVICES])
+    drawing = {"canvas": mapping.canvas(counties, towns), "size": (mapping.WIDTH, mapping.HEIGHT)}
+    return _page(
+        request, "compose.html", {**context, **_approval_levels(request), **drawing}, status
+    )
 
 
 def _approval_levels(request: web.Request) -> dict[str, Any]:
@@ -149,9 +167,12 @@ async def divisions(request: web.Request) -> web.Response:
 
 async def compose_area(request: web.Request) -> web.Response:
     """What the divisions picked hold, shown while composing (htmx swaps it in)."""
+    services = request.app[SERVICES]
     codes = [c for c in request.query.getall("codes", []) if c.isdigit() and len(c) <= 12][:200]
-    summary = await console_reads.area_summary(request.app[SERVICES], codes) if codes else None
-    return _page(request, "_area.html", {"summary": summary})
+    summary = await console_reads.area_summary(services, codes) if codes else None
+    night = services.current_policy().night
+    context = {"summary": summary, "night": night.is_night(services.clock.now()), "window": night}
+    return _page(request, "_area.html", context)
 
 
 def _confirmed(services: Services, level: str, confirmed: bool) -> None:
@@ -177,35 +198,29 @@ async def issue(request: web.Request) -> web.StreamResponse:
         services, [c.ljust(12, "0")[:12] for c in codes if c.isdigit()]
     )
     area_desc = data.get("area_desc", "").strip() or "、".join(d.name for d in chosen)
-    payload: dict[str, Any] = {
-        "hazard": data.get("hazard", ""),
-        "level": data.get("level", ""),
-        "status": "Exercise" if data.get("status") == "Exercise" else "Actual",
-        "area": {"codes": codes},
-        "headline": data.get("headline", ""),
-        "description": data.get("description", ""),
-        "instruction": data.get("instruction", ""),
-        "area_desc": area_desc,
-    }
+    status = "Exercise" if data.get("status") == "Exercise" else "Actual"
     try:
+        payload: dict[str, Any] = {
+            "hazard": data.get("hazard", ""),
+            "level": data.get("level", ""),
+            "status": status,
+            "area": drawn.area(codes, data.get("polygon", ""), data.get("circle", "")),
+            "headline": data.get("headline", ""),
+            "description": data.get("description", ""),
+            "instruction": data.get("instruction", ""),
+            "area_desc": area_desc,
+        }
+        drawn.require_name(payload["area"], data.get("area_desc", "").strip())
         _confirmed(services, payload["level"], data.get("confirm_now") == "yes")
         stored = await use_cases.issue(services, user.name, payload)
     except InputError as exc:
-        blank = dict.fromkeys(("hazard", "level", "headline", "description", "instruction"), "")
-        values = {**blank, **data, "status": payload["status"], "area_desc": area_desc}
-        error = f"{REFUSALS.get(exc.code, '填写内容有误。')} {exc.detail}"
-        return _page(
-            request,
-            "compose.html",
-            {
-                "values": values,
-                "chosen": chosen,
-                "error": error,
-                "summary": None,
-                **_approval_levels(request),
-            },
-            422,
+        blank = dict.fromkeys(
+            ("hazard", "level", "headline", "description", "instruction", "polygon", "circle"), ""
         )
+        values = {**blank, **data, "status": status, "area_desc": area_desc}
+        error = f"{REFUSALS.get(exc.code, '填写内容有误。')} {exc.detail}"
+        context = {"values": values, "chosen": chosen, "error": error, "summary": None}
+        return await _compose(request, context, 422)
     raise _see(f"/warnings/{stored.warning_id}")
 
 
@@ -216,7 +231,67 @@ async def roster_page(request: web.Request) -> web.Response:
     """Find a division; its page lists who answers for it, with phones."""
     q = request.query.get("q", "")[:40]
     found = await console_reads.search_divisions(request.app[SERVICES], q) if q else []
-    return _page(request, "roster.html", {"q": q, "found": found})
+    return _roster(request, {"q": q, "found": found})
+
+
+def _roster(request: web.Request, context: dict[str, Any], status: int = 200) -> web.Response:
+    blank: dict[str, Any] = {
+        "q": "",
+        "found": [],
+        "imported": None,
+        "problems": [],
+        "problem_count": 0,
+    }
+    return _page(request, "roster.html", {**blank, "kinds": rosters.KINDS, **context}, status)
+
+
+async def roster_import(request: web.Request) -> web.Response:
+    """Roster files uploaded: imported all together, or nothing and every problem listed."""
+    user = require(request, Role.ADMIN)
+    services = request.app[SERVICES]
+    reader = request.get(guard.UPLOAD)
+    if reader is None:
+        raise InputError("files: send the roster files as the upload form does", code="roster_file")
+    with tempfile.TemporaryDirectory(prefix="warnd-roster-") as folder:
+        paths = await uploads.receive(reader, Path(folder))
+        try:
+            summary = await rosters.import_uploaded(
+                services, user.name, paths, now=services.clock.now()
+            )
+        except rosters.RosterImportError as exc:
+            shown = {"problems": exc.problems[:PROBLEMS_SHOWN], "problem_count": len(exc.problems)}
+            return _roster(request, shown, 422)
+    imported = [(key, t) for key, t in summary.types.items() if t.files]
+    return _roster(request, {"imported": imported})
+
+
+async def roster_export(request: web.Request) -> web.StreamResponse:
+    """The whole roster as a zip of one file per record type (CSV or XLSX): every phone number
+    of the city, so for the roster's administrators, and audited."""
+    user = require(request, Role.ADMIN)
+    fmt: Literal["csv", "xlsx"] = "xlsx" if request.query.get("format") == "xlsx" else "csv"
+    services = request.app[SERVICES]
+    name = f"roster-{services.clock.now().astimezone(ZONE):%Y%m%d-%H%M}-{fmt}.zip"
+    folder = Path(tempfile.mkdtemp(prefix="warnd-export-"))
+    try:
+        archive = await rosters.export_zip(services, user.name, folder, fmt, name=name)
+        zipped = await asyncio.to_thread(archive.open, "rb")
+    finally:
+        await asyncio.to_thread(shutil.rmtree, folder, True)  # the open file stays readable
+    response = web.StreamResponse(
+        headers={
+            **guard.SECURITY_HEADERS,
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        }
+    )
+    with zipped:
+        await response.prepare(request)
+        while chunk := await asyncio.to_thread(zipped.read, 1 << 20):
+            await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def division_page(request: web.Request) -> web.Response:
@@ -233,40 +308,72 @@ def _level(request: web.Request) -> str:
     return level if level in PROGRESS_LEVELS else "county"
 
 
-async def _warning_live(request: web.Request, warning_id: int) -> dict[str, Any]:
+def _within(request: web.Request) -> str | None:
+    """The division a roll-up stays within (a county's towns, a town's villages), if any."""
+    code = request.query.get("within", "")
+    return code if len(code) == 12 and code.isascii() and code.isdigit() else None
+
+
+async def _warning_live(
+    request: web.Request, warning_id: int, *more: Callable[[], Awaitable[Any]]
+) -> tuple[dict[str, Any], list[Any]]:
+    """What the live part of a warning's page shows, and the results of ``more`` reads run
+    beside its roll-up (the warning is read first: a warning that is not there is a 404
+    before anything else starts)."""
     services = request.app[SERVICES]
     detail = await reads.warning_detail(services, warning_id)
     level = _level(request)
-    report = await reads.progress(services, warning_id, level)
-    return {
+
+    async def slotted(read: Awaitable[Any]) -> Any:
+        async with services.console_slots:
+            return await read
+
+    # Independent reads on connections of their own: the page costs the slowest, not the sum
+    # (within the console's share of the pool).
+    report, *results = await asyncio.gather(
+        slotted(reads.progress(services, warning_id, level, _within(request))),
+        *(slotted(read()) for read in more),
+    )
+    live = {
         "w": detail,
         "report": report,
         "level": level,
         "tasks": console_reads.task_totals(report),
     }
+    return live, results
 
 
 async def warning_page(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     warning_id = path_id(request, "warning_id")
-    live = await _warning_live(request, warning_id)
+    live, (overdue, audit, tasks, amendments) = await _warning_live(
+        request,
+        warning_id,
+        partial(
+            reads.callouts,
+            services.pool,
+            warning_id,
+            reads.CalloutFilter(overdue_at=services.clock.now()),
+            after=0,
+            limit=OVERDUE_SHOWN,
+        ),
+        partial(reads.audit_page, services, warning_id, after=None, limit=AUDIT_SHOWN),
+        partial(
+            reads.field_tasks_page,
+            services,
+            warning_id,
+            kind=None,
+            state=None,
+            after=0,
+            limit=TASKS_SHOWN,
+        ),
+        partial(console_reads.pending_amendments, services, warning_id),
+    )
     detail = live["w"]
     preview = None
     if detail.state == "pending_approval":
         preview = await reads.preview(services, warning_id)
-    overdue = await reads.callouts(
-        services.pool,
-        warning_id,
-        reads.CalloutFilter(overdue_at=services.clock.now()),
-        after=0,
-        limit=OVERDUE_SHOWN,
-    )
-    audit = await reads.audit_page(services, warning_id, after=None, limit=AUDIT_SHOWN)
-    tasks = await reads.field_tasks_page(
-        services, warning_id, kind=None, state=None, after=0, limit=TASKS_SHOWN
-    )
     user = guard.officer(request)
-    amendments = await console_reads.pending_amendments(services, warning_id)
     context = {
         **live,
         "amendments": amendments,
@@ -285,7 +392,7 @@ async def warning_page(request: web.Request) -> web.Response:
 
 async def warning_fragment(request: web.Request) -> str:
     warning_id = path_id(request, "warning_id")
-    live = await _warning_live(request, warning_id)
+    live, _ = await _warning_live(request, warning_id)
     return guard.fragment(request, "_warning_live.html", live)
 
 

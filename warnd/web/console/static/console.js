@@ -86,9 +86,90 @@ function exerciseWhileComposing() {
   levelNote();
 }
 
+// Drawing an area on the compose page's map: clicks become "lat,lon" in the polygon and circle
+// fields (the server reads only those fields, so typed coordinates work the same). The map is
+// the server's equirectangular projection; its numbers are on the <svg> to invert it.
+function drawArea() {
+  var map = document.getElementById("draw-map");
+  if (!map) { return; }
+  var form = map.closest("form");
+  var polygonField = form.querySelector('input[name="polygon"]');
+  var circleField = form.querySelector('input[name="circle"]');
+  var shownPolygon = document.getElementById("drawn-polygon");
+  var shownCircle = document.getElementById("drawn-circle");
+  var number = function (name) { return parseFloat(map.getAttribute("data-" + name)); };
+  var lat0 = number("lat0"), lon0 = number("lon0"), kx = number("kx");
+  var scale = number("scale"), margin = number("margin");
+  var centre = null;
+
+  function toLatLon(x, y) {
+    return [lat0 - (y - margin) / scale, lon0 + (x - margin) / (kx * scale)];
+  }
+  function toXY(lat, lon) {
+    return [margin + (lon - lon0) * kx * scale, margin + (lat0 - lat) * scale];
+  }
+  function points(text) {
+    return text.trim().split(/\s+/).filter(Boolean).map(function (token) {
+      return token.split(",").map(parseFloat);
+    });
+  }
+  // Redraw from the fields, so that typed coordinates show too.
+  function show() {
+    shownPolygon.setAttribute("points", points(polygonField.value).map(function (p) {
+      return toXY(p[0], p[1]).join(",");
+    }).join(" "));
+    var parts = circleField.value.trim().split(/\s+/);
+    var c = parts.length === 2 ? points(parts[0])[0] : null;
+    var r = parts.length === 2 ? parseFloat(parts[1]) : 0;
+    if (c && c.length === 2 && r > 0) {
+      var xy = toXY(c[0], c[1]);
+      shownCircle.setAttribute("cx", xy[0]);
+      shownCircle.setAttribute("cy", xy[1]);
+      shownCircle.setAttribute("r", r / 111.0 * scale);
+    } else {
+      shownCircle.setAttribute("r", 0);
+    }
+  }
+  function km(a, b) {  // haversine, good enough to size a circle by a click
+    var rad = Math.PI / 180, dLat = (b[0] - a[0]) * rad, dLon = (b[1] - a[1]) * rad;
+    var h = Math.pow(Math.sin(dLat / 2), 2) +
+      Math.cos(a[0] * rad) * Math.cos(b[0] * rad) * Math.pow(Math.sin(dLon / 2), 2);
+    return 2 * 6371 * Math.asin(Math.sqrt(h));
+  }
+  map.addEventListener("click", function (event) {
+    var at = map.createSVGPoint();
+    at.x = event.clientX;
+    at.y = event.clientY;
+    var p = at.matrixTransform(map.getScreenCTM().inverse());
+    var ll = toLatLon(p.x, p.y).map(function (v) { return v.toFixed(4); });
+    var mode = form.querySelector('input[name="draw_mode"]:checked').value;
+    if (mode === "polygon") {
+      polygonField.value = (polygonField.value.trim() + " " + ll.join(",")).trim();
+    } else if (centre === null) {
+      centre = ll;
+      circleField.value = "";
+    } else {
+      var radius = km(centre.map(parseFloat), ll.map(parseFloat));
+      circleField.value = centre.join(",") + " " + Math.max(radius, 0.1).toFixed(1);
+      centre = null;
+    }
+    show();
+  });
+  document.getElementById("draw-clear").addEventListener("click", function () {
+    polygonField.value = "";
+    circleField.value = "";
+    centre = null;
+    show();
+  });
+  polygonField.addEventListener("input", show);
+  circleField.addEventListener("input", show);
+  show();
+}
+
 document.addEventListener("DOMContentLoaded", function () {
   applyWidths(document);
   startLive();
   pickDivisions();
   exerciseWhileComposing();
+  drawArea();
 });
