@@ -288,6 +288,38 @@ async def test_an_area_drawn_on_the_map_is_stored_and_resolved_to_its_villages(a
     assert area["circles"] == [{"lat": 35.43, "lon": 116.61, "radius_km": 2.0}]
 
 
+async def test_the_compose_preview_counts_who_would_be_reached_and_stores_nothing(
+    app: Api,
+) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    token = await csrf_of(app, "/console/compose")
+    form = {
+        "csrf_token": token,
+        "hazard": "rainstorm",
+        "level": "blue",
+        "codes": "370811",
+        "headline": "任城区暴雨蓝色预警",
+    }
+    shown = await app.client.post("/console/compose/preview", data=form)
+    page = await shown.text()
+    assert shown.status == 200, page
+    # As the API's preview of the same warning: at 02:00, 4 responders and a door-knocking task.
+    assert '<td class="num" id="total-recipients">5</td>' in page
+    assert 'id="night-notice"' in page and "尚未保存，未发送" in page
+    assert 'value="任城区暴雨蓝色预警"' in page  # the form keeps what was entered
+    drawn_area = {**form, "codes": "", "level": "red", "area_desc": "张庄一带"}
+    drawn_area["polygon"] = "35.425,116.605 35.435,116.605 35.435,116.615 35.425,116.615"
+    drawn_page = await (await app.client.post("/console/compose/preview", data=drawn_area)).text()
+    assert '<b id="villages">1</b>' in drawn_page
+    bad = await app.client.post("/console/compose/preview", data={**form, "level": "purple"})
+    assert bad.status == 422 and "level" in await bad.text()
+    assert await app.pool.fetchval("SELECT count(*) FROM warnings") == 0
+    assert await app.pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE subject LIKE 'warning:%'"
+    ) == 0
+
+
 async def test_a_badly_drawn_area_is_named_and_nothing_is_stored(app: Api) -> None:
     await add_officers(app.pool)
     await sign_in(app, "zhang")

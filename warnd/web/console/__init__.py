@@ -33,6 +33,7 @@ ROUTES: Final[tuple[tuple[str, str, Handler], ...]] = (
     ("GET", "/compose", pages.compose_page),
     ("GET", "/compose/texts", pages.compose_texts),
     ("GET", "/compose/area", pages.compose_area),
+    ("POST", "/compose/preview", pages.compose_preview),
     ("GET", "/divisions", pages.divisions),
     ("GET", "/roster", pages.roster_page),
     ("POST", "/roster/import", pages.roster_import),

@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -131,7 +132,13 @@ async def compose_page(request: web.Request) -> web.Response:
     require(request, Role.OFFICER)
     values = {"hazard": "rainstorm", "level": "red", "status": "Actual", "area_desc": ""}
     values |= prefilled("rainstorm", "red", "") | {"polygon": "", "circle": ""}
-    context: dict[str, Any] = {"values": values, "chosen": [], "error": None, "summary": None}
+    context: dict[str, Any] = {
+        "values": values,
+        "chosen": [],
+        "error": None,
+        "summary": None,
+        "preview": None,
+    }
     return await _compose(request, context)
 
 
@@ -188,40 +195,92 @@ def _confirmed(services: Services, level: str, confirmed: bool) -> None:
         )
 
 
-async def issue(request: web.Request) -> web.StreamResponse:
-    user = require(request, Role.OFFICER)
-    services = request.app[SERVICES]
-    items = await guard.form_items(request)
-    data = {k: v for k, v in items if isinstance(v, str)}
-    codes = [v for k, v in items if k == "codes" and isinstance(v, str)]
-    chosen = await console_reads.division_names(
-        services, [c.ljust(12, "0")[:12] for c in codes if c.isdigit()]
-    )
-    area_desc = data.get("area_desc", "").strip() or "、".join(d.name for d in chosen)
-    status = "Exercise" if data.get("status") == "Exercise" else "Actual"
-    try:
-        payload: dict[str, Any] = {
+@dataclass(frozen=True)
+class _Draft:
+    """The compose form as submitted: its fields, the divisions picked, the area's name."""
+
+    data: dict[str, str]
+    codes: list[str]
+    chosen: list[console_reads.DivisionMatch]
+    area_desc: str
+    status: str
+
+    def payload(self) -> dict[str, Any]:
+        """The manual warning the form describes (``InputError`` names a bad field)."""
+        data = self.data
+        area = drawn.area(self.codes, data.get("polygon", ""), data.get("circle", ""))
+        drawn.require_name(area, data.get("area_desc", "").strip())
+        return {
             "hazard": data.get("hazard", ""),
             "level": data.get("level", ""),
-            "status": status,
-            "area": drawn.area(codes, data.get("polygon", ""), data.get("circle", "")),
+            "status": self.status,
+            "area": area,
             "headline": data.get("headline", ""),
             "description": data.get("description", ""),
             "instruction": data.get("instruction", ""),
-            "area_desc": area_desc,
+            "area_desc": self.area_desc,
         }
-        drawn.require_name(payload["area"], data.get("area_desc", "").strip())
-        _confirmed(services, payload["level"], data.get("confirm_now") == "yes")
+
+
+async def _draft(request: web.Request) -> _Draft:
+    items = await guard.form_items(request)
+    data = {k: v for k, v in items if isinstance(v, str)}
+    codes = [v.strip() for k, v in items if k == "codes" and isinstance(v, str) and v.strip()]
+    chosen = await console_reads.division_names(
+        request.app[SERVICES], [c.ljust(12, "0")[:12] for c in codes if c.isdigit()]
+    )
+    area_desc = data.get("area_desc", "").strip() or "、".join(d.name for d in chosen)
+    status = "Exercise" if data.get("status") == "Exercise" else "Actual"
+    return _Draft(data, codes, chosen, area_desc, status)
+
+
+async def _compose_again(
+    request: web.Request,
+    draft: _Draft,
+    *,
+    error: InputError | None = None,
+    preview: Any = None,
+) -> web.Response:
+    """The compose page with what the officer entered, and what went wrong or the preview."""
+    blank = dict.fromkeys(
+        ("hazard", "level", "headline", "description", "instruction", "polygon", "circle"), ""
+    )
+    values = {**blank, **draft.data, "status": draft.status, "area_desc": draft.area_desc}
+    context: dict[str, Any] = {
+        "values": values,
+        "chosen": draft.chosen,
+        "error": None,
+        "summary": None,
+        "preview": preview,
+    }
+    if error is not None:
+        context["error"] = f"{REFUSALS.get(error.code, '填写内容有误。')} {error.detail}"
+    return await _compose(request, context, 422 if error is not None else 200)
+
+
+async def issue(request: web.Request) -> web.StreamResponse:
+    user = require(request, Role.OFFICER)
+    services = request.app[SERVICES]
+    draft = await _draft(request)
+    try:
+        payload = draft.payload()
+        _confirmed(services, payload["level"], draft.data.get("confirm_now") == "yes")
         stored = await use_cases.issue(services, user.name, payload)
     except InputError as exc:
-        blank = dict.fromkeys(
-            ("hazard", "level", "headline", "description", "instruction", "polygon", "circle"), ""
-        )
-        values = {**blank, **data, "status": status, "area_desc": area_desc}
-        error = f"{REFUSALS.get(exc.code, '填写内容有误。')} {exc.detail}"
-        context = {"values": values, "chosen": chosen, "error": error, "summary": None}
-        return await _compose(request, context, 422)
+        return await _compose_again(request, draft, error=exc)
     raise _see(f"/warnings/{stored.warning_id}")
+
+
+async def compose_preview(request: web.Request) -> web.Response:
+    """预览: who the form's warning would reach and what they would receive, before anything
+    is stored (every level; orange and red show it again to their approver)."""
+    user = require(request, Role.OFFICER)
+    draft = await _draft(request)
+    try:
+        shown = await reads.preview_draft(request.app[SERVICES], user.name, draft.payload())
+    except InputError as exc:
+        return await _compose_again(request, draft, error=exc)
+    return await _compose_again(request, draft, preview=shown)
 
 
 # --- the roster (名册) ---------------------------------------------------------------------------
