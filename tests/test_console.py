@@ -315,9 +315,10 @@ async def test_the_compose_preview_counts_who_would_be_reached_and_stores_nothin
     bad = await app.client.post("/console/compose/preview", data={**form, "level": "purple"})
     assert bad.status == 422 and "level" in await bad.text()
     assert await app.pool.fetchval("SELECT count(*) FROM warnings") == 0
-    assert await app.pool.fetchval(
-        "SELECT count(*) FROM audit_log WHERE subject LIKE 'warning:%'"
-    ) == 0
+    assert (
+        await app.pool.fetchval("SELECT count(*) FROM audit_log WHERE subject LIKE 'warning:%'")
+        == 0
+    )
 
 
 async def test_a_badly_drawn_area_is_named_and_nothing_is_stored(app: Api) -> None:
@@ -401,6 +402,40 @@ async def test_warnd_user_add_reads_the_password_from_stdin(
     )
     assert prompted.exit_code == 0, prompted.output
     assert PASSWORD not in prompted.output and "added user sun (officer)" in prompted.output
+
+
+async def test_a_disabled_officer_is_signed_out_and_refused_until_enabled(
+    db_url: str, app: Api
+) -> None:
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    assert (await app.client.get("/console/", allow_redirects=False)).status == 200
+
+    def cli(*args: str) -> Any:
+        env = {"WARND_DATABASE_URL": db_url, "COLUMNS": "200"}
+        return CliRunner().invoke(main, ["user", *args], env=env, catch_exceptions=False)
+
+    disabled = await asyncio.to_thread(cli, "disable", "zhang")
+    assert disabled.exit_code == 0, disabled.output
+    # The open session ended with it, and signing in again is refused, saying why.
+    assert (await app.client.get("/console/", allow_redirects=False)).status == 303
+    refused = await sign_in(app, "zhang")
+    assert refused.status == 401 and "该账户已停用" in await refused.text()
+    listed = await asyncio.to_thread(cli, "list")
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split()[1]: line for line in listed.output.splitlines() if "│" in line}
+    assert "停用" in rows["zhang"] and "正常" in rows["li"]
+    assert (await asyncio.to_thread(cli, "disable", "nobody")).exit_code != 0
+    assert (await asyncio.to_thread(cli, "enable", "zhang")).exit_code == 0
+    assert (await sign_in(app, "zhang")).status == 303
+    actions = [
+        r["action"]
+        for r in await app.pool.fetch(
+            "SELECT action FROM audit_log WHERE subject = 'user:zhang' ORDER BY id"
+        )
+    ]
+    for action in ("console_user_disabled", "console_sign_in_disabled", "console_user_enabled"):
+        assert action in actions
 
 
 def test_a_village_on_the_map_shows_its_most_urgent_state() -> None:

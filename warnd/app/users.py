@@ -22,7 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from warnd.app.services import Services
 from warnd.core.config import Role
-from warnd.core.errors import ConflictError, InputError, RefusedError
+from warnd.core.errors import ConflictError, InputError, NotFoundError, RefusedError
 from warnd.db.queries import sql
 
 log = structlog.get_logger(__name__)
@@ -128,6 +128,24 @@ async def add_user(
     return created is not None
 
 
+async def set_disabled(pool: asyncpg.Pool, name: str, *, disabled: bool, now: datetime) -> None:
+    """Disable an officer (refused at sign-in, sessions ended) or enable them again; audited.
+    ``NotFoundError`` when there is no such officer."""
+    async with pool.acquire() as conn, conn.transaction():
+        found = await conn.fetchval(
+            sql("set_console_user_disabled"), name, now if disabled else None
+        )
+        if found is None:
+            raise NotFoundError(f"no console user {name!r}")
+        action = "console_user_disabled" if disabled else "console_user_enabled"
+        await conn.execute(sql("audit"), "cli", action, f"user:{name}", {}, now)
+
+
+async def list_users(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Every officer: name, roles, created_at, locked_until, disabled_at, last_seen."""
+    return list(await pool.fetch(sql("console_users")))
+
+
 def _verify(stored: str, password: str) -> bool:
     try:
         return _HASHER.verify(stored, password)
@@ -160,6 +178,9 @@ async def sign_in(services: Services, name: str, password: str, *, remote: str) 
         if locked:
             raise _locked(failed["locked_until"], services)
         raise SignInRefusedError("sign_in_failed", "用户名或密码错误")
+    if row["disabled_at"] is not None:
+        await _audit(services, name, "console_sign_in_disabled", {"remote": remote}, now)
+        raise SignInRefusedError("disabled", "该账户已停用，请联系管理员")
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     async with services.pool.acquire() as conn, conn.transaction():

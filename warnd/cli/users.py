@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -55,3 +57,70 @@ def add(name: str, roles: str, password_stdin: bool, replace: bool) -> None:
 
     created = asyncio.run(go())
     click.echo(f"{'added' if created else 'changed'} user {name} ({', '.join(wanted)})")
+
+
+@user.command("list")
+@friendly_errors
+def list_command() -> None:
+    """The console's officers: roles, when added, last seen, locked or disabled."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from warnd.app.users import list_users
+    from warnd.db.pool import open_pool
+    from warnd.runtime.settings import Settings, database_url
+
+    async def go() -> list[Any]:
+        async with open_pool(database_url(Settings()), min_size=1, max_size=1) as pool:
+            return await list_users(pool)
+
+    rows = asyncio.run(go())
+    table = Table(title=f"值班台账户 (console users): {len(rows)}")
+    for header in ("账户 name", "角色 roles", "添加 added", "最近活动 last seen", "状态 state"):
+        table.add_column(header)
+    now = datetime.now(UTC)
+    for r in rows:
+        if r["disabled_at"] is not None:
+            state = f"停用 disabled {_local(r['disabled_at'])}"
+        elif r["locked_until"] is not None and r["locked_until"] > now:
+            state = f"锁定至 locked until {_local(r['locked_until'])}"
+        else:
+            state = "正常 active"
+        last = _local(r["last_seen"]) if r["last_seen"] is not None else "—"
+        table.add_row(r["name"], ", ".join(r["roles"]), _local(r["created_at"]), last, state)
+    Console().print(table)
+
+
+def _local(at: datetime) -> str:
+    return at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+
+
+@user.command("disable")
+@click.argument("name")
+@friendly_errors
+def disable(name: str) -> None:
+    """Disable NAME: refused at sign-in from now on, signed out at once (kept for the audit
+    log; `warnd user enable NAME` undoes it)."""
+    _set_disabled(name, disabled=True)
+    click.echo(f"disabled user {name}; their sessions have ended")
+
+
+@user.command("enable")
+@click.argument("name")
+@friendly_errors
+def enable(name: str) -> None:
+    """Enable a disabled NAME again (and clear a lockout)."""
+    _set_disabled(name, disabled=False)
+    click.echo(f"enabled user {name}")
+
+
+def _set_disabled(name: str, *, disabled: bool) -> None:
+    from warnd.app.users import set_disabled
+    from warnd.db.pool import open_pool
+    from warnd.runtime.settings import Settings, database_url
+
+    async def go() -> None:
+        async with open_pool(database_url(Settings()), min_size=1, max_size=1) as pool:
+            await set_disabled(pool, name, disabled=disabled, now=datetime.now(UTC))
+
+    asyncio.run(go())

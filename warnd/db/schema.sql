@@ -704,7 +704,8 @@ CREATE TABLE console_users (
                         AND roles <@ ARRAY['officer', 'approver', 'admin']),
     created_at      timestamptz NOT NULL,
     failed_logins   integer NOT NULL DEFAULT 0,    -- consecutive failures since the last success
-    locked_until    timestamptz                    -- too many failures: refused until then
+    locked_until    timestamptz,                   -- too many failures: refused until then
+    disabled_at     timestamptz                    -- disabled (migration 016): refused at sign-in
 );
 
 -- A signed-in officer's session. Only the SHA-256 of the cookie's token is kept, so a copy of

@@ -17,7 +17,26 @@ RETURNING name;
 
 -- name: console_user
 -- An officer as sign-in reads them. $1 name
-SELECT name, password_hash, roles, failed_logins, locked_until FROM console_users WHERE name = $1;
+SELECT name, password_hash, roles, failed_logins, locked_until, disabled_at
+  FROM console_users
+ WHERE name = $1;
+
+-- name: console_users
+-- Every officer, for `warnd user list`, with their last activity in the console.
+SELECT u.name, u.roles, u.created_at, u.locked_until, u.disabled_at,
+       (SELECT max(s.last_seen) FROM console_sessions s WHERE s.user_name = u.name) AS last_seen
+  FROM console_users u
+ ORDER BY u.name;
+
+-- name: set_console_user_disabled
+-- Disable (at $2) or enable (NULL) an officer; a disabled officer's sessions end with it.
+-- $1 name, $2 disabled_at or NULL
+WITH ended AS (
+    DELETE FROM console_sessions WHERE user_name = $1 AND $2::timestamptz IS NOT NULL
+)
+UPDATE console_users SET disabled_at = $2, failed_logins = 0, locked_until = NULL
+ WHERE name = $1
+RETURNING name;
 
 -- name: console_sign_in_failed
 -- One more failed sign-in; the failure that reaches the limit locks the officer out until
@@ -45,6 +64,7 @@ UPDATE console_sessions s
    SET last_seen = $2
   FROM console_users u
  WHERE s.token_sha256 = $1 AND s.last_seen >= $3 AND u.name = s.user_name
+   AND u.disabled_at IS NULL
 RETURNING u.name, u.roles, s.csrf_token;
 
 -- name: delete_console_session
