@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 import trustme
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from click.testing import CliRunner
 
 from tests.fixtures import (
@@ -39,6 +41,7 @@ from warnd.core.clock import ManualClock
 from warnd.core.config import AppConfig
 from warnd.runtime.daemon import Daemon, make_channels
 from warnd.runtime.settings import Settings
+from warnd.web.console import live
 from warnd.web.console.charts import chart
 from warnd.web.console.mapping import village_state
 from warnd.web.routing import API
@@ -487,6 +490,22 @@ async def test_the_live_board_streams_its_figures_as_server_sent_events(app: Api
     text = first.decode()
     assert text.startswith("event: update\ndata: ")
     assert "待审批" in text and "生效中的预警" in text
+
+
+async def test_a_live_part_nobody_watches_any_more_is_forgotten() -> None:
+    shared = live._Shared()
+    request = make_mocked_request("GET", "/console/live/board")
+
+    async def render(_: web.Request) -> str:
+        return "<p>figures</p>"
+
+    shared.watch("/a")
+    shared.watch("/a")
+    assert await shared.render("/a", request, render) == "<p>figures</p>"
+    shared.unwatch("/a")
+    assert "/a" in shared.latest  # one page still shows it
+    shared.unwatch("/a")
+    assert shared.latest == {} and shared.locks == {} and not shared.watching
 
 
 async def test_the_board_shows_what_get_board_answers(app: Api) -> None:

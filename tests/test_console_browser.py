@@ -231,6 +231,13 @@ async def test_the_officers_round_in_chromium(warnd: tuple[Daemon, str], shots: 
         await officer.fill("input[name=q]", "张庄")
         await officer.locator(f"button.pick[data-code='{seed.VILLAGE_R1}']").click()
         await officer.select_option("select[name=level]", "blue")
+        # 预览 before anything is stored (no confirmation needed to look): who, and what.
+        await officer.click("#preview-button")
+        await expect(officer.locator("#preview #total-recipients")).to_be_visible()
+        await expect(officer.locator("#chosen input[name=codes]")).to_have_value(seed.VILLAGE_R1)
+        await expect(officer.locator(".watermark")).to_be_visible()  # still an exercise
+        assert await pool.fetchval("SELECT count(*) FROM warnings WHERE level = 'blue'") == 0
+        await officer.screenshot(path=shots / "compose-preview.png", full_page=True)
         # A blue warning goes out at once: the form asks the officer to confirm first.
         await expect(officer.locator("button:has-text('立即发布')")).to_be_visible()
         await officer.check("input[name=confirm_now]")

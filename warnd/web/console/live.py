@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -33,11 +34,24 @@ Render = Callable[[web.Request], Awaitable[str]]
 @dataclass
 class _Shared:
     """The latest rendering of each live part (by path and query), and one lock per part so
-    that streams due at the same time wait for one read instead of each making their own."""
+    that streams due at the same time wait for one read instead of each making their own. A
+    part nobody watches any more is forgotten (every warning, level and division scope is a
+    part of its own)."""
 
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     latest: dict[str, tuple[float, str]] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    watching: Counter[str] = field(default_factory=Counter)
+
+    def watch(self, key: str) -> None:
+        self.watching[key] += 1
+
+    def unwatch(self, key: str) -> None:
+        self.watching[key] -= 1
+        if self.watching[key] <= 0:
+            del self.watching[key]
+            self.latest.pop(key, None)
+            self.locks.pop(key, None)
 
     async def render(self, key: str, request: web.Request, render: Render) -> str:
         async with self.locks.setdefault(key, asyncio.Lock()):
@@ -82,25 +96,29 @@ def stream(render: Render) -> Callable[[web.Request], Awaitable[web.StreamRespon
         await response.prepare(request)
         last = None
         quiet = checked = 0.0
-        with contextlib.suppress(ConnectionResetError):
-            while not shared.stopping.is_set():
-                if html != last:
-                    await response.write(event("update", html))
-                    last, quiet = html, 0.0
-                elif quiet >= KEEPALIVE_S:
-                    await response.write(b": keepalive\n\n")
-                    quiet = 0.0
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(shared.stopping.wait(), INTERVAL_S)
-                quiet += INTERVAL_S
-                checked += INTERVAL_S
-                if checked >= SESSION_CHECK_S:
-                    checked = 0.0
-                    if not await users.still_live(request.app[SERVICES], request[TOKEN]):
-                        await response.write(event("signed-out", ""))
-                        break
-                if not shared.stopping.is_set():
-                    html = await shared.render(key, request, render)
+        shared.watch(key)
+        try:
+            with contextlib.suppress(ConnectionResetError):
+                while not shared.stopping.is_set():
+                    if html != last:
+                        await response.write(event("update", html))
+                        last, quiet = html, 0.0
+                    elif quiet >= KEEPALIVE_S:
+                        await response.write(b": keepalive\n\n")
+                        quiet = 0.0
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(shared.stopping.wait(), INTERVAL_S)
+                    quiet += INTERVAL_S
+                    checked += INTERVAL_S
+                    if checked >= SESSION_CHECK_S:
+                        checked = 0.0
+                        if not await users.still_live(request.app[SERVICES], request[TOKEN]):
+                            await response.write(event("signed-out", ""))
+                            break
+                    if not shared.stopping.is_set():
+                        html = await shared.render(key, request, render)
+        finally:
+            shared.unwatch(key)
         return response
 
     return handler
