@@ -780,6 +780,21 @@ async def test_a_roster_upload_needs_an_admin_and_its_token_first(app: Api) -> N
         "/console/warnings", data=upload(token, ("villages.csv", VILLAGES))
     )
     assert elsewhere.status == 422
+    # A forged body: multipart without a boundary, or cut off inside a part.
+    for headers, body in [
+        ({"Content-Type": "multipart/form-data"}, b"csrf_token=x"),
+        (
+            {"Content-Type": "multipart/form-data; boundary=b"},
+            f'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}'.encode(),
+        ),
+    ]:
+        forged = await app.client.post("/console/roster/import", data=body, headers=headers)
+        assert forged.status in (403, 422), await forged.text()
+    long_name = "x" * 300 + ".csv"
+    too_long = await app.client.post(
+        "/console/roster/import", data=upload(token, (long_name, VILLAGES))
+    )
+    assert too_long.status == 422 and "longer than" in await too_long.text()
     assert (
         await app.pool.fetchval("SELECT count(*) FROM divisions WHERE code = '370811001203'") == 0
     )
