@@ -693,7 +693,7 @@ async def escalation_scenario(url: str, logs: Path, size: Size, *, processes: in
     async with open_pool(url, min_size=1, max_size=2, run_migrations=False) as pool:
         warning = city_warning(opened)
         if size.county:
-            warning = replace(warning, area=Area(codes=(size.county,)))
+            warning = replace(warning, area=Area(codes=(size.county.ljust(12, "0"),)))
         await store_warning(pool, warning, source="bench", now=opened)
         planner = Planner(pool, lambda: policy, ManualClock(opened), {"sms": 670})
         await planner.plan_pending()
