@@ -56,7 +56,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -244,9 +244,16 @@ class Smsc:
 
 
 class Proxy:
-    """A TCP proxy to PostgreSQL that can cut every connection and refuse new ones a while."""
+    """A TCP proxy to PostgreSQL that can cut every connection and refuse new ones a while. The
+    server is the URL's: a host and port, or a Unix socket (the embedded server's ``?host=``
+    folder and ``port``)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        host = parts.hostname or query.get("host") or "127.0.0.1"
+        port = parts.port or int(query.get("port", "5432"))
+        self._socket = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else None
         self._target = (host, port)
         self._cut_until = 0.0
         self._pipes: set[asyncio.StreamWriter] = set()
@@ -273,7 +280,10 @@ class Proxy:
             writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
+            if self._socket is not None:
+                up_reader, up_writer = await asyncio.open_unix_connection(self._socket)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
             writer.transport.abort()
             return
@@ -294,10 +304,11 @@ class Proxy:
 
 
 def proxied(url: str, port: int) -> str:
-    """The URL with its host and port replaced by the proxy's."""
+    """The URL with its host and port (or socket) replaced by the proxy's."""
     parts = urlsplit(url)
     user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")])
+    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}", query=query))
 
 
 @dataclass
@@ -543,8 +554,7 @@ async def sms_scenario(
     proxy: Proxy | None = None
     served = url
     if fault == "db-cut":
-        target = urlsplit(url)
-        proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5432)
+        proxy = Proxy(url)
         await proxy.start()
         served = proxied(url, proxy.port)
     config = logs / f"{name}.toml"
