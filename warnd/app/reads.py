@@ -54,8 +54,7 @@ from warnd.core.model import NormalisedWarning
 from warnd.core.vocabulary import HAZARDS
 from warnd.db import Conn
 from warnd.db.queries import sql
-from warnd.ingest.manual import parse_manual
-from warnd.ingest.store import load_warning, store_warning, warning_from_row
+from warnd.ingest.store import load_warning, warning_from_row
 from warnd.policy.targeting import add_tasks, decide, place_name, reach, task_kinds
 from warnd.policy.texts import Text, digest, notice_texts, plan_texts
 
@@ -157,46 +156,11 @@ async def preview(services: Services, warning_id: int) -> Preview:
     """What publishing would send, by the policy in force: recipients and deliveries per
     audience, who the area holds but the warning does not reach, and the covered divisions."""
     async with services.pool.acquire() as conn:
-        return await _preview_on(services, conn, warning_id)
+        return await preview_on(services, conn, warning_id)
 
 
-class _Previewed(Exception):  # noqa: N818 - not an error: how a draft's preview gets out
-    """Carries a draft's preview out of the transaction it rolls back."""
-
-    def __init__(self, shown: Preview) -> None:
-        super().__init__("previewed")
-        self.shown = shown
-
-
-async def preview_draft(services: Services, officer: str, payload: object) -> Preview:
-    """The preview of a manual warning not issued yet (the compose page's 预览): it is stored
-    and its area resolved in a transaction that is then rolled back, so the counts are the
-    ones its own preview would show, and nothing is kept, audited or planned. ``InputError``
-    names what is wrong with ``payload``, as issuing it would."""
-    now = services.clock.now()
-    warning = parse_manual(payload).to_normalised(officer, now)
-    needs_approval = services.current_policy().publish.needs_approval(warning.level, manual=True)
-
-    async def look(conn: Conn, warning_id: int) -> None:
-        raise _Previewed(await _preview_on(services, conn, warning_id))
-
-    try:
-        await store_warning(
-            services.pool,
-            warning,
-            source="officer",
-            now=now,
-            needs_approval=needs_approval,
-            author=officer,
-            within=look,
-        )
-    except _Previewed as previewed:
-        return previewed.shown
-    # Not stored: a warning with its key already exists (the same draft, issued meanwhile).
-    raise InputError("this warning has just been issued; open it from the board")
-
-
-async def _preview_on(services: Services, conn: Conn, warning_id: int) -> Preview:
+async def preview_on(services: Services, conn: Conn, warning_id: int) -> Preview:
+    """``preview`` on the caller's connection (inside its transaction: a draft's preview)."""
     facts = await conn.fetchrow(sql("preview_facts"), warning_id)
     if facts is None:
         raise no_warning(warning_id)

@@ -9,6 +9,7 @@ HTTP layer maps to its status and the console shows as it is.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import asyncpg
@@ -16,12 +17,14 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 from structlog.contextvars import bound_contextvars
 
-from warnd.app.reads import no_warning, warning_texts
+from warnd.app.reads import no_warning, preview_on, warning_texts
 from warnd.app.services import Services
+from warnd.app.views import Preview
 from warnd.core.errors import ConflictError, ForbiddenError, InputError
 from warnd.core.gate import amendment_needs_approval
 from warnd.core.model import NormalisedWarning
 from warnd.core.texts import TWO_VISIBLE
+from warnd.db import Conn
 from warnd.db.queries import sql
 from warnd.ingest.amend import CancelRequest, CorrectRequest, cancellation, correction
 from warnd.ingest.cap import CapError, parse_cap
@@ -116,8 +119,14 @@ async def store_cap(
     return stored
 
 
-async def issue(services: Services, officer: str, payload: object) -> Stored:
-    """Issue a manual warning; orange and red wait for a second officer."""
+async def _store_manual(
+    services: Services,
+    officer: str,
+    payload: object,
+    within: Callable[[Conn, int], Awaitable[None]] | None = None,
+) -> tuple[NormalisedWarning, Stored]:
+    """Parse and store a manual warning (``InputError`` names a bad field); orange and red wait
+    for a second officer. ``within`` runs in the storing transaction (``store_warning``)."""
     now = services.clock.now()
     warning = parse_manual(payload).to_normalised(officer, now)
     needs_approval = services.current_policy().publish.needs_approval(warning.level, manual=True)
@@ -128,7 +137,39 @@ async def issue(services: Services, officer: str, payload: object) -> Stored:
         now=now,
         needs_approval=needs_approval,
         author=officer,
+        within=within,
     )
+    return warning, stored
+
+
+class _Previewed(Exception):  # noqa: N818 - not an error: how a draft's preview gets out
+    """Carries a draft's preview out of the transaction it rolls back."""
+
+    def __init__(self, shown: Preview) -> None:
+        super().__init__("previewed")
+        self.shown = shown
+
+
+async def preview_draft(services: Services, officer: str, payload: object) -> Preview:
+    """The preview of a manual warning not issued yet (the compose page's 预览): it is stored
+    and its area resolved in a transaction that is then rolled back, so the counts are the
+    ones its own preview would show, and nothing is kept, audited or planned. ``InputError``
+    names what is wrong with ``payload``, as issuing it would."""
+
+    async def look(conn: Conn, warning_id: int) -> None:
+        raise _Previewed(await preview_on(services, conn, warning_id))
+
+    try:
+        await _store_manual(services, officer, payload, within=look)
+    except _Previewed as previewed:
+        return previewed.shown
+    # Not stored: a warning with its key already exists (the same draft, issued meanwhile).
+    raise InputError("this warning has just been issued; open it from the board")
+
+
+async def issue(services: Services, officer: str, payload: object) -> Stored:
+    """Issue a manual warning; orange and red wait for a second officer."""
+    warning, stored = await _store_manual(services, officer, payload)
     services.metrics.ingest.labels(source="officer", result="accepted", reason=stored.state).inc()
     log.info(
         "manual_warning_issued",

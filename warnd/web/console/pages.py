@@ -277,7 +277,7 @@ async def compose_preview(request: web.Request) -> web.Response:
     user = require(request, Role.OFFICER)
     draft = await _draft(request)
     try:
-        shown = await reads.preview_draft(request.app[SERVICES], user.name, draft.payload())
+        shown = await use_cases.preview_draft(request.app[SERVICES], user.name, draft.payload())
     except InputError as exc:
         return await _compose_again(request, draft, error=exc)
     return await _compose_again(request, draft, preview=shown)
