@@ -683,6 +683,17 @@ async def test_the_roster_pages_find_a_division_and_list_who_answers_for_it(app:
     assert (await app.client.get("/console/roster/37081")).status == 404  # not a code
 
 
+async def test_a_warning_that_is_not_there_is_a_404_page_at_every_level(app: Api) -> None:
+    # The page reads the warning, its roll-up and its lists side by side: whichever finds it
+    # missing first answers, and it is a page for the officer, not an error trace.
+    await add_officers(app.pool)
+    await sign_in(app, "zhang")
+    for level in ("county", "town", "village"):
+        missing = await app.client.get("/console/warnings/999999", params={"level": level})
+        assert missing.status == 404 and "找不到" in await missing.text()
+    assert await app.pool.fetchval("SELECT count(*) FROM warnings") == 0
+
+
 def upload(token: str | None, *files: tuple[str, bytes]) -> aiohttp.FormData:
     """The roster upload form as a browser sends it: the CSRF token first, then the files."""
     data = aiohttp.FormData()

@@ -46,7 +46,10 @@ SELECT a.audience, s.state, s.n, a.first_sent, a.last_sent
 -- four meet by division code at the end. Deliveries are read from their tallies and unfolded
 -- changes (migration 012): a city-wide warning has millions of deliveries but a few tens of
 -- thousands of tallies, so the read costs the divisions and the responders, not the deliveries.
--- Codes are digits: grouped and ordered byte-wise (COLLATE "C"), the order is the same.
+-- Codes are digits: grouped, joined and ordered byte-wise (COLLATE "C"), the order is the same
+-- and no comparison goes through the server's locale (~10 ms on 27,000 tallies under C.UTF-8).
+-- The tallies are summed per division (one per audience) before they meet the divisions: a
+-- hash join of 6,000 rows, not a sort of 27,000.
 -- Call-outs: open means pending, notified or escalated; overdue is open and past the deadline
 -- at $3; escalated counts those at least one escalation step has fired for. Field tasks: done
 -- is state done; persons are the people the tasks are about, reached what was reported done.
@@ -57,7 +60,7 @@ SELECT a.audience, s.state, s.n, a.first_sent, a.last_sent
 -- $4 code prefix of the division the roll-up stays within (NULL: everywhere)
 WITH within AS (
     -- The divisions at the level or below: what a row of the level may count.
-    SELECT code, rpad(left(code, $2), 12, '0') COLLATE "C" AS rolled
+    SELECT code COLLATE "C" AS code, rpad(left(code, $2), 12, '0') COLLATE "C" AS rolled
       FROM divisions
      WHERE code_prefix_length(level) >= $2
        AND ($4::text IS NULL OR starts_with(code, $4))
@@ -67,9 +70,14 @@ WITH within AS (
            sum(x.queued) AS queued, sum(x.sending) AS sending, sum(x.sent) AS sent,
            sum(x.delivered) AS delivered, sum(x.failed) AS failed,
            sum(x.cancelled) AS cancelled
-      FROM (SELECT * FROM delivery_tallies WHERE warning_id = $1
-            UNION ALL
-            SELECT * FROM delivery_tally_changes WHERE warning_id = $1) AS x
+      FROM (SELECT division_code, sum(queued) AS queued, sum(sending) AS sending,
+                   sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
+                   sum(cancelled) AS cancelled
+              FROM (SELECT * FROM delivery_tallies WHERE warning_id = $1
+                    UNION ALL
+                    SELECT * FROM delivery_tally_changes WHERE warning_id = $1) AS t
+             WHERE $4::text IS NULL OR starts_with(division_code, $4)
+             GROUP BY division_code) AS x
       JOIN within w ON w.code = x.division_code
      GROUP BY w.rolled
     HAVING sum(x.queued + x.sending + x.sent + x.delivered + x.failed + x.cancelled) <> 0

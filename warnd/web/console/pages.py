@@ -377,10 +377,9 @@ async def _warning_live(
     request: web.Request, warning_id: int, *more: Callable[[], Awaitable[Any]]
 ) -> tuple[dict[str, Any], list[Any]]:
     """What the live part of a warning's page shows, and the results of ``more`` reads run
-    beside its roll-up (the warning is read first: a warning that is not there is a 404
-    before anything else starts)."""
+    beside its detail and roll-up. A warning that is not there is a 404 from the detail or
+    the roll-up, whichever reads it first; the other reads find nothing of it."""
     services = request.app[SERVICES]
-    detail = await reads.warning_detail(services, warning_id)
     level = _level(request)
 
     async def slotted(read: Awaitable[Any]) -> Any:
@@ -389,7 +388,8 @@ async def _warning_live(
 
     # Independent reads on connections of their own: the page costs the slowest, not the sum
     # (within the console's share of the pool).
-    report, *results = await asyncio.gather(
+    detail, report, *results = await asyncio.gather(
+        slotted(reads.warning_detail(services, warning_id)),
         slotted(reads.progress(services, warning_id, level, _within(request))),
         *(slotted(read()) for read in more),
     )
