@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections import Counter
 
 import pytest
 
 from channels.sms_codec import encode_text
 from warnd.db.pool import connect
-from warnd.tools.bench_faults import SCENARIOS, Size, first_part_destination, run
+from warnd.tools.bench_faults import (
+    SCENARIOS,
+    Size,
+    first_part_destination,
+    outcome_counts,
+    run,
+)
 
 
 def submit_body(destination: str, message: bytes, esm_class: int = 0) -> bytes:
@@ -39,6 +46,28 @@ def test_only_first_parts_are_counted() -> None:
     assert first_part_destination(submit_body("8613800000001", second, 0x40)) is None
     sixteen = b"\x06\x08\x04\x00\x2a\x02\x02" + text
     assert first_part_destination(submit_body("8613800000001", sixteen, 0x40)) is None
+
+
+def test_escalation_steps_the_link_was_handed_are_not_duplicates() -> None:
+    # A full-size fan-out lasts past the call-outs' deadlines: responders who have not answered
+    # are sent a repeat. The SMSC then sees their number twice, and only the second time beyond
+    # the rows warnd handed for it is a message sent twice.
+    responder, household = "+8613900000001", "+8613800000001"
+    rows = [
+        (responder, "sent", False, True),
+        (household, "sent", False, True),
+        (responder, "sent", True, True),  # the repeat, handed and sent
+        (responder, "queued", True, False),  # a later step, not yet handed
+    ]
+    accepted = Counter({responder.lstrip("+"): 2, household.lstrip("+"): 1})
+    assert outcome_counts(rows, accepted) == (2, 0, 0)
+    accepted[household.lstrip("+")] += 1  # the household's message went out again
+    accepted[responder.lstrip("+")] += 1  # and the step that was never handed "went out"
+    assert outcome_counts(rows, accepted) == (2, 0, 2)
+    lost = Counter({responder.lstrip("+"): 2})  # the household never reached
+    assert outcome_counts(rows, lost) == (2, 1, 0)
+    unsent = [*rows[:1], (household, "sending", False, True), *rows[2:]]
+    assert outcome_counts(unsent, accepted)[1] == 1  # accepted but never recorded sent
 
 
 # Every scenario at a reduced size: one county of 2,000 households, a 10 s lease, a 2 s cut.
