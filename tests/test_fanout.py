@@ -37,7 +37,7 @@ from warnd.db.notify import Signal, Wakeup
 from warnd.db.queries import sql
 from warnd.ingest.store import store_warning
 from warnd.pipeline.answers import Answers
-from warnd.pipeline.dispatch import AHEAD_BATCHES, Dispatcher
+from warnd.pipeline.dispatch import AHEAD_BATCHES, SHARES_PER_WINDOW, Dispatcher
 from warnd.pipeline.inbound import EARLY_RECEIPT_WINDOW, Inbound
 from warnd.pipeline.planner import FIRST_STEPS, Planner, PlanResult
 from warnd.policy.model import Policy
@@ -231,21 +231,23 @@ async def test_a_queueing_channel_is_handed_batches_ahead_a_plain_one_a_batch_at
     )
     claims = CountedClaims(dispatcher)
     worker = asyncio.create_task(dispatcher.run_worker(sms))
-    # A queueing channel: up to a second of its rate in AHEAD_BATCHES batches (6 / 3); a plain
-    # one: one batch of at most its window.
-    expected = AHEAD_BATCHES if queues else 1
+    # A queueing channel: up to a second of its rate claimed in AHEAD_BATCHES batches (6 / 3),
+    # handed in shares of a quarter window until a window (4) is with it; a plain one: one batch
+    # of at most its window.
+    held, batches = (sms.limits.window, AHEAD_BATCHES) if queues else (1, 1)
     try:
-        await sms.until(lambda: sms.holding >= expected)
+        await sms.until(lambda: sms.holding >= held)
         # A claimed batch reaches the channel only once the worker awaits: had the worker been
         # allowed another batch, it would have called claim again before the last of these was
-        # held. And every row claimed so far is one the channel holds: none claimed on the side.
-        assert claims.calls == expected
+        # held. Claimed and not handed are only the queueing channel's rows waiting for the
+        # window: none claimed on the side.
+        assert claims.calls == batches
         sending = await pool.fetchval(
             "SELECT count(*) FROM deliveries WHERE channel_kind = 'sms' AND state = 'sending'"
         )
-        assert sending == sum(sms.sizes)
-        assert sms.peak == expected
-        assert set(sms.sizes) == ({6 // AHEAD_BATCHES} if queues else {4})
+        assert sending == (6 if queues else sum(sms.sizes))
+        assert sms.peak == held
+        assert set(sms.sizes) == ({sms.limits.window // SHARES_PER_WINDOW} if queues else {4})
         sms.gate.set()
         unsent = (
             "SELECT count(*) = 0 FROM deliveries WHERE warning_id = $1 AND channel_kind = 'sms'"
@@ -255,7 +257,7 @@ async def test_a_queueing_channel_is_handed_batches_ahead_a_plain_one_a_batch_at
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
-    assert sms.peak == expected  # never more at once, after the gate opened either
+    assert sms.peak == held  # never more at once, after the gate opened either
     sent = [m.key for m in sms.sent]
     assert len(sent) == len(set(sent))  # every row once, although batches overlapped
     rows = [r for r in await deliveries(pool, warning_id) if r["channel_kind"] == "sms"]
@@ -310,6 +312,51 @@ async def test_a_batch_that_fails_to_record_leaves_the_others_on_the_wire_to_fin
     # back to the queue to go out a second time.
     assert {states[i] for i in failed} == {"sending"}
     assert {s for i, s in states.items() if i not in failed} == {"sent"}
+
+
+async def test_a_queueing_channel_never_has_more_than_a_window_handed_and_unrecorded(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """What a gateway accepted and warnd had not recorded goes out again after a crash (its lease
+    runs out): a window of it at most, however many batches are claimed ahead."""
+    warning_id = await plan(pool, policy, rainstorm())
+    handed: list[int] = []
+    unrecorded: list[int] = []  # at each hand-over: handed rows still 'sending' in the database
+
+    class Checked(RecordingChannel):
+        @property
+        def limits(self) -> Limits:
+            return Limits(rate_per_s=1000, window=4, max_text=500, queues=True)
+
+        async def send(self, batch: list[OutboundMessage]) -> list[SendResult]:  # type: ignore[override]
+            handed.extend(m.key for m in batch)
+            unrecorded.append(
+                await pool.fetchval(
+                    "SELECT count(*) FROM deliveries WHERE id = ANY($1::bigint[])"
+                    " AND state = 'sending'",
+                    handed,
+                )
+            )
+            return await super().send(batch)
+
+    sms = Checked("sms", ChannelKind.SMS)
+    dispatcher = Dispatcher(
+        pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup(), poll_seconds=0.01
+    )
+    worker = asyncio.create_task(dispatcher.run_worker(sms))
+    try:
+        unsent = (
+            "SELECT count(*) = 0 FROM deliveries WHERE warning_id = $1 AND channel_kind = 'sms'"
+            " AND state <> 'sent'"
+        )
+        await until(lambda: pool.fetchval(unsent, warning_id), what="every sms row sent")
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    sms_rows = [r["id"] for r in await deliveries(pool, warning_id) if r["channel_kind"] == "sms"]
+    assert len(sms_rows) > 4  # more than a window: one batch, handed in shares
+    assert sorted(handed) == sms_rows  # every row once
+    assert max(unrecorded) == 4
 
 
 async def test_permanent_failure_fails_over_to_the_next_kind(

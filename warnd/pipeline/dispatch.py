@@ -16,7 +16,9 @@ What channels report back is ``warnd.pipeline.inbound``'s job.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from datetime import timedelta
 
 import asyncpg
@@ -40,6 +42,8 @@ log = structlog.get_logger(__name__)
 # throttled link takes longer; the channel gives back what waits too long, unsent).
 AHEAD_BATCHES = 3
 AHEAD_MESSAGES = 3_000
+# A queueing channel's window is handed in this many shares (see Dispatcher._send_shares).
+SHARES_PER_WINDOW = 4
 # What a record raises while the database is unreachable (a cut cable, a restart): the outcomes
 # are written again rather than lost, since the messages went out.
 UNREACHABLE = (
@@ -79,6 +83,7 @@ class Dispatcher:
         self._stopping = False
         self._stopped: set[str] = set()  # channels given up (another process holds them now)
         self._records: set[asyncio.Task[None]] = set()  # records that outlive their worker
+        self._credit: dict[str, _Credit] = {}  # per queueing channel: see _send_shares
 
     def stop_claiming(self, channel: str | None = None) -> None:
         """Stopping gracefully (one channel's worker, or every one): claim nothing more, and
@@ -140,68 +145,73 @@ class Dispatcher:
             raise
 
     async def _send_batch(self, channel: Channel, bucket: Pacer, claimed: list[Claimed]) -> None:
-        """Send a claimed batch and record its outcomes.
-
-        A queueing channel answers message by message, and a batch of it is up to a second of
-        its rate: so it is handed over in parts of one window, all at once (the channel keeps
-        them in order), and each part is recorded as soon as it comes back, together with the
-        parts that came back meanwhile. What a gateway accepted is then on record within a
-        record's time rather than when the whole batch is done: a process killed mid-batch
-        leaves about a window accepted and unrecorded (sent again when the lease runs out), not
-        a second of the rate (measured: ``warnd bench faults``)."""
+        """Send a claimed batch and record its outcomes (a queueing channel's in shares, see
+        ``_send_shares``)."""
         try:
             await bucket.acquire(len(claimed))
         except asyncio.CancelledError:
             await asyncio.shield(self._release(claimed))
             raise
-        size = max(1, channel.limits.window) if channel.limits.queues else len(claimed)
-        if len(claimed) <= size:
-            try:
-                results = await self._send(channel, claimed)
-            except asyncio.CancelledError:
-                # Stopping mid-send: hand the rows back now instead of waiting for the lease.
-                await asyncio.shield(self._release(claimed))
-                raise
-            await asyncio.shield(self._recording(channel.name, claimed, results))
-            log.debug("batch_sent", channel=channel.name, size=len(claimed))
+        if channel.limits.queues:
+            await self._send_shares(channel, claimed)
             return
-        parts = {
-            asyncio.create_task(self._send(channel, claimed[i : i + size])): claimed[i : i + size]
-            for i in range(0, len(claimed), size)
-        }
-        pending = set(parts)
         try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                rows: list[Claimed] = []
-                outcomes: list[SendResult] = []
-                for task in done:
-                    rows += parts[task]
-                    outcomes += task.result()
-                await asyncio.shield(self._recording(channel.name, rows, outcomes))
+            results = await self._send(channel, claimed)
         except asyncio.CancelledError:
-            # Stopping mid-send: the parts still with the channel hand their rows back now
-            # instead of waiting for the lease; those being recorded are recorded, and so are
-            # those that came back meanwhile (in the background: the database may be away).
-            back = [t for t in pending if t.done() and not t.cancelled() and not t.exception()]
-            unfinished = [t for t in pending if t not in back]
-            for task in unfinished:
+            # Stopping mid-send: hand the rows back now instead of waiting for the lease.
+            await asyncio.shield(self._release(claimed))
+            raise
+        await asyncio.shield(self._recording(channel.name, claimed, results))
+        log.debug("batch_sent", channel=channel.name, size=len(claimed))
+
+    async def _send_shares(self, channel: Channel, claimed: list[Claimed]) -> None:
+        """Hand a queueing channel's batch over in shares, each recorded as soon as it comes back.
+
+        At most a window of the channel's messages are handed and not yet recorded, whatever its
+        rate (``_Credit``): a process killed mid-send leaves at most a window that a gateway may
+        have accepted and that is sent again when the lease runs out; a database that goes away
+        stops sending within a window. The price is the record's time in each message's round
+        trip: the window is refilled when outcomes are on record, not when the gateway answers.
+        Shares are a quarter of the window, so that the window keeps moving while some are
+        being recorded."""
+        credit = self._credit.setdefault(channel.name, _Credit(max(1, channel.limits.window)))
+        size = max(1, credit.capacity // SHARES_PER_WINDOW)
+        shares: list[asyncio.Task[None]] = []
+        handed = 0
+        try:
+            for handed in range(0, len(claimed), size):
+                share = claimed[handed : handed + size]
+                await credit.take(len(share))
+                shares.append(asyncio.create_task(self._send_share(channel, share, credit)))
+            handed = len(claimed)
+            await asyncio.gather(*shares)
+        except asyncio.CancelledError:
+            # Stopping: the shares still with the channel hand their rows back (each its own),
+            # those being recorded are recorded; what was never handed goes back now.
+            for task in shares:
                 task.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
-            if back:
-                self._recording(
-                    channel.name,
-                    [c for task in back for c in parts[task]],
-                    [r for task in back for r in task.result()],
-                )
-            await asyncio.shield(self._release([c for task in unfinished for c in parts[task]]))
+            await asyncio.gather(*shares, return_exceptions=True)
+            await asyncio.shield(self._release(claimed[handed:]))
             raise
         except BaseException:
-            # A record failed (the database went away): the parts on the wire finish; their
-            # rows wait for the lease rather than go back now (they may have reached a phone).
-            await asyncio.gather(*pending, return_exceptions=True)
+            # A record failed (the database went away): the shares on the wire finish; the rows
+            # never handed wait for their lease with the others rather than go back now.
+            await asyncio.gather(*shares, return_exceptions=True)
             raise
         log.debug("batch_sent", channel=channel.name, size=len(claimed))
+
+    async def _send_share(self, channel: Channel, share: list[Claimed], credit: _Credit) -> None:
+        """Send one share and record it; its credit comes back once it is on record (or handed
+        back, stopping mid-send)."""
+        try:
+            results = await self._send(channel, share)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release(share))
+            credit.give(len(share))
+            raise
+        record = self._recording(channel.name, share, results)
+        record.add_done_callback(lambda _: credit.give(len(share)))
+        await asyncio.shield(record)
 
     def _recording(
         self, channel: str, claimed: Sequence[Claimed], results: Sequence[SendResult]
@@ -350,3 +360,46 @@ class Dispatcher:
             log.warning("leases_reclaimed", deliveries=count)
             self._wakeup.set()
         return count
+
+
+class _Credit:
+    """How many more messages a channel may be handed before the outcomes of those it has are
+    on record: taken before a share is handed, given back once it is recorded. Takers are served
+    in the order they asked, so batches go out in the order they were claimed."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = capacity
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    async def take(self, count: int) -> None:
+        if not self._waiting and self._free >= count:
+            self._free -= count
+            return
+        granted = asyncio.get_running_loop().create_future()
+        entry = (count, granted)
+        self._waiting.append(entry)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.cancelled():  # gave up waiting: those behind may go now
+                with suppress(ValueError):
+                    self._waiting.remove(entry)
+                self._serve()
+            else:  # granted, then cancelled before it could be used
+                self.give(count)
+            raise
+
+    def give(self, count: int) -> None:
+        self._free += count
+        self._serve()
+
+    def _serve(self) -> None:
+        while self._waiting:
+            wanted, granted = self._waiting[0]
+            if not granted.cancelled():
+                if wanted > self._free:
+                    return
+                self._free -= wanted
+                granted.set_result(None)
+            self._waiting.popleft()
