@@ -50,8 +50,9 @@ class Limits:
     window: int  # messages in flight at once
     max_text: int  # characters one message may carry (a voice script, an SMS of several parts)
     # The channel keeps its window itself and holds what is beyond it in order (SMPP's lanes):
-    # dispatch may then hand it several batches at once, so the window never waits for the
-    # database. False: one batch of at most ``window`` at a time.
+    # dispatch then hands it shares of a window as soon as earlier ones are recorded, from
+    # batches claimed ahead, so the window never waits for a claim. False: one batch of at most
+    # ``window`` at a time.
     queues: bool = False
 
 

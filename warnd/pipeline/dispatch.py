@@ -2,10 +2,11 @@
 
 Each configured channel instance gets one worker. A worker claims a batch of rows (``FOR UPDATE
 SKIP LOCKED``, most urgent first), waits for the channel's rate, sends, and writes every outcome
-back in one statement per outcome. A batch is at most the channel's window; but a channel that
-keeps its own window and queues the rest (``Limits.queues``) is handed up to
-:data:`AHEAD_BATCHES` batches at once, a second of its rate at most: the next batch is claimed
-and the last recorded while one is on the wire.
+back in one statement per outcome. A batch is at most the channel's window; but for a channel
+that keeps its own window and queues the rest (``Limits.queues``) up to :data:`AHEAD_BATCHES`
+batches are claimed at once, a second of its rate at most, and handed over in shares as those
+before are recorded: the window never waits for a claim, and never holds more than a window
+that is not on record (what a crash could send twice).
 
 What becomes of each row is decided once, by ``warnd.core.outcomes.classify``: transient failures
 go back to the queue with backoff, permanent ones fail over to the next channel kind the policy
@@ -35,7 +36,7 @@ from warnd.db.queries import columns, sql
 
 log = structlog.get_logger(__name__)
 
-# A queueing channel is handed up to this many batches at once, together at most a second of its
+# A queueing channel has up to this many batches claimed at once, together at most a second of its
 # rate and at most AHEAD_MESSAGES: a quarter of a second of a fast SMPP link (12,000 messages/s),
 # enough to keep it busy through a claim and a record (~25 ms each under load), little enough that
 # a red warning queued a moment later waits behind at most a second of sending at full rate (a

@@ -17,7 +17,8 @@ Scenarios (``--scenario``, all by default):
 - ``db-cut``: three processes reach PostgreSQL through a TCP proxy that cuts every connection and
   refuses new ones for ``--cut-seconds`` (10) a third of the way through;
 - ``smsc-flaky``: one process; the SMSC drops the link every 5,000th message (without answering
-  it) and answers every 2,000th with ESME_RTHROTTLED (the link halves its rate each time);
+  it) and answers every 2,000th with ESME_RTHROTTLED (the link halves its rate each time;
+  ``--drop-every`` and ``--throttle-every`` change both);
 - ``pg-restart``: three processes on an embedded PostgreSQL of the bench's own (it is the one
   server the bench may stop): the server is stopped (fast shutdown: every session cut) a third
   of the way, kept down ``--cut-seconds``, and started again; the processes reconnect by
@@ -400,6 +401,8 @@ class Size:
     server_url: str | None = None  # default: the configured server, or the embedded one
     database: str = BENCH_DB
     rate: int = RATE  # the SMPP link's configured rate
+    drop_every: int = 5000  # smsc-flaky: the SMSC drops the link on every Nth submit_sm
+    throttle_every: int = 2000  # smsc-flaky: … and answers every Mth with ESME_RTHROTTLED
 
     @property
     def area(self) -> str:
@@ -796,8 +799,8 @@ async def run(scenarios: tuple[str, ...], size: Size, cut_seconds: float) -> lis
                         size,
                         processes=1,
                         fault="none",
-                        drop_every=5000,
-                        throttle_every=2000,
+                        drop_every=size.drop_every,
+                        throttle_every=size.throttle_every,
                     )
                 elif scenario == "slow-fast":
                     outcome = await slow_fast_scenario(url, logs, size)
@@ -838,6 +841,20 @@ async def run(scenarios: tuple[str, ...], size: Size, cut_seconds: float) -> lis
     show_default=True,
     help="db-cut: the connections cut this long; pg-restart: the server down this long.",
 )
+@click.option(
+    "--drop-every",
+    default=Size.drop_every,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="smsc-flaky: the SMSC drops the link on every Nth submit_sm.",
+)
+@click.option(
+    "--throttle-every",
+    default=Size.throttle_every,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="smsc-flaky: the SMSC throttles every Mth submit_sm (the link halves its rate).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per scenario.")
 def faults_command(
     *,
@@ -846,12 +863,20 @@ def faults_command(
     county: str | None,
     rate: int,
     cut_seconds: float,
+    drop_every: int,
+    throttle_every: int,
     as_json: bool,
 ) -> None:
     """Real processes, injected faults: messages, lost, duplicates, recovery seconds."""
     from warnd.cli.errors import friendly_errors
 
-    size = Size(households=households, county=county, rate=rate)
+    size = Size(
+        households=households,
+        county=county,
+        rate=rate,
+        drop_every=drop_every,
+        throttle_every=throttle_every,
+    )
     outcomes = friendly_errors(
         lambda: asyncio.run(run(scenarios or SCENARIOS, size, cut_seconds))
     )()
