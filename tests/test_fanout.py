@@ -236,16 +236,16 @@ async def test_a_queueing_channel_is_handed_batches_ahead_a_plain_one_a_batch_at
     # of at most its window.
     held, batches = (sms.limits.window, AHEAD_BATCHES) if queues else (1, 1)
     try:
+        claimed = "SELECT count(*) FROM deliveries WHERE channel_kind = 'sms' AND state = 'sending'"
         await sms.until(lambda: sms.holding >= held)
+        if queues:  # the last batch claimed may still be on its way from the database
+            await until(lambda: equals(pool.fetchval(claimed), 6), what="6 rows claimed")
         # A claimed batch reaches the channel only once the worker awaits: had the worker been
         # allowed another batch, it would have called claim again before the last of these was
         # held. Claimed and not handed are only the queueing channel's rows waiting for the
         # window: none claimed on the side.
         assert claims.calls == batches
-        sending = await pool.fetchval(
-            "SELECT count(*) FROM deliveries WHERE channel_kind = 'sms' AND state = 'sending'"
-        )
-        assert sending == (6 if queues else sum(sms.sizes))
+        assert await pool.fetchval(claimed) == (6 if queues else sum(sms.sizes))
         assert sms.peak == held
         assert set(sms.sizes) == ({sms.limits.window // SHARES_PER_WINDOW} if queues else {4})
         sms.gate.set()
@@ -357,6 +357,34 @@ async def test_a_queueing_channel_never_has_more_than_a_window_handed_and_unreco
     assert len(sms_rows) > 4  # more than a window: one batch, handed in shares
     assert sorted(handed) == sms_rows  # every row once
     assert max(unrecorded) == 4
+
+
+async def test_stopping_sends_what_the_channel_holds_and_hands_back_what_it_was_never_given(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """Claimed ahead is not on the wire: a graceful stop (or the channel given up to another
+    process) queues it again at once, for the next holder, instead of sending it on the way out
+    or leaving it to its lease."""
+    warning_id = await plan(pool, policy, rainstorm())
+    sms = GatedChannel(queues=True)
+    dispatcher = Dispatcher(
+        pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup(), poll_seconds=0.01
+    )
+    worker = asyncio.create_task(dispatcher.run_worker(sms))
+    await sms.until(lambda: sms.holding >= sms.limits.window)  # a window held, 2 more claimed
+    dispatcher.stop_claiming()
+    sms.gate.set()
+    async with asyncio.timeout(10):
+        await worker  # returns by itself: a graceful stop
+    given = {m.key for m in sms.sent}
+    states = Counter(
+        (r["id"] in given, r["state"], r["attempts"])
+        for r in await deliveries(pool, warning_id)
+        if r["channel_kind"] == "sms"
+    )
+    assert states[(True, "sent", 1)] == sms.limits.window
+    assert states[(False, "queued", 0)] > 0
+    assert states[(False, "sending", 1)] == 0  # nothing left to its lease
 
 
 async def test_permanent_failure_fails_over_to_the_next_kind(

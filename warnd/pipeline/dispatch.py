@@ -100,6 +100,9 @@ class Dispatcher:
         """A channel given up is held here again: its next worker claims."""
         self._stopped.discard(channel)
 
+    def _stops(self, channel: Channel) -> bool:
+        return self._stopping or channel.name in self._stopped
+
     async def run_worker(self, channel: Channel) -> None:
         """Send for one channel until cancelled, or until ``stop_claiming`` and the batches on
         the wire are recorded (see the module docstring for batch sizes). Cancelled, the batches
@@ -115,6 +118,7 @@ class Dispatcher:
             depth, batch_size = 1, max(1, min(limits.window, rate))
         bucket = Pacer(limits.rate_per_s, self._clock)
         sending: set[asyncio.Task[None]] = set()
+        failed = asyncio.Event()  # a batch's record failed: claim nothing more
         try:
             while True:
                 if len(sending) >= depth:
@@ -122,13 +126,16 @@ class Dispatcher:
                 for task in [t for t in sending if t.done()]:
                     sending.discard(task)
                     task.result()  # a batch that failed to record stops the worker, as before
-                if self._stopping or channel.name in self._stopped:
+                if self._stops(channel) or failed.is_set():
                     break
                 claimed = await self.claim(channel, batch_size)
+                if failed.is_set():  # while the claim was on its way: these go back unsent
+                    await self._release(claimed)
+                    break
                 if not claimed:
                     await self._wakeup.wait(self._poll)
                     continue
-                sending.add(asyncio.create_task(self._send_batch(channel, bucket, claimed)))
+                sending.add(asyncio.create_task(self._send_batch(channel, bucket, claimed, failed)))
             # Stopping gracefully: what is on the wire finishes and is recorded, never handed
             # back (it may have reached its gateway).
             await asyncio.gather(*sending)
@@ -145,16 +152,18 @@ class Dispatcher:
             await asyncio.gather(*sending, return_exceptions=True)
             raise
 
-    async def _send_batch(self, channel: Channel, bucket: Pacer, claimed: list[Claimed]) -> None:
+    async def _send_batch(
+        self, channel: Channel, bucket: Pacer, claimed: list[Claimed], failed: asyncio.Event
+    ) -> None:
         """Send a claimed batch and record its outcomes (a queueing channel's in shares, see
-        ``_send_shares``)."""
+        ``_send_shares``; ``failed`` is set as soon as one of them fails to record)."""
         try:
             await bucket.acquire(len(claimed))
         except asyncio.CancelledError:
             await asyncio.shield(self._release(claimed))
             raise
         if channel.limits.queues:
-            await self._send_shares(channel, claimed)
+            await self._send_shares(channel, claimed, failed)
             return
         try:
             results = await self._send(channel, claimed)
@@ -165,7 +174,9 @@ class Dispatcher:
         await asyncio.shield(self._recording(channel.name, claimed, results))
         log.debug("batch_sent", channel=channel.name, size=len(claimed))
 
-    async def _send_shares(self, channel: Channel, claimed: list[Claimed]) -> None:
+    async def _send_shares(
+        self, channel: Channel, claimed: list[Claimed], failed: asyncio.Event
+    ) -> None:
         """Hand a queueing channel's batch over in shares, each recorded as soon as it comes back.
 
         At most a window of the channel's messages are handed and not yet recorded, whatever its
@@ -180,11 +191,14 @@ class Dispatcher:
         shares: list[asyncio.Task[None]] = []
         handed = 0
         try:
-            for handed in range(0, len(claimed), size):
+            while handed < len(claimed) and not self._stops(channel):
                 share = claimed[handed : handed + size]
                 await credit.take(len(share))
+                if self._stops(channel):
+                    credit.give(len(share))
+                    break
                 shares.append(asyncio.create_task(self._send_share(channel, share, credit)))
-            handed = len(claimed)
+                handed += len(share)
             await asyncio.gather(*shares)
         except asyncio.CancelledError:
             # Stopping: the shares still with the channel hand their rows back (each its own),
@@ -195,10 +209,16 @@ class Dispatcher:
             await asyncio.shield(self._release(claimed[handed:]))
             raise
         except BaseException:
-            # A record failed (the database went away): the shares on the wire finish; the rows
-            # never handed wait for their lease with the others rather than go back now.
+            # A record failed (the database went away): the worker claims nothing more, the
+            # shares on the wire finish; the rows never handed wait for their lease with the
+            # others rather than go back now.
+            failed.set()
             await asyncio.gather(*shares, return_exceptions=True)
             raise
+        if handed < len(claimed):
+            # Stopping gracefully, or the channel given up: what never reached the channel goes
+            # back to the queue at once, for this process's next start or the channel's new owner.
+            await self._release(claimed[handed:])
         log.debug("batch_sent", channel=channel.name, size=len(claimed))
 
     async def _send_share(self, channel: Channel, share: list[Claimed], credit: _Credit) -> None:
