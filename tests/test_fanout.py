@@ -359,6 +359,63 @@ async def test_a_queueing_channel_never_has_more_than_a_window_handed_and_unreco
     assert max(unrecorded) == 4
 
 
+async def test_shares_that_come_back_during_a_record_are_recorded_together(
+    pool: asyncpg.Pool, policy: Policy
+) -> None:
+    """One transaction per database round trip, not one per share: a fast link's records keep
+    up with it."""
+    warning_id = await plan(pool, policy, rainstorm())
+
+    later_may_return = asyncio.Event()
+
+    class Quick(RecordingChannel):
+        @property
+        def limits(self) -> Limits:
+            return Limits(rate_per_s=1000, window=4, max_text=500, queues=True)
+
+        async def send(self, batch: list[OutboundMessage]) -> list[SendResult]:  # type: ignore[override]
+            if self.sent:  # the first share comes back at once, the others when let
+                await later_may_return.wait()
+            return await super().send(batch)
+
+    sms = Quick("sms", ChannelKind.SMS)
+    dispatcher = Dispatcher(
+        pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup(), poll_seconds=0.01
+    )
+    record = dispatcher.record
+    first_may_go = asyncio.Event()
+    recorded: list[int] = []
+
+    async def held_first(
+        channel: str, claimed: Sequence[Claimed], results: Sequence[SendResult]
+    ) -> None:
+        recorded.append(len(claimed))
+        if len(recorded) == 1:
+            await first_may_go.wait()
+        await record(channel, claimed, results)
+
+    dispatcher.record = held_first  # type: ignore[method-assign]
+    worker = asyncio.create_task(dispatcher.run_worker(sms))
+    try:
+        # Shares of one: the first is being recorded while three more come back, and the
+        # window is spent until the first is on record.
+        await until(lambda: recorded == [1], what="the first share being recorded")
+        later_may_return.set()
+        await until(lambda: len(sms.sent) == 4, what="a window back")
+        assert recorded == [1]
+        first_may_go.set()
+        unsent = (
+            "SELECT count(*) = 0 FROM deliveries WHERE warning_id = $1 AND channel_kind = 'sms'"
+            " AND state <> 'sent'"
+        )
+        await until(lambda: pool.fetchval(unsent, warning_id), what="every sms row sent")
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert recorded[:2] == [1, 3]
+    assert len(sms.sent) == len({m.key for m in sms.sent})
+
+
 async def test_stopping_sends_what_the_channel_holds_and_hands_back_what_it_was_never_given(
     pool: asyncpg.Pool, policy: Policy
 ) -> None:

@@ -17,8 +17,9 @@ What channels report back is ``warnd.pipeline.inbound``'s job.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from datetime import timedelta
 
@@ -85,6 +86,7 @@ class Dispatcher:
         self._stopped: set[str] = set()  # channels given up (another process holds them now)
         self._records: set[asyncio.Task[None]] = set()  # records that outlive their worker
         self._credit: dict[str, _Credit] = {}  # per queueing channel: see _send_shares
+        self._recorders: dict[str, _Recorder] = {}  # … and what records its shares
 
     def stop_claiming(self, channel: str | None = None) -> None:
         """Stopping gracefully (one channel's worker, or every one): claim nothing more, and
@@ -230,9 +232,20 @@ class Dispatcher:
             await asyncio.shield(self._release(share))
             credit.give(len(share))
             raise
-        record = self._recording(channel.name, share, results)
-        record.add_done_callback(lambda _: credit.give(len(share)))
-        await asyncio.shield(record)
+        recorder = self._recorders.get(channel.name)
+        if recorder is None:
+            recorder = self._recorders[channel.name] = _Recorder(
+                functools.partial(self._record_again, channel.name)
+            )
+        recorded = recorder.record(share, results)
+
+        def on_record(done: asyncio.Future[None]) -> None:
+            credit.give(len(share))
+            if not done.cancelled():
+                done.exception()  # retrieved here too: the share may be gone (cancelled)
+
+        recorded.add_done_callback(on_record)
+        await asyncio.shield(recorded)
 
     def _recording(
         self, channel: str, claimed: Sequence[Claimed], results: Sequence[SendResult]
@@ -424,3 +437,47 @@ class _Credit:
                 self._free -= wanted
                 granted.set_result(None)
             self._waiting.popleft()
+
+
+class _Recorder:
+    """Records what a queueing channel's shares bring back: everything that came back while the
+    last record was being written goes into the next one (group commit), so a fast link's
+    shares cost one transaction per database round trip, not one each. A record's task belongs
+    to no worker: a worker cancelled meanwhile does not take it down."""
+
+    def __init__(
+        self, write: Callable[[Sequence[Claimed], Sequence[SendResult]], Awaitable[None]]
+    ) -> None:
+        self._write = write
+        self._waiting: list[tuple[Sequence[Claimed], Sequence[SendResult], asyncio.Future[None]]]
+        self._waiting = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def record(
+        self, share: Sequence[Claimed], results: Sequence[SendResult]
+    ) -> asyncio.Future[None]:
+        """Done once the share's outcomes are written (or have failed to be)."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((share, results, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return done
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                await self._write(
+                    [c for share, _, _ in group for c in share],
+                    [r for _, results, _ in group for r in results],
+                )
+            except asyncio.CancelledError:  # the loop is shutting down: not written
+                for _, _, done in group:
+                    done.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 (each share's waiter raises it)
+                for _, _, done in group:
+                    done.set_exception(exc)
+            else:
+                for _, _, done in group:
+                    done.set_result(None)
