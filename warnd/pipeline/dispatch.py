@@ -189,6 +189,9 @@ class Dispatcher:
         Shares are a quarter of the window, so that the window keeps moving while some are
         being recorded."""
         credit = self._credit.setdefault(channel.name, _Credit(max(1, channel.limits.window)))
+        recorder = self._recorders.setdefault(
+            channel.name, _Recorder(functools.partial(self._record_again, channel.name))
+        )
         size = max(1, credit.capacity // SHARES_PER_WINDOW)
         shares: list[asyncio.Task[None]] = []
         handed = 0
@@ -199,7 +202,9 @@ class Dispatcher:
                 if self._stops(channel):
                     credit.give(len(share))
                     break
-                shares.append(asyncio.create_task(self._send_share(channel, share, credit)))
+                shares.append(
+                    asyncio.create_task(self._send_share(channel, share, credit, recorder))
+                )
                 handed += len(share)
             await asyncio.gather(*shares)
         except asyncio.CancelledError:
@@ -223,7 +228,9 @@ class Dispatcher:
             await self._release(claimed[handed:])
         log.debug("batch_sent", channel=channel.name, size=len(claimed))
 
-    async def _send_share(self, channel: Channel, share: list[Claimed], credit: _Credit) -> None:
+    async def _send_share(
+        self, channel: Channel, share: list[Claimed], credit: _Credit, recorder: _Recorder
+    ) -> None:
         """Send one share and record it; its credit comes back once it is on record (or handed
         back, stopping mid-send)."""
         try:
@@ -232,11 +239,6 @@ class Dispatcher:
             await asyncio.shield(self._release(share))
             credit.give(len(share))
             raise
-        recorder = self._recorders.get(channel.name)
-        if recorder is None:
-            recorder = self._recorders[channel.name] = _Recorder(
-                functools.partial(self._record_again, channel.name)
-            )
         recorded = recorder.record(share, results)
 
         def on_record(done: asyncio.Future[None]) -> None:
@@ -439,6 +441,9 @@ class _Credit:
             self._waiting.popleft()
 
 
+_Back = tuple[Sequence[Claimed], Sequence[SendResult], asyncio.Future[None]]
+
+
 class _Recorder:
     """Records what a queueing channel's shares bring back: everything that came back while the
     last record was being written goes into the next one (group commit), so a fast link's
@@ -449,8 +454,8 @@ class _Recorder:
         self, write: Callable[[Sequence[Claimed], Sequence[SendResult]], Awaitable[None]]
     ) -> None:
         self._write = write
-        self._waiting: list[tuple[Sequence[Claimed], Sequence[SendResult], asyncio.Future[None]]]
-        self._waiting = []
+        # Shares back and not yet in a record: their rows, outcomes, and what says it is done.
+        self._waiting: list[_Back] = []
         self._writer: asyncio.Task[None] | None = None
 
     def record(
