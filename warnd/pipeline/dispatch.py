@@ -132,7 +132,7 @@ class Dispatcher:
                     break
                 claimed = await self.claim(channel, batch_size)
                 if failed.is_set():  # while the claim was on its way: these go back unsent
-                    await self._release(claimed)
+                    await asyncio.shield(self._release(claimed))
                     break
                 if not claimed:
                     await self._wakeup.wait(self._poll)
@@ -196,17 +196,22 @@ class Dispatcher:
         shares: list[asyncio.Task[None]] = []
         handed = 0
         try:
-            while handed < len(claimed) and not self._stops(channel):
+            while handed < len(claimed) and not self._stops(channel) and not failed.is_set():
                 share = claimed[handed : handed + size]
                 await credit.take(len(share))
-                if self._stops(channel):
+                if self._stops(channel) or failed.is_set():
                     credit.give(len(share))
                     break
                 shares.append(
-                    asyncio.create_task(self._send_share(channel, share, credit, recorder))
+                    asyncio.create_task(self._send_share(channel, share, credit, recorder, failed))
                 )
                 handed += len(share)
-            await asyncio.gather(*shares)
+            # Waited for, not gathered: cancelling a gather would cancel a share that has not
+            # started yet, before it could hand its rows and its credit back.
+            if shares:
+                done, _ = await asyncio.wait(shares, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()  # a share whose record failed raises here
         except asyncio.CancelledError:
             # Stopping: the shares still with the channel hand their rows back (each its own),
             # those being recorded are recorded; what was never handed goes back now.
@@ -216,35 +221,43 @@ class Dispatcher:
             await asyncio.shield(self._release(claimed[handed:]))
             raise
         except BaseException:
-            # A record failed (the database went away): the worker claims nothing more, the
-            # shares on the wire finish; the rows never handed wait for their lease with the
-            # others rather than go back now.
+            # A record failed (the database went away): nothing more is handed, the worker
+            # claims nothing more, the shares on the wire finish; the rows never handed wait for
+            # their lease with the others rather than go back now.
             failed.set()
             await asyncio.gather(*shares, return_exceptions=True)
             raise
         if handed < len(claimed):
-            # Stopping gracefully, or the channel given up: what never reached the channel goes
-            # back to the queue at once, for this process's next start or the channel's new owner.
-            await self._release(claimed[handed:])
+            # Stopping gracefully, the channel given up, or another batch's record failed: what
+            # never reached the channel goes back to the queue at once, for this process's next
+            # start or the channel's new owner.
+            await asyncio.shield(self._release(claimed[handed:]))
         log.debug("batch_sent", channel=channel.name, size=len(claimed))
 
     async def _send_share(
-        self, channel: Channel, share: list[Claimed], credit: _Credit, recorder: _Recorder
+        self,
+        channel: Channel,
+        share: list[Claimed],
+        credit: _Credit,
+        recorder: _Recorder,
+        failed: asyncio.Event,
     ) -> None:
         """Send one share and record it; its credit comes back once it is on record (or handed
-        back, stopping mid-send)."""
+        back, stopping mid-send). A record that fails sets ``failed``: nothing more is handed."""
         try:
             results = await self._send(channel, share)
         except asyncio.CancelledError:
-            await asyncio.shield(self._release(share))
-            credit.give(len(share))
+            try:
+                await asyncio.shield(self._release(share))
+            finally:
+                credit.give(len(share))
             raise
         recorded = recorder.record(share, results)
 
         def on_record(done: asyncio.Future[None]) -> None:
             credit.give(len(share))
-            if not done.cancelled():
-                done.exception()  # retrieved here too: the share may be gone (cancelled)
+            if not done.cancelled() and done.exception() is not None:
+                failed.set()
 
         recorded.add_done_callback(on_record)
         await asyncio.shield(recorded)
@@ -481,6 +494,8 @@ class _Recorder:
                     done.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001 (each share's waiter raises it)
+                # What waits behind it is still tried: a record that comes after its rows' lease
+                # is refused by the fence if they were claimed again, and is harmless if not.
                 for _, _, done in group:
                     done.set_exception(exc)
             else:
