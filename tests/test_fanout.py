@@ -220,6 +220,22 @@ class CountedClaims:
         return await self._claim(channel, limit)
 
 
+class WindowOfFour(RecordingChannel):
+    """A queueing channel (an SMPP link's shape) with a window of four, answering at once."""
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(rate_per_s=1000, window=4, max_text=500, queues=True)
+
+
+async def every_sms_row_sent(pool: asyncpg.Pool, warning_id: int) -> None:
+    unsent = (
+        "SELECT count(*) = 0 FROM deliveries WHERE warning_id = $1 AND channel_kind = 'sms'"
+        " AND state <> 'sent'"
+    )
+    await until(lambda: pool.fetchval(unsent, warning_id), what="every sms row sent")
+
+
 @pytest.mark.parametrize("queues", [True, False])
 async def test_a_queueing_channel_is_handed_batches_ahead_a_plain_one_a_batch_at_a_time(
     pool: asyncpg.Pool, policy: Policy, queues: bool
@@ -249,11 +265,7 @@ async def test_a_queueing_channel_is_handed_batches_ahead_a_plain_one_a_batch_at
         assert sms.peak == held
         assert set(sms.sizes) == ({sms.limits.window // SHARES_PER_WINDOW} if queues else {4})
         sms.gate.set()
-        unsent = (
-            "SELECT count(*) = 0 FROM deliveries WHERE warning_id = $1 AND channel_kind = 'sms'"
-            " AND state <> 'sent'"
-        )
-        await until(lambda: pool.fetchval(unsent, warning_id), what="every sms row sent")
+        await every_sms_row_sent(pool, warning_id)
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
@@ -323,11 +335,7 @@ async def test_a_queueing_channel_never_has_more_than_a_window_handed_and_unreco
     handed: list[int] = []
     unrecorded: list[int] = []  # at each hand-over: handed rows still 'sending' in the database
 
-    class Checked(RecordingChannel):
-        @property
-        def limits(self) -> Limits:
-            return Limits(rate_per_s=1000, window=4, max_text=500, queues=True)
-
+    class Checked(WindowOfFour):
         async def send(self, batch: list[OutboundMessage]) -> list[SendResult]:  # type: ignore[override]
             handed.extend(m.key for m in batch)
             unrecorded.append(
@@ -345,11 +353,7 @@ async def test_a_queueing_channel_never_has_more_than_a_window_handed_and_unreco
     )
     worker = asyncio.create_task(dispatcher.run_worker(sms))
     try:
-        unsent = (
-            "SELECT count(*) = 0 FROM deliveries WHERE warning_id = $1 AND channel_kind = 'sms'"
-            " AND state <> 'sent'"
-        )
-        await until(lambda: pool.fetchval(unsent, warning_id), what="every sms row sent")
+        await every_sms_row_sent(pool, warning_id)
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
@@ -368,11 +372,7 @@ async def test_shares_that_come_back_during_a_record_are_recorded_together(
 
     later_may_return = asyncio.Event()
 
-    class Quick(RecordingChannel):
-        @property
-        def limits(self) -> Limits:
-            return Limits(rate_per_s=1000, window=4, max_text=500, queues=True)
-
+    class Quick(WindowOfFour):
         async def send(self, batch: list[OutboundMessage]) -> list[SendResult]:  # type: ignore[override]
             if self.sent:  # the first share comes back at once, the others when let
                 await later_may_return.wait()
@@ -404,11 +404,7 @@ async def test_shares_that_come_back_during_a_record_are_recorded_together(
         await until(lambda: len(sms.sent) == 4, what="a window back")
         assert recorded == [1]
         first_may_go.set()
-        unsent = (
-            "SELECT count(*) = 0 FROM deliveries WHERE warning_id = $1 AND channel_kind = 'sms'"
-            " AND state <> 'sent'"
-        )
-        await until(lambda: pool.fetchval(unsent, warning_id), what="every sms row sent")
+        await every_sms_row_sent(pool, warning_id)
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
@@ -464,12 +460,7 @@ async def test_a_record_that_fails_stops_the_queueing_channel_being_handed_more(
     go out again when its lease runs out. A window at most, as for a crash."""
     await plan(pool, policy, rainstorm())
 
-    class Quick(RecordingChannel):
-        @property
-        def limits(self) -> Limits:
-            return Limits(rate_per_s=1000, window=4, max_text=500, queues=True)
-
-    sms = Quick("sms", ChannelKind.SMS)
+    sms = WindowOfFour("sms", ChannelKind.SMS)
     dispatcher = Dispatcher(
         pool, {"sms": sms}, ManualClock(DAYTIME), Metrics(), Wakeup(), poll_seconds=0.01
     )
